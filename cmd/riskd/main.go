@@ -1,0 +1,169 @@
+// Command riskd is the risk-scoring server: it scores events posted over
+// HTTP against the policy directory's rulesets and feature history.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/rules/example"
+)
+
+type config struct {
+	listen        string
+	rulesDir      string
+	redis         string
+	kafkaBrokers  string
+	kafkaTopic    string
+	kafkaGroup    string
+	decisions     string
+	dlq           string
+	adminToken    string
+	maxEventBytes int
+	shutdown      time.Duration
+}
+
+// parseFlags reads flags, each also settable as RISKD_<FLAG> in the
+// environment; a flag on the command line wins over the environment.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fl := flag.NewFlagSet("riskd", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
+	fl.StringVar(&c.rulesDir, "rules", "", "policy directory (default: the example policy built into riskd, from rules/example)")
+	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
+	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
+	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
+	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
+	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic")
+	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
+	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
+	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
+	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
+	if err := fl.Parse(args); err != nil {
+		return nil, err
+	}
+	if fl.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (riskd takes flags only; see -h)", fl.Arg(0))
+	}
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fl.VisitAll(func(f *flag.Flag) {
+		env := "RISKD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q: %v", env, v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.maxEventBytes < 256 {
+		return nil, fmt.Errorf("-max-event-bytes %d is too small (at least 256)", c.maxEventBytes)
+	}
+	if c.redis != "" {
+		return nil, errors.New("-redis: the Redis feature store is not in this build yet; leave it empty for the in-memory store")
+	}
+	if c.kafkaBrokers != "" {
+		return nil, errors.New("-kafka-brokers: Kafka stream scoring is not in this build yet; score over HTTP")
+	}
+	return c, nil
+}
+
+func loadPolicy(dir string) (*rules.Policy, error) {
+	if dir == "" {
+		return rules.Load(example.FS, "rules/example")
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-rules: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("-rules: %s is not a directory", dir)
+	}
+	var fsys fs.FS = os.DirFS(dir)
+	return rules.Load(fsys, dir)
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(os.Args[1:], log); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "riskd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, log *slog.Logger) error {
+	cfg, err := parseFlags(args, os.Getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	policy, err := loadPolicy(cfg.rulesDir)
+	if err != nil {
+		return fmt.Errorf("loading the policy:\n%w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	eng := engine.New(policy, engine.Options{Registerer: reg, MaxEventBytes: cfg.maxEventBytes})
+	defer eng.Store().Close()
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           engine.NewHandler(eng, reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	names := make([]string, 0, len(policy.Rulesets))
+	for _, rs := range policy.Rulesets {
+		names = append(names, rs.Name+"@"+rs.Version)
+	}
+	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", "memory")
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/rules"
+)
+
+// Decision is the answer for one event. A Decision can be reused for the
+// next Score to save allocations; its strings then stay valid only until
+// that next Score.
+type Decision struct {
+	EventID string
+	Type    string
+	Outcome rules.Outcome
+	Score   int64
+	Ruleset string
+	Version string
+	Reasons []Reason
+	// Degraded is set when some features could not be read from the store;
+	// they are nil and the ruleset was evaluated with what there was.
+	Degraded bool
+	// Unscored is set for an event type no ruleset scores: it was recorded
+	// into the features that count it and passes.
+	Unscored  bool
+	ElapsedUS int64
+
+	// Explain is filled when asked for: every feature the ruleset read and
+	// every rule that did not fire.
+	Explain  bool
+	Features []FeatureValue
+	NotFired []NotFired
+
+	buf []byte // backing store for the strings above
+}
+
+// Reason is one fired rule's share of the decision.
+type Reason struct {
+	Rule   string
+	Score  int64
+	Text   string
+	Action rules.Outcome // Pass: the rule forced nothing
+}
+
+// FeatureValue is one feature as the rules saw it.
+type FeatureValue struct {
+	Name  string
+	Value features.Value
+	Bool  bool // the feature is boolean (seen)
+}
+
+// NotFired is a rule that did not fire, and the run-time error that kept
+// it from firing, if any.
+type NotFired struct {
+	Rule  string
+	Error string
+}
+
+func (d *Decision) reset() {
+	buf, reasons, fv, nf := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0]
+	*d = Decision{buf: buf, Reasons: reasons, Features: fv, NotFired: nf}
+}
+
+// keep copies s into the decision's own buffer.
+func (d *Decision) keep(s string) string {
+	start := len(d.buf)
+	d.buf = append(d.buf, s...)
+	return bstr(d.buf[start:len(d.buf):len(d.buf)])
+}
+
+// AppendJSON appends the decision in the contract's JSON format.
+func (d *Decision) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"event_id":`...)
+	dst = appendJSONString(dst, d.EventID)
+	dst = append(dst, `,"type":`...)
+	dst = appendJSONString(dst, d.Type)
+	dst = append(dst, `,"decision":"`...)
+	dst = append(dst, d.Outcome.String()...)
+	dst = append(dst, `","score":`...)
+	dst = strconv.AppendInt(dst, d.Score, 10)
+	dst = append(dst, `,"ruleset":`...)
+	dst = appendJSONString(dst, d.Ruleset)
+	dst = append(dst, `,"version":`...)
+	dst = appendJSONString(dst, d.Version)
+	dst = append(dst, `,"reasons":[`...)
+	for i, r := range d.Reasons {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"rule":`...)
+		dst = appendJSONString(dst, r.Rule)
+		dst = append(dst, `,"score":`...)
+		dst = strconv.AppendInt(dst, r.Score, 10)
+		dst = append(dst, `,"reason":`...)
+		dst = appendJSONString(dst, r.Text)
+		if r.Action != rules.Pass {
+			dst = append(dst, `,"action":"`...)
+			dst = append(dst, r.Action.String()...)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"degraded":`...)
+	dst = strconv.AppendBool(dst, d.Degraded)
+	if d.Unscored {
+		dst = append(dst, `,"unscored":true`...)
+	}
+	dst = append(dst, `,"elapsed_us":`...)
+	dst = strconv.AppendInt(dst, d.ElapsedUS, 10)
+	if d.Explain {
+		dst = append(dst, `,"features":{`...)
+		for i, f := range d.Features {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, f.Name)
+			dst = append(dst, ':')
+			switch {
+			case !f.Value.Valid:
+				dst = append(dst, "null"...)
+			case f.Bool:
+				dst = strconv.AppendBool(dst, f.Value.Bool)
+			default:
+				dst = strconv.AppendFloat(dst, f.Value.Num, 'f', -1, 64)
+			}
+		}
+		dst = append(dst, `},"not_fired":[`...)
+		for i, n := range d.NotFired {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"rule":`...)
+			dst = appendJSONString(dst, n.Rule)
+			if n.Error != "" {
+				dst = append(dst, `,"error":`...)
+				dst = appendJSONString(dst, n.Error)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 (events are
+// untrusted) becomes U+FFFD so the output is always valid JSON.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

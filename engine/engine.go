@@ -1,0 +1,310 @@
+// Package engine scores events: event → features → rules → decision. HTTP
+// and Kafka transports are thin shells around one Engine.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fastjson"
+
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/rules"
+)
+
+// DefaultMaxEventBytes is the default size limit of one event.
+const DefaultMaxEventBytes = 64 << 10
+
+// Options configure an Engine. The zero value of each field is safe.
+type Options struct {
+	// Store keeps feature history. Default: a new in-memory store.
+	Store features.Store
+	// Registerer receives the engine's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// MaxEventBytes limits one event. Default DefaultMaxEventBytes.
+	MaxEventBytes int
+	// Now is the clock for events without ts. Default time.Now.
+	Now func() time.Time
+}
+
+// Engine scores events against the current policy. It is safe for
+// concurrent use.
+type Engine struct {
+	store    features.Store
+	metrics  *metrics
+	maxBytes int
+	now      func() time.Time
+	current  atomic.Pointer[compiled]
+}
+
+// New returns an engine serving policy p.
+func New(p *rules.Policy, opts Options) *Engine {
+	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now}
+	if e.store == nil {
+		e.store = features.NewMemory()
+	}
+	if e.maxBytes <= 0 {
+		e.maxBytes = DefaultMaxEventBytes
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.metrics = newMetrics(opts.Registerer)
+	e.current.Store(e.compile(p))
+	return e
+}
+
+// Policy returns the policy being served.
+func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
+
+// Store returns the feature store.
+func (e *Engine) Store() features.Store { return e.store }
+
+// compiled is a policy prepared for scoring: metric children resolved and
+// a pool of scratch space sized for it.
+type compiled struct {
+	policy      *rules.Policy
+	featureKeys []string // env key per feature index
+	rulesets    map[*rules.Ruleset]*rulesetMetrics
+	recorded    map[string]bool // event types some feature records
+	pool        sync.Pool
+}
+
+type rulesetMetrics struct {
+	outcomes [3]prometheus.Counter
+	hits     []prometheus.Counter
+	errors   []prometheus.Counter
+}
+
+func (e *Engine) compile(p *rules.Policy) *compiled {
+	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*rulesetMetrics{}, recorded: map[string]bool{}}
+	for _, f := range p.Features.Features {
+		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
+		for _, t := range f.EventTypes {
+			c.recorded[t] = true
+		}
+	}
+	for _, rs := range p.Rulesets {
+		rm := &rulesetMetrics{}
+		for _, o := range []rules.Outcome{rules.Pass, rules.StepUp, rules.Block} {
+			rm.outcomes[o] = e.metrics.decisions.WithLabelValues(rs.Name, o.String())
+		}
+		for _, r := range rs.Rules {
+			rm.hits = append(rm.hits, e.metrics.ruleHits.WithLabelValues(rs.Name, r.ID))
+			rm.errors = append(rm.errors, e.metrics.ruleErrors.WithLabelValues(rs.Name, r.ID))
+		}
+		c.rulesets[rs] = rm
+	}
+	c.pool.New = func() any { return c.newScratch() }
+	return c
+}
+
+// scratch is the per-goroutine working space of one Score: reused through
+// the policy's pool so the hot path does not allocate it.
+type scratch struct {
+	parser fastjson.Parser
+	vm     vm.VM
+	env    map[string]any
+	obs    features.Observation
+	itemOf []int  // feature index -> index in obs.Items, -1 if none
+	reads  []bool // feature index -> the ruleset reads it
+	keyBuf []byte
+}
+
+func (c *compiled) newScratch() *scratch {
+	n := len(c.policy.Features.Features)
+	s := &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n)}
+	for _, rs := range c.policy.Rulesets {
+		for _, l := range rs.Lists {
+			s.env[rules.ListEnvKey(l.Name)] = l
+		}
+	}
+	return s
+}
+
+// ScoreOptions ask for more than the decision.
+type ScoreOptions struct {
+	Explain bool
+}
+
+// Score parses one event, enriches it with features, evaluates the
+// ruleset for its type and fills d. It returns an *InputError for an event
+// it refuses; store failures do not fail the call, they mark d degraded.
+func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *Decision) error {
+	start := time.Now()
+	d.reset()
+	if len(body) > e.maxBytes {
+		e.metrics.invalidEvents.Inc()
+		return &InputError{Msg: fmt.Sprintf("event is %d bytes, over the limit of %d bytes", len(body), e.maxBytes), tooLarge: true}
+	}
+	c := e.current.Load()
+	s := c.pool.Get().(*scratch)
+	defer c.pool.Put(s)
+
+	ev, h, err := parseEvent(&s.parser, body, e.now())
+	if err != nil {
+		e.metrics.invalidEvents.Inc()
+		return err
+	}
+	d.EventID, d.Type = d.keep(h.id), d.keep(h.typ)
+	d.Explain = opts.Explain
+	rs := c.policy.ForType(h.typ)
+
+	e.observe(ctx, c, s, ev, h, rs, d)
+	if rs == nil {
+		d.Unscored = true
+		label := "other"
+		if c.recorded[h.typ] {
+			label = h.typ
+		}
+		e.metrics.unscored.WithLabelValues(label).Inc()
+	} else {
+		e.evaluate(c, s, ev, rs, d)
+	}
+	elapsed := time.Since(start)
+	d.ElapsedUS = elapsed.Microseconds()
+	e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	return nil
+}
+
+// observe builds the store's view of the event (which features to read and
+// record, under which keys) and makes the one store call.
+func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision) {
+	fs := c.policy.Features.Features
+	if rs != nil {
+		for _, fi := range rs.Reads {
+			s.reads[fi] = true
+		}
+	}
+	s.obs.EventID, s.obs.TS, s.obs.Items = h.id, h.ts, s.obs.Items[:0]
+	s.keyBuf = s.keyBuf[:0]
+	for fi, f := range fs {
+		s.itemOf[fi] = -1
+		read, record := s.reads[fi], f.Records(h.typ)
+		s.reads[fi] = false
+		if !read && !record {
+			continue
+		}
+		start := len(s.keyBuf)
+		ok := true
+		for k, p := range f.Key {
+			if k > 0 {
+				s.keyBuf = append(s.keyBuf, features.KeySep...)
+			}
+			if s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, p)); !ok {
+				break
+			}
+		}
+		if !ok {
+			s.keyBuf = s.keyBuf[:start]
+			continue // no key: the feature stays nil and nothing is recorded
+		}
+		it := features.Item{Feature: f, Key: bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), Read: read, Record: record}
+		switch f.Kind {
+		case features.Sum, features.Avg, features.Max:
+			it.Num, ok = number(lookup(ev, f.Field))
+			it.Record = record && ok
+		case features.Distinct:
+			start := len(s.keyBuf)
+			s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, f.Of))
+			it.Of = bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)])
+			it.Record = record && ok
+		}
+		if !it.Read && !it.Record {
+			continue
+		}
+		s.itemOf[fi] = len(s.obs.Items)
+		s.obs.Items = append(s.obs.Items, it)
+	}
+	if len(s.obs.Items) == 0 {
+		return
+	}
+	start := time.Now()
+	err := e.store.Observe(ctx, &s.obs)
+	e.metrics.storeLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		e.metrics.storeErrors.Inc()
+		d.Degraded = true
+		for i := range s.obs.Items {
+			s.obs.Items[i].Value = features.Value{}
+		}
+	}
+}
+
+// evaluate runs every rule of rs and fills the decision.
+func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules.Ruleset, d *Decision) {
+	rm := c.rulesets[rs]
+	fs := c.policy.Features.Features
+	for _, fi := range rs.Reads {
+		var v features.Value
+		if i := s.itemOf[fi]; i >= 0 {
+			v = s.obs.Items[i].Value
+		}
+		s.env[c.featureKeys[fi]] = boxValue(v, fs[fi].Kind.Bool())
+		if d.Explain {
+			d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: v, Bool: fs[fi].Kind.Bool()})
+		}
+	}
+	for _, f := range rs.EventFields {
+		s.env[f.EnvKey] = toAny(lookup(ev, f.Path))
+	}
+	d.Ruleset, d.Version = rs.Name, rs.Version
+	forced := rules.Pass
+	for i, r := range rs.Rules {
+		fired, score, err := e.run(s, r)
+		if err != nil {
+			rm.errors[i].Inc()
+		}
+		if !fired {
+			if d.Explain {
+				nf := NotFired{Rule: r.ID}
+				if err != nil {
+					nf.Error = d.keep(err.Error())
+				}
+				d.NotFired = append(d.NotFired, nf)
+			}
+			continue
+		}
+		rm.hits[i].Inc()
+		start := len(d.buf)
+		d.buf = r.Reason.Render(d.buf, &s.vm, s.env)
+		d.Reasons = append(d.Reasons, Reason{Rule: r.ID, Score: score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
+		d.Score += score
+		forced = max(forced, r.Action)
+	}
+	d.Outcome = max(rs.Outcome(d.Score), forced)
+	rm.outcomes[d.Outcome].Inc()
+}
+
+// run evaluates one rule: whether it fires and the score it adds.
+func (e *Engine) run(s *scratch, r *rules.Rule) (bool, int64, error) {
+	out, err := s.vm.Run(r.When, s.env)
+	if err != nil {
+		return false, 0, err
+	}
+	if fired, _ := out.(bool); !fired {
+		return false, 0, nil
+	}
+	if r.Graded == nil {
+		return true, r.Score, nil
+	}
+	out, err = s.vm.Run(r.Graded, s.env)
+	if err != nil {
+		return false, 0, fmt.Errorf("score: %w", err)
+	}
+	f, _ := out.(float64)
+	score, ok := rules.ScoreOf(f)
+	if !ok {
+		return false, 0, fmt.Errorf("score: %v is not a finite number", out)
+	}
+	return true, score, nil
+}
+
+// IsTooLarge reports whether err refuses an event for its size.
+func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }

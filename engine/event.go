@@ -1,0 +1,223 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/riskd/riskd/features"
+)
+
+// InputError is an event riskd refuses: the message names the problem and
+// where it is. HTTP answers it with 400 (413 for ErrTooLarge), Kafka sends
+// the message to the dead-letter topic.
+type InputError struct {
+	Msg      string
+	tooLarge bool
+}
+
+func (e *InputError) Error() string { return e.Msg }
+
+// ErrTooLarge matches (errors.Is) the InputError of an event over the size
+// limit.
+var ErrTooLarge = errors.New("event too large")
+
+// Is makes errors.Is(err, ErrTooLarge) true for an oversized event.
+func (e *InputError) Is(target error) bool { return target == ErrTooLarge && e.tooLarge }
+
+// maxIDBytes bounds event ids: they are kept for idempotency, so a
+// megabyte id would be a memory attack.
+const maxIDBytes = 256
+
+// header is what every event must carry.
+type header struct {
+	id, typ string // alias the parser's buffer
+	ts      int64  // Unix ms
+}
+
+// parseEvent parses body with p and validates id, type and ts. now is used
+// when ts is absent.
+func parseEvent(p *fastjson.Parser, body []byte, now time.Time) (*fastjson.Value, header, error) {
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, header{}, &InputError{Msg: "invalid JSON: " + err.Error()}
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, header{}, &InputError{Msg: fmt.Sprintf("event must be a JSON object, got %s", v.Type())}
+	}
+	var h header
+	if h.id, err = requiredString(v, "id"); err != nil {
+		return nil, header{}, err
+	}
+	if len(h.id) > maxIDBytes {
+		return nil, header{}, &InputError{Msg: fmt.Sprintf("field \"id\" is %d bytes, over the limit of %d", len(h.id), maxIDBytes)}
+	}
+	if h.typ, err = requiredString(v, "type"); err != nil {
+		return nil, header{}, err
+	}
+	if h.ts, err = parseTS(v.Get("ts"), now); err != nil {
+		return nil, header{}, err
+	}
+	return v, h, nil
+}
+
+func requiredString(v *fastjson.Value, name string) (string, error) {
+	f := v.Get(name)
+	if f == nil {
+		return "", &InputError{Msg: fmt.Sprintf("missing required field %q", name)}
+	}
+	if f.Type() != fastjson.TypeString {
+		return "", &InputError{Msg: fmt.Sprintf("field %q must be a string, got %s", name, f.Type())}
+	}
+	b := f.GetStringBytes()
+	if len(b) == 0 {
+		return "", &InputError{Msg: fmt.Sprintf("field %q must not be empty", name)}
+	}
+	return bstr(b), nil
+}
+
+// Event times outside these bounds are typos (seconds sent as
+// milliseconds, or the reverse) rather than history.
+var (
+	minTS = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	maxTS = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+)
+
+func parseTS(f *fastjson.Value, now time.Time) (int64, error) {
+	if f == nil || f.Type() == fastjson.TypeNull {
+		return now.UnixMilli(), nil
+	}
+	var ms int64
+	switch f.Type() {
+	case fastjson.TypeString:
+		s := bstr(f.GetStringBytes())
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return 0, &InputError{Msg: fmt.Sprintf("field \"ts\": %q is not an RFC 3339 time (e.g. 2026-11-21T10:15:00Z) or Unix milliseconds", s)}
+		}
+		ms = t.UnixMilli()
+	case fastjson.TypeNumber:
+		x := f.GetFloat64()
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return 0, &InputError{Msg: "field \"ts\" is not a finite number of Unix milliseconds"}
+		}
+		ms = int64(x)
+	default:
+		return 0, &InputError{Msg: fmt.Sprintf("field \"ts\" must be an RFC 3339 string or Unix milliseconds, got %s", f.Type())}
+	}
+	if ms < minTS || ms > maxTS {
+		return 0, &InputError{Msg: fmt.Sprintf("field \"ts\" %s is outside 1990..2200 (Unix milliseconds expected, not seconds)", time.UnixMilli(ms).UTC().Format(time.RFC3339))}
+	}
+	return ms, nil
+}
+
+// bstr views b as a string without copying. The string is valid only as
+// long as b is not reused: the parser's buffer lives until the scratch goes
+// back to its pool, and the store copies what it keeps.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// appendKeyPart appends one key field's value: strings as they are,
+// numbers as written. ok is false for an absent, null, empty or structured
+// value, which leaves the feature nil.
+func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
+	if v == nil {
+		return dst, false
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		b := v.GetStringBytes()
+		if len(b) == 0 {
+			return dst, false
+		}
+		return append(dst, b...), true
+	case fastjson.TypeNumber:
+		return v.MarshalTo(dst), true
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return v.MarshalTo(dst), true
+	}
+	return dst, false
+}
+
+// number reads a numeric field: a JSON number or a string holding one
+// (payment APIs often send amounts as strings).
+func number(v *fastjson.Value) (float64, bool) {
+	if v == nil {
+		return 0, false
+	}
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		f := v.GetFloat64()
+		return f, !math.IsNaN(f) && !math.IsInf(f, 0)
+	case fastjson.TypeString:
+		f, err := strconv.ParseFloat(bstr(v.GetStringBytes()), 64)
+		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+	}
+	return 0, false
+}
+
+func lookup(v *fastjson.Value, p features.Path) *fastjson.Value {
+	return v.Get(p.Parts...)
+}
+
+// smallInts holds boxed whole numbers so counts, the commonest feature
+// values, enter the expression environment without an allocation.
+var smallInts = func() [1024]any {
+	var a [1024]any
+	for i := range a {
+		a[i] = float64(i)
+	}
+	return a
+}()
+
+func boxFloat(f float64) any {
+	if f >= 0 && f < float64(len(smallInts)) && f == math.Trunc(f) {
+		return smallInts[int(f)]
+	}
+	return f
+}
+
+func boxValue(v features.Value, isBool bool) any {
+	switch {
+	case !v.Valid:
+		return nil
+	case isBool:
+		return v.Bool
+	}
+	return boxFloat(v.Num)
+}
+
+// toAny converts a JSON value for the expression environment. Strings
+// alias the parser's buffer (see bstr); objects and arrays are copied.
+func toAny(v *fastjson.Value) any {
+	if v == nil {
+		return nil
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		return bstr(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		return boxFloat(v.GetFloat64())
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeObject:
+		o := v.GetObject()
+		m := make(map[string]any, o.Len())
+		o.Visit(func(k []byte, x *fastjson.Value) { m[string(k)] = toAny(x) })
+		return m
+	case fastjson.TypeArray:
+		arr := v.GetArray()
+		out := make([]any, len(arr))
+		for i, x := range arr {
+			out[i] = toAny(x)
+		}
+		return out
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the engine's Prometheus collectors. Per-rule children are
+// resolved once per policy (see compile) so scoring never looks up labels.
+type metrics struct {
+	decisions     *prometheus.CounterVec
+	ruleHits      *prometheus.CounterVec
+	ruleErrors    *prometheus.CounterVec
+	unscored      *prometheus.CounterVec
+	scoreLatency  prometheus.Histogram
+	storeLatency  prometheus.Histogram
+	storeErrors   prometheus.Counter
+	invalidEvents prometheus.Counter
+}
+
+// latencyBuckets span 10 µs to 100 ms: engine time is microseconds, a slow
+// store shows up in the milliseconds.
+var latencyBuckets = prometheus.ExponentialBucketsRange(10e-6, 0.1, 17)
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_decisions_total", Help: "Decisions made, by ruleset and outcome.",
+		}, []string{"ruleset", "outcome"}),
+		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_rule_hits_total", Help: "Rules that fired, by ruleset and rule.",
+		}, []string{"ruleset", "rule"}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_rule_errors_total", Help: "Rule expressions that failed at run time (the rule did not fire), by ruleset and rule.",
+		}, []string{"ruleset", "rule"}),
+		unscored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_unscored_events_total", Help: "Events of a type no ruleset scores (recorded for features, answered pass), by type; types no feature records either are counted as \"other\".",
+		}, []string{"type"}),
+		scoreLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_score_duration_seconds", Help: "Time to score one event, from parsing to decision.", Buckets: latencyBuckets,
+		}),
+		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_feature_store_duration_seconds", Help: "Time of the feature store's read-and-record call per event.", Buckets: latencyBuckets,
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_feature_store_errors_total", Help: "Feature store calls that failed; the decision was marked degraded.",
+		}),
+		invalidEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_invalid_events_total", Help: "Events refused as invalid (bad JSON, missing id or type, bad ts, too large).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.invalidEvents)
+	}
+	return m
+}

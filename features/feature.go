@@ -1,0 +1,121 @@
+// Package features defines the per-entity history features analysts declare
+// in features.yaml and the stores (memory, Redis) that keep that history.
+package features
+
+import (
+	"strings"
+	"time"
+)
+
+// Kind is what a feature computes over an entity's history.
+type Kind uint8
+
+// The eight feature kinds of features.yaml.
+const (
+	Count     Kind = iota + 1 // events in the window
+	Sum                       // sum of `field` over the window
+	Avg                       // mean of `field` over the window; nil when empty
+	Max                       // largest `field` in the window; nil when empty
+	Distinct                  // distinct values of `of` in the window
+	Age                       // seconds since the key was first seen; 0 the first time
+	SinceLast                 // seconds since the key's previous event; nil the first time
+	Seen                      // whether the key was seen before
+)
+
+var kindNames = map[string]Kind{
+	"count": Count, "sum": Sum, "avg": Avg, "max": Max, "distinct": Distinct,
+	"age": Age, "since_last": SinceLast, "seen": Seen,
+}
+
+func (k Kind) String() string {
+	for n, v := range kindNames {
+		if v == k {
+			return n
+		}
+	}
+	return "unknown"
+}
+
+// Windowed reports whether the kind aggregates over a sliding window.
+func (k Kind) Windowed() bool { return k >= Count && k <= Distinct }
+
+// Bool reports whether the kind yields a boolean rather than a number.
+func (k Kind) Bool() bool { return k == Seen }
+
+// DefaultRetention is how long windowless features (seen, age, since_last)
+// remember a key that stopped appearing, when features.yaml does not say.
+const DefaultRetention = 400 * 24 * time.Hour
+
+// Feature is one compiled entry of features.yaml.
+type Feature struct {
+	Name       string
+	Kind       Kind
+	Key        []Path        // entity key; several paths make a composite key
+	Window     time.Duration // windowed kinds only
+	Retention  time.Duration // windowless kinds only
+	EventTypes []string      // recorded for these event types; empty means all
+	Field      Path          // sum, avg, max
+	Of         Path          // distinct
+	Line       int           // line in features.yaml, for messages
+}
+
+// Records reports whether events of type t are recorded into f.
+func (f *Feature) Records(t string) bool {
+	if len(f.EventTypes) == 0 {
+		return true
+	}
+	for _, et := range f.EventTypes {
+		if et == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Horizon is how far back f ever looks: history older than this, measured
+// from the newest event of the key, is never read again and is evicted.
+func (f *Feature) Horizon() time.Duration {
+	if f.Kind.Windowed() {
+		return f.Window
+	}
+	return f.Retention
+}
+
+// Path is an event field, possibly nested: "billing.country".
+type Path struct {
+	Name  string   // as written
+	Parts []string // split on dots
+}
+
+// NewPath splits a dotted field name.
+func NewPath(name string) Path { return Path{Name: name, Parts: strings.Split(name, ".")} }
+
+// Value is a feature's value for one event. Valid false is nil: the event
+// lacks the key, or the kind has nothing to say yet (avg of no events).
+type Value struct {
+	Valid bool
+	Num   float64
+	Bool  bool
+}
+
+// Set is a compiled features.yaml: immutable once loaded.
+type Set struct {
+	File     string
+	Features []*Feature
+	byName   map[string]int
+}
+
+// Index returns the position of the feature called name.
+func (s *Set) Index(name string) (int, bool) {
+	i, ok := s.byName[name]
+	return i, ok
+}
+
+// Names lists the feature names in file order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.Features))
+	for i, f := range s.Features {
+		out[i] = f.Name
+	}
+	return out
+}

@@ -1,0 +1,186 @@
+package features
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/riskd/riskd/policyfile"
+	"go.yaml.in/yaml/v3"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+var pathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// Parse compiles features.yaml. Every problem is reported, each as
+// file:line:col: message.
+func Parse(file string, data []byte) (*Set, error) {
+	root, err := policyfile.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	es := &policyfile.Errors{File: file}
+	set := &Set{File: file, byName: map[string]int{}}
+	top := policyfile.Mapping(es, root, "features.yaml", "!features")
+	list, ok := top["features"]
+	if !ok {
+		return nil, es.Err()
+	}
+	if list.Value.Kind != yaml.SequenceNode {
+		es.At(list.Value, "features must be a list of feature definitions")
+		return nil, es.Err()
+	}
+	for _, n := range list.Value.Content {
+		f := parseFeature(es, n)
+		if f == nil {
+			continue
+		}
+		if i, dup := set.byName[f.Name]; dup {
+			es.AtPos(f.Line, n.Column, "duplicate feature name %q (first defined at line %d)", f.Name, set.Features[i].Line)
+			continue
+		}
+		set.byName[f.Name] = len(set.Features)
+		set.Features = append(set.Features, f)
+	}
+	if err := es.Err(); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+func parseFeature(es *policyfile.Errors, n *yaml.Node) *Feature {
+	m := policyfile.Mapping(es, n, "feature", "!name", "!kind", "!key", "window", "retention", "event_types", "field", "of")
+	if m == nil {
+		return nil
+	}
+	f := &Feature{Line: n.Line}
+	bad := false
+	if v, ok := m["name"]; ok {
+		if s, ok := policyfile.String(es, v.Value, "name"); ok {
+			if !nameRE.MatchString(s) {
+				es.At(v.Value, "feature name %q must be lower case letters, digits and _ (rules read it as features.%s)", s, s)
+				bad = true
+			}
+			f.Name = s
+		} else {
+			bad = true
+		}
+	}
+	what := "feature"
+	if f.Name != "" {
+		what = fmt.Sprintf("feature %q", f.Name)
+	}
+	if v, ok := m["kind"]; ok {
+		if s, ok := policyfile.String(es, v.Value, "kind"); ok {
+			k, known := kindNames[s]
+			if !known {
+				msg := fmt.Sprintf("%s: unknown kind %q", what, s)
+				if sug := policyfile.Suggest(s, kindList()); sug != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", sug)
+				} else {
+					msg += " (kinds: " + strings.Join(kindList(), ", ") + ")"
+				}
+				es.At(v.Value, "%s", msg)
+				bad = true
+			}
+			f.Kind = k
+		} else {
+			bad = true
+		}
+	}
+	if v, ok := m["key"]; ok {
+		keys, good := policyfile.Strings(es, v.Value, "key")
+		bad = bad || !good
+		for _, k := range keys {
+			if good && !pathRE.MatchString(k) {
+				es.At(v.Value, "%s: key %q is not an event field name", what, k)
+				bad = true
+			}
+			f.Key = append(f.Key, NewPath(k))
+		}
+	}
+	if v, ok := m["event_types"]; ok {
+		ts, good := policyfile.Strings(es, v.Value, "event_types")
+		bad = bad || !good
+		f.EventTypes = ts
+	}
+	pathField := func(name string) Path {
+		v, ok := m[name]
+		if !ok {
+			return Path{}
+		}
+		s, good := policyfile.String(es, v.Value, name)
+		if good && !pathRE.MatchString(s) {
+			es.At(v.Value, "%s: %s %q is not an event field name", what, name, s)
+			good = false
+		}
+		bad = bad || !good
+		return NewPath(s)
+	}
+	f.Field, f.Of = pathField("field"), pathField("of")
+
+	if f.Kind == 0 {
+		return nil
+	}
+	win, hasWin := m["window"]
+	ret, hasRet := m["retention"]
+	switch {
+	case f.Kind.Windowed():
+		if !hasWin {
+			es.At(n, "%s: kind %s needs a window (e.g. window: 1h)", what, f.Kind)
+			bad = true
+		} else if d, ok := policyfile.Duration(es, win.Value, "window"); ok {
+			f.Window = d
+		} else {
+			bad = true
+		}
+		if hasRet {
+			es.At(ret.Key, "%s: retention applies to seen, age and since_last; a %s forgets what is older than its window", what, f.Kind)
+			bad = true
+		}
+	default:
+		if hasWin {
+			es.At(win.Key, "%s: kind %s has no window (it looks back over the retention, default %s)", what, f.Kind, policyfile.FormatDuration(DefaultRetention))
+			bad = true
+		}
+		f.Retention = DefaultRetention
+		if hasRet {
+			if d, ok := policyfile.Duration(es, ret.Value, "retention"); ok {
+				f.Retention = d
+			} else {
+				bad = true
+			}
+		}
+	}
+	needsField := f.Kind == Sum || f.Kind == Avg || f.Kind == Max
+	switch {
+	case needsField && m["field"].Key == nil:
+		es.At(n, "%s: kind %s needs field: the numeric event field to aggregate (e.g. field: amount)", what, f.Kind)
+		bad = true
+	case !needsField && m["field"].Key != nil:
+		es.At(m["field"].Key, "%s: field applies to sum, avg and max, not %s", what, f.Kind)
+		bad = true
+	}
+	switch {
+	case f.Kind == Distinct && m["of"].Key == nil:
+		es.At(n, "%s: kind distinct needs of: the event field whose distinct values are counted (e.g. of: account_id)", what)
+		bad = true
+	case f.Kind != Distinct && m["of"].Key != nil:
+		es.At(m["of"].Key, "%s: of applies to distinct, not %s", what, f.Kind)
+		bad = true
+	}
+	if bad {
+		return nil
+	}
+	return f
+}
+
+func kindList() []string {
+	out := make([]string, 0, len(kindNames))
+	for n := range kindNames {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

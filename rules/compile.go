@@ -1,0 +1,241 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/types"
+	"github.com/expr-lang/expr/vm"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/policyfile"
+)
+
+// compiler compiles the expressions of one ruleset.
+//
+// Expressions are written with three roots, event.x, features.x and
+// lists.x. Before type checking, each access is flattened into a single
+// identifier ("features.card_txn_count_1h") so the environment is one flat
+// map: expr then loads every name with one map lookup (OpLoadFast) instead
+// of reflecting into nested maps, and every feature has a static type.
+type compiler struct {
+	es       *policyfile.Errors
+	features *features.Set
+	lists    map[string]*List
+	reads    map[int]bool
+	fields   map[string]bool
+}
+
+// flattener rewrites event/features/lists member accesses into flat
+// identifiers and checks the names against the policy.
+type flattener struct {
+	c      *compiler
+	errs   []nodeError
+	fields map[string]bool // event fields read
+	feats  map[string]bool // features read
+}
+
+type nodeError struct {
+	node ast.Node
+	msg  string
+}
+
+func (v *flattener) fail(n ast.Node, format string, args ...any) {
+	v.errs = append(v.errs, nodeError{node: n, msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *flattener) Visit(n *ast.Node) {
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	root, _, _ := strings.Cut(id.Value, ".")
+	if root != "event" && root != "features" && root != "lists" {
+		return
+	}
+	if root != "event" && id.Value != root {
+		return // features.x.y: left for the type checker to refuse
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		v.fail(m, "%s must be followed by a name, as in %s.name", root, root)
+		return
+	}
+	name := prop.Value
+	switch root {
+	case "features":
+		if _, ok := v.c.features.Index(name); !ok {
+			msg := fmt.Sprintf("unknown feature %q", name)
+			if s := policyfile.Suggest(name, v.c.features.Names()); s != "" {
+				msg += fmt.Sprintf(" (did you mean features.%s?)", s)
+			} else {
+				msg += " (features are declared in features.yaml)"
+			}
+			v.fail(m, "%s", msg)
+		}
+		v.feats[name] = true
+	case "lists":
+		if _, ok := v.c.lists[name]; !ok {
+			names := make([]string, 0, len(v.c.lists))
+			for n := range v.c.lists {
+				names = append(names, n)
+			}
+			msg := fmt.Sprintf("unknown list %q", name)
+			if s := policyfile.Suggest(name, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean lists.%s?)", s)
+			} else {
+				msg += " (lists are declared under lists: in this ruleset)"
+			}
+			v.fail(m, "%s", msg)
+		}
+	case "event":
+		if id.Value != "event" {
+			delete(v.fields, strings.TrimPrefix(id.Value, "event.")) // only the full path is read
+		}
+		v.fields[strings.TrimPrefix(id.Value+"."+name, "event.")] = true
+	}
+	flat := &ast.IdentifierNode{Value: id.Value + "." + name}
+	ast.Patch(n, flat)
+}
+
+// compile compiles one expression found at node (a `when`, a graded
+// `score` or a reason hole at offset within node's text). The returned
+// program is nil when the expression has errors, which are recorded.
+func (c *compiler) compile(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *vm.Program {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		c.exprError(node, src, offset, what, err)
+		return nil
+	}
+	pre := &flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}
+	ast.Walk(&tree.Node, pre)
+	if len(pre.errs) > 0 {
+		for _, e := range pre.errs {
+			line, col := position(src, e.node.Location().From)
+			c.at(node, offset, line, col, "%s: %s", what, e.msg)
+		}
+		return nil
+	}
+	env := types.Map{}
+	for _, f := range c.features.Features {
+		t := types.Float64
+		if f.Kind.Bool() {
+			t = types.Bool
+		}
+		env[FeatureEnvKey(f.Name)] = t
+	}
+	for name, l := range c.lists {
+		env[ListEnvKey(name)] = types.TypeOf(l)
+	}
+	for p := range pre.fields {
+		env["event."+p] = types.Any
+	}
+	all := append([]expr.Option{
+		expr.Env(env),
+		expr.Patch(&flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}),
+		expr.Function("riskd_in_list", inList, new(func(any, *List) bool)),
+		expr.Operator("in", "riskd_in_list"),
+	}, opts...)
+	prog, err := expr.Compile(src, all...)
+	if err != nil {
+		c.exprError(node, src, offset, what, err)
+		return nil
+	}
+	for p := range pre.fields {
+		c.fields[p] = true
+	}
+	for name := range pre.feats {
+		i, _ := c.features.Index(name)
+		c.reads[i] = true
+	}
+	return prog
+}
+
+func inList(args ...any) (any, error) {
+	return args[1].(*List).Contains(args[0]), nil
+}
+
+func (c *compiler) exprError(node *yaml.Node, src string, offset int, what string, err error) {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		line, col := position(src, fe.From)
+		if fe.Line > 0 {
+			line, col = fe.Line, fe.Column
+		}
+		msg := fe.Message
+		if strings.HasPrefix(msg, "unknown name ") {
+			name := strings.TrimPrefix(msg, "unknown name ")
+			switch name {
+			case "event", "features", "lists":
+				msg = fmt.Sprintf("%s cannot be used on its own: write %s.name", name, name)
+			default:
+				msg += " (expressions see event.*, features.* and lists.*)"
+			}
+		}
+		c.at(node, offset, line, col, "%s: %s", what, msg)
+		return
+	}
+	c.at(node, offset, 1, 0, "%s: %v", what, err)
+}
+
+// at records an error at (line, col) of an expression that starts at
+// offset within node's text. Line is 1-based, col 0-based, as expr counts.
+func (c *compiler) at(node *yaml.Node, offset, line, col int, format string, args ...any) {
+	fileLine, fileCol := node.Line, node.Column
+	switch node.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		// The text starts on the line after the indicator; columns inside
+		// a block are relative to its indentation, which yaml.v3 does not
+		// keep, so point at the line.
+		fileLine += line
+		fileCol = 0
+	default:
+		if node.Style == yaml.DoubleQuotedStyle || node.Style == yaml.SingleQuotedStyle {
+			fileCol++
+		}
+		fileLine += line - 1
+		if line == 1 {
+			fileCol += offset + col
+		} else {
+			fileCol = col + 1
+		}
+	}
+	c.es.AtPos(fileLine, fileCol, format, args...)
+}
+
+// position converts a rune offset into a 1-based line and 0-based column.
+func position(src string, from int) (int, int) {
+	line, col, n := 1, 0, 0
+	for _, r := range src {
+		if n == from {
+			break
+		}
+		if r == '\n' {
+			line, col = line+1, 0
+		} else {
+			col++
+		}
+		n++
+	}
+	return line, col
+}
+
+func sortedInts(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for i := range m {
+		out = append(out, i)
+	}
+	sort.Ints(out)
+	return out
+}

@@ -1,0 +1,326 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/policyfile"
+)
+
+// FeaturesFile is the name of the feature definitions in a policy directory.
+const FeaturesFile = "features.yaml"
+
+var idRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+var rulesetNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]*$`)
+
+// Load reads and compiles the policy directory: features.yaml and every
+// other *.yaml or *.yml file at its top level as a ruleset. dir only names
+// the files in messages. All problems of all files are returned together,
+// each as file:line:col: message.
+func Load(fsys fs.FS, dir string) (*Policy, error) {
+	name := func(f string) string { return path.Join(dir, f) }
+	data, err := fs.ReadFile(fsys, FeaturesFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name(FeaturesFile), unwrapPathError(err))
+	}
+	set, err := features.Parse(name(FeaturesFile), data)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, unwrapPathError(err))
+	}
+	p := &Policy{Dir: dir, Features: set, LoadedAt: time.Now(), byType: map[string]*Ruleset{}}
+	var errs []error
+	typeOwner := map[string]string{}
+	for _, e := range entries {
+		fn := e.Name()
+		if e.IsDir() || fn == FeaturesFile || strings.HasPrefix(fn, ".") ||
+			!(strings.HasSuffix(fn, ".yaml") || strings.HasSuffix(fn, ".yml")) {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, fn)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name(fn), unwrapPathError(err)))
+			continue
+		}
+		es := &policyfile.Errors{File: name(fn)}
+		rs := parseRuleset(es, set, data)
+		if rs != nil {
+			for _, t := range rs.EventTypes {
+				if owner, taken := typeOwner[t]; taken {
+					es.AtPos(rs.typesLine, rs.typesCol, "event type %q is already scored by %s; one live ruleset per event type", t, owner)
+					continue
+				}
+				typeOwner[t] = name(fn)
+			}
+			for _, other := range p.Rulesets {
+				if other.Name == rs.Name {
+					es.AtPos(rs.nameLine, rs.nameCol, "ruleset name %q is already used by %s", rs.Name, other.File)
+				}
+			}
+		}
+		if err := es.Err(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs.File = name(fn)
+		p.Rulesets = append(p.Rulesets, rs.Ruleset)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(p.Rulesets) == 0 {
+		return nil, fmt.Errorf("%s: no ruleset files (*.yaml besides %s)", dir, FeaturesFile)
+	}
+	sort.Slice(p.Rulesets, func(i, j int) bool { return p.Rulesets[i].Name < p.Rulesets[j].Name })
+	for _, rs := range p.Rulesets {
+		for _, t := range rs.EventTypes {
+			p.byType[t] = rs
+		}
+	}
+	return p, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// parsedRuleset carries positions needed for cross-file checks.
+type parsedRuleset struct {
+	*Ruleset
+	typesLine, typesCol int
+	nameLine, nameCol   int
+}
+
+func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsedRuleset {
+	root, err := policyfile.Parse(es.File, data)
+	if err != nil {
+		es.Add(err)
+		return nil
+	}
+	sum := sha256.Sum256(data)
+	rs := &Ruleset{Hash: hex.EncodeToString(sum[:6]), Lists: map[string]*List{}}
+	out := &parsedRuleset{Ruleset: rs}
+	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "!event_types",
+		"!thresholds", "lists", "!rules", "shadow_of", "traffic", "split_key")
+	if m == nil {
+		return nil
+	}
+	if f, ok := m["name"]; ok {
+		out.nameLine, out.nameCol = f.Value.Line, f.Value.Column
+		if s, ok := policyfile.String(es, f.Value, "name"); ok {
+			if !rulesetNameRE.MatchString(s) {
+				es.At(f.Value, "ruleset name %q must be lower case letters, digits, _, - and .", s)
+			}
+			rs.Name = s
+		}
+	}
+	if f, ok := m["version"]; ok {
+		if f.Value.Kind != yaml.ScalarNode {
+			es.At(f.Value, "version must be text, e.g. \"2026-11-21.1\"")
+		}
+		rs.Version = f.Value.Value
+	}
+	for _, k := range []string{"shadow_of", "traffic", "split_key"} {
+		if f, ok := m[k]; ok {
+			es.At(f.Key, "%s: challenger rulesets (shadow and traffic split) are not supported by this riskd yet", k)
+		}
+	}
+	if f, ok := m["event_types"]; ok {
+		out.typesLine, out.typesCol = f.Value.Line, f.Value.Column
+		rs.EventTypes, _ = policyfile.Strings(es, f.Value, "event_types")
+	}
+	if f, ok := m["thresholds"]; ok {
+		th := policyfile.Mapping(es, f.Value, "thresholds", "!step_up", "!block")
+		su, okS := th["step_up"]
+		bl, okB := th["block"]
+		if okS && okB {
+			s, good1 := policyfile.Int(es, su.Value, "thresholds.step_up")
+			b, good2 := policyfile.Int(es, bl.Value, "thresholds.block")
+			if good1 && good2 && s > b {
+				es.At(su.Value, "thresholds out of order: step_up (%d) must not be above block (%d)", s, b)
+			}
+			rs.StepUp, rs.Block = s, b
+		}
+	}
+	if f, ok := m["lists"]; ok {
+		parseLists(es, rs, f.Value)
+	}
+	c := &compiler{es: es, features: set, lists: rs.Lists, reads: map[int]bool{}, fields: map[string]bool{}}
+	if f, ok := m["rules"]; ok {
+		if f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) == 0 {
+			es.At(f.Value, "rules must be a non-empty list of rules")
+		} else {
+			seen := map[string]int{}
+			for _, n := range f.Value.Content {
+				r := parseRule(es, c, n)
+				if r == nil {
+					continue
+				}
+				if line, dup := seen[r.ID]; dup {
+					es.AtPos(r.Line, n.Column, "duplicate rule id %q (first at line %d)", r.ID, line)
+					continue
+				}
+				seen[r.ID] = r.Line
+				rs.Rules = append(rs.Rules, r)
+			}
+		}
+	}
+	rs.Reads = sortedInts(c.reads)
+	paths := make([]string, 0, len(c.fields))
+	for p := range c.fields {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		rs.EventFields = append(rs.EventFields, EventField{Path: features.NewPath(p), EnvKey: "event." + p})
+	}
+	return out
+}
+
+func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		es.At(n, "lists must be a mapping of list names to lists of values")
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !idRE.MatchString(k.Value) {
+			es.At(k, "list name %q must be lower case letters, digits and _", k.Value)
+			continue
+		}
+		if _, dup := rs.Lists[k.Value]; dup {
+			es.At(k, "duplicate list %q", k.Value)
+			continue
+		}
+		if v.Kind != yaml.SequenceNode {
+			es.At(v, "list %q must be a list of values, e.g. [NG, RU]", k.Value)
+			continue
+		}
+		l := newList(k.Value)
+		for _, item := range v.Content {
+			switch {
+			case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
+				es.At(item, "list %q: items must be strings or numbers", k.Value)
+			case item.Tag == "!!int" || item.Tag == "!!float":
+				f, err := strconv.ParseFloat(item.Value, 64)
+				if err != nil {
+					es.At(item, "list %q: %q is not a number", k.Value, item.Value)
+					continue
+				}
+				l.addNumber(item.Value, f)
+			default:
+				l.addString(item.Value)
+			}
+		}
+		rs.Lists[k.Value] = l
+	}
+}
+
+func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
+	m := policyfile.Mapping(es, n, "rule", "!id", "!when", "score", "action", "reason", "description")
+	if m == nil {
+		return nil
+	}
+	r := &Rule{Line: n.Line}
+	before := es.Len()
+	if f, ok := m["id"]; ok {
+		if s, ok := policyfile.String(es, f.Value, "id"); ok {
+			if !idRE.MatchString(s) {
+				es.At(f.Value, "rule id %q must be lower case letters, digits and _", s)
+			}
+			r.ID = s
+		}
+	}
+	what := "rule"
+	if r.ID != "" {
+		what = fmt.Sprintf("rule %s", r.ID)
+	}
+	if f, ok := m["when"]; ok {
+		if s, ok := policyfile.String(es, f.Value, what+": when"); ok {
+			r.When = c.compile(f.Value, s, 0, what+": when", expr.AsBool())
+		}
+	}
+	score, hasScore := m["score"]
+	if hasScore {
+		v := score.Value
+		switch {
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!int":
+			r.Score, _ = policyfile.Int(es, v, what+": score")
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!float":
+			es.At(v, "%s: score %s must be a whole number (scores are whole points so the reasons add up exactly)", what, v.Value)
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!str" && v.Value != "":
+			r.Graded = c.compile(v, v.Value, 0, what+": score", expr.AsFloat64())
+		default:
+			es.At(v, "%s: score must be a whole number or an expression in quotes", what)
+		}
+	}
+	action, hasAction := m["action"]
+	if hasAction {
+		switch action.Value.Value {
+		case "block":
+			r.Action = Block
+		case "step_up":
+			r.Action = StepUp
+		default:
+			es.At(action.Value, "%s: action must be block or step_up, got %q", what, action.Value.Value)
+		}
+	}
+	if !hasScore && !hasAction {
+		es.At(n, "%s does nothing: give it a score, an action, or both", what)
+	}
+	reason := r.ID
+	var reasonNode *yaml.Node
+	if f, ok := m["reason"]; ok {
+		reasonNode = f.Value
+		if s, ok := policyfile.String(es, f.Value, what+": reason"); ok {
+			reason = s
+		}
+	}
+	r.Reason = compileTemplate(es, c, reasonNode, reason, what)
+	if es.Len() > before {
+		return nil
+	}
+	return r
+}
+
+func compileTemplate(es *policyfile.Errors, c *compiler, node *yaml.Node, s, what string) Template {
+	if node == nil {
+		return Template{parts: []templatePart{{text: s}}}
+	}
+	lits, exprs, offsets, err := splitTemplate(s)
+	if err != nil {
+		es.At(node, "%s: reason: %v", what, err)
+		return Template{}
+	}
+	var t Template
+	for i, lit := range lits {
+		if lit != "" {
+			t.parts = append(t.parts, templatePart{text: lit})
+		}
+		if i < len(exprs) {
+			prog := c.compile(node, exprs[i], offsets[i], what+": reason", expr.AsAny())
+			t.parts = append(t.parts, templatePart{prog: prog})
+		}
+	}
+	return t
+}

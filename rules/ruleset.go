@@ -1,0 +1,161 @@
+// Package rules loads the analysts' policy directory (features.yaml and
+// ruleset files) and compiles every rule once into expr programs.
+package rules
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/riskd/riskd/features"
+)
+
+// Outcome is a decision: pass, step_up or block, ordered by severity.
+type Outcome uint8
+
+// The three outcomes.
+const (
+	Pass Outcome = iota
+	StepUp
+	Block
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case StepUp:
+		return "step_up"
+	case Block:
+		return "block"
+	}
+	return "pass"
+}
+
+// Policy is one loaded policy directory. It is immutable: a reload builds a
+// new Policy and swaps a pointer, so scoring never locks to read it.
+type Policy struct {
+	Dir      string
+	Features *features.Set
+	Rulesets []*Ruleset // sorted by name
+	LoadedAt time.Time
+	byType   map[string]*Ruleset
+}
+
+// ForType returns the ruleset that scores events of type t, or nil.
+func (p *Policy) ForType(t string) *Ruleset { return p.byType[t] }
+
+// Ruleset is one compiled ruleset file.
+type Ruleset struct {
+	Name       string
+	Version    string
+	Hash       string // of the file's bytes: tells two edits apart whatever the version says
+	File       string
+	EventTypes []string
+	StepUp     int64
+	Block      int64
+	Lists      map[string]*List
+	Rules      []*Rule
+	// Reads lists the features (indexes into Policy.Features) that the
+	// rules read, in file order; only these are fetched from the store.
+	Reads []int
+	// EventFields lists the event fields the rules read; only these are
+	// taken out of the parsed event.
+	EventFields []EventField
+}
+
+// EventField is an event field a ruleset reads and its name in the
+// expression environment.
+type EventField struct {
+	Path   features.Path
+	EnvKey string // "event.<path>"
+}
+
+// Rule is one compiled rule.
+type Rule struct {
+	ID     string
+	Line   int
+	When   *vm.Program
+	Score  int64       // fixed score, when ScoreExpr is nil
+	Graded *vm.Program // score: "expression"
+	Action Outcome     // Pass: no forced action
+	Reason Template
+}
+
+// Outcome applies the thresholds to a score.
+func (rs *Ruleset) Outcome(score int64) Outcome {
+	switch {
+	case score >= rs.Block:
+		return Block
+	case score >= rs.StepUp:
+		return StepUp
+	}
+	return Pass
+}
+
+// FeatureEnvKey is the expression-environment name of a feature.
+func FeatureEnvKey(name string) string { return "features." + name }
+
+// ListEnvKey is the expression-environment name of a list.
+func ListEnvKey(name string) string { return "lists." + name }
+
+// List is a named list of values for membership tests: `x in lists.name`.
+// Numbers match numbers and their text; strings match exactly.
+type List struct {
+	Name string
+	strs map[string]struct{}
+	nums map[float64]struct{}
+}
+
+// Contains reports whether v is in the list.
+func (l *List) Contains(v any) bool {
+	switch x := v.(type) {
+	case string:
+		_, ok := l.strs[x]
+		return ok
+	case float64:
+		_, ok := l.nums[x]
+		return ok
+	case int:
+		_, ok := l.nums[float64(x)]
+		return ok
+	case int64:
+		_, ok := l.nums[float64(x)]
+		return ok
+	}
+	return false
+}
+
+// Len is the number of values.
+func (l *List) Len() int { return len(l.strs) }
+
+func newList(name string) *List {
+	return &List{Name: name, strs: map[string]struct{}{}, nums: map[float64]struct{}{}}
+}
+
+func (l *List) addString(s string) { l.strs[s] = struct{}{} }
+
+func (l *List) addNumber(text string, f float64) {
+	l.strs[text] = struct{}{}
+	l.nums[f] = struct{}{}
+}
+
+// ScoreOf converts a graded score's result into the whole points the
+// decision carries: rounding each rule's share keeps the attribution exact
+// (the reasons add up to the score with no float residue).
+func ScoreOf(v float64) (int64, bool) {
+	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e12 {
+		return 0, false
+	}
+	return int64(math.Round(v)), true
+}
+
+// FormatNumber writes a number the way a reason reads best: whole numbers
+// without a decimal point, others with at most two decimals.
+func FormatNumber(dst []byte, v float64) []byte {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.AppendInt(dst, int64(v), 10)
+	}
+	r := math.Round(v*100) / 100
+	return strconv.AppendFloat(dst, r, 'f', -1, 64)
+}

@@ -1,0 +1,84 @@
+package rules
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Template is a reason with {{expression}} holes, compiled at load.
+type Template struct {
+	parts []templatePart
+}
+
+type templatePart struct {
+	text string
+	prog *vm.Program // nil for literal text
+}
+
+// splitTemplate cuts a reason into literal text and expression sources.
+func splitTemplate(s string) (lits []string, exprs []string, offsets []int, err error) {
+	rest, off := s, 0
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			if j := strings.Index(rest, "}}"); j >= 0 {
+				return nil, nil, nil, fmt.Errorf("unmatched }} at character %d", off+j+1)
+			}
+			lits = append(lits, rest)
+			return lits, exprs, offsets, nil
+		}
+		j := strings.Index(rest[i+2:], "}}")
+		if j < 0 {
+			return nil, nil, nil, fmt.Errorf("unclosed {{ at character %d", off+i+1)
+		}
+		src := rest[i+2 : i+2+j]
+		if strings.TrimSpace(src) == "" {
+			return nil, nil, nil, fmt.Errorf("empty {{ }} at character %d", off+i+1)
+		}
+		lits = append(lits, rest[:i])
+		exprs = append(exprs, src)
+		offsets = append(offsets, off+i+2)
+		off += i + 2 + j + 2
+		rest = rest[i+2+j+2:]
+	}
+}
+
+// Render appends the reason to dst, evaluating each hole with m in env. A
+// hole that fails renders as "?" rather than losing the whole reason.
+func (t *Template) Render(dst []byte, m *vm.VM, env map[string]any) []byte {
+	for _, p := range t.parts {
+		if p.prog == nil {
+			dst = append(dst, p.text...)
+			continue
+		}
+		v, err := m.Run(p.prog, env)
+		if err != nil {
+			dst = append(dst, '?')
+			continue
+		}
+		dst = AppendValue(dst, v)
+	}
+	return dst
+}
+
+// AppendValue formats an expression value for a reason.
+func AppendValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "unknown"...)
+	case string:
+		return append(dst, x...)
+	case float64:
+		return FormatNumber(dst, x)
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(dst, x, 10)
+	case bool:
+		return strconv.AppendBool(dst, x)
+	}
+	return fmt.Append(dst, v)
+}
