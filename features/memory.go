@@ -20,9 +20,9 @@ const sinceLastDepth = 16
 // retries, whatever the windows.
 const minDedupeHorizon = 24 * time.Hour
 
-// sweepEvery is how many observations a shard takes between sweeps of its
+// sweepEvery is how many events land on a shard (by id) between sweeps of its
 // idle keys; the sweep is amortised so no background goroutine is needed.
-const sweepEvery = 4096
+const sweepEvery = 1024
 
 const numShards = 64
 
@@ -121,7 +121,6 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 			}
 			s.record(it, pos)
 		}
-		m.tick(sh)
 		sh.mu.Unlock()
 	}
 	return nil
@@ -133,6 +132,7 @@ func (m *Memory) position(obs *Observation) (position, bool) {
 	sh := m.shard(obs.EventID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	m.tick(sh) // ids spread events evenly over the shards
 	if p, ok := sh.seen[obs.EventID]; ok {
 		return p, true
 	}

@@ -64,8 +64,15 @@ func (es *Errors) Add(err error) {
 // Len reports how many problems were recorded.
 func (es *Errors) Len() int { return len(es.list) }
 
-// Err returns all problems joined (one per line), or nil.
-func (es *Errors) Err() error { return errors.Join(es.list...) }
+// Err returns all problems joined, one per line in file order, or nil.
+func (es *Errors) Err() error {
+	sort.SliceStable(es.list, func(i, j int) bool {
+		a, okA := es.list[i].(*Error)
+		b, okB := es.list[j].(*Error)
+		return okA && okB && (a.Line < b.Line || a.Line == b.Line && a.Col < b.Col)
+	})
+	return errors.Join(es.list...)
+}
 
 // Parse decodes data into a document node. A YAML syntax error is returned
 // positioned like every other problem.
@@ -310,4 +317,3 @@ func kindName(n *yaml.Node) string {
 	}
 	return fmt.Sprintf("%q", n.Value)
 }
-

@@ -1,0 +1,213 @@
+package features
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ev is one event of a test sequence for a single feature. ts is in
+// seconds from t0; key "" means the event lacks the key field.
+type ev struct {
+	id   string
+	ts   float64
+	key  string
+	num  float64
+	of   string
+	skip bool // the value field is absent: read but not recorded
+	want any  // nil, float64 or bool
+}
+
+const t0 = int64(1_780_000_000_000)
+
+func feature(kind Kind, window time.Duration) *Feature {
+	f := &Feature{Name: "f", Kind: kind, Key: []Path{NewPath("k")}, Window: window, Retention: DefaultRetention}
+	if !kind.Windowed() {
+		f.Window = 0
+	}
+	return f
+}
+
+// observeOne scores one event for feature f the way the engine does.
+func observeOne(t testing.TB, s Store, f *Feature, e ev) Value {
+	t.Helper()
+	obs := &Observation{EventID: e.id, TS: t0 + int64(e.ts*1000)}
+	if e.key == "" {
+		return Value{} // absent key: the engine asks the store nothing
+	}
+	obs.Items = []Item{{Feature: f, Key: e.key, Read: true, Record: !e.skip, Num: e.num, Of: e.of}}
+	if err := s.Observe(context.Background(), obs); err != nil {
+		t.Fatalf("observe %s: %v", e.id, err)
+	}
+	return obs.Items[0].Value
+}
+
+func asAny(v Value, k Kind) any {
+	switch {
+	case !v.Valid:
+		return nil
+	case k.Bool():
+		return v.Bool
+	}
+	return v.Num
+}
+
+func TestMemoryKinds(t *testing.T) {
+	h := time.Hour
+	tests := []struct {
+		name   string
+		kind   Kind
+		window time.Duration
+		events []ev
+	}{
+		{"count counts history strictly before", Count, h, []ev{
+			{id: "1", ts: 0, key: "a", want: 0.0},
+			{id: "2", ts: 1, key: "a", want: 1.0},
+			{id: "3", ts: 2, key: "b", want: 0.0},
+			{id: "4", ts: 3, key: "a", want: 2.0},
+		}},
+		{"count window is left-open: exactly one window ago is out", Count, h, []ev{
+			{id: "1", ts: 0, key: "a", want: 0.0},
+			{id: "2", ts: 3599.999, key: "a", want: 1.0},
+			{id: "3", ts: 3600, key: "a", want: 1.0}, // event 1 is exactly 1h old: out
+			{id: "4", ts: 7199.999, key: "a", want: 1.0}, // 2 is exactly 1h old: out
+			{id: "5", ts: 7200, key: "a", want: 1.0},     // 3 is exactly 1h old: out
+		}},
+		{"count same millisecond: earlier arrival counts", Count, h, []ev{
+			{id: "1", ts: 10, key: "a", want: 0.0},
+			{id: "2", ts: 10, key: "a", want: 1.0},
+			{id: "3", ts: 10, key: "a", want: 2.0},
+		}},
+		{"count late event sees only older history", Count, h, []ev{
+			{id: "1", ts: 100, key: "a", want: 0.0},
+			{id: "2", ts: 200, key: "a", want: 1.0},
+			{id: "3", ts: 150, key: "a", want: 1.0},
+			{id: "4", ts: 300, key: "a", want: 3.0},
+		}},
+		{"count retry is not recorded twice and gets the same value", Count, h, []ev{
+			{id: "1", ts: 0, key: "a", want: 0.0},
+			{id: "2", ts: 1, key: "a", want: 1.0},
+			{id: "2", ts: 1, key: "a", want: 1.0},
+			{id: "3", ts: 2, key: "a", want: 2.0},
+			{id: "2", ts: 1, key: "a", want: 1.0}, // after a later event too
+			{id: "1", ts: 0, key: "a", want: 0.0},
+		}},
+		{"count absent key is nil and not recorded", Count, h, []ev{
+			{id: "1", ts: 0, key: "", want: nil},
+			{id: "2", ts: 1, key: "a", want: 0.0},
+		}},
+		{"sum", Sum, h, []ev{
+			{id: "1", ts: 0, key: "a", num: 10, want: 0.0},
+			{id: "2", ts: 1, key: "a", num: 2.5, want: 10.0},
+			{id: "3", ts: 2, key: "a", skip: true, want: 12.5}, // no amount: read, not recorded
+			{id: "4", ts: 3600, key: "a", num: 1, want: 2.5},
+		}},
+		{"avg is nil without history", Avg, h, []ev{
+			{id: "1", ts: 0, key: "a", num: 10, want: nil},
+			{id: "2", ts: 1, key: "a", num: 20, want: 10.0},
+			{id: "3", ts: 2, key: "a", num: 0, want: 15.0},
+			{id: "4", ts: 3601, key: "a", num: 0, want: 0.0},
+			{id: "5", ts: 9000, key: "a", num: 0, want: nil},
+		}},
+		{"max", Max, h, []ev{
+			{id: "1", ts: 0, key: "a", num: -5, want: nil},
+			{id: "2", ts: 1, key: "a", num: 7, want: -5.0},
+			{id: "3", ts: 2, key: "a", num: 3, want: 7.0},
+			{id: "4", ts: 3601, key: "a", num: 1, want: 3.0},
+		}},
+		{"distinct", Distinct, h, []ev{
+			{id: "1", ts: 0, key: "d", of: "acc1", want: 0.0},
+			{id: "2", ts: 1, key: "d", of: "acc1", want: 1.0},
+			{id: "3", ts: 2, key: "d", of: "acc2", want: 1.0},
+			{id: "4", ts: 3, key: "d", of: "acc3", want: 2.0},
+			{id: "5", ts: 3600.5, key: "d", of: "acc1", want: 3.0}, // 1 is out
+			{id: "6", ts: 3603.5, key: "d", skip: true, want: 1.0}, // only 5 is in
+		}},
+		{"seen", Seen, 0, []ev{
+			{id: "1", ts: 0, key: "a|d", want: false},
+			{id: "2", ts: 1, key: "a|d", want: true},
+			{id: "3", ts: 2, key: "a|e", want: false},
+			{id: "1", ts: 0, key: "a|d", want: false}, // retry of the first sighting
+			{id: "4", ts: 400 * 86400, key: "a|d", want: true},
+		}},
+		{"age is zero the first time", Age, 0, []ev{
+			{id: "1", ts: 100, key: "a", want: 0.0},
+			{id: "2", ts: 160.5, key: "a", want: 60.5},
+			{id: "3", ts: 50, key: "a", want: 0.0}, // late: earlier than all history
+			{id: "4", ts: 200, key: "a", want: 150.0},
+		}},
+		{"since_last is nil the first time", SinceLast, 0, []ev{
+			{id: "1", ts: 0, key: "c", want: nil},
+			{id: "2", ts: 30, key: "c", want: 30.0},
+			{id: "3", ts: 31, key: "c", want: 1.0},
+			{id: "2", ts: 30, key: "c", want: 30.0}, // retry: its own predecessor
+			{id: "4", ts: 20, key: "c", want: 20.0}, // late: predecessor is 1
+			{id: "5", ts: 100, key: "d", want: nil},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMemory()
+			f := feature(tt.kind, tt.window)
+			for i, e := range tt.events {
+				got := asAny(observeOne(t, m, f, e), f.Kind)
+				if got != e.want {
+					t.Errorf("event %d (id %s, ts %v): got %v, want %v", i, e.id, e.ts, got, e.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryEvictsHistoryOlderThanTheHorizon(t *testing.T) {
+	m := NewMemory()
+	f := feature(Count, time.Minute)
+	// 20,000 events one second apart over 2,000 keys: each key sees an
+	// event every 2,000 s, far more than the minute it keeps.
+	for i := 0; i < 20000; i++ {
+		observeOne(t, m, f, ev{id: fmt.Sprint(i), ts: float64(i), key: fmt.Sprint("k", i%2000)})
+	}
+	st := m.Stats()
+	if st.Entries > 2000 {
+		t.Errorf("store holds %d entries, want at most one per key (2000)", st.Entries)
+	}
+	// Ids are kept for a day of event time; 20,000 s is less than a day.
+	if st.IDs != 20000 {
+		t.Errorf("store remembers %d ids, want 20000", st.IDs)
+	}
+	// A day and more later, idle keys and old ids go.
+	for i := 0; i < 2*sweepEvery*numShards; i++ {
+		observeOne(t, m, f, ev{id: fmt.Sprint("late", i), ts: 200000 + float64(i), key: "hot"})
+	}
+	st = m.Stats()
+	if st.Series > 100 {
+		t.Errorf("store keeps %d series after every key went idle, want the idle ones evicted", st.Series)
+	}
+	if st.IDs >= 20000+2*sweepEvery*numShards {
+		t.Errorf("store remembers %d ids, want old ones forgotten", st.IDs)
+	}
+}
+
+func TestMemoryConcurrentScoringCountsEachEventOnce(t *testing.T) {
+	m := NewMemory()
+	f := feature(Count, time.Hour)
+	const workers, perWorker = 8, 500
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				// Every worker sends the same ids: each is a retry of the others.
+				observeOne(t, m, f, ev{id: fmt.Sprint(i), ts: float64(i) / 1000, key: "shared"})
+			}
+		}()
+	}
+	wg.Wait()
+	got := observeOne(t, m, f, ev{id: "final", ts: 10, key: "shared"})
+	if got.Num != perWorker {
+		t.Fatalf("count after %d workers sent the same %d events: %v, want %d", workers, perWorker, got.Num, perWorker)
+	}
+}

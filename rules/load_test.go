@@ -1,0 +1,200 @@
+package rules_test
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/riskd/riskd/rules"
+)
+
+const goodFeatures = `features:
+  - name: card_txn_count_1h
+    kind: count
+    key: card_id
+    window: 1h
+  - name: account_device_seen
+    kind: seen
+    key: [account_id, device_id]
+  - name: account_amount_avg_30d
+    kind: avg
+    key: account_id
+    field: amount
+    window: 30d
+`
+
+const goodRuleset = `name: checkout
+version: "1"
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+lists:
+  bad: [NG, RU]
+rules:
+  - id: velocity
+    when: features.card_txn_count_1h >= 5
+    score: 40
+    reason: "card used {{features.card_txn_count_1h}} times"
+`
+
+func load(t *testing.T, files map[string]string) error {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, body := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(body)}
+	}
+	_, err := rules.Load(fsys, "p")
+	return err
+}
+
+func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
+	tests := []struct {
+		name     string
+		features string // default goodFeatures
+		ruleset  string
+		want     []string // error lines, in order
+	}{
+		{name: "good", ruleset: goodRuleset},
+		{
+			name: "misspelt feature gets a suggestion",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5",
+				"when: features.card_txn_cnt_1h >= 5", 1),
+			want: []string{`p/checkout.yaml:9:20: rule velocity: when: unknown feature "card_txn_cnt_1h" (did you mean features.card_txn_count_1h?)`},
+		},
+		{
+			name: "type error",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5",
+				`when: features.account_device_seen > 5`, 1),
+			want: []string{`p/checkout.yaml:9:40: rule velocity: when: invalid operation: > (mismatched types bool and int)`},
+		},
+		{
+			name:    "when must be boolean",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: features.card_txn_count_1h`, 1),
+			want:    []string{`p/checkout.yaml:9:11: rule velocity: when: expected bool, but got float64`},
+		},
+		{
+			name:    "unknown list",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: event.ip_country in lists.bda`, 1),
+			want:    []string{`p/checkout.yaml:9:37: rule velocity: when: unknown list "bda" (did you mean lists.bad?)`},
+		},
+		{
+			name:    "syntax error in expression",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: "features.card_txn_count_1h >= "`, 1),
+			want:    []string{`p/checkout.yaml:9:41: rule velocity: when: unexpected token EOF`},
+		},
+		{
+			name:    "reason template error",
+			ruleset: strings.Replace(goodRuleset, `{{features.card_txn_count_1h}} times`, `{{features.nope}} times`, 1),
+			want:    []string{`p/checkout.yaml:11:35: rule velocity: reason: unknown feature "nope" (features are declared in features.yaml)`},
+		},
+		{
+			name:    "unclosed template",
+			ruleset: strings.Replace(goodRuleset, `{{features.card_txn_count_1h}} times`, `{{features.card_txn_count_1h times`, 1),
+			want:    []string{`p/checkout.yaml:11:13: rule velocity: reason: unclosed {{ at character 11`},
+		},
+		{
+			name:    "unknown key with suggestion and thresholds out of order",
+			ruleset: strings.Replace(strings.Replace(goodRuleset, "reason:", "reasn:", 1), "{step_up: 50, block: 90}", "{step_up: 95, block: 90}", 1),
+			want: []string{
+				`p/checkout.yaml:4:23: thresholds out of order: step_up (95) must not be above block (90)`,
+				`p/checkout.yaml:11:5: unknown key "reasn" in rule (did you mean "reason"?)`,
+			},
+		},
+		{
+			name: "duplicate rule id, bad action, fractional score, missing when",
+			ruleset: goodRuleset + `  - id: velocity
+    when: "true"
+    score: 1
+  - id: other
+    when: "true"
+    action: deny
+  - id: third
+    when: "true"
+    score: 2.5
+  - id: fourth
+    score: 3
+`,
+			want: []string{
+				`p/checkout.yaml:12:5: duplicate rule id "velocity" (first at line 8)`,
+				`p/checkout.yaml:17:13: rule other: action must be block or step_up, got "deny"`,
+				`p/checkout.yaml:20:12: rule third: score 2.5 must be a whole number (scores are whole points so the reasons add up exactly)`,
+				`p/checkout.yaml:21:5: rule is missing required key "when"`,
+			},
+		},
+		{
+			name:    "missing required keys",
+			ruleset: "name: checkout\nrules:\n  - id: a\n    when: \"true\"\n    score: 1\n",
+			want: []string{
+				`p/checkout.yaml:1:1: ruleset is missing required key "event_types"`,
+				`p/checkout.yaml:1:1: ruleset is missing required key "thresholds"`,
+			},
+		},
+		{
+			name:    "YAML syntax",
+			ruleset: "name: checkout\nrules: [\n",
+			want:    []string{`p/checkout.yaml:2: YAML syntax: did not find expected node content`},
+		},
+		{
+			name: "bad features.yaml",
+			features: `features:
+  - name: a
+    kind: cnt
+    key: card_id
+    window: 1h
+  - name: b
+    kind: count
+    key: card_id
+    window: 1 hour
+  - name: c
+    kind: sum
+    key: card_id
+    window: 1h
+  - name: c
+    kind: seen
+    key: card_id
+    window: 1h
+  - name: d
+    kind: distinct
+    key: card_id
+    windw: 1h
+`,
+			ruleset: goodRuleset,
+			want: []string{
+				`p/features.yaml:3:11: feature "a": unknown kind "cnt" (did you mean "count"?)`,
+				`p/features.yaml:9:13: window: invalid duration "1 hour": unknown unit "r" (use s, m, h, d or w, e.g. 15m or 7d)`,
+				`p/features.yaml:10:5: feature "c": kind sum needs field: the numeric event field to aggregate (e.g. field: amount)`,
+				`p/features.yaml:17:5: feature "c": kind seen has no window (it looks back over the retention, default 400d)`,
+				`p/features.yaml:18:5: feature "d": kind distinct needs a window (e.g. window: 1h)`,
+				`p/features.yaml:18:5: feature "d": kind distinct needs of: the event field whose distinct values are counted (e.g. of: account_id)`,
+				`p/features.yaml:21:5: unknown key "windw" in feature (did you mean "window"?)`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := tt.features
+			if fs == "" {
+				fs = goodFeatures
+			}
+			err := load(t, map[string]string{"features.yaml": fs, "checkout.yaml": tt.ruleset})
+			var got []string
+			if err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestLoadRefusesTwoRulesetsForOneEventType(t *testing.T) {
+	err := load(t, map[string]string{
+		"features.yaml": goodFeatures,
+		"a.yaml":        goodRuleset,
+		"b.yaml":        strings.Replace(goodRuleset, "name: checkout", "name: checkout2", 1),
+	})
+	want := `p/b.yaml:3:14: event type "checkout" is already scored by p/a.yaml; one live ruleset per event type`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
