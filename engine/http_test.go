@@ -1,0 +1,113 @@
+package engine_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riskd/riskd/engine"
+)
+
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg, MaxEventBytes: 1024})
+	srv := httptest.NewServer(engine.NewHandler(e, reg))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHTTPScoreErrors(t *testing.T) {
+	srv := newServer(t)
+	tests := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"invalid JSON", `{"id":"a","type":"checkout",}`, 400, `{"error":"invalid JSON: cannot parse JSON: cannot parse object: cannot find opening '\"\" for object key; unparsed tail: \"}\""}`},
+		{"not an object", `[1,2]`, 400, `{"error":"event must be a JSON object, got array"}`},
+		{"empty body", ``, 400, `{"error":"invalid JSON: cannot parse JSON: cannot parse empty string; unparsed tail: \"\""}`},
+		{"missing id", `{"type":"checkout"}`, 400, `{"error":"missing required field \"id\""}`},
+		{"numeric id", `{"id":7,"type":"checkout"}`, 400, `{"error":"field \"id\" must be a string, got number"}`},
+		{"empty type", `{"id":"a","type":""}`, 400, `{"error":"field \"type\" must not be empty"}`},
+		{"missing type", `{"id":"a"}`, 400, `{"error":"missing required field \"type\""}`},
+		{"bad ts string", `{"id":"a","type":"checkout","ts":"yesterday"}`, 400, `{"error":"field \"ts\": \"yesterday\" is not an RFC 3339 time (e.g. 2026-11-21T10:15:00Z) or Unix milliseconds"}`},
+		{"ts in seconds", `{"id":"a","type":"checkout","ts":1763640000}`, 400, `{"error":"field \"ts\" 1970-01-21T09:54:00Z is outside 1990..2200 (Unix milliseconds expected, not seconds)"}`},
+		{"ts of wrong type", `{"id":"a","type":"checkout","ts":true}`, 400, `{"error":"field \"ts\" must be an RFC 3339 string or Unix milliseconds, got true"}`},
+		{"too large", `{"id":"a","type":"checkout","pad":"` + strings.Repeat("x", 2000) + `"}`, 413, `{"error":"event is over the limit of 1024 bytes"}`},
+		{"ok", `{"id":"a","type":"payout","ts":"2026-11-20T15:00:00Z"}`, 200, `{"event_id":"a","type":"payout","decision":"pass","score":0,"ruleset":"","version":"","reasons":[],"degraded":false,"unscored":true,"elapsed_us":`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.code {
+				t.Errorf("status %d, want %d (%s)", resp.StatusCode, tt.code, b)
+			}
+			if got := strings.TrimSpace(string(b)); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("body:\n%s\nwant:\n%s", got, tt.want)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+		})
+	}
+}
+
+func TestHTTPEndpoints(t *testing.T) {
+	srv := newServer(t)
+	post := func(body string) {
+		resp, err := http.Post(srv.URL+"/v1/score?explain=1", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"not_fired":[`) {
+			t.Fatalf("explain: %d %s", resp.StatusCode, b)
+		}
+	}
+	post(`{"id":"e1","type":"checkout","account_id":"a","card_id":"c","amount":10}`)
+	post(`{"id":"e2","type":"checkout","ip_country":"KP"}`)
+
+	for _, tt := range []struct {
+		path string
+		code int
+		want []string
+	}{
+		{"/healthz", 200, []string{"ok"}},
+		{"/readyz", 200, []string{"ready"}},
+		{"/v1/rulesets", 200, []string{`"name": "checkout"`, `"hash": "`, `"event_types": [`, `"last_reload_error": null`}},
+		{"/metrics", 200, []string{
+			`riskd_decisions_total{outcome="block",ruleset="checkout"} 1`,
+			`riskd_rule_hits_total{rule="sanctioned_country",ruleset="checkout"} 1`,
+			`riskd_rule_errors_total{rule="amount_over_limit",ruleset="checkout"} 1`,
+			`riskd_score_duration_seconds_count 2`,
+			`riskd_feature_store_duration_seconds_count 1`, // e2 has no entity key: no store call
+		}},
+		{"/nope", 404, []string{`{"error":"no such endpoint: GET /nope`}},
+	} {
+		resp, err := http.Get(srv.URL + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("%s: status %d, want %d", tt.path, resp.StatusCode, tt.code)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s: missing %q in\n%s", tt.path, w, b)
+			}
+		}
+	}
+}
