@@ -203,7 +203,9 @@ func (s *series) record(it *Item, pos position) {
 func (s *series) trim(now int64) {
 	cut := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].pos.ts > now-s.horizon })
 	if cut > 0 {
-		s.entries = append(s.entries[:0:0], s.entries[cut:]...)
+		// Reslicing leaves the dropped prefix in the backing array until
+		// the next append outgrows it and copies only the live part.
+		s.entries = s.entries[cut:]
 	}
 }
 

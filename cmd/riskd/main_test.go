@@ -1,0 +1,53 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		listen  string
+		wantErr string
+	}{
+		{name: "defaults", listen: ":8080"},
+		{name: "flag", args: []string{"-listen", "127.0.0.1:9000"}, listen: "127.0.0.1:9000"},
+		{name: "environment", env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9001"},
+		{name: "flag wins over environment", args: []string{"-listen", ":9002"}, env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9002"},
+		{name: "bad environment value", env: map[string]string{"RISKD_MAX_EVENT_BYTES": "lots"}, wantErr: `environment RISKD_MAX_EVENT_BYTES="lots": parse error`},
+		{name: "unknown flag", args: []string{"-lisen", ":1"}, wantErr: "flag provided but not defined: -lisen"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
+		{name: "tiny limit", args: []string{"-max-event-bytes", "10"}, wantErr: "-max-event-bytes 10 is too small"},
+		{name: "redis not in this build", args: []string{"-redis", "127.0.0.1:6379"}, wantErr: "-redis: the Redis feature store is not in this build yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.listen != tt.listen {
+				t.Errorf("listen %q, want %q", c.listen, tt.listen)
+			}
+		})
+	}
+}
+
+func TestLoadPolicyErrors(t *testing.T) {
+	if _, err := loadPolicy("/nonexistent/policy"); err == nil || !strings.Contains(err.Error(), "-rules: stat /nonexistent/policy: no such file or directory") {
+		t.Fatalf("got %v", err)
+	}
+	if p, err := loadPolicy("../../rules/example"); err != nil || len(p.Rulesets) != 3 {
+		t.Fatalf("loading the example directory: %v", err)
+	}
+}
