@@ -119,13 +119,7 @@ type scratch struct {
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
-	s := &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n)}
-	for _, rs := range c.policy.Rulesets {
-		for _, l := range rs.Lists {
-			s.env[rules.ListEnvKey(l.Name)] = l
-		}
-	}
-	return s
+	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n)}
 }
 
 // ScoreOptions ask for more than the decision.

@@ -105,8 +105,13 @@ func (v *flattener) Visit(n *ast.Node) {
 		}
 		v.fields[strings.TrimPrefix(id.Value+"."+name, "event.")] = true
 	}
-	flat := &ast.IdentifierNode{Value: id.Value + "." + name}
-	ast.Patch(n, flat)
+	if root == "lists" {
+		if l, ok := v.c.lists[name]; ok {
+			ast.Patch(n, listNode(l))
+		}
+		return
+	}
+	ast.Patch(n, &ast.IdentifierNode{Value: id.Value + "." + name})
 }
 
 // compile compiles one expression found at node (a `when`, a graded
@@ -135,17 +140,12 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		}
 		env[FeatureEnvKey(f.Name)] = t
 	}
-	for name, l := range c.lists {
-		env[ListEnvKey(name)] = types.TypeOf(l)
-	}
 	for p := range pre.fields {
 		env["event."+p] = types.Any
 	}
 	all := append([]expr.Option{
 		expr.Env(env),
 		expr.Patch(&flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}),
-		expr.Function("riskd_in_list", inList, new(func(any, *List) bool)),
-		expr.Operator("in", "riskd_in_list"),
 	}, opts...)
 	prog, err := expr.Compile(src, all...)
 	if err != nil {
@@ -162,8 +162,20 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 	return prog
 }
 
-func inList(args ...any) (any, error) {
-	return args[1].(*List).Contains(args[0]), nil
+// listNode inlines a list as a constant array: lists are fixed for the
+// life of a policy, and expr compiles `x in [constant strings]` into a set
+// lookup.
+func listNode(l *List) ast.Node {
+	nodes := make([]ast.Node, len(l.Values))
+	for i, v := range l.Values {
+		switch x := v.(type) {
+		case string:
+			nodes[i] = &ast.StringNode{Value: x}
+		case float64:
+			nodes[i] = &ast.FloatNode{Value: x}
+		}
+	}
+	return &ast.ArrayNode{Nodes: nodes}
 }
 
 func (c *compiler) exprError(node *yaml.Node, src string, offset int, what string, err error) {

@@ -216,7 +216,7 @@ func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
 			es.At(v, "list %q must be a list of values, e.g. [NG, RU]", k.Value)
 			continue
 		}
-		l := newList(k.Value)
+		l := &List{Name: k.Value}
 		for _, item := range v.Content {
 			switch {
 			case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
@@ -227,9 +227,9 @@ func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
 					es.At(item, "list %q: %q is not a number", k.Value, item.Value)
 					continue
 				}
-				l.addNumber(item.Value, f)
+				l.Values = append(l.Values, f)
 			default:
-				l.addString(item.Value)
+				l.Values = append(l.Values, item.Value)
 			}
 		}
 		rs.Lists[k.Value] = l

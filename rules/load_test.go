@@ -38,12 +38,16 @@ rules:
 
 func load(t *testing.T, files map[string]string) error {
 	t.Helper()
+	_, err := loadFS(files)
+	return err
+}
+
+func loadFS(files map[string]string) (*rules.Policy, error) {
 	fsys := fstest.MapFS{}
 	for name, body := range files {
 		fsys[name] = &fstest.MapFile{Data: []byte(body)}
 	}
-	_, err := rules.Load(fsys, "p")
-	return err
+	return rules.Load(fsys, "p")
 }
 
 func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {

@@ -96,48 +96,12 @@ func (rs *Ruleset) Outcome(score int64) Outcome {
 // FeatureEnvKey is the expression-environment name of a feature.
 func FeatureEnvKey(name string) string { return "features." + name }
 
-// ListEnvKey is the expression-environment name of a list.
-func ListEnvKey(name string) string { return "lists." + name }
-
 // List is a named list of values for membership tests: `x in lists.name`.
-// Numbers match numbers and their text; strings match exactly.
+// Each use is compiled into a constant array, which expr turns into a set
+// when the values are all strings.
 type List struct {
-	Name string
-	strs map[string]struct{}
-	nums map[float64]struct{}
-}
-
-// Contains reports whether v is in the list.
-func (l *List) Contains(v any) bool {
-	switch x := v.(type) {
-	case string:
-		_, ok := l.strs[x]
-		return ok
-	case float64:
-		_, ok := l.nums[x]
-		return ok
-	case int:
-		_, ok := l.nums[float64(x)]
-		return ok
-	case int64:
-		_, ok := l.nums[float64(x)]
-		return ok
-	}
-	return false
-}
-
-// Len is the number of values.
-func (l *List) Len() int { return len(l.strs) }
-
-func newList(name string) *List {
-	return &List{Name: name, strs: map[string]struct{}{}, nums: map[float64]struct{}{}}
-}
-
-func (l *List) addString(s string) { l.strs[s] = struct{}{} }
-
-func (l *List) addNumber(text string, f float64) {
-	l.strs[text] = struct{}{}
-	l.nums[f] = struct{}{}
+	Name   string
+	Values []any // string or float64
 }
 
 // ScoreOf converts a graded score's result into the whole points the
