@@ -57,6 +57,10 @@ type Feature struct {
 	Field      Path          // sum, avg, max
 	Of         Path          // distinct
 	Line       int           // line in features.yaml, for messages
+	// Entity names the key's fields ("card_id", "account_id+device_id"):
+	// features with the same Entity share one history record per key
+	// value in the stores.
+	Entity string
 }
 
 // Records reports whether events of type t are recorded into f.

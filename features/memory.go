@@ -20,8 +20,9 @@ const sinceLastDepth = 16
 // retries, whatever the windows.
 const minDedupeHorizon = 24 * time.Hour
 
-// sweepEvery is how many events land on a shard (by id) between sweeps of its
-// idle keys; the sweep is amortised so no background goroutine is needed.
+// sweepEvery is the fewest events that land on a shard (by id) between
+// sweeps of its idle entities; the sweep is amortised so no background
+// goroutine is needed.
 const sweepEvery = 1024
 
 const numShards = 64
@@ -36,17 +37,25 @@ type Memory struct {
 	shards [numShards]shard
 }
 
-type seriesKey struct {
-	feature string
-	key     string
+// entityKey identifies one entity: which fields make the key, and their
+// values.
+type entityKey struct {
+	entity string // Feature.Entity
+	key    string
 }
 
 type shard struct {
-	mu      sync.Mutex
-	series  map[seriesKey]*series
-	seen    map[string]position // event id -> its first delivery
-	ops     int
-	scratch map[string]struct{} // distinct counting, reused under mu
+	mu       sync.Mutex
+	entities map[entityKey]*entity
+	seen     map[string]position // event id -> its first delivery
+	ids      []idAge             // seen's ids in arrival order, for eviction
+	ops      int
+	scratch  map[string]struct{} // distinct counting, reused under mu
+}
+
+type idAge struct {
+	id string
+	ts int64
 }
 
 type position struct {
@@ -58,19 +67,33 @@ func (p position) before(q position) bool {
 	return p.ts < q.ts || (p.ts == q.ts && p.seq < q.seq)
 }
 
+// entity holds the history of every feature keyed the same way for one key
+// value: one map lookup serves all of them.
+type entity struct {
+	series []series // a handful per entity: found by name
+}
+
 type entry struct {
 	pos position
 	num float64
 	of  string
 }
 
-// series is the history of one feature for one key.
+// series is the history of one feature for one entity.
 type series struct {
-	horizon int64 // ms
-	newest  int64
+	feature string
+	horizon int64   // ms
 	entries []entry // sorted by pos; windowed kinds and since_last
 	first   position
 	seen    bool // first is set
+	newest  int64
+	// distinct: how many times each value occurs in entries[lo:], the
+	// window of the last in-order read (from = its start). Events arrive
+	// mostly in order, so the next read slides the window instead of
+	// hashing every value again. nil when out of date.
+	counts map[string]int32
+	lo     int
+	from   int64
 }
 
 // NewMemory returns an empty in-memory store.
@@ -78,7 +101,7 @@ func NewMemory() *Memory {
 	m := &Memory{seed: maphash.MakeSeed()}
 	m.dedupe.Store(minDedupeHorizon.Milliseconds())
 	for i := range m.shards {
-		m.shards[i].series = map[seriesKey]*series{}
+		m.shards[i].entities = map[entityKey]*entity{}
 		m.shards[i].seen = map[string]position{}
 		m.shards[i].scratch = map[string]struct{}{}
 	}
@@ -100,28 +123,62 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 		}
 	}
 	for i := range obs.Items {
-		if h := obs.Items[i].Feature.Horizon().Milliseconds(); obs.Items[i].Feature.Kind.Windowed() && h > m.dedupe.Load() {
+		f := obs.Items[i].Feature
+		if h := f.Horizon().Milliseconds(); f.Kind.Windowed() && h > m.dedupe.Load() {
 			m.dedupe.Store(h) // racing writers both store a value larger than before
 		}
 	}
 	pos, retry := m.position(obs)
+	// Items of one entity are handled under one lock and one lookup. done
+	// marks handled items; events have far fewer than 64 features in
+	// practice, and items past 64 are simply looked up on their own.
+	var done uint64
 	for i := range obs.Items {
+		if i < 64 && done&(1<<i) != 0 {
+			continue
+		}
 		it := &obs.Items[i]
 		sh := m.shard(it.Key)
 		sh.mu.Lock()
-		sk := seriesKey{feature: it.Feature.Name, key: it.Key}
-		s := sh.series[sk]
-		if it.Read {
-			it.Value = s.value(it.Feature, pos, sh.scratch)
-		}
-		if it.Record && !retry {
-			if s == nil {
-				s = &series{}
-				sh.series[seriesKey{feature: it.Feature.Name, key: strings.Clone(it.Key)}] = s
+		ek := entityKey{entity: it.Feature.Entity, key: it.Key}
+		e := sh.entities[ek]
+		for j := i; j < len(obs.Items); j++ {
+			jt := &obs.Items[j]
+			if j != i && (j >= 64 || done&(1<<j) != 0 || jt.Feature.Entity != ek.entity || jt.Key != ek.key) {
+				continue
 			}
-			s.record(it, pos)
+			if j < 64 {
+				done |= 1 << j
+			}
+			var s *series
+			if e != nil {
+				s = e.find(jt.Feature.Name)
+			}
+			if jt.Read {
+				jt.Value = s.value(jt.Feature, pos, sh.scratch)
+			}
+			if jt.Record && !retry {
+				if e == nil {
+					e = &entity{}
+					sh.entities[entityKey{entity: ek.entity, key: strings.Clone(ek.key)}] = e
+				}
+				if s == nil {
+					e.series = append(e.series, series{feature: jt.Feature.Name})
+					s = &e.series[len(e.series)-1]
+				}
+				s.record(jt, pos)
+			}
 		}
 		sh.mu.Unlock()
+	}
+	return nil
+}
+
+func (e *entity) find(feature string) *series {
+	for i := range e.series {
+		if e.series[i].feature == feature {
+			return &e.series[i]
+		}
 	}
 	return nil
 }
@@ -137,7 +194,9 @@ func (m *Memory) position(obs *Observation) (position, bool) {
 		return p, true
 	}
 	p := position{ts: obs.TS, seq: m.seq.Add(1)}
-	sh.seen[strings.Clone(obs.EventID)] = p
+	id := strings.Clone(obs.EventID)
+	sh.seen[id] = p
+	sh.ids = append(sh.ids, idAge{id: id, ts: obs.TS})
 	return p, false
 }
 
@@ -145,26 +204,42 @@ func (m *Memory) shard(key string) *shard {
 	return &m.shards[maphash.String(m.seed, key)%numShards]
 }
 
-// tick sweeps the shard's idle keys and forgotten event ids now and then.
-// Called with sh.mu held.
+// tick forgets old event ids and now and then sweeps the shard's idle
+// entities. Called with sh.mu held.
 func (m *Memory) tick(sh *shard) {
+	now := m.newest.Load()
+	// Ids leave in arrival order; a late event's id may wait behind a newer
+	// one, which only keeps it a little longer.
+	cutoff := now - m.dedupe.Load()
+	n := 0
+	for n < len(sh.ids) && sh.ids[n].ts <= cutoff {
+		delete(sh.seen, sh.ids[n].id)
+		n++
+	}
+	if n > 0 {
+		clear(sh.ids[:n])
+		sh.ids = sh.ids[n:]
+	}
+	// A sweep visits every entity of the shard, so it runs once per as
+	// many events as there are entities: constant work per event.
 	sh.ops++
-	if sh.ops < sweepEvery {
+	if sh.ops < max(sweepEvery, len(sh.entities)) {
 		return
 	}
 	sh.ops = 0
-	now := m.newest.Load()
-	for k, s := range sh.series {
-		if s.newest <= now-s.horizon {
-			delete(sh.series, k)
-		} else {
-			s.trim(now)
+	for k, e := range sh.entities {
+		live := e.series[:0]
+		for _, s := range e.series {
+			// A history whose newest event is past its horizon can
+			// answer nothing any more.
+			if s.newest > now-s.horizon {
+				live = append(live, s)
+			}
 		}
-	}
-	cutoff := now - m.dedupe.Load()
-	for id, p := range sh.seen {
-		if p.ts <= cutoff {
-			delete(sh.seen, id)
+		clear(e.series[len(live):]) // drop references to evicted histories
+		e.series = live
+		if len(e.series) == 0 {
+			delete(sh.entities, k)
 		}
 	}
 }
@@ -172,9 +247,7 @@ func (m *Memory) tick(sh *shard) {
 func (s *series) record(it *Item, pos position) {
 	f := it.Feature
 	s.horizon = f.Horizon().Milliseconds()
-	if pos.ts > s.newest {
-		s.newest = pos.ts
-	}
+	s.newest = max(s.newest, pos.ts)
 	switch f.Kind {
 	case Seen, Age:
 		if !s.seen || pos.before(s.first) {
@@ -193,6 +266,13 @@ func (s *series) record(it *Item, pos position) {
 	s.entries = append(s.entries, entry{})
 	copy(s.entries[i+1:], s.entries[i:])
 	s.entries[i] = e
+	if s.counts != nil {
+		if i == len(s.entries)-1 && e.pos.ts > s.from {
+			s.counts[e.of]++
+		} else {
+			s.counts = nil // a late event: rebuild on the next read
+		}
+	}
 	if f.Kind == SinceLast && len(s.entries) > sinceLastDepth {
 		s.entries = s.entries[len(s.entries)-sinceLastDepth:]
 	}
@@ -203,6 +283,12 @@ func (s *series) record(it *Item, pos position) {
 func (s *series) trim(now int64) {
 	cut := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].pos.ts > now-s.horizon })
 	if cut > 0 {
+		if s.counts != nil {
+			for i := s.lo; i < cut; i++ {
+				s.uncount(s.entries[i].of)
+			}
+			s.lo = max(0, s.lo-cut)
+		}
 		// Reslicing leaves the dropped prefix in the backing array until
 		// the next append outgrows it and copies only the live part.
 		s.entries = s.entries[cut:]
@@ -225,7 +311,10 @@ func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Va
 	if s != nil {
 		entries = s.entries
 	}
-	hi := sort.Search(len(entries), func(i int) bool { return !entries[i].pos.before(pos) })
+	hi := len(entries)
+	if hi > 0 && !entries[hi-1].pos.before(pos) { // in-order events skip the search
+		hi = sort.Search(len(entries), func(i int) bool { return !entries[i].pos.before(pos) })
+	}
 	if f.Kind == SinceLast {
 		if hi == 0 {
 			return Value{}
@@ -260,7 +349,9 @@ func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Va
 		}
 		return Value{Valid: true, Num: mx}
 	case Distinct:
-		clear(scratch)
+		if hi == len(entries) && s != nil {
+			return Value{Valid: true, Num: float64(s.slide(from, lo))}
+		}
 		for _, e := range in {
 			scratch[e.of] = struct{}{}
 		}
@@ -271,13 +362,39 @@ func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Va
 	return Value{}
 }
 
+// slide moves the distinct window to start at entries[lo] (the first
+// entry after from) and returns how many values it holds.
+func (s *series) slide(from int64, lo int) int {
+	if s.counts == nil || from < s.from {
+		s.counts = make(map[string]int32, len(s.entries)-lo)
+		for _, e := range s.entries[lo:] {
+			s.counts[e.of]++
+		}
+	} else {
+		for i := s.lo; i < lo; i++ {
+			s.uncount(s.entries[i].of)
+		}
+	}
+	s.lo, s.from = lo, from
+	return len(s.counts)
+}
+
+func (s *series) uncount(of string) {
+	if n := s.counts[of] - 1; n > 0 {
+		s.counts[of] = n
+	} else {
+		delete(s.counts, of)
+	}
+}
+
 func seconds(ms int64) float64 { return float64(ms) / 1000 }
 
 // Stats counts what the store holds, for memory metrics and tests.
 type Stats struct {
-	Series  int // feature × key histories
-	Entries int // recorded events across histories
-	IDs     int // event ids remembered for retries
+	Entities int // keys with history
+	Series   int // feature × key histories
+	Entries  int // recorded events across histories
+	IDs      int // event ids remembered for retries
 }
 
 // Stats walks every shard; it is for metrics scrapes, not the hot path.
@@ -286,11 +403,14 @@ func (m *Memory) Stats() Stats {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		st.Series += len(sh.series)
-		for _, s := range sh.series {
-			st.Entries += len(s.entries)
-			if s.seen {
-				st.Entries++
+		st.Entities += len(sh.entities)
+		for _, e := range sh.entities {
+			st.Series += len(e.series)
+			for _, s := range e.series {
+				st.Entries += len(s.entries)
+				if s.seen {
+					st.Entries++
+				}
 			}
 		}
 		st.IDs += len(sh.seen)

@@ -23,7 +23,7 @@ type ev struct {
 const t0 = int64(1_780_000_000_000)
 
 func feature(kind Kind, window time.Duration) *Feature {
-	f := &Feature{Name: "f", Kind: kind, Key: []Path{NewPath("k")}, Window: window, Retention: DefaultRetention}
+	f := &Feature{Name: "f", Kind: kind, Key: []Path{NewPath("k")}, Window: window, Retention: DefaultRetention, Entity: "k"}
 	if !kind.Windowed() {
 		f.Window = 0
 	}

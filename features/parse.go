@@ -173,6 +173,11 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) *Feature {
 	if bad {
 		return nil
 	}
+	names := make([]string, len(f.Key))
+	for i, k := range f.Key {
+		names[i] = k.Name
+	}
+	f.Entity = strings.Join(names, "+")
 	return f
 }
 
