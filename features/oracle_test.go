@@ -193,7 +193,7 @@ func TestMemoryMatchesOracle(t *testing.T) {
 				key := fmt.Sprint("k", rng.IntN(3))
 				for _, f := range fs {
 					it := Item{Feature: f, Key: key, Read: true, Record: rng.IntN(10) > 0,
-						Num: float64(rng.IntN(1000)) / 10, Of: fmt.Sprint("v", rng.IntN(4))}
+						Num: float64(rng.IntN(1000)) / 10, Of: fmt.Sprint("v", rng.IntN(12))}
 					obs.Items = append(obs.Items, it)
 				}
 				want := o.observe(obs)
