@@ -115,11 +115,13 @@ type scratch struct {
 	itemOf []int  // feature index -> index in obs.Items, -1 if none
 	reads  []bool // feature index -> the ruleset reads it
 	keyBuf []byte
+	strs   map[string]any // boxed strings, see str
+	floats floatArena
 }
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
-	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n)}
+	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n), strs: map[string]any{}}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -235,18 +237,19 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules.Ruleset, d *Decision) {
 	rm := c.rulesets[rs]
 	fs := c.policy.Features.Features
+	s.floats.n = 0
 	for _, fi := range rs.Reads {
 		var v features.Value
 		if i := s.itemOf[fi]; i >= 0 {
 			v = s.obs.Items[i].Value
 		}
-		s.env[c.featureKeys[fi]] = boxValue(v, fs[fi].Kind.Bool())
+		s.env[c.featureKeys[fi]] = s.floats.boxValue(v, fs[fi].Kind.Bool())
 		if d.Explain {
 			d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: v, Bool: fs[fi].Kind.Bool()})
 		}
 	}
 	for _, f := range rs.EventFields {
-		s.env[f.EnvKey] = toAny(lookup(ev, f.Path))
+		s.env[f.EnvKey] = s.toAny(lookup(ev, f.Path))
 	}
 	d.Ruleset, d.Version = rs.Name, rs.Version
 	forced := rules.Pass

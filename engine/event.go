@@ -174,34 +174,66 @@ var smallInts = func() [1024]any {
 	return a
 }()
 
-func boxFloat(f float64) any {
+// floatArena boxes the other numbers of one event without allocating.
+//
+// Boxing a float64 in an interface normally copies it to the heap. Here
+// each box points at a slot of an array owned by the scratch instead: the
+// boxes live in the expression environment only while the event is
+// evaluated (expr copies values it keeps, reasons are rendered to text),
+// and the arena is reset for the next event, when every box it handed out
+// has been overwritten.
+type floatArena struct {
+	slots [64]float64
+	n     int
+}
+
+// eface is the layout of an empty interface.
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+var float64Type = func() unsafe.Pointer {
+	var x any = 0.5
+	return (*eface)(unsafe.Pointer(&x)).typ
+}()
+
+func (a *floatArena) box(f float64) any {
 	if f >= 0 && f < float64(len(smallInts)) && f == math.Trunc(f) {
 		return smallInts[int(f)]
 	}
-	return f
+	if a.n == len(a.slots) {
+		return f // an event with very many numbers: the rest go to the heap
+	}
+	p := &a.slots[a.n]
+	a.n++
+	*p = f
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = float64Type, unsafe.Pointer(p)
+	return v
 }
 
-func boxValue(v features.Value, isBool bool) any {
+func (a *floatArena) boxValue(v features.Value, isBool bool) any {
 	switch {
 	case !v.Valid:
 		return nil
 	case isBool:
 		return v.Bool
 	}
-	return boxFloat(v.Num)
+	return a.box(v.Num)
 }
 
-// toAny converts a JSON value for the expression environment. Strings
-// alias the parser's buffer (see bstr); objects and arrays are copied.
-func toAny(v *fastjson.Value) any {
+// toAny converts a JSON value for the expression environment. Objects
+// and arrays are copied; strings go through the scratch's cache.
+func (s *scratch) toAny(v *fastjson.Value) any {
 	if v == nil {
 		return nil
 	}
 	switch v.Type() {
 	case fastjson.TypeString:
-		return bstr(v.GetStringBytes())
+		return s.str(v.GetStringBytes())
 	case fastjson.TypeNumber:
-		return boxFloat(v.GetFloat64())
+		return s.floats.box(v.GetFloat64())
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
@@ -209,15 +241,37 @@ func toAny(v *fastjson.Value) any {
 	case fastjson.TypeObject:
 		o := v.GetObject()
 		m := make(map[string]any, o.Len())
-		o.Visit(func(k []byte, x *fastjson.Value) { m[string(k)] = toAny(x) })
+		o.Visit(func(k []byte, x *fastjson.Value) { m[string(k)] = s.toAny(x) })
 		return m
 	case fastjson.TypeArray:
 		arr := v.GetArray()
 		out := make([]any, len(arr))
 		for i, x := range arr {
-			out[i] = toAny(x)
+			out[i] = s.toAny(x)
 		}
 		return out
 	}
 	return nil
+}
+
+// Strings the rules read are mostly a few short values seen again and
+// again (countries, currencies, channels): they are boxed once and reused.
+const (
+	maxCachedString  = 32
+	maxCachedStrings = 4096
+)
+
+func (s *scratch) str(b []byte) any {
+	if v, ok := s.strs[bstr(b)]; ok {
+		return v
+	}
+	str := string(b)
+	var v any = str
+	if len(b) <= maxCachedString {
+		if len(s.strs) >= maxCachedStrings {
+			clear(s.strs) // a high-cardinality field: start over rather than grow
+		}
+		s.strs[str] = v
+	}
+	return v
 }

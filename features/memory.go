@@ -50,7 +50,7 @@ type shard struct {
 	seen     map[string]position // event id -> its first delivery
 	ids      []idAge             // seen's ids in arrival order, for eviction
 	ops      int
-	scratch  map[string]struct{} // distinct counting, reused under mu
+	scratch  map[uint64]struct{} // distinct counting, reused under mu
 }
 
 type idAge struct {
@@ -76,22 +76,27 @@ type entity struct {
 type entry struct {
 	pos position
 	num float64
-	of  string
+	of  uint64 // distinct: a 64-bit hash of the value (collisions need ~2^32 values in one window)
 }
 
 // series is the history of one feature for one entity.
 type series struct {
 	feature string
 	horizon int64   // ms
-	entries []entry // sorted by pos; windowed kinds and since_last
+	// buf[off:] are the live entries, sorted by pos (windowed kinds and
+	// since_last). Trimming advances off; an append that finds buf full
+	// first slides the live part down, so a steady window reuses its array
+	// instead of reallocating.
+	buf []entry
+	off int
 	first   position
 	seen    bool // first is set
 	newest  int64
-	// distinct: how many times each value occurs in entries[lo:], the
+	// distinct: how many times each value occurs in live()[lo:], the
 	// window of the last in-order read (from = its start). Events arrive
 	// mostly in order, so the next read slides the window instead of
 	// hashing every value again. nil when out of date.
-	counts map[string]int32
+	counts map[uint64]int32
 	lo     int
 	from   int64
 }
@@ -103,7 +108,7 @@ func NewMemory() *Memory {
 	for i := range m.shards {
 		m.shards[i].entities = map[entityKey]*entity{}
 		m.shards[i].seen = map[string]position{}
-		m.shards[i].scratch = map[string]struct{}{}
+		m.shards[i].scratch = map[uint64]struct{}{}
 	}
 	return m
 }
@@ -166,7 +171,7 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 					e.series = append(e.series, series{feature: jt.Feature.Name})
 					s = &e.series[len(e.series)-1]
 				}
-				s.record(jt, pos)
+				s.record(jt, pos, m.seed)
 			}
 		}
 		sh.mu.Unlock()
@@ -244,7 +249,7 @@ func (m *Memory) tick(sh *shard) {
 	}
 }
 
-func (s *series) record(it *Item, pos position) {
+func (s *series) record(it *Item, pos position, seed maphash.Seed) {
 	f := it.Feature
 	s.horizon = f.Horizon().Milliseconds()
 	s.newest = max(s.newest, pos.ts)
@@ -257,47 +262,52 @@ func (s *series) record(it *Item, pos position) {
 	}
 	e := entry{pos: pos, num: it.Num}
 	if f.Kind == Distinct {
-		e.of = strings.Clone(it.Of)
+		e.of = maphash.String(seed, it.Of)
 	}
-	i := len(s.entries)
-	for i > 0 && pos.before(s.entries[i-1].pos) {
+	if len(s.buf) == cap(s.buf) && s.off > 0 {
+		n := copy(s.buf, s.buf[s.off:])
+		clear(s.buf[n:])
+		s.buf, s.off = s.buf[:n], 0
+	}
+	s.buf = append(s.buf, entry{})
+	live := s.buf[s.off:]
+	i := len(live) - 1
+	for i > 0 && pos.before(live[i-1].pos) {
 		i-- // late events are rare: a short walk back beats a binary search
 	}
-	s.entries = append(s.entries, entry{})
-	copy(s.entries[i+1:], s.entries[i:])
-	s.entries[i] = e
+	copy(live[i+1:], live[i:len(live)-1])
+	live[i] = e
 	if s.counts != nil {
-		if i == len(s.entries)-1 && e.pos.ts > s.from {
+		if i == len(live)-1 && e.pos.ts > s.from {
 			s.counts[e.of]++
 		} else {
 			s.counts = nil // a late event: rebuild on the next read
 		}
 	}
-	if f.Kind == SinceLast && len(s.entries) > sinceLastDepth {
-		s.entries = s.entries[len(s.entries)-sinceLastDepth:]
+	if f.Kind == SinceLast && len(live) > sinceLastDepth {
+		s.off += len(live) - sinceLastDepth
 	}
 	s.trim(s.newest)
 }
 
 // trim drops entries that no event at or after now can see.
 func (s *series) trim(now int64) {
-	cut := sort.Search(len(s.entries), func(i int) bool { return s.entries[i].pos.ts > now-s.horizon })
+	live := s.live()
+	cut := sort.Search(len(live), func(i int) bool { return live[i].pos.ts > now-s.horizon })
 	if cut > 0 {
 		if s.counts != nil {
 			for i := s.lo; i < cut; i++ {
-				s.uncount(s.entries[i].of)
+				s.uncount(live[i].of)
 			}
 			s.lo = max(0, s.lo-cut)
 		}
-		// Reslicing leaves the dropped prefix in the backing array until
-		// the next append outgrows it and copies only the live part.
-		s.entries = s.entries[cut:]
+		s.off += cut
 	}
 }
 
 // value computes the feature for an event at pos from a series (nil: the
 // key has no history).
-func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Value {
+func (s *series) value(f *Feature, pos position, scratch map[uint64]struct{}) Value {
 	switch f.Kind {
 	case Seen:
 		return Value{Valid: true, Bool: s != nil && s.seen && s.first.before(pos)}
@@ -309,7 +319,7 @@ func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Va
 	}
 	var entries []entry
 	if s != nil {
-		entries = s.entries
+		entries = s.live()
 	}
 	hi := len(entries)
 	if hi > 0 && !entries[hi-1].pos.before(pos) { // in-order events skip the search
@@ -362,24 +372,28 @@ func (s *series) value(f *Feature, pos position, scratch map[string]struct{}) Va
 	return Value{}
 }
 
-// slide moves the distinct window to start at entries[lo] (the first
+// slide moves the distinct window to start at live()[lo] (the first
 // entry after from) and returns how many values it holds.
 func (s *series) slide(from int64, lo int) int {
 	if s.counts == nil || from < s.from {
-		s.counts = make(map[string]int32, len(s.entries)-lo)
-		for _, e := range s.entries[lo:] {
+		live := s.live()
+		s.counts = make(map[uint64]int32, len(live)-lo)
+		for _, e := range live[lo:] {
 			s.counts[e.of]++
 		}
 	} else {
+		live := s.live()
 		for i := s.lo; i < lo; i++ {
-			s.uncount(s.entries[i].of)
+			s.uncount(live[i].of)
 		}
 	}
 	s.lo, s.from = lo, from
 	return len(s.counts)
 }
 
-func (s *series) uncount(of string) {
+func (s *series) live() []entry { return s.buf[s.off:] }
+
+func (s *series) uncount(of uint64) {
 	if n := s.counts[of] - 1; n > 0 {
 		s.counts[of] = n
 	} else {
@@ -407,7 +421,7 @@ func (m *Memory) Stats() Stats {
 		for _, e := range sh.entities {
 			st.Series += len(e.series)
 			for _, s := range e.series {
-				st.Entries += len(s.entries)
+				st.Entries += len(s.live())
 				if s.seen {
 					st.Entries++
 				}

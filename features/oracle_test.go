@@ -13,12 +13,12 @@ import (
 type oracle struct {
 	seq     uint64
 	first   map[string]position // event id -> first delivery
-	entries map[string][]entry  // feature+key -> recorded events
+	entries map[string][]oentry // feature+key -> recorded events
 	newest  map[string]int64    // feature+key -> newest recorded ts
 }
 
 func newOracle() *oracle {
-	return &oracle{first: map[string]position{}, entries: map[string][]entry{}, newest: map[string]int64{}}
+	return &oracle{first: map[string]position{}, entries: map[string][]oentry{}, newest: map[string]int64{}}
 }
 
 func (o *oracle) observe(obs *Observation) []Value {
@@ -35,15 +35,22 @@ func (o *oracle) observe(obs *Observation) []Value {
 			out[i] = o.value(it.Feature, o.entries[k], o.newest[k], pos)
 		}
 		if it.Record && !retry {
-			o.entries[k] = append(o.entries[k], entry{pos: pos, num: it.Num, of: it.Of})
+			o.entries[k] = append(o.entries[k], oentry{pos: pos, num: it.Num, of: it.Of})
 			o.newest[k] = max(o.newest[k], pos.ts)
 		}
 	}
 	return out
 }
 
-func (o *oracle) value(f *Feature, all []entry, newest int64, pos position) Value {
-	var before []entry
+// oentry is a recorded event as the oracle keeps it: values as they are.
+type oentry struct {
+	pos position
+	num float64
+	of  string
+}
+
+func (o *oracle) value(f *Feature, all []oentry, newest int64, pos position) Value {
+	var before []oentry
 	for _, e := range all {
 		if e.pos.before(pos) {
 			before = append(before, e)
@@ -66,7 +73,7 @@ func (o *oracle) value(f *Feature, all []entry, newest int64, pos position) Valu
 	case SinceLast:
 		// The store keeps the key's latest sinceLastDepth events.
 		kept := latest(all, sinceLastDepth)
-		var prev *entry
+		var prev *oentry
 		for i := range kept {
 			if kept[i].pos.before(pos) && (prev == nil || prev.pos.before(kept[i].pos)) {
 				prev = &kept[i]
@@ -78,7 +85,7 @@ func (o *oracle) value(f *Feature, all []entry, newest int64, pos position) Valu
 		return Value{Valid: true, Num: seconds(pos.ts - prev.pos.ts)}
 	}
 	w := f.Window.Milliseconds()
-	var in []entry
+	var in []oentry
 	for _, e := range before {
 		if e.pos.ts > pos.ts-w && e.pos.ts > newest-w {
 			in = append(in, e)
@@ -123,8 +130,8 @@ func (o *oracle) value(f *Feature, all []entry, newest int64, pos position) Valu
 
 // sorted orders entries by position, the order the store sums them in, so
 // float sums agree to the last bit.
-func sorted(es []entry) []entry {
-	out := append([]entry(nil), es...)
+func sorted(es []oentry) []oentry {
+	out := append([]oentry(nil), es...)
 	for i := 1; i < len(out); i++ {
 		for j := i; j > 0 && out[j].pos.before(out[j-1].pos); j-- {
 			out[j], out[j-1] = out[j-1], out[j]
@@ -133,7 +140,7 @@ func sorted(es []entry) []entry {
 	return out
 }
 
-func latest(es []entry, n int) []entry {
+func latest(es []oentry, n int) []oentry {
 	s := sorted(es)
 	if len(s) > n {
 		s = s[len(s)-n:]
