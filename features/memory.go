@@ -82,16 +82,16 @@ type entry struct {
 // series is the history of one feature for one entity.
 type series struct {
 	feature string
-	horizon int64   // ms
+	horizon int64 // ms
 	// buf[off:] are the live entries, sorted by pos (windowed kinds and
 	// since_last). Trimming advances off; an append that finds buf full
 	// first slides the live part down, so a steady window reuses its array
 	// instead of reallocating.
-	buf []entry
-	off int
-	first   position
-	seen    bool // first is set
-	newest  int64
+	buf    []entry
+	off    int
+	first  position
+	seen   bool // first is set
+	newest int64
 	// distinct: how many times each value occurs in live()[lo:], the
 	// window of the last in-order read (from = its start). Events arrive
 	// mostly in order, so the next read slides the window instead of

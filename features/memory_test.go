@@ -71,7 +71,7 @@ func TestMemoryKinds(t *testing.T) {
 		{"count window is left-open: exactly one window ago is out", Count, h, []ev{
 			{id: "1", ts: 0, key: "a", want: 0.0},
 			{id: "2", ts: 3599.999, key: "a", want: 1.0},
-			{id: "3", ts: 3600, key: "a", want: 1.0}, // event 1 is exactly 1h old: out
+			{id: "3", ts: 3600, key: "a", want: 1.0},     // event 1 is exactly 1h old: out
 			{id: "4", ts: 7199.999, key: "a", want: 1.0}, // 2 is exactly 1h old: out
 			{id: "5", ts: 7200, key: "a", want: 1.0},     // 3 is exactly 1h old: out
 		}},
