@@ -1,0 +1,159 @@
+// Command loadgen drives POST /v1/score at fixed rates (open loop) and
+// reports latency percentiles measured from each request's intended send
+// time, so a stall in the server shows as latency instead of silently
+// lowering the rate. It only targets loopback addresses and stops by
+// itself.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	target := flag.String("url", "http://127.0.0.1:8080/v1/score", "scoring endpoint (loopback only)")
+	rates := flag.String("rates", "1000,5000,10000", "comma-separated request rates per second, run one after the other")
+	duration := flag.Duration("duration", 10*time.Second, "how long each rate runs")
+	conns := flag.Int("conns", 256, "most requests in flight at once")
+	flag.Parse()
+	if err := run(*target, *rates, *duration, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(target, rateList string, duration time.Duration, conns int) error {
+	if err := checkLoopback(target); err != nil {
+		return err
+	}
+	if duration <= 0 || duration > 10*time.Minute {
+		return fmt.Errorf("-duration %v: want between 0 and 10m", duration)
+	}
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
+	}
+	fmt.Printf("%-8s %8s %8s %9s %9s %9s %9s %9s %7s\n", "rate", "sent", "achieved", "p50", "p90", "p99", "p999", "max", "errors")
+	var seq atomic.Int64
+	for _, f := range strings.Split(rateList, ",") {
+		rate, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || rate <= 0 || rate > 200000 {
+			return fmt.Errorf("-rates: %q is not a rate between 1 and 200000", f)
+		}
+		r := step(client, target, rate, duration, conns, &seq)
+		fmt.Printf("%-8d %8d %8.0f %9s %9s %9s %9s %9s %7d\n", rate, r.sent, r.achieved,
+			r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(0.999), r.pct(1), r.errors)
+	}
+	return nil
+}
+
+type result struct {
+	sent, errors int
+	achieved     float64
+	lat          []time.Duration // sorted
+}
+
+func (r result) pct(q float64) string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	i := min(len(r.lat)-1, int(q*float64(len(r.lat))))
+	return r.lat[i].Round(time.Microsecond).String()
+}
+
+// step runs one rate. A scheduler hands out intended send times; workers
+// take them and send. When every worker is busy the intended times queue
+// up and their wait counts as latency.
+func step(client *http.Client, target string, rate int, duration time.Duration, conns int, seq *atomic.Int64) result {
+	total := int(float64(rate) * duration.Seconds())
+	interval := time.Second / time.Duration(rate)
+	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Second)
+	defer cancel()
+	due := make(chan time.Time, total)
+	lat := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for t := range due {
+				if err := send(ctx, client, target, seq.Add(1)); err != nil {
+					errs.Add(1)
+					continue
+				}
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	for i := range total {
+		t := start.Add(time.Duration(i) * interval)
+		if d := time.Until(t); d > 0 {
+			time.Sleep(d)
+		}
+		due <- t
+	}
+	close(due)
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	return result{sent: total, errors: int(errs.Load()), achieved: float64(len(lat)) / elapsed.Seconds(), lat: lat}
+}
+
+// send posts one checkout; entities rotate so features have history.
+func send(ctx context.Context, client *http.Client, target string, n int64) error {
+	body := fmt.Appendf(nil, `{"id":"load-%d-%d","type":"checkout","account_id":"acc-%d","card_id":"card-%d","device_id":"dev-%d","ip":"10.0.%d.%d","amount":%d.%02d,"currency":"EUR","ip_country":"FR","card_country":"FR"}`,
+		os.Getpid(), n, n%20000, n%25000, n%15000, n%200, n%250, 5+n%500, n%100)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// checkLoopback refuses any target that is not this machine.
+func checkLoopback(target string) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	ips, err := net.LookupIP(u.Hostname())
+	if err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("-url %s resolves to %s: loadgen only targets loopback addresses", target, ip)
+		}
+	}
+	return nil
+}
