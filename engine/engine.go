@@ -4,7 +4,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -302,6 +301,3 @@ func (e *Engine) run(s *scratch, r *rules.Rule) (bool, int64, error) {
 	}
 	return true, score, nil
 }
-
-// IsTooLarge reports whether err refuses an event for its size.
-func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }

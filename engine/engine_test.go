@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"testing"
 
 	"github.com/riskd/riskd/engine"
@@ -77,6 +79,43 @@ func TestExamplePolicyGolden(t *testing.T) {
 			if !bytes.Equal(g, w) {
 				t.Errorf("decision %d differs:\n got: %s\nwant: %s", i+1, g, w)
 			}
+		}
+	}
+}
+
+// TestConcurrentScoring scores one card from several goroutines at once:
+// every event is counted once, and retries racing with first deliveries
+// are not counted again.
+func TestConcurrentScoring(t *testing.T) {
+	e := engine.New(examplePolicy(t), engine.Options{})
+	const workers, each = 4, 100
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var d engine.Decision
+			for i := range each {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				body := fmt.Sprintf(`{"id":%q,"type":"checkout","ts":%d,"card_id":"card-1","account_id":"acc-%d","amount":10}`, id, 1780000000000+i, w)
+				for range 2 { // and its retry
+					if err := e.Score(context.Background(), []byte(body), engine.ScoreOptions{}, &d); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var d engine.Decision
+	err := e.Score(context.Background(), []byte(`{"id":"last","type":"checkout","ts":1780000060000,"card_id":"card-1","amount":10}`), engine.ScoreOptions{Explain: true}, &d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range d.Features {
+		if f.Name == "card_txn_count_1h" && f.Value.Num != workers*each {
+			t.Fatalf("card_txn_count_1h = %v after %d events and their retries, want %d", f.Value.Num, workers*each, workers*each)
 		}
 	}
 }

@@ -34,6 +34,10 @@ func NewHandler(e *Engine, gather prometheus.Gatherer) *Handler {
 	h := &Handler{engine: e, gather: gather, mux: http.NewServeMux()}
 	h.buffers.New = func() any { return &httpScratch{} }
 	h.mux.HandleFunc("POST /v1/score", h.score)
+	h.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, r.Method+" /v1/score: events are scored with POST")
+	})
 	h.mux.HandleFunc("GET /v1/rulesets", h.rulesets)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.ready)

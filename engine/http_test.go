@@ -94,6 +94,7 @@ func TestHTTPEndpoints(t *testing.T) {
 			`riskd_feature_store_duration_seconds_count 1`, // e2 has no entity key: no store call
 		}},
 		{"/nope", 404, []string{`{"error":"no such endpoint: GET /nope`}},
+		{"/v1/score", 405, []string{`{"error":"GET /v1/score: events are scored with POST"}`}},
 	} {
 		resp, err := http.Get(srv.URL + tt.path)
 		if err != nil {

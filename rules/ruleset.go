@@ -114,9 +114,9 @@ func ScoreOf(v float64) (int64, bool) {
 	return int64(math.Round(v)), true
 }
 
-// FormatNumber writes a number the way a reason reads best: whole numbers
+// formatNumber writes a number the way a reason reads best: whole numbers
 // without a decimal point, others with at most two decimals.
-func FormatNumber(dst []byte, v float64) []byte {
+func formatNumber(dst []byte, v float64) []byte {
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
 		return strconv.AppendInt(dst, int64(v), 10)
 	}

@@ -72,7 +72,7 @@ func AppendValue(dst []byte, v any) []byte {
 	case string:
 		return append(dst, x...)
 	case float64:
-		return FormatNumber(dst, x)
+		return formatNumber(dst, x)
 	case int:
 		return strconv.AppendInt(dst, int64(x), 10)
 	case int64:
