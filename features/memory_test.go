@@ -54,100 +54,104 @@ func asAny(v Value, k Kind) any {
 	return v.Num
 }
 
+// kindTests are window edges, ties, late events, retries and absent keys
+// for every kind; every store runs them.
+var kindTests = []struct {
+	name   string
+	kind   Kind
+	window time.Duration
+	events []ev
+}{
+	{"count counts history strictly before", Count, h, []ev{
+		{id: "1", ts: 0, key: "a", want: 0.0},
+		{id: "2", ts: 1, key: "a", want: 1.0},
+		{id: "3", ts: 2, key: "b", want: 0.0},
+		{id: "4", ts: 3, key: "a", want: 2.0},
+	}},
+	{"count window is left-open: exactly one window ago is out", Count, h, []ev{
+		{id: "1", ts: 0, key: "a", want: 0.0},
+		{id: "2", ts: 3599.999, key: "a", want: 1.0},
+		{id: "3", ts: 3600, key: "a", want: 1.0},     // event 1 is exactly 1h old: out
+		{id: "4", ts: 7199.999, key: "a", want: 1.0}, // 2 is exactly 1h old: out
+		{id: "5", ts: 7200, key: "a", want: 1.0},     // 3 is exactly 1h old: out
+	}},
+	{"count same millisecond: earlier arrival counts", Count, h, []ev{
+		{id: "1", ts: 10, key: "a", want: 0.0},
+		{id: "2", ts: 10, key: "a", want: 1.0},
+		{id: "3", ts: 10, key: "a", want: 2.0},
+	}},
+	{"count late event sees only older history", Count, h, []ev{
+		{id: "1", ts: 100, key: "a", want: 0.0},
+		{id: "2", ts: 200, key: "a", want: 1.0},
+		{id: "3", ts: 150, key: "a", want: 1.0},
+		{id: "4", ts: 300, key: "a", want: 3.0},
+	}},
+	{"count retry is not recorded twice and gets the same value", Count, h, []ev{
+		{id: "1", ts: 0, key: "a", want: 0.0},
+		{id: "2", ts: 1, key: "a", want: 1.0},
+		{id: "2", ts: 1, key: "a", want: 1.0},
+		{id: "3", ts: 2, key: "a", want: 2.0},
+		{id: "2", ts: 1, key: "a", want: 1.0}, // after a later event too
+		{id: "1", ts: 0, key: "a", want: 0.0},
+	}},
+	{"count absent key is nil and not recorded", Count, h, []ev{
+		{id: "1", ts: 0, key: "", want: nil},
+		{id: "2", ts: 1, key: "a", want: 0.0},
+	}},
+	{"sum", Sum, h, []ev{
+		{id: "1", ts: 0, key: "a", num: 10, want: 0.0},
+		{id: "2", ts: 1, key: "a", num: 2.5, want: 10.0},
+		{id: "3", ts: 2, key: "a", skip: true, want: 12.5}, // no amount: read, not recorded
+		{id: "4", ts: 3600, key: "a", num: 1, want: 2.5},
+	}},
+	{"avg is nil without history", Avg, h, []ev{
+		{id: "1", ts: 0, key: "a", num: 10, want: nil},
+		{id: "2", ts: 1, key: "a", num: 20, want: 10.0},
+		{id: "3", ts: 2, key: "a", num: 0, want: 15.0},
+		{id: "4", ts: 3601, key: "a", num: 0, want: 0.0},
+		{id: "5", ts: 9000, key: "a", num: 0, want: nil},
+	}},
+	{"max", Max, h, []ev{
+		{id: "1", ts: 0, key: "a", num: -5, want: nil},
+		{id: "2", ts: 1, key: "a", num: 7, want: -5.0},
+		{id: "3", ts: 2, key: "a", num: 3, want: 7.0},
+		{id: "4", ts: 3601, key: "a", num: 1, want: 3.0},
+	}},
+	{"distinct", Distinct, h, []ev{
+		{id: "1", ts: 0, key: "d", of: "acc1", want: 0.0},
+		{id: "2", ts: 1, key: "d", of: "acc1", want: 1.0},
+		{id: "3", ts: 2, key: "d", of: "acc2", want: 1.0},
+		{id: "4", ts: 3, key: "d", of: "acc3", want: 2.0},
+		{id: "5", ts: 3600.5, key: "d", of: "acc1", want: 3.0}, // 1 is out
+		{id: "6", ts: 3603.5, key: "d", skip: true, want: 1.0}, // only 5 is in
+	}},
+	{"seen", Seen, 0, []ev{
+		{id: "1", ts: 0, key: "a|d", want: false},
+		{id: "2", ts: 1, key: "a|d", want: true},
+		{id: "3", ts: 2, key: "a|e", want: false},
+		{id: "1", ts: 0, key: "a|d", want: false}, // retry of the first sighting
+		{id: "4", ts: 400 * 86400, key: "a|d", want: true},
+	}},
+	{"age is zero the first time", Age, 0, []ev{
+		{id: "1", ts: 100, key: "a", want: 0.0},
+		{id: "2", ts: 160.5, key: "a", want: 60.5},
+		{id: "3", ts: 50, key: "a", want: 0.0}, // late: earlier than all history
+		{id: "4", ts: 200, key: "a", want: 150.0},
+	}},
+	{"since_last is nil the first time", SinceLast, 0, []ev{
+		{id: "1", ts: 0, key: "c", want: nil},
+		{id: "2", ts: 30, key: "c", want: 30.0},
+		{id: "3", ts: 31, key: "c", want: 1.0},
+		{id: "2", ts: 30, key: "c", want: 30.0}, // retry: its own predecessor
+		{id: "4", ts: 20, key: "c", want: 20.0}, // late: predecessor is 1
+		{id: "5", ts: 100, key: "d", want: nil},
+	}},
+}
+
+const h = time.Hour
+
 func TestMemoryKinds(t *testing.T) {
-	h := time.Hour
-	tests := []struct {
-		name   string
-		kind   Kind
-		window time.Duration
-		events []ev
-	}{
-		{"count counts history strictly before", Count, h, []ev{
-			{id: "1", ts: 0, key: "a", want: 0.0},
-			{id: "2", ts: 1, key: "a", want: 1.0},
-			{id: "3", ts: 2, key: "b", want: 0.0},
-			{id: "4", ts: 3, key: "a", want: 2.0},
-		}},
-		{"count window is left-open: exactly one window ago is out", Count, h, []ev{
-			{id: "1", ts: 0, key: "a", want: 0.0},
-			{id: "2", ts: 3599.999, key: "a", want: 1.0},
-			{id: "3", ts: 3600, key: "a", want: 1.0},     // event 1 is exactly 1h old: out
-			{id: "4", ts: 7199.999, key: "a", want: 1.0}, // 2 is exactly 1h old: out
-			{id: "5", ts: 7200, key: "a", want: 1.0},     // 3 is exactly 1h old: out
-		}},
-		{"count same millisecond: earlier arrival counts", Count, h, []ev{
-			{id: "1", ts: 10, key: "a", want: 0.0},
-			{id: "2", ts: 10, key: "a", want: 1.0},
-			{id: "3", ts: 10, key: "a", want: 2.0},
-		}},
-		{"count late event sees only older history", Count, h, []ev{
-			{id: "1", ts: 100, key: "a", want: 0.0},
-			{id: "2", ts: 200, key: "a", want: 1.0},
-			{id: "3", ts: 150, key: "a", want: 1.0},
-			{id: "4", ts: 300, key: "a", want: 3.0},
-		}},
-		{"count retry is not recorded twice and gets the same value", Count, h, []ev{
-			{id: "1", ts: 0, key: "a", want: 0.0},
-			{id: "2", ts: 1, key: "a", want: 1.0},
-			{id: "2", ts: 1, key: "a", want: 1.0},
-			{id: "3", ts: 2, key: "a", want: 2.0},
-			{id: "2", ts: 1, key: "a", want: 1.0}, // after a later event too
-			{id: "1", ts: 0, key: "a", want: 0.0},
-		}},
-		{"count absent key is nil and not recorded", Count, h, []ev{
-			{id: "1", ts: 0, key: "", want: nil},
-			{id: "2", ts: 1, key: "a", want: 0.0},
-		}},
-		{"sum", Sum, h, []ev{
-			{id: "1", ts: 0, key: "a", num: 10, want: 0.0},
-			{id: "2", ts: 1, key: "a", num: 2.5, want: 10.0},
-			{id: "3", ts: 2, key: "a", skip: true, want: 12.5}, // no amount: read, not recorded
-			{id: "4", ts: 3600, key: "a", num: 1, want: 2.5},
-		}},
-		{"avg is nil without history", Avg, h, []ev{
-			{id: "1", ts: 0, key: "a", num: 10, want: nil},
-			{id: "2", ts: 1, key: "a", num: 20, want: 10.0},
-			{id: "3", ts: 2, key: "a", num: 0, want: 15.0},
-			{id: "4", ts: 3601, key: "a", num: 0, want: 0.0},
-			{id: "5", ts: 9000, key: "a", num: 0, want: nil},
-		}},
-		{"max", Max, h, []ev{
-			{id: "1", ts: 0, key: "a", num: -5, want: nil},
-			{id: "2", ts: 1, key: "a", num: 7, want: -5.0},
-			{id: "3", ts: 2, key: "a", num: 3, want: 7.0},
-			{id: "4", ts: 3601, key: "a", num: 1, want: 3.0},
-		}},
-		{"distinct", Distinct, h, []ev{
-			{id: "1", ts: 0, key: "d", of: "acc1", want: 0.0},
-			{id: "2", ts: 1, key: "d", of: "acc1", want: 1.0},
-			{id: "3", ts: 2, key: "d", of: "acc2", want: 1.0},
-			{id: "4", ts: 3, key: "d", of: "acc3", want: 2.0},
-			{id: "5", ts: 3600.5, key: "d", of: "acc1", want: 3.0}, // 1 is out
-			{id: "6", ts: 3603.5, key: "d", skip: true, want: 1.0}, // only 5 is in
-		}},
-		{"seen", Seen, 0, []ev{
-			{id: "1", ts: 0, key: "a|d", want: false},
-			{id: "2", ts: 1, key: "a|d", want: true},
-			{id: "3", ts: 2, key: "a|e", want: false},
-			{id: "1", ts: 0, key: "a|d", want: false}, // retry of the first sighting
-			{id: "4", ts: 400 * 86400, key: "a|d", want: true},
-		}},
-		{"age is zero the first time", Age, 0, []ev{
-			{id: "1", ts: 100, key: "a", want: 0.0},
-			{id: "2", ts: 160.5, key: "a", want: 60.5},
-			{id: "3", ts: 50, key: "a", want: 0.0}, // late: earlier than all history
-			{id: "4", ts: 200, key: "a", want: 150.0},
-		}},
-		{"since_last is nil the first time", SinceLast, 0, []ev{
-			{id: "1", ts: 0, key: "c", want: nil},
-			{id: "2", ts: 30, key: "c", want: 30.0},
-			{id: "3", ts: 31, key: "c", want: 1.0},
-			{id: "2", ts: 30, key: "c", want: 30.0}, // retry: its own predecessor
-			{id: "4", ts: 20, key: "c", want: 20.0}, // late: predecessor is 1
-			{id: "5", ts: 100, key: "d", want: nil},
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range kindTests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMemory()
 			f := feature(tt.kind, tt.window)

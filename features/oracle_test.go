@@ -167,44 +167,39 @@ func oracleFeatures() []*Feature {
 	return fs
 }
 
-// TestMemoryMatchesOracle drives the store and the oracle with random
-// sequences — mostly in order, some late, some retries, some events that
-// are read but not recorded — and requires identical features.
+// TestMemoryMatchesOracle holds the memory store to the oracle.
 func TestMemoryMatchesOracle(t *testing.T) {
+	conformance(t, func(t *testing.T) Store { return NewMemory() })
+}
+
+// conformance drives a store and the oracle with random sequences — mostly
+// in order, some late, some retries, some events read but not recorded,
+// ties and exact window edges — and requires identical features. Every
+// store runs it.
+func conformance(t *testing.T, newStore func(t *testing.T) Store) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 42))
 			fs := oracleFeatures()
-			m, o := NewMemory(), newOracle()
-			type sent struct {
-				id string
-				ts int64
-			}
-			var history []sent
+			s, o := newStore(t), newOracle()
+			var sent []*Observation
 			now := t0
-			// Few enough events that no shard reaches a sweep: the oracle
-			// models trimming on record, not the amortised sweep.
+			// Few enough events that no memory shard reaches a sweep: the
+			// oracle models trimming on record, not the amortised sweep.
 			for n := 0; n < 600; n++ {
-				obs := &Observation{}
+				var obs *Observation
 				switch r := rng.IntN(100); {
-				case r < 10 && len(history) > 0: // a retry
-					h := history[rng.IntN(len(history))]
-					obs.EventID, obs.TS = h.id, h.ts
+				case r < 10 && len(sent) > 0: // a retry: the same event again
+					obs = cloneObservation(sent[rng.IntN(len(sent))])
 				case r < 20: // late by up to 30 s
-					obs.EventID, obs.TS = fmt.Sprint("e", n), now-rng.Int64N(30)*1000
+					obs = randomObservation(rng, fs, fmt.Sprint("e", n), now-rng.Int64N(30)*1000)
 				default:
 					now += rng.Int64N(20) * 1000 // whole seconds: ties and exact window edges happen
-					obs.EventID, obs.TS = fmt.Sprint("e", n), now
+					obs = randomObservation(rng, fs, fmt.Sprint("e", n), now)
 				}
-				history = append(history, sent{obs.EventID, obs.TS})
-				key := fmt.Sprint("k", rng.IntN(3))
-				for _, f := range fs {
-					it := Item{Feature: f, Key: key, Read: true, Record: rng.IntN(10) > 0,
-						Num: float64(rng.IntN(1000)) / 10, Of: fmt.Sprint("v", rng.IntN(12))}
-					obs.Items = append(obs.Items, it)
-				}
+				sent = append(sent, cloneObservation(obs))
 				want := o.observe(obs)
-				if err := m.Observe(t.Context(), obs); err != nil {
+				if err := s.Observe(t.Context(), obs); err != nil {
 					t.Fatal(err)
 				}
 				for i, it := range obs.Items {
@@ -215,4 +210,23 @@ func TestMemoryMatchesOracle(t *testing.T) {
 			}
 		})
 	}
+}
+
+func randomObservation(rng *rand.Rand, fs []*Feature, id string, ts int64) *Observation {
+	obs := &Observation{EventID: id, TS: ts}
+	key := fmt.Sprint("k", rng.IntN(3))
+	for _, f := range fs {
+		obs.Items = append(obs.Items, Item{Feature: f, Key: key, Read: true, Record: rng.IntN(10) > 0,
+			Num: float64(rng.IntN(1000)) / 10, Of: fmt.Sprint("v", rng.IntN(12))})
+	}
+	return obs
+}
+
+func cloneObservation(o *Observation) *Observation {
+	c := *o
+	c.Items = append([]Item(nil), o.Items...)
+	for i := range c.Items {
+		c.Items[i].Value = Value{}
+	}
+	return &c
 }
