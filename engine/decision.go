@@ -22,6 +22,9 @@ type Decision struct {
 	// Degraded is set when some features could not be read from the store;
 	// they are nil and the ruleset was evaluated with what there was.
 	Degraded bool
+	// StorePolicy is the ruleset's on_store_error ("fail_open" or
+	// "fail_closed") when the decision is degraded.
+	StorePolicy string
 	// Unscored is set for an event type no ruleset scores: it was recorded
 	// into the features that count it and passes.
 	Unscored  bool
@@ -104,6 +107,11 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 	}
 	dst = append(dst, `],"degraded":`...)
 	dst = strconv.AppendBool(dst, d.Degraded)
+	if d.StorePolicy != "" {
+		dst = append(dst, `,"store_policy":"`...)
+		dst = append(dst, d.StorePolicy...)
+		dst = append(dst, '"')
+	}
 	if d.Unscored {
 		dst = append(dst, `,"unscored":true`...)
 	}

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,12 +31,17 @@ type Options struct {
 	MaxEventBytes int
 	// Now is the clock for events without ts. Default time.Now.
 	Now func() time.Time
+	// StoreTimeout bounds the feature store call of one event; past it the
+	// decision is made without the missing features and marked degraded.
+	// Zero: the caller's context alone bounds it.
+	StoreTimeout time.Duration
 }
 
 // Engine scores events against the current policy. It is safe for
 // concurrent use.
 type Engine struct {
 	store    features.Store
+	timeout  time.Duration
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
@@ -44,7 +50,7 @@ type Engine struct {
 
 // New returns an engine serving policy p.
 func New(p *rules.Policy, opts Options) *Engine {
-	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now}
+	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout}
 	if e.store == nil {
 		e.store = features.NewMemory()
 	}
@@ -103,6 +109,12 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 	c.pool.New = func() any { return c.newScratch() }
 	return c
 }
+
+// StoreUnavailableRule names the reason added when a fail_closed ruleset
+// could not read its features.
+const StoreUnavailableRule = "store_unavailable"
+
+const storeUnavailableReason = "risk history could not be read in time; this ruleset fails closed and asks for verification"
 
 // scratch is the per-goroutine working space of one Score: reused through
 // the policy's pool so the hot path does not allocate it.
@@ -221,14 +233,21 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		return
 	}
 	start := time.Now()
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
 	err := e.store.Observe(ctx, &s.obs)
 	e.metrics.storeLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
+		// The store left nil whatever it could not read; score with the
+		// rest and say so.
 		e.metrics.storeErrors.Inc()
-		d.Degraded = true
-		for i := range s.obs.Items {
-			s.obs.Items[i].Value = features.Value{}
+		if errors.Is(err, context.DeadlineExceeded) {
+			e.metrics.storeTimeouts.Inc()
 		}
+		d.Degraded = true
 	}
 }
 
@@ -275,6 +294,16 @@ func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules
 		forced = max(forced, r.Action)
 	}
 	d.Outcome = max(rs.Outcome(d.Score), forced)
+	if d.Degraded {
+		d.StorePolicy = "fail_open"
+		if rs.FailClosed {
+			d.StorePolicy = "fail_closed"
+			if d.Outcome < rules.StepUp {
+				d.Outcome = rules.StepUp
+				d.Reasons = append(d.Reasons, Reason{Rule: StoreUnavailableRule, Text: storeUnavailableReason, Action: rules.StepUp})
+			}
+		}
+	}
 	rm.outcomes[d.Outcome].Inc()
 }
 

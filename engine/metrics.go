@@ -14,6 +14,7 @@ type metrics struct {
 	scoreLatency  prometheus.Histogram
 	storeLatency  prometheus.Histogram
 	storeErrors   prometheus.Counter
+	storeTimeouts prometheus.Counter
 	invalidEvents prometheus.Counter
 }
 
@@ -44,12 +45,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_feature_store_errors_total", Help: "Feature store calls that failed; the decision was marked degraded.",
 		}),
+		storeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_feature_store_timeouts_total", Help: "Feature store calls that ran past the store timeout (also counted in errors).",
+		}),
 		invalidEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_invalid_events_total", Help: "Events refused as invalid (bad JSON, missing id or type, bad ts, too large).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.invalidEvents)
+		reg.MustRegister(m.decisions, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.storeTimeouts, m.invalidEvents)
 	}
 	return m
 }

@@ -48,7 +48,9 @@ type Redis struct {
 	prefix string
 }
 
-// NewRedis connects and loads the script. It fails if no node answers.
+// NewRedis returns a store on the given nodes. It does not wait for them:
+// riskd starts while Redis is away and degrades until it answers (the
+// script is loaded on first use after a node is reachable).
 func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redis: no address")
@@ -71,10 +73,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		MaxRetries: -1,
 	})
 	r := &Redis{client: client, prefix: prefix}
-	if err := r.load(ctx); err != nil {
-		client.Close()
-		return nil, err
-	}
+	_ = r.load(ctx) // best effort: Observe loads it again on NOSCRIPT
 	return r, nil
 }
 

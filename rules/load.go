@@ -121,7 +121,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	rs := &Ruleset{Hash: hex.EncodeToString(sum[:6]), Lists: map[string]*List{}}
 	out := &parsedRuleset{Ruleset: rs}
 	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "!event_types",
-		"!thresholds", "lists", "!rules", "shadow_of", "traffic", "split_key")
+		"!thresholds", "lists", "!rules", "on_store_error", "shadow_of", "traffic", "split_key")
 	if m == nil {
 		return nil
 	}
@@ -143,6 +143,15 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	for _, k := range []string{"shadow_of", "traffic", "split_key"} {
 		if f, ok := m[k]; ok {
 			es.At(f.Key, "%s: challenger rulesets (shadow and traffic split) are not supported by this riskd yet", k)
+		}
+	}
+	if f, ok := m["on_store_error"]; ok {
+		switch f.Value.Value {
+		case "fail_open":
+		case "fail_closed":
+			rs.FailClosed = true
+		default:
+			es.At(f.Value, "on_store_error must be fail_open or fail_closed, got %q", f.Value.Value)
 		}
 	}
 	if f, ok := m["event_types"]; ok {

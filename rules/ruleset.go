@@ -54,6 +54,10 @@ type Ruleset struct {
 	EventTypes []string
 	StepUp     int64
 	Block      int64
+	// FailClosed: when features cannot be read (store down or slow), the
+	// decision is at least step_up. Default: fail open, score with what
+	// there is.
+	FailClosed bool
 	Lists      map[string]*List
 	Rules      []*Rule
 	// Reads lists the features (indexes into Policy.Features) that the

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -30,6 +31,8 @@ type config struct {
 	listen        string
 	rulesDir      string
 	redis         string
+	redisPrefix   string
+	storeTimeout  time.Duration
 	kafkaBrokers  string
 	kafkaTopic    string
 	kafkaGroup    string
@@ -49,6 +52,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
 	fl.StringVar(&c.rulesDir, "rules", "", "policy directory (default: the example policy built into riskd, from rules/example)")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
+	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
+	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
 	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
 	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
@@ -80,8 +85,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.maxEventBytes < 256 {
 		return nil, fmt.Errorf("-max-event-bytes %d is too small (at least 256)", c.maxEventBytes)
 	}
-	if c.redis != "" {
-		return nil, errors.New("-redis: the Redis feature store is not in this build yet; leave it empty for the in-memory store")
+	if c.storeTimeout <= 0 {
+		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
 	if c.kafkaBrokers != "" {
 		return nil, errors.New("-kafka-brokers: Kafka stream scoring is not in this build yet; score over HTTP")
@@ -102,6 +107,36 @@ func loadPolicy(dir string) (*rules.Policy, error) {
 	}
 	var fsys fs.FS = os.DirFS(dir)
 	return rules.Load(fsys, dir)
+}
+
+// openStore returns the Redis store when -redis is set, else the memory
+// store.
+func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
+	if cfg.redis == "" {
+		return features.NewMemory(), "memory", nil
+	}
+	var addrs []string
+	for _, a := range strings.Split(cfg.redis, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, "", fmt.Errorf("-redis: %q is not host:port: %v", a, err)
+		}
+		addrs = append(addrs, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix})
+	if err != nil {
+		return nil, "", fmt.Errorf("-redis: %w", err)
+	}
+	if err := r.Ready(ctx); err != nil {
+		log.Warn("redis not reachable yet; decisions are degraded until it answers", "addrs", cfg.redis, "err", err)
+	}
+	name := "redis"
+	if len(addrs) > 1 {
+		name = "redis-cluster"
+	}
+	return r, name, nil
 }
 
 func main() {
@@ -126,8 +161,16 @@ func run(args []string, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng := engine.New(policy, engine.Options{Registerer: reg, MaxEventBytes: cfg.maxEventBytes})
-	defer eng.Store().Close()
+	store, storeName, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes}
+	if cfg.redis != "" {
+		opts.StoreTimeout = cfg.storeTimeout
+	}
+	eng := engine.New(policy, opts)
+	defer store.Close()
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -147,7 +190,7 @@ func run(args []string, log *slog.Logger) error {
 	for _, rs := range policy.Rulesets {
 		names = append(names, rs.Name+"@"+rs.Version)
 	}
-	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", "memory")
+	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -22,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown flag", args: []string{"-lisen", ":1"}, wantErr: "flag provided but not defined: -lisen"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "tiny limit", args: []string{"-max-event-bytes", "10"}, wantErr: "-max-event-bytes 10 is too small"},
-		{name: "redis not in this build", args: []string{"-redis", "127.0.0.1:6379"}, wantErr: "-redis: the Redis feature store is not in this build yet"},
+		{name: "store timeout", args: []string{"-store-timeout", "0s"}, wantErr: "-store-timeout 0s must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
