@@ -38,6 +38,15 @@ local function each_slice(list, fn)
   end
 end
 
+-- The summary is read once and written back once.
+local S, dirty = {}, {}
+local raw = redis.call('HGETALL', sum)
+for i = 1, #raw, 2 do S[raw[i]] = raw[i + 1] end
+local function set(k, v)
+  S[k] = v
+  dirty[k] = true
+end
+
 -- The event's place in history: a retry keeps its first delivery's.
 local seq, retry
 local prev = redis.call('HGET', data, id)
@@ -45,7 +54,8 @@ if prev then
   local r = cmsgpack.unpack(prev)
   seq, ts, retry = r[1], r[2], true
 else
-  seq, retry = redis.call('HINCRBY', sum, 'seq', 1), false
+  seq, retry = (tonumber(S.seq) or 0) + 1, false
+  set('seq', string.format('%d', seq))
 end
 
 -- Windowed reads share one range scan over the widest window read.
@@ -75,7 +85,7 @@ for i, it in ipairs(items) do
   if it.read then
     local k = it.kind
     if k == 'seen' or k == 'age' then
-      local f = redis.call('HGET', sum, 'f:' .. it.name)
+      local f = S['f:' .. it.name]
       local fts, fseq
       if f then
         local a, b = string.match(f, '^(-?%d+):(%d+)$')
@@ -88,7 +98,7 @@ for i, it in ipairs(items) do
         v = seenBefore and num((ts - fts) / 1000) or '0'
       end
     elseif k == 'since_last' then
-      local l = redis.call('HGET', sum, 'l:' .. it.name)
+      local l = S['l:' .. it.name]
       local bts, bseq
       if l then
         for a, b in string.gmatch(l, '(-?%d+):(%d+)') do
@@ -103,7 +113,7 @@ for i, it in ipairs(items) do
       -- History older than the feature's window from its newest recorded
       -- event is gone in the memory store; leave it out here too.
       local from = ts - it.window
-      local newest = tonumber(redis.call('HGET', sum, 'n:' .. it.name) or '')
+      local newest = tonumber(S['n:' .. it.name] or '')
       if newest and newest - it.window > from then from = newest - it.window end
       local count, total, mx, distinct, nd = 0, 0, nil, {}, 0
       for _, e in ipairs(hist) do
@@ -131,29 +141,29 @@ for i, it in ipairs(items) do
   out[i] = v
 end
 
-if retry then return out end
+if retry then return out end -- nothing changed but nothing to write either
 
 -- Record the event.
 local vals = {}
-local newest = tonumber(redis.call('HGET', sum, 'newest') or '') or ts
+local newest = tonumber(S.newest or '') or ts
 if ts > newest then newest = ts end
-local kept = math.max(keep, tonumber(redis.call('HGET', sum, 'w') or '0'))
+local kept = math.max(keep, tonumber(S.w or '0'))
 for _, it in ipairs(items) do
   if it.record then
     local k, name = it.kind, it.name
     if k == 'seen' or k == 'age' then
-      local f = redis.call('HGET', sum, 'f:' .. name)
+      local f = S['f:' .. name]
       local a, b
       if f then a, b = string.match(f, '^(-?%d+):(%d+)$') end
       if not f or before(ts, seq, tonumber(a), tonumber(b)) then
-        redis.call('HSET', sum, 'f:' .. name, string.format('%d:%d', ts, seq))
+        set('f:' .. name, string.format('%d:%d', ts, seq))
       end
     else
-      local n = tonumber(redis.call('HGET', sum, 'n:' .. name) or '')
-      if not n or ts > n then redis.call('HSET', sum, 'n:' .. name, string.format('%d', ts)) end
+      local n = tonumber(S['n:' .. name] or '')
+      if not n or ts > n then set('n:' .. name, string.format('%d', ts)) end
       if k == 'since_last' then
         local list = {}
-        local l = redis.call('HGET', sum, 'l:' .. name)
+        local l = S['l:' .. name]
         if l then
           for a, b in string.gmatch(l, '(-?%d+):(%d+)') do list[#list + 1] = {tonumber(a), tonumber(b)} end
         end
@@ -163,7 +173,7 @@ for _, it in ipairs(items) do
         for j = math.max(1, #list - SINCE_LAST_DEPTH + 1), #list do
           parts[#parts + 1] = string.format('%d:%d', list[j][1], list[j][2])
         end
-        redis.call('HSET', sum, 'l:' .. name, table.concat(parts, ','))
+        set('l:' .. name, table.concat(parts, ','))
       else
         if it.window > kept then kept = it.window end
         if k == 'count' then vals[name] = true
@@ -175,7 +185,8 @@ for _, it in ipairs(items) do
 end
 redis.call('HSET', data, id, cmsgpack.pack({seq, ts, vals}))
 redis.call('ZADD', log, ts, id)
-redis.call('HSET', sum, 'newest', string.format('%d', newest), 'w', string.format('%d', kept))
+set('newest', string.format('%d', newest))
+set('w', string.format('%d', kept))
 
 -- Forget what no future event can see.
 local cut = num(newest - kept)
@@ -185,8 +196,14 @@ if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', log, '-inf', cut)
 end
 
-ttl = math.max(ttl, tonumber(redis.call('HGET', sum, 'ttl') or '0'))
-redis.call('HSET', sum, 'ttl', ttl)
+ttl = math.max(ttl, tonumber(S.ttl or '0'))
+set('ttl', string.format('%d', ttl))
+local kv = {}
+for k in pairs(dirty) do
+  kv[#kv + 1] = k
+  kv[#kv + 1] = S[k]
+end
+redis.call('HSET', sum, unpack(kv))
 redis.call('EXPIRE', log, ttl)
 redis.call('EXPIRE', data, ttl)
 redis.call('EXPIRE', sum, ttl)
