@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -144,5 +146,33 @@ func TestRedisFaultDegradesAndRecovers(t *testing.T) {
 			t.Fatalf("%d goroutines after closing, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReadyzFollowsRedis: /readyz answers 503 while Redis is away.
+func TestReadyzFollowsRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
+	defer r.Close()
+	h := httptest.NewServer(engine.NewHandler(e, nil))
+	defer h.Close()
+	status := func() int {
+		resp, err := http.Get(h.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != 200 {
+		t.Fatalf("/readyz with Redis up: %d", got)
+	}
+	srv.Stop()
+	if got := status(); got != 503 {
+		t.Fatalf("/readyz with Redis down: %d", got)
+	}
+	srv.Restart()
+	if got := status(); got != 200 {
+		t.Fatalf("/readyz with Redis back: %d", got)
 	}
 }

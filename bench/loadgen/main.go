@@ -47,7 +47,7 @@ func run(target, rateList string, duration time.Duration, conns int) error {
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
 	}
-	fmt.Printf("%-8s %8s %8s %9s %9s %9s %9s %9s %7s\n", "rate", "sent", "achieved", "p50", "p90", "p99", "p999", "max", "errors")
+	fmt.Printf("%-8s %8s %8s %9s %9s %9s %9s %9s %7s %9s\n", "rate", "sent", "achieved", "p50", "p90", "p99", "p999", "max", "errors", "degraded")
 	var seq atomic.Int64
 	for _, f := range strings.Split(rateList, ",") {
 		rate, err := strconv.Atoi(strings.TrimSpace(f))
@@ -55,14 +55,15 @@ func run(target, rateList string, duration time.Duration, conns int) error {
 			return fmt.Errorf("-rates: %q is not a rate between 1 and 200000", f)
 		}
 		r := step(client, target, rate, duration, conns, &seq)
-		fmt.Printf("%-8d %8d %8.0f %9s %9s %9s %9s %9s %7d\n", rate, r.sent, r.achieved,
-			r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(0.999), r.pct(1), r.errors)
+		fmt.Printf("%-8d %8d %8.0f %9s %9s %9s %9s %9s %7d %9d\n", rate, r.sent, r.achieved,
+			r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(0.999), r.pct(1), r.errors, r.degraded)
 	}
 	return nil
 }
 
 type result struct {
 	sent, errors int
+	degraded     int // answered, but without some features (store down or slow)
 	achieved     float64
 	lat          []time.Duration // sorted
 }
@@ -86,7 +87,7 @@ func step(client *http.Client, target string, rate int, duration time.Duration, 
 	due := make(chan time.Time, total)
 	lat := make([]time.Duration, 0, total)
 	var mu sync.Mutex
-	var errs atomic.Int64
+	var errs, degraded atomic.Int64
 	var wg sync.WaitGroup
 	for range conns {
 		wg.Add(1)
@@ -94,9 +95,13 @@ func step(client *http.Client, target string, rate int, duration time.Duration, 
 			defer wg.Done()
 			var local []time.Duration
 			for t := range due {
-				if err := send(ctx, client, target, seq.Add(1)); err != nil {
+				deg, err := send(ctx, client, target, seq.Add(1))
+				if err != nil {
 					errs.Add(1)
 					continue
+				}
+				if deg {
+					degraded.Add(1)
 				}
 				local = append(local, time.Since(t))
 			}
@@ -117,27 +122,31 @@ func step(client *http.Client, target string, rate int, duration time.Duration, 
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	return result{sent: total, errors: int(errs.Load()), achieved: float64(len(lat)) / elapsed.Seconds(), lat: lat}
+	return result{sent: total, errors: int(errs.Load()), degraded: int(degraded.Load()), achieved: float64(len(lat)) / elapsed.Seconds(), lat: lat}
 }
 
-// send posts one checkout; entities rotate so features have history.
-func send(ctx context.Context, client *http.Client, target string, n int64) error {
+// send posts one checkout and reports whether the decision was degraded;
+// entities rotate so features have history.
+func send(ctx context.Context, client *http.Client, target string, n int64) (bool, error) {
 	body := fmt.Appendf(nil, `{"id":"load-%d-%d","type":"checkout","account_id":"acc-%d","card_id":"card-%d","device_id":"dev-%d","ip":"10.0.%d.%d","amount":%d.%02d,"currency":"EUR","ip_country":"FR","card_country":"FR"}`,
 		os.Getpid(), n, n%20000, n%25000, n%15000, n%200, n%250, 5+n%500, n%100)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return false, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, err
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return false, errors.New(resp.Status)
+	}
+	return bytes.Contains(out, []byte(`"degraded":true`)), nil
 }
 
 // checkLoopback refuses any target that is not this machine.
