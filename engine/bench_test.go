@@ -93,7 +93,7 @@ func BenchmarkScoreParallel(b *testing.B) {
 // client included, one request at a time on a kept-alive connection.
 func BenchmarkHTTPScore(b *testing.B) {
 	e := engine.New(examplePolicy(b), engine.Options{})
-	srv := httptest.NewServer(engine.NewHandler(e, nil))
+	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
 	defer srv.Close()
 	client := srv.Client()
 	url := srv.URL + "/v1/score"

@@ -65,6 +65,10 @@ func New(p *rules.Policy, opts Options) *Engine {
 	return e
 }
 
+// SetPolicy swaps in a new policy. Events being scored finish on the one
+// they started with; every decision names the version that made it.
+func (e *Engine) SetPolicy(p *rules.Policy) { e.current.Store(e.compile(p)) }
+
 // Policy returns the policy being served.
 func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
 

@@ -2,24 +2,40 @@ package engine
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/riskd/riskd/rules"
 )
 
 // Handler serves riskd's HTTP API around an engine.
 type Handler struct {
 	engine  *Engine
-	gather  prometheus.Gatherer
+	opts    HandlerOptions
 	mux     *http.ServeMux
 	buffers sync.Pool // *httpScratch
+}
+
+// HandlerOptions configure the HTTP API. Zero values are safe.
+type HandlerOptions struct {
+	// Gatherer serves /metrics; nil: no metrics endpoint.
+	Gatherer prometheus.Gatherer
+	// Reloader serves POST /v1/reload and the reload status in
+	// /v1/rulesets; nil: the policy cannot be reloaded (built-in example).
+	Reloader *rules.Reloader
+	// AdminToken is the bearer token admin endpoints require; empty: admin
+	// endpoints answer 403.
+	AdminToken string
 }
 
 type httpScratch struct {
@@ -28,10 +44,10 @@ type httpScratch struct {
 	d    Decision
 }
 
-// NewHandler returns the HTTP API: /v1/score, /v1/rulesets, /metrics,
-// /healthz and /readyz. gather serves /metrics (nil: no metrics endpoint).
-func NewHandler(e *Engine, gather prometheus.Gatherer) *Handler {
-	h := &Handler{engine: e, gather: gather, mux: http.NewServeMux()}
+// NewHandler returns the HTTP API: /v1/score, /v1/rulesets, /v1/reload,
+// /metrics, /healthz and /readyz.
+func NewHandler(e *Engine, opts HandlerOptions) *Handler {
+	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux()}
 	h.buffers.New = func() any { return &httpScratch{} }
 	h.mux.HandleFunc("POST /v1/score", h.score)
 	h.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
@@ -39,13 +55,14 @@ func NewHandler(e *Engine, gather prometheus.Gatherer) *Handler {
 		writeError(w, http.StatusMethodNotAllowed, r.Method+" /v1/score: events are scored with POST")
 	})
 	h.mux.HandleFunc("GET /v1/rulesets", h.rulesets)
+	h.mux.HandleFunc("POST /v1/reload", h.reload)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.ready)
-	if gather != nil {
-		h.mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	if opts.Gatherer != nil {
+		h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/score, /v1/rulesets, /metrics, /healthz, /readyz)")
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz, /readyz)")
 	})
 	return h
 }
@@ -119,12 +136,19 @@ type rulesetInfo struct {
 func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 	p := h.engine.Policy()
 	out := struct {
-		Dir             string        `json:"dir"`
-		LoadedAt        string        `json:"loaded_at"`
-		Features        []string      `json:"features"`
-		Rulesets        []rulesetInfo `json:"rulesets"`
-		LastReloadError *string       `json:"last_reload_error"`
+		Dir               string        `json:"dir"`
+		LoadedAt          string        `json:"loaded_at"`
+		Features          []string      `json:"features"`
+		Rulesets          []rulesetInfo `json:"rulesets"`
+		LastReloadError   *string       `json:"last_reload_error"`
+		LastReloadErrorAt *string       `json:"last_reload_error_at,omitempty"`
 	}{Dir: p.Dir, LoadedAt: p.LoadedAt.UTC().Format(time.RFC3339), Features: p.Features.Names(), Rulesets: []rulesetInfo{}}
+	if h.opts.Reloader != nil {
+		if err, at := h.opts.Reloader.LastError(); err != nil {
+			msg, when := err.Error(), at.UTC().Format(time.RFC3339)
+			out.LastReloadError, out.LastReloadErrorAt = &msg, &when
+		}
+	}
 	for _, rs := range p.Rulesets {
 		out.Rulesets = append(out.Rulesets, rulesetInfo{
 			Name: rs.Name, Version: rs.Version, Hash: rs.Hash, File: rs.File,
@@ -135,6 +159,50 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
+}
+
+// reload loads the policy directory again (admin). 200: loaded or
+// unchanged; 422: rejected, with every error; the previous policy keeps
+// serving.
+func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
+	if !h.admin(w, r) {
+		return
+	}
+	if h.opts.Reloader == nil {
+		writeError(w, http.StatusConflict, "riskd serves the built-in example policy: start it with -rules DIR to reload a directory")
+		return
+	}
+	err := h.opts.Reloader.Reload()
+	switch {
+	case errors.Is(err, rules.ErrUnchanged):
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": false, "reason": "unchanged"})
+	case err != nil:
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
+	}
+}
+
+// admin checks the bearer token in constant time. Without a configured
+// token admin endpoints are closed, not open.
+func (h *Handler) admin(w http.ResponseWriter, r *http.Request) bool {
+	if h.opts.AdminToken == "" {
+		writeError(w, http.StatusForbidden, "admin endpoints are disabled: start riskd with -admin-token (or RISKD_ADMIN_TOKEN)")
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.AdminToken)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="riskd admin"`)
+		writeError(w, http.StatusUnauthorized, "admin endpoint: missing or wrong bearer token")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
 }
 
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {

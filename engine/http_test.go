@@ -16,7 +16,7 @@ func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg, MaxEventBytes: 1024})
-	srv := httptest.NewServer(engine.NewHandler(e, reg))
+	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -154,7 +154,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
 	defer r.Close()
-	h := httptest.NewServer(engine.NewHandler(e, nil))
+	h := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
 	defer h.Close()
 	status := func() int {
 		resp, err := http.Get(h.URL + "/readyz")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -172,20 +173,40 @@ func run(args []string, log *slog.Logger) error {
 	eng := engine.New(policy, opts)
 	defer store.Close()
 
+	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// The watcher is owned here: started with the server, stopped and
+	// waited for on shutdown. If it cannot watch, riskd stops rather than
+	// serve a policy that silently no longer follows its directory.
+	var watcher sync.WaitGroup
+	var watchErr error
+	if cfg.rulesDir != "" {
+		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
+		rl.Loaded(policy)
+		hopts.Reloader = rl
+		watcher.Add(1)
+		go func() {
+			defer watcher.Done()
+			if err := rl.Run(ctx); err != nil {
+				watchErr = err
+				stop()
+			}
+		}()
+	}
+
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           engine.NewHandler(eng, reg),
+		Handler:           engine.NewHandler(eng, hopts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	names := make([]string, 0, len(policy.Rulesets))
 	for _, rs := range policy.Rulesets {
 		names = append(names, rs.Name+"@"+rs.Version)
@@ -196,6 +217,8 @@ func run(args []string, log *slog.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
+		stop()
+		watcher.Wait()
 		return err
 	case <-ctx.Done():
 	}
@@ -208,5 +231,6 @@ func run(args []string, log *slog.Logger) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	watcher.Wait()
+	return watchErr
 }

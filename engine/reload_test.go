@@ -1,0 +1,157 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/rules/example"
+)
+
+// copyExample writes the example policy into a temporary directory with
+// the checkout ruleset's version set to v.
+func copyExample(t *testing.T, dir, version string) {
+	t.Helper()
+	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+		data, err := example.FS.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "checkout.yaml" {
+			data = []byte(strings.Replace(string(data), `version: "2026-11-25.1"`, `version: "`+version+`"`, 1))
+		}
+		tmp := filepath.Join(dir, "."+name)
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReloadUnderLoad rewrites the policy many times while several
+// goroutines score: no request fails and every decision carries one of
+// the versions that were on disk.
+func TestReloadUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir, "v0")
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
+	rl.Loaded(p)
+
+	const reloads = 30
+	var stop atomic.Bool
+	var scored atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var d engine.Decision
+			for i := 0; !stop.Load(); i++ {
+				body := fmt.Sprintf(`{"id":"w%d-%d","type":"checkout","card_id":"c%d","account_id":"a","amount":10}`, w, i, i%7)
+				if err := e.Score(context.Background(), []byte(body), engine.ScoreOptions{}, &d); err != nil {
+					t.Error(err)
+					return
+				}
+				v := d.Version
+				if len(v) < 2 || v[0] != 'v' {
+					t.Errorf("decision version %q is none of the versions written", v)
+					return
+				}
+				scored.Add(1)
+			}
+		}()
+	}
+	for i := 1; i <= reloads; i++ {
+		copyExample(t, dir, fmt.Sprint("v", i))
+		if err := rl.Reload(); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if i%5 == 0 { // and a broken write now and then: rejected, old one serves
+			os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte("name: [broken"), 0o644)
+			if err := rl.Reload(); err == nil {
+				t.Fatal("a broken policy was accepted")
+			}
+			copyExample(t, dir, fmt.Sprint("v", i))
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if got := e.Policy().ForType("checkout").Version; got != fmt.Sprint("v", reloads) {
+		t.Fatalf("serving %q after the last reload", got)
+	}
+	if scored.Load() == 0 {
+		t.Fatal("nothing was scored")
+	}
+}
+
+func TestReloadEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir, "v1")
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
+	rl.Loaded(p)
+	open := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl}))
+	defer open.Close()
+	guarded := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
+	defer guarded.Close()
+
+	do := func(url, method, token string) (int, string) {
+		req, _ := http.NewRequest(method, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do(open.URL+"/v1/reload", "POST", "s3cret"); code != 403 || !strings.Contains(body, "admin endpoints are disabled") {
+		t.Errorf("no token configured: %d %s", code, body)
+	}
+	if code, _ := do(guarded.URL+"/v1/reload", "POST", "wrong"); code != 401 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code, _ := do(guarded.URL+"/v1/reload", "POST", ""); code != 401 {
+		t.Errorf("no token: %d", code)
+	}
+	if code, body := do(guarded.URL+"/v1/reload", "POST", "s3cret"); code != 200 || !strings.Contains(body, `"unchanged"`) {
+		t.Errorf("unchanged: %d %s", code, body)
+	}
+	copyExample(t, dir, "v2")
+	if code, body := do(guarded.URL+"/v1/reload", "POST", "s3cret"); code != 200 || !strings.Contains(body, `"reloaded":true`) {
+		t.Errorf("reload: %d %s", code, body)
+	}
+	os.WriteFile(filepath.Join(dir, "login.yaml"), []byte("name: login\nbogus: 1\n"), 0o644)
+	code, body := do(guarded.URL+"/v1/reload", "POST", "s3cret")
+	if code != 422 || !strings.Contains(body, `login.yaml:2:1: unknown key \"bogus\" in ruleset`) {
+		t.Errorf("broken reload: %d %s", code, body)
+	}
+	code, body = do(guarded.URL+"/v1/rulesets", "GET", "")
+	if code != 200 || !strings.Contains(body, `"version": "v2"`) || !strings.Contains(body, `unknown key \"bogus\"`) || !strings.Contains(body, `"last_reload_error_at"`) {
+		t.Errorf("rulesets after a rejected reload: %d %s", code, body)
+	}
+}

@@ -1,0 +1,94 @@
+package rules_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riskd/riskd/rules"
+)
+
+func writePolicy(t *testing.T, dir, ruleset string) {
+	t.Helper()
+	for name, body := range map[string]string{"features.yaml": goodFeatures, "checkout.yaml": ruleset} {
+		// Write then rename, the way editors and config tools save.
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, goodRuleset)
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current atomic.Pointer[rules.Policy]
+	current.Store(p)
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: func(p *rules.Policy) { current.Store(p) }})
+	rl.Loaded(p)
+
+	if err := rl.Reload(); err != rules.ErrUnchanged {
+		t.Fatalf("reload of an unchanged directory: %v", err)
+	}
+	writePolicy(t, dir, strings.Replace(goodRuleset, `version: "1"`, `version: "2"`, 1))
+	if err := rl.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if v := current.Load().ForType("checkout").Version; v != "2" {
+		t.Fatalf("version after reload: %q", v)
+	}
+	writePolicy(t, dir, strings.Replace(goodRuleset, "features.card_txn_count_1h >= 5", "features.card_txn_cnt_1h >= 5", 1))
+	err = rl.Reload()
+	if err == nil || !strings.Contains(err.Error(), "checkout.yaml:9:20: rule velocity: when: unknown feature") {
+		t.Fatalf("broken reload: %v", err)
+	}
+	if v := current.Load().ForType("checkout").Version; v != "2" {
+		t.Fatalf("a broken reload replaced the policy: version %q", v)
+	}
+	if last, at := rl.LastError(); last == nil || at.IsZero() {
+		t.Fatal("last reload error not recorded")
+	}
+}
+
+func TestReloaderWatchesTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, goodRuleset)
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current atomic.Pointer[rules.Policy]
+	current.Store(p)
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Debounce: 20 * time.Millisecond, Apply: func(p *rules.Policy) { current.Store(p) }})
+	rl.Loaded(p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- rl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil { // Run returns once cancelled
+			t.Error(err)
+		}
+	}()
+	// Give the watcher a moment to be registered, by retrying the change
+	// until it is seen.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 2; current.Load().ForType("checkout").Version == "1"; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the change was not picked up within 10s")
+		}
+		writePolicy(t, dir, strings.Replace(goodRuleset, `version: "1"`, `version: "`+string(rune('0'+i%10))+`"`, 1))
+		time.Sleep(50 * time.Millisecond)
+	}
+}
