@@ -1,0 +1,206 @@
+// Command riskctl is the analysts' tool: it validates a policy directory,
+// runs its rule tests and scores events with the same engine as riskd.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/ruletest"
+)
+
+const usage = `riskctl: the analyst's tool for riskd policies
+
+  riskctl validate DIR             check DIR: every error as file:line:col: message
+  riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
+  riskctl score -rules DIR [-explain] < events.jsonl > decisions.jsonl
+
+Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
+2 usage errors or unreadable test files.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "test":
+		return test(args[1:], stdout, stderr)
+	case "score":
+		return score(args[1:], stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "riskctl: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func load(dir string) (*rules.Policy, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	return rules.Load(os.DirFS(dir), dir)
+}
+
+func oneDir(fl *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
+	if err := fl.Parse(args); err != nil {
+		return "", false
+	}
+	if fl.NArg() != 1 {
+		fmt.Fprintf(stderr, "riskctl %s: want one policy directory\n", fl.Name())
+		return "", false
+	}
+	return fl.Arg(0), true
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir, ok := oneDir(fl, args, stderr)
+	if !ok {
+		return 2
+	}
+	p, err := load(dir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	n := 0
+	for _, rs := range p.Rulesets {
+		n += len(rs.Rules)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d features, %d rulesets, %d rules\n", dir, len(p.Features.Features), len(p.Rulesets), n)
+	return 0
+}
+
+func test(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("test", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	pattern := fl.String("run", "", "run only tests whose file/name matches this regular expression")
+	verbose := fl.Bool("v", false, "print every test, not only failures")
+	dir, ok := oneDir(fl, args, stderr)
+	if !ok {
+		return 2
+	}
+	p, err := load(dir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cases, err := ruletest.Load(os.DirFS(dir), dir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if cases, err = ruletest.Filter(cases, *pattern); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	start := time.Now()
+	var results []ruletest.Result
+	failed := 0
+	for _, c := range cases {
+		t0 := time.Now()
+		if *verbose {
+			fmt.Fprintf(stdout, "=== RUN   %s\n", c.ID())
+		}
+		r := ruletest.Run(p, c)
+		results = append(results, r)
+		took := time.Since(t0).Seconds()
+		if len(r.Failures) > 0 {
+			failed++
+			fmt.Fprintf(stdout, "--- FAIL: %s (%.2fs)\n", c.ID(), took)
+			for _, f := range r.Failures {
+				fmt.Fprintf(stdout, "    %s\n", f)
+			}
+		} else if *verbose {
+			fmt.Fprintf(stdout, "--- PASS: %s (%.2fs)\n", c.ID(), took)
+		}
+	}
+	if *pattern == "" {
+		if un := ruletest.Uncovered(p, results); len(un) > 0 {
+			fmt.Fprintf(stdout, "rules no test makes fire: %s\n", strings.Join(un, ", "))
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(stdout, "FAIL\t%s\t%d of %d tests failed\t%.3fs\n", dir, failed, len(cases), time.Since(start).Seconds())
+		return 1
+	}
+	if len(cases) == 0 {
+		fmt.Fprintf(stdout, "ok  \t%s\t[no tests to run]\n", dir)
+		return 0
+	}
+	fmt.Fprintf(stdout, "ok  \t%s\t%d tests\t%.3fs\n", dir, len(cases), time.Since(start).Seconds())
+	return 0
+}
+
+func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("score", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	dir := fl.String("rules", "", "policy directory")
+	explain := fl.Bool("explain", false, "add feature values and the rules that did not fire")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if *dir == "" || fl.NArg() > 0 {
+		fmt.Fprintln(stderr, "riskctl score: want -rules DIR and events on standard input")
+		return 2
+	}
+	p, err := load(*dir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	e := engine.New(p, engine.Options{})
+	in := bufio.NewScanner(stdin)
+	in.Buffer(make([]byte, 0, 64<<10), engine.DefaultMaxEventBytes+1)
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	var d engine.Decision
+	var buf []byte
+	refused := 0
+	for line := 1; in.Scan(); line++ {
+		if len(strings.TrimSpace(in.Text())) == 0 {
+			continue
+		}
+		if err := e.Score(context.Background(), in.Bytes(), engine.ScoreOptions{Explain: *explain}, &d); err != nil {
+			refused++
+			fmt.Fprintf(stderr, "line %d: %v\n", line, err)
+			continue
+		}
+		buf = append(d.AppendJSON(buf[:0]), '\n')
+		out.Write(buf)
+	}
+	if err := in.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("a line is over the %d-byte event limit", engine.DefaultMaxEventBytes)
+		}
+		fmt.Fprintln(stderr, "reading events:", err)
+		return 1
+	}
+	if refused > 0 {
+		return 1
+	}
+	return 0
+}
