@@ -16,8 +16,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 go vet ./...
-go test -race -count=1 "$@" ./...
 
 # The example policy and its rule tests, the way analysts check theirs.
 go run ./cmd/riskctl validate rules/example
 go run ./cmd/riskctl test rules/example
+
+go test -race -count=1 "$@" ./...

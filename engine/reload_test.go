@@ -155,3 +155,44 @@ func TestReloadEndpoint(t *testing.T) {
 		t.Errorf("rulesets after a rejected reload: %d %s", code, body)
 	}
 }
+
+// TestReloadKeepsFeatureHistory: a reload that adds a feature starts it
+// empty and keeps the history of the others; a removed feature stops being
+// recorded.
+func TestReloadKeepsFeatureHistory(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir, "v1")
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{})
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
+	rl.Loaded(p)
+	body := func(i int) string {
+		return fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":%d,"card_id":"c","account_id":"a","amount":10}`, i, 1780000000000+i*1000)
+	}
+	for i := range 3 {
+		score(t, e, body(i))
+	}
+	feats, _ := os.ReadFile(filepath.Join(dir, "features.yaml"))
+	feats = append(feats, []byte("  - name: card_txn_count_10m\n    kind: count\n    key: card_id\n    window: 10m\n    event_types: [checkout]\n")...)
+	os.WriteFile(filepath.Join(dir, "features.yaml"), feats, 0o644)
+	ck, _ := os.ReadFile(filepath.Join(dir, "checkout.yaml"))
+	ck = append(ck, []byte("  - id: card_velocity_10m\n    when: features.card_txn_count_10m >= 100\n    score: 1\n")...)
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), ck, 0o644)
+	if err := rl.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	d := score(t, e, body(3))
+	if got := feature(d, "card_txn_count_1h"); got.Num != 3 {
+		t.Errorf("card_txn_count_1h after the reload: %+v, want the 3 events before it", got)
+	}
+	if got := feature(d, "card_txn_count_10m"); !got.Valid || got.Num != 0 {
+		t.Errorf("new feature card_txn_count_10m: %+v, want 0: it starts empty", got)
+	}
+	d = score(t, e, body(4))
+	if got := feature(d, "card_txn_count_10m"); got.Num != 1 {
+		t.Errorf("new feature after one more event: %+v, want 1", got)
+	}
+}
