@@ -40,12 +40,10 @@ func copyExample(t *testing.T, dir, version string) {
 	}
 }
 
-// TestReloadUnderLoad rewrites the policy many times while several
-// goroutines score: no request fails and every decision carries one of
-// the versions that were on disk.
-func TestReloadUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	copyExample(t, dir, "v0")
+// reloadable serves the policy in dir on a memory store, with a Reloader
+// that swaps new versions in.
+func reloadable(t *testing.T, dir string) (*engine.Engine, *rules.Reloader) {
+	t.Helper()
 	p, err := rules.Load(os.DirFS(dir), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +51,16 @@ func TestReloadUnderLoad(t *testing.T) {
 	e := engine.New(p, engine.Options{})
 	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
 	rl.Loaded(p)
+	return e, rl
+}
+
+// TestReloadUnderLoad rewrites the policy many times while several
+// goroutines score: no request fails and every decision carries one of
+// the versions that were on disk.
+func TestReloadUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir, "v0")
+	e, rl := reloadable(t, dir)
 
 	const reloads = 30
 	var stop atomic.Bool
@@ -104,13 +112,7 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestReloadEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	copyExample(t, dir, "v1")
-	p, err := rules.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(p, engine.Options{})
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
-	rl.Loaded(p)
+	e, rl := reloadable(t, dir)
 	open := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl}))
 	defer open.Close()
 	guarded := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
@@ -162,13 +164,7 @@ func TestReloadEndpoint(t *testing.T) {
 func TestReloadKeepsFeatureHistory(t *testing.T) {
 	dir := t.TempDir()
 	copyExample(t, dir, "v1")
-	p, err := rules.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(p, engine.Options{})
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
-	rl.Loaded(p)
+	e, rl := reloadable(t, dir)
 	body := func(i int) string {
 		return fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":%d,"card_id":"c","account_id":"a","amount":10}`, i, 1780000000000+i*1000)
 	}

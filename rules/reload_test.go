@@ -26,17 +26,25 @@ func writePolicy(t *testing.T, dir, ruleset string) {
 	}
 }
 
-func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
-	dir := t.TempDir()
+// watched writes the good policy into dir and returns the pointer a
+// Reloader swaps new versions into.
+func watched(t *testing.T, dir string, debounce time.Duration) (*atomic.Pointer[rules.Policy], *rules.Reloader) {
+	t.Helper()
 	writePolicy(t, dir, goodRuleset)
 	p, err := rules.Load(os.DirFS(dir), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var current atomic.Pointer[rules.Policy]
+	current := &atomic.Pointer[rules.Policy]{}
 	current.Store(p)
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: func(p *rules.Policy) { current.Store(p) }})
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Debounce: debounce, Apply: func(p *rules.Policy) { current.Store(p) }})
 	rl.Loaded(p)
+	return current, rl
+}
+
+func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
+	dir := t.TempDir()
+	current, rl := watched(t, dir, 0)
 
 	if err := rl.Reload(); err != rules.ErrUnchanged {
 		t.Fatalf("reload of an unchanged directory: %v", err)
@@ -49,7 +57,7 @@ func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
 		t.Fatalf("version after reload: %q", v)
 	}
 	writePolicy(t, dir, strings.Replace(goodRuleset, "features.card_txn_count_1h >= 5", "features.card_txn_cnt_1h >= 5", 1))
-	err = rl.Reload()
+	err := rl.Reload()
 	if err == nil || !strings.Contains(err.Error(), "checkout.yaml:9:20: rule velocity: when: unknown feature") {
 		t.Fatalf("broken reload: %v", err)
 	}
@@ -63,15 +71,7 @@ func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
 
 func TestReloaderWatchesTheDirectory(t *testing.T) {
 	dir := t.TempDir()
-	writePolicy(t, dir, goodRuleset)
-	p, err := rules.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var current atomic.Pointer[rules.Policy]
-	current.Store(p)
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Debounce: 20 * time.Millisecond, Apply: func(p *rules.Policy) { current.Store(p) }})
-	rl.Loaded(p)
+	current, rl := watched(t, dir, 20*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- rl.Run(ctx) }()
