@@ -89,8 +89,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
-	if c.kafkaBrokers != "" {
-		return nil, errors.New("-kafka-brokers: Kafka stream scoring is not in this build yet; score over HTTP")
+	for _, b := range splitList(c.kafkaBrokers) {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return nil, fmt.Errorf("-kafka-brokers: %q is not host:port: %v", b, err)
+		}
 	}
 	return c, nil
 }
@@ -116,13 +118,11 @@ func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
 	if cfg.redis == "" {
 		return features.NewMemory(), "memory", nil
 	}
-	var addrs []string
-	for _, a := range strings.Split(cfg.redis, ",") {
-		a = strings.TrimSpace(a)
+	addrs := splitList(cfg.redis)
+	for _, a := range addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return nil, "", fmt.Errorf("-redis: %q is not host:port: %v", a, err)
 		}
-		addrs = append(addrs, a)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -138,6 +138,17 @@ func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
 		name = "redis-cluster"
 	}
 	return r, name, nil
+}
+
+// splitList splits a comma-separated flag, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func main() {
@@ -173,21 +184,26 @@ func run(args []string, log *slog.Logger) error {
 	eng := engine.New(policy, opts)
 	defer store.Close()
 
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
 	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// The watcher is owned here: started with the server, stopped and
-	// waited for on shutdown. If it cannot watch, riskd stops rather than
-	// serve a policy that silently no longer follows its directory.
-	var watcher sync.WaitGroup
+	// The policy watcher and the Kafka consumer are owned here: started
+	// with the server, stopped by the signal and waited for on shutdown. If
+	// the watcher cannot watch, riskd stops rather than serve a policy that
+	// silently no longer follows its directory.
+	var background sync.WaitGroup
 	var watchErr error
 	if cfg.rulesDir != "" {
 		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
 		rl.Loaded(policy)
 		hopts.Reloader = rl
-		watcher.Add(1)
+		background.Add(1)
 		go func() {
-			defer watcher.Done()
+			defer background.Done()
 			if err := rl.Run(ctx); err != nil {
 				watchErr = err
 				stop()
@@ -195,10 +211,25 @@ func run(args []string, log *slog.Logger) error {
 		}()
 	}
 
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("-listen: %w", err)
+	// On the signal the consumer drains: finishes its batches, writes,
+	// commits and closes, within -shutdown-timeout.
+	var consumerErr error
+	if cfg.kafkaBrokers != "" {
+		consumer := engine.NewConsumer(eng, engine.KafkaOptions{
+			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
+			DecisionsTopic: cfg.decisions, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
+			Registerer: reg, Logger: log,
+		})
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			if err := consumer.Run(ctx); err != nil {
+				consumerErr = err
+				stop()
+			}
+		}()
 	}
+
 	srv := &http.Server{
 		Handler:           engine.NewHandler(eng, hopts),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -211,14 +242,14 @@ func run(args []string, log *slog.Logger) error {
 	for _, rs := range policy.Rulesets {
 		names = append(names, rs.Name+"@"+rs.Version)
 	}
-	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName)
+	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
 		stop()
-		watcher.Wait()
+		background.Wait()
 		return err
 	case <-ctx.Done():
 	}
@@ -231,6 +262,6 @@ func run(args []string, log *slog.Logger) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	watcher.Wait()
-	return watchErr
+	background.Wait()
+	return errors.Join(watchErr, consumerErr)
 }

@@ -22,6 +22,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown flag", args: []string{"-lisen", ":1"}, wantErr: "flag provided but not defined: -lisen"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "tiny limit", args: []string{"-max-event-bytes", "10"}, wantErr: "-max-event-bytes 10 is too small"},
+		{name: "bad broker address", args: []string{"-kafka-brokers", "localhost"}, wantErr: `-kafka-brokers: "localhost" is not host:port`},
 		{name: "store timeout", args: []string{"-store-timeout", "0s"}, wantErr: "-store-timeout 0s must be positive"},
 	}
 	for _, tt := range tests {
