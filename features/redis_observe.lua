@@ -188,23 +188,38 @@ redis.call('ZADD', log, ts, id)
 set('newest', string.format('%d', newest))
 set('w', string.format('%d', kept))
 
--- Forget what no future event can see.
-local cut = num(newest - kept)
-local old = redis.call('ZRANGEBYSCORE', log, '-inf', cut)
-if #old > 0 then
-  each_slice(old, function(...) redis.call('HDEL', data, ...) end)
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', cut)
+-- Forget what no future event can see. The oldest time in the log is
+-- kept in the summary so most events skip the range scan.
+local cut = newest - kept
+local oldest = tonumber(S.oldest or '')
+if not oldest or ts < oldest then oldest = ts end
+if oldest <= cut then
+  local old = redis.call('ZRANGEBYSCORE', log, '-inf', num(cut))
+  if #old > 0 then
+    each_slice(old, function(...) redis.call('HDEL', data, ...) end)
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', num(cut))
+  end
+  local first = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  oldest = tonumber(first[2]) or ts
 end
+set('oldest', string.format('%d', oldest))
 
-ttl = math.max(ttl, tonumber(S.ttl or '0'))
-set('ttl', string.format('%d', ttl))
+-- Time to live: set on the first event and refreshed once an hour of
+-- event time (or when a feature needs longer), not on every event.
+local stored = tonumber(S.ttl or '0')
+local refreshed = tonumber(S.ttl_at or '')
+if ttl > stored or not refreshed or ts >= refreshed + 3600000 or ts < refreshed then
+  ttl = math.max(ttl, stored)
+  set('ttl', string.format('%d', ttl))
+  set('ttl_at', string.format('%d', ts))
+  redis.call('EXPIRE', log, ttl)
+  redis.call('EXPIRE', data, ttl)
+  redis.call('EXPIRE', sum, ttl)
+end
 local kv = {}
 for k in pairs(dirty) do
   kv[#kv + 1] = k
   kv[#kv + 1] = S[k]
 end
 redis.call('HSET', sum, unpack(kv))
-redis.call('EXPIRE', log, ttl)
-redis.call('EXPIRE', data, ttl)
-redis.call('EXPIRE', sum, ttl)
 return out

@@ -1,0 +1,117 @@
+// Package kafka measures stream scoring end to end: events produced to a
+// Kafka-protocol broker (kfake, in process), riskd's consumer scoring them,
+// decisions read back.
+//
+//	go test ./bench/kafka -run XXX -bench . -benchtime 50000x
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/rules/example"
+)
+
+func BenchmarkKafkaMemory(b *testing.B) {
+	run(b, features.NewMemory())
+}
+
+func BenchmarkKafkaRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	r, err := features.NewRedis(context.Background(), features.RedisOptions{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	run(b, r)
+}
+
+// run produces b.N checkouts over 6 partitions while the consumer runs and
+// reports events/s from the first send to the last decision, and the
+// latency from each event's acknowledged send to its decision being read.
+func run(b *testing.B, store features.Store) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.events.dlq"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer broker.Close()
+	addrs := broker.ListenAddrs()
+	p, err := rules.Load(example.FS, "rules/example")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs})
+	done := make(chan error)
+	go func() { done <- consumer.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	n := b.N
+	sent := make([]time.Time, n)
+	var mu sync.Mutex
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: addrs, GroupID: "bench-reader", Topic: "risk.decisions", StartOffset: kafka.FirstOffset, MaxWait: 10 * time.Millisecond})
+	defer reader.Close()
+
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		w := &kafka.Writer{Addr: kafka.TCP(addrs...), Topic: "risk.events", Balancer: &kafka.Hash{}, BatchSize: 1000, BatchTimeout: 2 * time.Millisecond}
+		defer w.Close()
+		const chunk = 1000
+		for lo := 0; lo < n; lo += chunk {
+			hi := min(n, lo+chunk)
+			msgs := make([]kafka.Message, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "acc-%d", i%20000), Value: fmt.Appendf(nil,
+					`{"id":"b-%d","type":"checkout","ts":%d,"account_id":"acc-%d","card_id":"card-%d","device_id":"dev-%d","ip":"10.0.%d.%d","amount":%d.5,"ip_country":"FR","card_country":"FR"}`,
+					i, 1780000000000+int64(i)*50, i%20000, i%25000, i%15000, i%200, i%250, 5+i%500)})
+			}
+			if err := w.WriteMessages(ctx, msgs...); err != nil {
+				b.Error(err)
+				return
+			}
+			now := time.Now()
+			mu.Lock()
+			for i := lo; i < hi; i++ {
+				sent[i] = now
+			}
+			mu.Unlock()
+		}
+	}()
+	lat := make([]time.Duration, 0, n)
+	for len(lat) < n {
+		m, err := reader.FetchMessage(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var i int
+		fmt.Sscanf(string(m.Key), "b-%d", &i)
+		mu.Lock()
+		s := sent[i]
+		mu.Unlock()
+		if !s.IsZero() {
+			lat = append(lat, time.Since(s))
+		} else {
+			lat = append(lat, 0) // decided before the producer saw its ack
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
