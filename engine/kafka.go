@@ -33,9 +33,10 @@ type KafkaOptions struct {
 	Registerer prometheus.Registerer
 	// Logger reports broker trouble; nil discards.
 	Logger *slog.Logger
-	// dialTimeout is overridden by tests that take brokers away.
-	backoffMax time.Duration
 }
+
+// backoffMax caps the wait between retries of a failing broker.
+const backoffMax = 5 * time.Second
 
 func (o *KafkaOptions) defaults() {
 	if o.Topic == "" {
@@ -58,9 +59,6 @@ func (o *KafkaOptions) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.backoffMax <= 0 {
-		o.backoffMax = 5 * time.Second
 	}
 }
 
@@ -101,7 +99,7 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 		MaxWait:        250 * time.Millisecond,
 		MaxBytes:       16 << 20,
 		QueueCapacity:  opts.BatchSize,
-		ReadBackoffMax: opts.backoffMax,
+		ReadBackoffMax: backoffMax,
 		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { opts.Logger.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
 	})
 	writer := func(topic string) *kafka.Writer {
@@ -139,7 +137,8 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 
 // Run consumes until ctx is cancelled, then stops fetching, finishes the
 // batches in flight, writes, commits and closes, within ShutdownTimeout.
-func (c *Consumer) Run(ctx context.Context) error {
+// Broker trouble is retried, never returned.
+func (c *Consumer) Run(ctx context.Context) {
 	// drain outlives ctx by the shutdown timeout: workers use it to finish
 	// what they hold after fetching stopped.
 	drain, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
@@ -162,17 +161,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.dlq.Close()
 		c.reader.Close()
 	}()
-	backoff := newBackoff(c.opts.backoffMax)
+	backoff := newBackoff(backoffMax)
 	for {
 		m, err := c.reader.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			c.metrics.errors.WithLabelValues("fetch").Inc()
 			c.opts.Logger.Warn("kafka fetch failed; retrying", "err", err)
 			if !backoff.wait(ctx) {
-				return nil
+				return
 			}
 			continue
 		}
@@ -192,7 +191,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			// The worker is full and may itself have given up past the
 			// shutdown deadline: what it did not take stays uncommitted.
-			return nil
+			return
 		}
 	}
 }
@@ -260,7 +259,7 @@ func (c *Consumer) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Mess
 	if len(msgs) == 0 {
 		return true
 	}
-	backoff := newBackoff(c.opts.backoffMax)
+	backoff := newBackoff(backoffMax)
 	for {
 		err := w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -281,7 +280,7 @@ func (c *Consumer) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Mess
 // rebalance gives the partition to another consumer, which is told to
 // start again from the last commit: the redelivered events score the same.
 func (c *Consumer) commit(ctx context.Context, m kafka.Message) {
-	backoff := newBackoff(c.opts.backoffMax)
+	backoff := newBackoff(backoffMax)
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := c.reader.CommitMessages(ctx, m)

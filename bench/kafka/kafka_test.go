@@ -55,8 +55,8 @@ func run(b *testing.B, store features.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs})
-	done := make(chan error)
-	go func() { done <- consumer.Run(ctx) }()
+	done := make(chan struct{})
+	go func() { consumer.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	n := b.N

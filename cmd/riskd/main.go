@@ -213,7 +213,6 @@ func run(args []string, log *slog.Logger) error {
 
 	// On the signal the consumer drains: finishes its batches, writes,
 	// commits and closes, within -shutdown-timeout.
-	var consumerErr error
 	if cfg.kafkaBrokers != "" {
 		consumer := engine.NewConsumer(eng, engine.KafkaOptions{
 			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
@@ -223,10 +222,7 @@ func run(args []string, log *slog.Logger) error {
 		background.Add(1)
 		go func() {
 			defer background.Done()
-			if err := consumer.Run(ctx); err != nil {
-				consumerErr = err
-				stop()
-			}
+			consumer.Run(ctx)
 		}()
 	}
 
@@ -263,5 +259,5 @@ func run(args []string, log *slog.Logger) error {
 		return err
 	}
 	background.Wait()
-	return errors.Join(watchErr, consumerErr)
+	return watchErr
 }
