@@ -123,15 +123,16 @@ const storeUnavailableReason = "risk history could not be read in time; this rul
 // scratch is the per-goroutine working space of one Score: reused through
 // the policy's pool so the hot path does not allocate it.
 type scratch struct {
-	parser fastjson.Parser
-	vm     vm.VM
-	env    map[string]any
-	obs    features.Observation
-	itemOf []int  // feature index -> index in obs.Items, -1 if none
-	reads  []bool // feature index -> the ruleset reads it
-	keyBuf []byte
-	strs   map[string]any // boxed strings, see str
-	floats floatArena
+	parser  fastjson.Parser
+	vm      vm.VM
+	env     map[string]any
+	obs     features.Observation
+	itemOf  []int  // feature index -> index in obs.Items, -1 if none
+	reads   []bool // feature index -> the ruleset reads it
+	keyBuf  []byte
+	strs    map[string]any // boxed strings, see str
+	floats  floatArena
+	results []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {
@@ -275,16 +276,17 @@ func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules
 	}
 	d.Ruleset, d.Version = rs.Name, rs.Version
 	forced := rules.Pass
+	s.results = rs.Eval(&s.vm, s.env, s.results)
 	for i, r := range rs.Rules {
-		fired, score, err := e.run(s, r)
-		if err != nil {
+		res := s.results[i]
+		if res.Err != nil {
 			rm.errors[i].Inc()
 		}
-		if !fired {
+		if !res.Fired {
 			if d.Explain {
 				nf := NotFired{Rule: r.ID}
-				if err != nil {
-					nf.Error = d.keep(err.Error())
+				if res.Err != nil {
+					nf.Error = d.keep(res.Err.Error())
 				}
 				d.NotFired = append(d.NotFired, nf)
 			}
@@ -293,8 +295,8 @@ func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules
 		rm.hits[i].Inc()
 		start := len(d.buf)
 		d.buf = r.Reason.Render(d.buf, &s.vm, s.env)
-		d.Reasons = append(d.Reasons, Reason{Rule: r.ID, Score: score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
-		d.Score += score
+		d.Reasons = append(d.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
+		d.Score += res.Score
 		forced = max(forced, r.Action)
 	}
 	d.Outcome = max(rs.Outcome(d.Score), forced)
@@ -309,28 +311,4 @@ func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules
 		}
 	}
 	rm.outcomes[d.Outcome].Inc()
-}
-
-// run evaluates one rule: whether it fires and the score it adds.
-func (e *Engine) run(s *scratch, r *rules.Rule) (bool, int64, error) {
-	out, err := s.vm.Run(r.When, s.env)
-	if err != nil {
-		return false, 0, err
-	}
-	if fired, _ := out.(bool); !fired {
-		return false, 0, nil
-	}
-	if r.Graded == nil {
-		return true, r.Score, nil
-	}
-	out, err = s.vm.Run(r.Graded, s.env)
-	if err != nil {
-		return false, 0, fmt.Errorf("score: %w", err)
-	}
-	f, _ := out.(float64)
-	score, ok := rules.ScoreOf(f)
-	if !ok {
-		return false, 0, fmt.Errorf("score: %v is not a finite number", out)
-	}
-	return true, score, nil
 }

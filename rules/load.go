@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
@@ -194,6 +195,9 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 			}
 		}
 	}
+	if es.Len() == 0 {
+		rs.combined = combine(es, c, m["rules"].Value, rs.Rules)
+	}
 	rs.Reads = sortedInts(c.reads)
 	paths := make([]string, 0, len(c.fields))
 	for p := range c.fields {
@@ -204,6 +208,27 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 		rs.EventFields = append(rs.EventFields, EventField{Path: features.NewPath(p), EnvKey: "event." + p})
 	}
 	return out
+}
+
+// combine compiles the rules' conditions into programs answering, as a bit
+// mask, which of up to maskBits rules hold.
+func combine(es *policyfile.Errors, c *compiler, node *yaml.Node, rules []*Rule) []*vm.Program {
+	var progs []*vm.Program
+	for lo := 0; lo < len(rules); lo += maskBits {
+		var b strings.Builder
+		for i, r := range rules[lo:min(len(rules), lo+maskBits)] {
+			if i > 0 {
+				b.WriteString(" + ")
+			}
+			fmt.Fprintf(&b, "((%s) ? %d : 0)", r.when, int64(1)<<i)
+		}
+		prog := c.compile(node, b.String(), 0, "rules combined", expr.AsInt())
+		if prog == nil {
+			return nil // reported; each rule compiled alone, so this is a riskd bug
+		}
+		progs = append(progs, prog)
+	}
+	return progs
 }
 
 func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
@@ -267,6 +292,7 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 	if f, ok := m["when"]; ok {
 		if s, ok := policyfile.String(es, f.Value, what+": when"); ok {
 			r.When = c.compile(f.Value, s, 0, what+": when", expr.AsBool())
+			r.when = s
 		}
 	}
 	score, hasScore := m["score"]

@@ -3,6 +3,7 @@
 package rules
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -66,6 +67,71 @@ type Ruleset struct {
 	// EventFields lists the event fields the rules read; only these are
 	// taken out of the parsed event.
 	EventFields []EventField
+	// combined evaluates the conditions of up to maskBits rules in one VM
+	// run, answering a bit mask of those that hold: one run instead of one
+	// per rule. A run that fails (some rule errors) falls back to the rules
+	// one by one, so errors are still attributed to their rule.
+	combined []*vm.Program
+}
+
+// maskBits is how many rules one combined program covers. Eight keeps the
+// mask and every partial sum under 256, the integers Go boxes without
+// allocating; wider masks allocate on every addition.
+const maskBits = 8
+
+// RuleResult is what one rule did for one event.
+type RuleResult struct {
+	Fired bool
+	Score int64 // when fired
+	Err   error // why it did not fire, if it failed
+}
+
+// Eval evaluates every rule against env with m and writes one result per
+// rule into out (grown as needed), which it returns.
+func (rs *Ruleset) Eval(m *vm.VM, env map[string]any, out []RuleResult) []RuleResult {
+	out = append(out[:0], make([]RuleResult, len(rs.Rules))...)
+	for c, prog := range rs.combined {
+		lo := c * maskBits
+		hi := min(len(rs.Rules), lo+maskBits)
+		v, err := m.Run(prog, env)
+		mask, ok := v.(int)
+		if err != nil || !ok {
+			for i := lo; i < hi; i++ {
+				fired, err := m.Run(rs.Rules[i].When, env)
+				if err != nil {
+					out[i].Err = err
+					continue
+				}
+				if fired == true {
+					out[i] = rs.Rules[i].score(m, env)
+				}
+			}
+			continue
+		}
+		for i := lo; i < hi; i++ {
+			if mask&(1<<(i-lo)) != 0 {
+				out[i] = rs.Rules[i].score(m, env)
+			}
+		}
+	}
+	return out
+}
+
+// score is the result of a rule whose condition holds.
+func (r *Rule) score(m *vm.VM, env map[string]any) RuleResult {
+	if r.Graded == nil {
+		return RuleResult{Fired: true, Score: r.Score}
+	}
+	v, err := m.Run(r.Graded, env)
+	if err != nil {
+		return RuleResult{Err: fmt.Errorf("score: %w", err)}
+	}
+	f, _ := v.(float64)
+	s, ok := ScoreOf(f)
+	if !ok {
+		return RuleResult{Err: fmt.Errorf("score: %v is not a finite number", v)}
+	}
+	return RuleResult{Fired: true, Score: s}
 }
 
 // EventField is an event field a ruleset reads and its name in the
@@ -80,10 +146,11 @@ type Rule struct {
 	ID     string
 	Line   int
 	When   *vm.Program
-	Score  int64       // fixed score, when ScoreExpr is nil
+	Score  int64       // fixed score, when Graded is nil
 	Graded *vm.Program // score: "expression"
 	Action Outcome     // Pass: no forced action
 	Reason Template
+	when   string // source, for the ruleset's combined programs
 }
 
 // Outcome applies the thresholds to a score.
