@@ -85,7 +85,8 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	explain := false
-	if v := r.URL.Query().Get("explain"); v != "" {
+	if r.URL.RawQuery != "" { // parsing an empty query still allocates
+		v := r.URL.Query().Get("explain")
 		explain = v == "1" || v == "true"
 	}
 	if err := h.engine.Score(r.Context(), body, ScoreOptions{Explain: explain}, &s.d); err != nil {
@@ -98,7 +99,8 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	}
 	s.out = s.d.AppendJSON(s.out[:0])
 	s.out = append(s.out, '\n')
-	w.Header().Set("Content-Type", "application/json")
+	// A shared slice: Header.Set would allocate a new one per response.
+	w.Header()["Content-Type"] = jsonContentType
 	w.Write(s.out)
 }
 
@@ -214,6 +216,8 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	io.WriteString(w, "ready\n")
 }
+
+var jsonContentType = []string{"application/json"}
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -1,0 +1,50 @@
+package features
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// BenchmarkMemoryKind reads and records one feature of each kind for an
+// event of a key with a realistic history (a few dozen events in the
+// window), on a store holding 10,000 keys.
+func BenchmarkMemoryKind(b *testing.B) {
+	for _, k := range []Kind{Count, Sum, Avg, Max, Distinct, Age, SinceLast, Seen} {
+		b.Run(k.String(), func(b *testing.B) {
+			f := feature(k, time.Hour)
+			m := NewMemory()
+			keys := make([]string, 10000)
+			for i := range keys {
+				keys[i] = fmt.Sprint("key-", i)
+			}
+			obs := &Observation{Items: []Item{{Feature: f, Read: true, Record: true, Num: 12.5}}}
+			// Ids are written into a reused buffer: the store copies what
+			// it keeps, so the benchmark allocates nothing of its own.
+			var id []byte
+			n := 0
+			step := func() {
+				n++
+				id = strconv.AppendInt(append(id[:0], 'e'), int64(n), 10)
+				obs.EventID = unsafe.String(unsafe.SliceData(id), len(id))
+				obs.TS = t0 + int64(n)*10 // 10 ms apart: 36 events per key per hour
+				obs.Items[0].Key = keys[n%len(keys)]
+				obs.Items[0].Of = keys[(n/7)%len(keys)]
+				if err := m.Observe(context.Background(), obs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 200000 {
+				step()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				step()
+			}
+		})
+	}
+}
