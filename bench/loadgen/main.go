@@ -16,12 +16,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/riskd/riskd/bench/load"
 )
 
 func main() {
@@ -65,35 +66,31 @@ type result struct {
 	sent, errors int
 	degraded     int // answered, but without some features (store down or slow)
 	achieved     float64
-	lat          []time.Duration // sorted
+	lat          *load.Recorder
 }
 
 func (r result) pct(q float64) string {
-	if len(r.lat) == 0 {
+	if r.lat.Count() == 0 {
 		return "-"
 	}
-	i := min(len(r.lat)-1, int(q*float64(len(r.lat))))
-	return r.lat[i].Round(time.Microsecond).String()
+	return r.lat.Quantile(q).Round(time.Microsecond).String()
 }
 
-// step runs one rate. A scheduler hands out intended send times; workers
-// take them and send. When every worker is busy the intended times queue
-// up and their wait counts as latency.
+// step runs one rate: the schedule hands intended send times to workers;
+// when every worker is busy they queue up and their wait counts as
+// latency.
 func step(client *http.Client, target string, rate int, duration time.Duration, conns int, seq *atomic.Int64) result {
 	total := int(float64(rate) * duration.Seconds())
-	interval := time.Second / time.Duration(rate)
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Second)
 	defer cancel()
 	due := make(chan time.Time, total)
-	lat := make([]time.Duration, 0, total)
-	var mu sync.Mutex
+	rec := &load.Recorder{}
 	var errs, degraded atomic.Int64
 	var wg sync.WaitGroup
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var local []time.Duration
 			for t := range due {
 				deg, err := send(ctx, client, target, seq.Add(1))
 				if err != nil {
@@ -103,26 +100,16 @@ func step(client *http.Client, target string, rate int, duration time.Duration, 
 				if deg {
 					degraded.Add(1)
 				}
-				local = append(local, time.Since(t))
+				rec.Add(time.Since(t))
 			}
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
 		}()
 	}
 	start := time.Now()
-	for i := range total {
-		t := start.Add(time.Duration(i) * interval)
-		if d := time.Until(t); d > 0 {
-			time.Sleep(d)
-		}
-		due <- t
-	}
+	load.Schedule(ctx, rate, total, func(_ int, t time.Time) { due <- t })
 	close(due)
 	wg.Wait()
 	elapsed := time.Since(start)
-	slices.Sort(lat)
-	return result{sent: total, errors: int(errs.Load()), degraded: int(degraded.Load()), achieved: float64(len(lat)) / elapsed.Seconds(), lat: lat}
+	return result{sent: total, errors: int(errs.Load()), degraded: int(degraded.Load()), achieved: float64(rec.Count()) / elapsed.Seconds(), lat: rec}
 }
 
 // send posts one checkout and reports whether the decision was degraded;
