@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/riskd/riskd/bench/load"
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/redistest"
@@ -114,4 +115,94 @@ func run(b *testing.B, store features.Store) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkKafkaOpenLoop produces at fixed rates for 5 seconds each with
+// the HTTP generator's open-loop schedule and measures each event from its
+// intended send time to its decision being read:
+//
+//	go test ./bench/kafka -run XXX -bench OpenLoop -benchtime 1x
+func BenchmarkKafkaOpenLoop(b *testing.B) {
+	for _, rate := range []int{10000, 30000, 50000} {
+		b.Run(fmt.Sprintf("memory/rate=%d", rate), func(b *testing.B) {
+			openLoop(b, features.NewMemory(), rate)
+		})
+	}
+	srv := redistest.Start(b)
+	for _, rate := range []int{1000, 3000} {
+		b.Run(fmt.Sprintf("redis/rate=%d", rate), func(b *testing.B) {
+			r, err := features.NewRedis(context.Background(), features.RedisOptions{Addrs: []string{srv.Addr()}, Prefix: fmt.Sprintf("ol%d:", rate)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			openLoop(b, r, rate)
+		})
+	}
+}
+
+func openLoop(b *testing.B, store features.Store, rate int) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.events.dlq"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer broker.Close()
+	addrs := broker.ListenAddrs()
+	p, err := rules.Load(example.FS, "rules/example")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs})
+	done := make(chan struct{})
+	go func() { consumer.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	const seconds = 5
+	total := rate * seconds
+	intended := make([]time.Time, total)
+	var mu sync.Mutex
+	rec := &load.Recorder{}
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: addrs, GroupID: "ol-reader", Topic: "risk.decisions", StartOffset: kafka.FirstOffset, MaxWait: 10 * time.Millisecond})
+	defer reader.Close()
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for rec.Count() < total {
+			m, err := reader.FetchMessage(ctx)
+			if err != nil {
+				return
+			}
+			var i int
+			fmt.Sscanf(string(m.Key), "o-%d", &i)
+			mu.Lock()
+			t := intended[i]
+			mu.Unlock()
+			rec.Add(time.Since(t))
+		}
+	}()
+	w := &kafka.Writer{Addr: kafka.TCP(addrs...), Topic: "risk.events", Balancer: &kafka.Hash{}, BatchSize: 1000, BatchTimeout: time.Millisecond, Async: true}
+	defer w.Close()
+	b.ResetTimer()
+	start := time.Now()
+	load.Schedule(ctx, rate, total, func(i int, t time.Time) {
+		mu.Lock()
+		intended[i] = t
+		mu.Unlock()
+		w.WriteMessages(ctx, kafka.Message{Key: fmt.Appendf(nil, "acc-%d", i%20000), Value: fmt.Appendf(nil,
+			`{"id":"o-%d","type":"checkout","ts":%d,"account_id":"acc-%d","card_id":"card-%d","device_id":"dev-%d","ip":"10.0.%d.%d","amount":%d.5,"ip_country":"FR","card_country":"FR"}`,
+			i, 1780000000000+int64(i)*50, i%20000, i%25000, i%15000, i%200, i%250, 5+i%500)})
+	})
+	select {
+	case <-readDone:
+	case <-time.After(60 * time.Second):
+		b.Logf("only %d of %d decisions within a minute", rec.Count(), total)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(rec.Count())/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(rec.Quantile(0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(rec.Quantile(0.99).Microseconds())/1000, "p99-ms")
 }
