@@ -24,3 +24,7 @@ go run ./cmd/riskctl validate rules/example
 go run ./cmd/riskctl test rules/example
 
 go test -race -count=1 "$@" ./...
+
+# The peer comparison is a module of its own: check that its four engines
+# still agree on the example policy.
+(cd bench/peers && go vet ./... && go test -count=1 ./...)
