@@ -107,6 +107,18 @@ type Set struct {
 	File     string
 	Features []*Feature
 	byName   map[string]int
+	broken   []string // names of features that failed to parse
+}
+
+// Broken reports whether name is a feature features.yaml declares but
+// could not parse; a Set with broken features is never served.
+func (s *Set) Broken(name string) bool {
+	for _, b := range s.broken {
+		if b == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Index returns the position of the feature called name.

@@ -14,7 +14,10 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 var pathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // Parse compiles features.yaml. Every problem is reported, each as
-// file:line:col: message.
+// file:line:col: message. With errors, the returned Set still holds the
+// features that are well formed and names the broken ones (Broken), so
+// rulesets can be checked in the same run without a cascade of "unknown
+// feature" errors.
 func Parse(file string, data []byte) (*Set, error) {
 	root, err := policyfile.Parse(file, data)
 	if err != nil {
@@ -32,8 +35,11 @@ func Parse(file string, data []byte) (*Set, error) {
 		return nil, es.Err()
 	}
 	for _, n := range list.Value.Content {
-		f := parseFeature(es, n)
+		f, name := parseFeature(es, n)
 		if f == nil {
+			if name != "" {
+				set.broken = append(set.broken, name)
+			}
 			continue
 		}
 		if i, dup := set.byName[f.Name]; dup {
@@ -43,16 +49,15 @@ func Parse(file string, data []byte) (*Set, error) {
 		set.byName[f.Name] = len(set.Features)
 		set.Features = append(set.Features, f)
 	}
-	if err := es.Err(); err != nil {
-		return nil, err
-	}
-	return set, nil
+	return set, es.Err()
 }
 
-func parseFeature(es *policyfile.Errors, n *yaml.Node) *Feature {
+// parseFeature returns the feature, or nil and whatever name it has when
+// it is broken.
+func parseFeature(es *policyfile.Errors, n *yaml.Node) (*Feature, string) {
 	m := policyfile.Mapping(es, n, "feature", "!name", "!kind", "!key", "window", "retention", "event_types", "field", "of")
 	if m == nil {
-		return nil
+		return nil, ""
 	}
 	f := &Feature{Line: n.Line}
 	bad := false
@@ -121,7 +126,7 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) *Feature {
 	f.Field, f.Of = pathField("field"), pathField("of")
 
 	if f.Kind == 0 {
-		return nil
+		return nil, f.Name
 	}
 	win, hasWin := m["window"]
 	ret, hasRet := m["retention"]
@@ -171,14 +176,14 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) *Feature {
 		bad = true
 	}
 	if bad {
-		return nil
+		return nil, f.Name
 	}
 	names := make([]string, len(f.Key))
 	for i, k := range f.Key {
 		names[i] = k.Name
 	}
 	f.Entity = strings.Join(names, "+")
-	return f
+	return f, f.Name
 }
 
 func kindList() []string {

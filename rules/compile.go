@@ -75,7 +75,7 @@ func (v *flattener) Visit(n *ast.Node) {
 	name := prop.Value
 	switch root {
 	case "features":
-		if _, ok := v.c.features.Index(name); !ok {
+		if _, ok := v.c.features.Index(name); !ok && !v.c.features.Broken(name) {
 			msg := fmt.Sprintf("unknown feature %q", name)
 			if s := policyfile.Suggest(name, v.c.features.Names()); s != "" {
 				msg += fmt.Sprintf(" (did you mean features.%s?)", s)
@@ -143,6 +143,11 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 	for p := range pre.fields {
 		env["event."+p] = types.Any
 	}
+	for name := range pre.feats {
+		if c.features.Broken(name) {
+			env[FeatureEnvKey(name)] = types.Any // already reported in features.yaml
+		}
+	}
 	all := append([]expr.Option{
 		expr.Env(env),
 		expr.Patch(&flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}),
@@ -156,8 +161,9 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		c.fields[p] = true
 	}
 	for name := range pre.feats {
-		i, _ := c.features.Index(name)
-		c.reads[i] = true
+		if i, ok := c.features.Index(name); ok {
+			c.reads[i] = true
+		}
 	}
 	return prog
 }

@@ -37,16 +37,18 @@ func Load(fsys fs.FS, dir string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name(FeaturesFile), unwrapPathError(err))
 	}
-	set, err := features.Parse(name(FeaturesFile), data)
-	if err != nil {
-		return nil, err
-	}
+	// A broken features.yaml does not stop the rulesets from being checked:
+	// every problem of the directory is reported in one go.
+	set, featErr := features.Parse(name(FeaturesFile), data)
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, unwrapPathError(err))
 	}
 	p := &Policy{Dir: dir, Features: set, LoadedAt: time.Now(), byType: map[string]*Ruleset{}}
 	var errs []error
+	if featErr != nil {
+		errs = append(errs, featErr)
+	}
 	typeOwner := map[string]string{}
 	for _, e := range entries {
 		fn := e.Name()

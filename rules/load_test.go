@@ -170,6 +170,18 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 				`p/features.yaml:18:5: feature "d": kind distinct needs a window (e.g. window: 1h)`,
 				`p/features.yaml:18:5: feature "d": kind distinct needs of: the event field whose distinct values are counted (e.g. of: account_id)`,
 				`p/features.yaml:21:5: unknown key "windw" in feature (did you mean "window"?)`,
+				// The rulesets are checked in the same run.
+				`p/checkout.yaml:9:20: rule velocity: when: unknown feature "card_txn_count_1h" (features are declared in features.yaml)`,
+				`p/checkout.yaml:11:35: rule velocity: reason: unknown feature "card_txn_count_1h" (features are declared in features.yaml)`,
+			},
+		},
+		{
+			name:     "a broken feature is reported once, not again in every rule that reads it",
+			features: strings.Replace(goodFeatures, "kind: count", "kind: cnt", 1),
+			ruleset:  strings.Replace(goodRuleset, "score: 40", "score: 4O", 1),
+			want: []string{
+				`p/features.yaml:3:11: feature "card_txn_count_1h": unknown kind "cnt" (did you mean "count"?)`,
+				`p/checkout.yaml:10:13: rule velocity: score: bad number syntax: "4O"`,
 			},
 		},
 	}
