@@ -108,11 +108,18 @@ type Set struct {
 	Features []*Feature
 	byName   map[string]int
 	broken   []string // names of features that failed to parse
+	// unreadable: features.yaml could not be read as a list at all, so any
+	// name may be one of its features.
+	unreadable bool
 }
 
-// Broken reports whether name is a feature features.yaml declares but
-// could not parse; a Set with broken features is never served.
+// Broken reports whether name is, or may be, a feature features.yaml
+// declares but could not parse; a Set with broken features is never
+// served.
 func (s *Set) Broken(name string) bool {
+	if s.unreadable {
+		return true
+	}
 	for _, b := range s.broken {
 		if b == name {
 			return true

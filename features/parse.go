@@ -14,25 +14,28 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 var pathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // Parse compiles features.yaml. Every problem is reported, each as
-// file:line:col: message. With errors, the returned Set still holds the
+// file:line:col: message. The Set is never nil: with errors it holds the
 // features that are well formed and names the broken ones (Broken), so
 // rulesets can be checked in the same run without a cascade of "unknown
 // feature" errors.
 func Parse(file string, data []byte) (*Set, error) {
+	set := &Set{File: file, byName: map[string]int{}}
 	root, err := policyfile.Parse(file, data)
 	if err != nil {
-		return nil, err
+		set.unreadable = true
+		return set, err
 	}
 	es := &policyfile.Errors{File: file}
-	set := &Set{File: file, byName: map[string]int{}}
 	top := policyfile.Mapping(es, root, "features.yaml", "!features")
 	list, ok := top["features"]
 	if !ok {
-		return nil, es.Err()
+		set.unreadable = true
+		return set, es.Err()
 	}
 	if list.Value.Kind != yaml.SequenceNode {
 		es.At(list.Value, "features must be a list of feature definitions")
-		return nil, es.Err()
+		set.unreadable = true
+		return set, es.Err()
 	}
 	for _, n := range list.Value.Content {
 		f, name := parseFeature(es, n)

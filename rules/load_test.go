@@ -176,6 +176,12 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 			},
 		},
 		{
+			name:     "an unreadable features.yaml does not make every feature unknown",
+			features: "features: [",
+			ruleset:  goodRuleset,
+			want:     []string{`p/features.yaml:1: YAML syntax: did not find expected node content`},
+		},
+		{
 			name:     "a broken feature is reported once, not again in every rule that reads it",
 			features: strings.Replace(goodFeatures, "kind: count", "kind: cnt", 1),
 			ruleset:  strings.Replace(goodRuleset, "score: 40", "score: 4O", 1),
