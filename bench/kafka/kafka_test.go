@@ -38,27 +38,39 @@ func BenchmarkKafkaRedis(b *testing.B) {
 	run(b, r)
 }
 
-// run produces b.N checkouts over 6 partitions while the consumer runs and
-// reports events/s from the first send to the last decision, and the
-// latency from each event's acknowledged send to its decision being read.
-func run(b *testing.B, store features.Store) {
+// pipeline starts a broker with six-partition topics and riskd's consumer
+// on the example policy over store; both stop when the benchmark ends.
+func pipeline(b *testing.B, store features.Store) []string {
+	b.Helper()
 	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.events.dlq"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer broker.Close()
-	addrs := broker.ListenAddrs()
 	p, err := rules.Load(example.FS, "rules/example")
 	if err != nil {
+		broker.Close()
 		b.Fatal(err)
 	}
 	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs})
+	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: broker.ListenAddrs()})
 	done := make(chan struct{})
 	go func() { consumer.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+		broker.Close()
+	})
+	return broker.ListenAddrs()
+}
+
+// run produces b.N checkouts over 6 partitions while the consumer runs and
+// reports events/s from the first send to the last decision, and the
+// latency from each event's acknowledged send to its decision being read.
+func run(b *testing.B, store features.Store) {
+	addrs := pipeline(b, store)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
 	n := b.N
 	sent := make([]time.Time, n)
@@ -142,23 +154,9 @@ func BenchmarkKafkaOpenLoop(b *testing.B) {
 }
 
 func openLoop(b *testing.B, store features.Store, rate int) {
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.events.dlq"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer broker.Close()
-	addrs := broker.ListenAddrs()
-	p, err := rules.Load(example.FS, "rules/example")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
+	addrs := pipeline(b, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs})
-	done := make(chan struct{})
-	go func() { consumer.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	const seconds = 5
 	total := rate * seconds
