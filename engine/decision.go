@@ -14,17 +14,10 @@ import (
 type Decision struct {
 	EventID string
 	Type    string
-	Outcome rules.Outcome
-	Score   int64
-	Ruleset string
-	Version string
-	Reasons []Reason
+	Verdict // of the live ruleset: the one returned
 	// Degraded is set when some features could not be read from the store;
 	// they are nil and the ruleset was evaluated with what there was.
 	Degraded bool
-	// StorePolicy is the ruleset's on_store_error ("fail_open" or
-	// "fail_closed") when the decision is degraded.
-	StorePolicy string
 	// Unscored is set for an event type no ruleset scores: it was recorded
 	// into the features that count it and passes.
 	Unscored  bool
@@ -36,7 +29,28 @@ type Decision struct {
 	Features []FeatureValue
 	NotFired []NotFired
 
+	// Shadows are the verdicts recorded but not returned: every challenger
+	// of the live ruleset, and the champion when a challenger decided (a
+	// traffic split), on the same features.
+	Shadows []Verdict
+
 	buf []byte // backing store for the strings above
+
+	// pending holds a scoring's scratch while its shadows wait for
+	// Engine.Shadow (ScoreOptions.DeferShadow).
+	pending pendingShadow
+}
+
+// Verdict is what one ruleset decided.
+type Verdict struct {
+	Ruleset string
+	Version string
+	Outcome rules.Outcome
+	Score   int64
+	Reasons []Reason
+	// StorePolicy is the ruleset's on_store_error ("fail_open" or
+	// "fail_closed") when the decision is degraded.
+	StorePolicy string
 }
 
 // Reason is one fired rule's share of the decision.
@@ -62,8 +76,21 @@ type NotFired struct {
 }
 
 func (d *Decision) reset() {
-	buf, reasons, fv, nf := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0]
-	*d = Decision{buf: buf, Reasons: reasons, Features: fv, NotFired: nf}
+	buf, reasons, fv, nf, sh := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0]
+	*d = Decision{buf: buf, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh}
+}
+
+// addShadow appends a cleared verdict to d.Shadows, reusing the reasons
+// space of an earlier decision.
+func (d *Decision) addShadow() *Verdict {
+	if len(d.Shadows) < cap(d.Shadows) {
+		d.Shadows = d.Shadows[:len(d.Shadows)+1]
+		v := &d.Shadows[len(d.Shadows)-1]
+		*v = Verdict{Reasons: v.Reasons[:0]}
+		return v
+	}
+	d.Shadows = append(d.Shadows, Verdict{})
+	return &d.Shadows[len(d.Shadows)-1]
 }
 
 // keep copies s into the decision's own buffer.
@@ -87,25 +114,9 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 	dst = appendJSONString(dst, d.Ruleset)
 	dst = append(dst, `,"version":`...)
 	dst = appendJSONString(dst, d.Version)
-	dst = append(dst, `,"reasons":[`...)
-	for i, r := range d.Reasons {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"rule":`...)
-		dst = appendJSONString(dst, r.Rule)
-		dst = append(dst, `,"score":`...)
-		dst = strconv.AppendInt(dst, r.Score, 10)
-		dst = append(dst, `,"reason":`...)
-		dst = appendJSONString(dst, r.Text)
-		if r.Action != rules.Pass {
-			dst = append(dst, `,"action":"`...)
-			dst = append(dst, r.Action.String()...)
-			dst = append(dst, '"')
-		}
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"degraded":`...)
+	dst = append(dst, ',')
+	dst = appendReasons(dst, d.Reasons)
+	dst = append(dst, `,"degraded":`...)
 	dst = strconv.AppendBool(dst, d.Degraded)
 	if d.StorePolicy != "" {
 		dst = append(dst, `,"store_policy":"`...)
@@ -149,7 +160,87 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 		}
 		dst = append(dst, ']')
 	}
+	if d.Explain && len(d.Shadows) > 0 {
+		dst = append(dst, `,"shadow":[`...)
+		for i := range d.Shadows {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			v := &d.Shadows[i]
+			dst = append(dst, `{"ruleset":`...)
+			dst = appendJSONString(dst, v.Ruleset)
+			dst = append(dst, `,"version":`...)
+			dst = appendJSONString(dst, v.Version)
+			dst = append(dst, `,"decision":"`...)
+			dst = append(dst, v.Outcome.String()...)
+			dst = append(dst, `","score":`...)
+			dst = strconv.AppendInt(dst, v.Score, 10)
+			dst = append(dst, ',')
+			dst = appendReasons(dst, v.Reasons)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}')
+}
+
+// AppendShadowJSON appends shadow verdict i as a decision record for the
+// shadow decisions topic: the decision format of its ruleset, marked
+// "shadow": true, beside what the live ruleset answered so the two compare
+// without a join.
+func (d *Decision) AppendShadowJSON(dst []byte, i int) []byte {
+	v := &d.Shadows[i]
+	dst = append(dst, `{"event_id":`...)
+	dst = appendJSONString(dst, d.EventID)
+	dst = append(dst, `,"type":`...)
+	dst = appendJSONString(dst, d.Type)
+	dst = append(dst, `,"decision":"`...)
+	dst = append(dst, v.Outcome.String()...)
+	dst = append(dst, `","score":`...)
+	dst = strconv.AppendInt(dst, v.Score, 10)
+	dst = append(dst, `,"ruleset":`...)
+	dst = appendJSONString(dst, v.Ruleset)
+	dst = append(dst, `,"version":`...)
+	dst = appendJSONString(dst, v.Version)
+	dst = append(dst, ',')
+	dst = appendReasons(dst, v.Reasons)
+	dst = append(dst, `,"degraded":`...)
+	dst = strconv.AppendBool(dst, d.Degraded)
+	if v.StorePolicy != "" {
+		dst = append(dst, `,"store_policy":"`...)
+		dst = append(dst, v.StorePolicy...)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"shadow":true,"live_ruleset":`...)
+	dst = appendJSONString(dst, d.Ruleset)
+	dst = append(dst, `,"live_decision":"`...)
+	dst = append(dst, d.Outcome.String()...)
+	dst = append(dst, `","live_score":`...)
+	dst = strconv.AppendInt(dst, d.Score, 10)
+	return append(dst, '}')
+}
+
+// appendReasons appends "reasons":[...].
+func appendReasons(dst []byte, reasons []Reason) []byte {
+	dst = append(dst, `"reasons":[`...)
+	for i, r := range reasons {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"rule":`...)
+		dst = appendJSONString(dst, r.Rule)
+		dst = append(dst, `,"score":`...)
+		dst = strconv.AppendInt(dst, r.Score, 10)
+		dst = append(dst, `,"reason":`...)
+		dst = appendJSONString(dst, r.Text)
+		if r.Action != rules.Pass {
+			dst = append(dst, `,"action":"`...)
+			dst = append(dst, r.Action.String()...)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
 }
 
 const hexDigits = "0123456789abcdef"

@@ -80,35 +80,65 @@ func (e *Engine) Store() features.Store { return e.store }
 type compiled struct {
 	policy      *rules.Policy
 	featureKeys []string // env key per feature index
-	rulesets    map[*rules.Ruleset]*rulesetMetrics
+	rulesets    map[*rules.Ruleset]*prepared
 	recorded    map[string]bool // event types some feature records
 	pool        sync.Pool
 }
 
-type rulesetMetrics struct {
-	outcomes [3]prometheus.Counter
-	hits     []prometheus.Counter
-	errors   []prometheus.Counter
+// prepared is a ruleset's share of compiled: its metric children and, for
+// a live ruleset, what its challengers add.
+type prepared struct {
+	outcomes       [3]prometheus.Counter
+	shadowOutcomes [3]prometheus.Counter
+	hits           []prometheus.Counter
+	errors         []prometheus.Counter
+	// reads: the features a live ruleset and its challengers read, each
+	// once; they are fetched in one store call and shared.
+	reads []int
+	// agreement[champion outcome][challenger outcome], on a challenger.
+	agreement [3][3]prometheus.Counter
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
-	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*rulesetMetrics{}, recorded: map[string]bool{}}
+	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}}
 	for _, f := range p.Features.Features {
 		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
 		for _, t := range f.EventTypes {
 			c.recorded[t] = true
 		}
 	}
+	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
 	for _, rs := range p.Rulesets {
-		rm := &rulesetMetrics{}
-		for _, o := range []rules.Outcome{rules.Pass, rules.StepUp, rules.Block} {
-			rm.outcomes[o] = e.metrics.decisions.WithLabelValues(rs.Name, o.String())
+		pr := &prepared{}
+		for _, o := range outcomes {
+			pr.outcomes[o] = e.metrics.decisions.WithLabelValues(rs.Name, o.String())
+			pr.shadowOutcomes[o] = e.metrics.shadowDecisions.WithLabelValues(rs.Name, o.String())
 		}
 		for _, r := range rs.Rules {
-			rm.hits = append(rm.hits, e.metrics.ruleHits.WithLabelValues(rs.Name, r.ID))
-			rm.errors = append(rm.errors, e.metrics.ruleErrors.WithLabelValues(rs.Name, r.ID))
+			pr.hits = append(pr.hits, e.metrics.ruleHits.WithLabelValues(rs.Name, r.ID))
+			pr.errors = append(pr.errors, e.metrics.ruleErrors.WithLabelValues(rs.Name, r.ID))
 		}
-		c.rulesets[rs] = rm
+		if rs.Champion != nil {
+			for _, co := range outcomes {
+				for _, o := range outcomes {
+					pr.agreement[co][o] = e.metrics.agreement.WithLabelValues(rs.Champion.Name, rs.Name, co.String(), o.String())
+				}
+			}
+		}
+		pr.reads = rs.Reads
+		if len(rs.Challengers) > 0 {
+			seen := map[int]bool{}
+			pr.reads = nil
+			for _, r := range append([]*rules.Ruleset{rs}, rs.Challengers...) {
+				for _, fi := range r.Reads {
+					if !seen[fi] {
+						seen[fi] = true
+						pr.reads = append(pr.reads, fi)
+					}
+				}
+			}
+		}
+		c.rulesets[rs] = pr
 	}
 	c.pool.New = func() any { return c.newScratch() }
 	return c
@@ -123,16 +153,18 @@ const storeUnavailableReason = "risk history could not be read in time; this rul
 // scratch is the per-goroutine working space of one Score: reused through
 // the policy's pool so the hot path does not allocate it.
 type scratch struct {
-	parser  fastjson.Parser
-	vm      vm.VM
-	env     map[string]any
-	obs     features.Observation
-	itemOf  []int  // feature index -> index in obs.Items, -1 if none
-	reads   []bool // feature index -> the ruleset reads it
-	keyBuf  []byte
-	strs    map[string]any // boxed strings, see str
-	floats  floatArena
-	results []rules.RuleResult
+	parser   fastjson.Parser
+	ev       *fastjson.Value // the event being scored, in parser
+	vm       vm.VM
+	env      map[string]any
+	obs      features.Observation
+	itemOf   []int  // feature index -> index in obs.Items, -1 if none
+	reads    []bool // feature index -> the ruleset reads it
+	keyBuf   []byte
+	splitBuf []byte
+	strs     map[string]any // boxed strings, see str
+	floats   floatArena
+	results  []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {
@@ -143,11 +175,28 @@ func (c *compiled) newScratch() *scratch {
 // ScoreOptions ask for more than the decision.
 type ScoreOptions struct {
 	Explain bool
+	// DeferShadow leaves the challengers' evaluation to Engine.Shadow, so
+	// the live answer can be sent before it. Without it Score evaluates
+	// them before returning.
+	DeferShadow bool
+}
+
+// pendingShadow is a scoring whose shadow verdicts are still to come.
+type pendingShadow struct {
+	c       *compiled
+	s       *scratch
+	live    *rules.Ruleset
+	started time.Time
 }
 
 // Score parses one event, enriches it with features, evaluates the
 // ruleset for its type and fills d. It returns an *InputError for an event
 // it refuses; store failures do not fail the call, they mark d degraded.
+//
+// When the live ruleset has challengers, a split may make one of them
+// decide (d names the ruleset that did); the others, and the champion, are
+// evaluated on the same features into d.Shadows, now or, with DeferShadow,
+// when Engine.Shadow is called.
 func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *Decision) error {
 	start := time.Now()
 	d.reset()
@@ -157,13 +206,13 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	}
 	c := e.current.Load()
 	s := c.pool.Get().(*scratch)
-	defer c.pool.Put(s)
-
 	ev, h, err := parseEvent(&s.parser, body, e.now())
 	if err != nil {
+		c.pool.Put(s)
 		e.metrics.invalidEvents.Inc()
 		return err
 	}
+	s.ev = ev
 	d.EventID, d.Type = d.keep(h.id), d.keep(h.typ)
 	d.Explain = opts.Explain
 	rs := c.policy.ForType(h.typ)
@@ -177,12 +226,61 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 		}
 		e.metrics.unscored.WithLabelValues(label).Inc()
 	} else {
-		e.evaluate(c, s, ev, rs, d)
+		live := rs
+		if len(rs.Challengers) > 0 {
+			live = rs.Live(func(ch *rules.Ruleset) (int, bool) {
+				var ok bool
+				s.splitBuf, ok = appendKeyPart(s.splitBuf[:0], lookup(ev, ch.SplitKey))
+				return rules.SplitBucket(ch.SplitKey.Name, bstr(s.splitBuf)), ok
+			})
+		}
+		e.evaluate(c, s, live, d, &d.Verdict)
+		if len(rs.Challengers) > 0 {
+			elapsed := time.Since(start)
+			d.ElapsedUS = elapsed.Microseconds()
+			e.metrics.scoreLatency.Observe(elapsed.Seconds())
+			d.pending = pendingShadow{c: c, s: s, live: live, started: time.Now()}
+			if !opts.DeferShadow {
+				e.Shadow(d)
+			}
+			return nil
+		}
 	}
+	c.pool.Put(s)
 	elapsed := time.Since(start)
 	d.ElapsedUS = elapsed.Microseconds()
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
 	return nil
+}
+
+// Shadow evaluates the shadow verdicts Score left pending in d (see
+// ScoreOptions.DeferShadow), records them in the metrics and fills
+// d.Shadows. It does nothing when none are pending.
+func (e *Engine) Shadow(d *Decision) {
+	p := d.pending
+	if p.s == nil {
+		return
+	}
+	d.pending = pendingShadow{}
+	champ := p.live
+	if champ.Champion != nil {
+		champ = champ.Champion
+	}
+	var champOutcome rules.Outcome
+	if champ == p.live {
+		champOutcome = d.Outcome
+	} else {
+		champOutcome = e.evaluate(p.c, p.s, champ, d, d.addShadow())
+	}
+	for _, ch := range champ.Challengers {
+		outcome := d.Outcome
+		if ch != p.live {
+			outcome = e.evaluate(p.c, p.s, ch, d, d.addShadow())
+		}
+		p.c.rulesets[ch].agreement[champOutcome][outcome].Inc()
+	}
+	p.c.pool.Put(p.s)
+	e.metrics.shadowLatency.Observe(time.Since(p.started).Seconds())
 }
 
 // observe builds the store's view of the event (which features to read and
@@ -190,7 +288,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision) {
 	fs := c.policy.Features.Features
 	if rs != nil {
-		for _, fi := range rs.Reads {
+		for _, fi := range c.rulesets[rs].reads {
 			s.reads[fi] = true
 		}
 	}
@@ -256,34 +354,38 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 	}
 }
 
-// evaluate runs every rule of rs and fills the decision.
-func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules.Ruleset, d *Decision) {
-	rm := c.rulesets[rs]
+// evaluate runs every rule of rs on the event and features in s and fills
+// v, which is d's live verdict or one of its shadows, and returns v's
+// outcome. The live verdict also fills d's explanation.
+func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decision, v *Verdict) rules.Outcome {
+	pr := c.rulesets[rs]
 	fs := c.policy.Features.Features
+	live := v == &d.Verdict
+	explain := live && d.Explain
 	s.floats.n = 0
 	for _, fi := range rs.Reads {
-		var v features.Value
+		var val features.Value
 		if i := s.itemOf[fi]; i >= 0 {
-			v = s.obs.Items[i].Value
+			val = s.obs.Items[i].Value
 		}
-		s.env[c.featureKeys[fi]] = s.floats.boxValue(v, fs[fi].Kind.Bool())
-		if d.Explain {
-			d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: v, Bool: fs[fi].Kind.Bool()})
+		s.env[c.featureKeys[fi]] = s.floats.boxValue(val, fs[fi].Kind.Bool())
+		if explain {
+			d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: val, Bool: fs[fi].Kind.Bool()})
 		}
 	}
 	for _, f := range rs.EventFields {
-		s.env[f.EnvKey] = s.toAny(lookup(ev, f.Path))
+		s.env[f.EnvKey] = s.toAny(lookup(s.ev, f.Path))
 	}
-	d.Ruleset, d.Version = rs.Name, rs.Version
+	v.Ruleset, v.Version = rs.Name, rs.Version
 	forced := rules.Pass
 	s.results = rs.Eval(&s.vm, s.env, s.results)
 	for i, r := range rs.Rules {
 		res := s.results[i]
 		if res.Err != nil {
-			rm.errors[i].Inc()
+			pr.errors[i].Inc()
 		}
 		if !res.Fired {
-			if d.Explain {
+			if explain {
 				nf := NotFired{Rule: r.ID}
 				if res.Err != nil {
 					nf.Error = d.keep(res.Err.Error())
@@ -292,23 +394,28 @@ func (e *Engine) evaluate(c *compiled, s *scratch, ev *fastjson.Value, rs *rules
 			}
 			continue
 		}
-		rm.hits[i].Inc()
+		pr.hits[i].Inc()
 		start := len(d.buf)
 		d.buf = r.Reason.Render(d.buf, &s.vm, s.env)
-		d.Reasons = append(d.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
-		d.Score += res.Score
+		v.Reasons = append(v.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
+		v.Score += res.Score
 		forced = max(forced, r.Action)
 	}
-	d.Outcome = max(rs.Outcome(d.Score), forced)
+	v.Outcome = max(rs.Outcome(v.Score), forced)
 	if d.Degraded {
-		d.StorePolicy = "fail_open"
+		v.StorePolicy = "fail_open"
 		if rs.FailClosed {
-			d.StorePolicy = "fail_closed"
-			if d.Outcome < rules.StepUp {
-				d.Outcome = rules.StepUp
-				d.Reasons = append(d.Reasons, Reason{Rule: StoreUnavailableRule, Text: storeUnavailableReason, Action: rules.StepUp})
+			v.StorePolicy = "fail_closed"
+			if v.Outcome < rules.StepUp {
+				v.Outcome = rules.StepUp
+				v.Reasons = append(v.Reasons, Reason{Rule: StoreUnavailableRule, Text: storeUnavailableReason, Action: rules.StepUp})
 			}
 		}
 	}
-	rm.outcomes[d.Outcome].Inc()
+	if live {
+		pr.outcomes[v.Outcome].Inc()
+	} else {
+		pr.shadowOutcomes[v.Outcome].Inc()
+	}
+	return v.Outcome
 }

@@ -89,7 +89,9 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("explain")
 		explain = v == "1" || v == "true"
 	}
-	if err := h.engine.Score(r.Context(), body, ScoreOptions{Explain: explain}, &s.d); err != nil {
+	// Challengers are evaluated after the answer is on its way (explain
+	// shows them, so it waits for them).
+	if err := h.engine.Score(r.Context(), body, ScoreOptions{Explain: explain, DeferShadow: !explain}, &s.d); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
@@ -101,7 +103,18 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	s.out = append(s.out, '\n')
 	// A shared slice: Header.Set would allocate a new one per response.
 	w.Header()["Content-Type"] = jsonContentType
+	if s.d.pending.s == nil {
+		w.Write(s.out)
+		return
+	}
+	// Send the answer now, framed by its length (a flush without one
+	// would switch to chunked encoding), then evaluate the shadows.
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(s.out))}
 	w.Write(s.out)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	h.engine.Shadow(&s.d)
 }
 
 // readLimited reads all of r into dst, failing with ErrTooLarge past limit

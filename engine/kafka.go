@@ -21,6 +21,9 @@ type KafkaOptions struct {
 	Group          string // consumer group; default "riskd"
 	DecisionsTopic string // default "risk.decisions"
 	DLQTopic       string // dead letters; default "risk.events.dlq"
+	// ShadowTopic receives the shadow verdicts (challengers, and champions
+	// where a split let a challenger decide); default DecisionsTopic+".shadow".
+	ShadowTopic string
 	// BatchSize is how many events of one partition are scored before
 	// their decisions are written and their offsets committed together.
 	// Default 500.
@@ -51,6 +54,9 @@ func (o *KafkaOptions) defaults() {
 	if o.DLQTopic == "" {
 		o.DLQTopic = "risk.events.dlq"
 	}
+	if o.ShadowTopic == "" {
+		o.ShadowTopic = o.DecisionsTopic + ".shadow"
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
 	}
@@ -74,11 +80,13 @@ type Consumer struct {
 	reader    *kafka.Reader
 	decisions *kafka.Writer
 	dlq       *kafka.Writer
+	shadow    *kafka.Writer
 	metrics   *kafkaMetrics
 }
 
 type kafkaMetrics struct {
 	messages *prometheus.CounterVec
+	shadow   prometheus.Counter
 	errors   *prometheus.CounterVec
 	commit   prometheus.Histogram
 	lag      *prometheus.GaugeVec
@@ -114,11 +122,14 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 			MaxAttempts:            1, // the worker retries with backoff, and counts it
 		}
 	}
-	c.decisions, c.dlq = writer(opts.DecisionsTopic), writer(opts.DLQTopic)
+	c.decisions, c.dlq, c.shadow = writer(opts.DecisionsTopic), writer(opts.DLQTopic), writer(opts.ShadowTopic)
 	c.metrics = &kafkaMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_kafka_messages_total", Help: "Events consumed from Kafka, by result: decided or dead_lettered.",
 		}, []string{"result"}),
+		shadow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_kafka_shadow_decisions_total", Help: "Shadow verdicts written to the shadow decisions topic.",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_kafka_errors_total", Help: "Kafka operations that failed and were retried, by operation: fetch, write, commit.",
 		}, []string{"op"}),
@@ -130,7 +141,7 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 		}, []string{"partition"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.errors, c.metrics.commit, c.metrics.lag)
+		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag)
 	}
 	return c
 }
@@ -159,6 +170,7 @@ func (c *Consumer) Run(ctx context.Context) {
 		wg.Wait()
 		c.decisions.Close()
 		c.dlq.Close()
+		c.shadow.Close()
 		c.reader.Close()
 	}()
 	backoff := newBackoff(backoffMax)
@@ -199,7 +211,7 @@ func (c *Consumer) Run(ctx context.Context) {
 // partition scores one partition's messages in order, in batches.
 func (c *Consumer) partition(ctx context.Context, in <-chan kafka.Message) {
 	batch := make([]kafka.Message, 0, c.opts.BatchSize)
-	var out, dead []kafka.Message
+	var out, dead, shadow []kafka.Message
 	var d Decision
 	for m := range in {
 		batch = append(batch[:0], m)
@@ -215,7 +227,7 @@ func (c *Consumer) partition(ctx context.Context, in <-chan kafka.Message) {
 				break fill
 			}
 		}
-		out, dead = out[:0], dead[:0]
+		out, dead, shadow = out[:0], dead[:0], shadow[:0]
 		for _, m := range batch {
 			if err := c.engine.Score(ctx, m.Value, ScoreOptions{}, &d); err != nil {
 				dead = append(dead, deadLetter(m, err))
@@ -229,12 +241,24 @@ func (c *Consumer) partition(ctx context.Context, in <-chan kafka.Message) {
 					{Key: "version", Value: []byte(d.Version)},
 				},
 			})
+			for i, v := range d.Shadows {
+				shadow = append(shadow, kafka.Message{
+					Key:   []byte(d.EventID),
+					Value: d.AppendShadowJSON(nil, i),
+					Headers: []kafka.Header{
+						{Key: "ruleset", Value: []byte(v.Ruleset)},
+						{Key: "version", Value: []byte(v.Version)},
+						{Key: "live_ruleset", Value: []byte(d.Ruleset)},
+					},
+				})
+			}
 		}
-		if !c.write(ctx, c.decisions, out) || !c.write(ctx, c.dlq, dead) {
+		if !c.write(ctx, c.decisions, out) || !c.write(ctx, c.shadow, shadow) || !c.write(ctx, c.dlq, dead) {
 			return // shutting down past the deadline: leave it uncommitted
 		}
 		c.metrics.messages.WithLabelValues("decided").Add(float64(len(out)))
 		c.metrics.messages.WithLabelValues("dead_lettered").Add(float64(len(dead)))
+		c.metrics.shadow.Add(float64(len(shadow)))
 		last := batch[len(batch)-1]
 		c.commit(ctx, last)
 		c.metrics.lag.WithLabelValues(strconv.Itoa(last.Partition)).Set(float64(max(0, last.HighWaterMark-last.Offset-1)))

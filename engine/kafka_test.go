@@ -25,7 +25,7 @@ const (
 
 func newBroker(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, eventsTopic, decisionsTopic, dlqTopic)}, opts...)
+	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, eventsTopic, decisionsTopic, decisionsTopic+".shadow", dlqTopic)}, opts...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +289,7 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var err error
-		again, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(3, eventsTopic, decisionsTopic, dlqTopic))
+		again, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(3, eventsTopic, decisionsTopic, decisionsTopic+".shadow", dlqTopic))
 		if err == nil {
 			break
 		}

@@ -7,15 +7,18 @@ import (
 // metrics are the engine's Prometheus collectors. Per-rule children are
 // resolved once per policy (see compile) so scoring never looks up labels.
 type metrics struct {
-	decisions     *prometheus.CounterVec
-	ruleHits      *prometheus.CounterVec
-	ruleErrors    *prometheus.CounterVec
-	unscored      *prometheus.CounterVec
-	scoreLatency  prometheus.Histogram
-	storeLatency  prometheus.Histogram
-	storeErrors   prometheus.Counter
-	storeTimeouts prometheus.Counter
-	invalidEvents prometheus.Counter
+	decisions       *prometheus.CounterVec
+	shadowDecisions *prometheus.CounterVec
+	agreement       *prometheus.CounterVec
+	shadowLatency   prometheus.Histogram
+	ruleHits        *prometheus.CounterVec
+	ruleErrors      *prometheus.CounterVec
+	unscored        *prometheus.CounterVec
+	scoreLatency    prometheus.Histogram
+	storeLatency    prometheus.Histogram
+	storeErrors     prometheus.Counter
+	storeTimeouts   prometheus.Counter
+	invalidEvents   prometheus.Counter
 }
 
 // latencyBuckets span 10 µs to 100 ms: engine time is microseconds, a slow
@@ -27,6 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_decisions_total", Help: "Decisions made, by ruleset and outcome.",
 		}, []string{"ruleset", "outcome"}),
+		shadowDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_shadow_decisions_total", Help: "Verdicts recorded but not returned (challengers, and champions whose traffic a challenger decided), by ruleset and outcome.",
+		}, []string{"ruleset", "outcome"}),
+		agreement: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_challenger_agreement_total", Help: "Events scored by both a live ruleset (champion) and a challenger, by the outcome of each: the diagonal is agreement.",
+		}, []string{"champion", "challenger", "champion_outcome", "challenger_outcome"}),
+		shadowLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "riskd_shadow_duration_seconds", Help: "Time to evaluate an event's shadow verdicts, after its live decision.", Buckets: latencyBuckets,
+		}),
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Rules that fired, by ruleset and rule.",
 		}, []string{"ruleset", "rule"}),
@@ -53,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.storeTimeouts, m.invalidEvents)
+		reg.MustRegister(m.decisions, m.shadowDecisions, m.agreement, m.shadowLatency, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.storeTimeouts, m.invalidEvents)
 	}
 	return m
 }

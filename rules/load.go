@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"regexp"
 	"sort"
@@ -49,7 +50,7 @@ func Load(fsys fs.FS, dir string) (*Policy, error) {
 	if featErr != nil {
 		errs = append(errs, featErr)
 	}
-	typeOwner := map[string]string{}
+	var parsed []*parsedRuleset
 	for _, e := range entries {
 		fn := e.Name()
 		if e.IsDir() || fn == FeaturesFile || strings.HasPrefix(fn, ".") ||
@@ -63,40 +64,125 @@ func Load(fsys fs.FS, dir string) (*Policy, error) {
 		}
 		es := &policyfile.Errors{File: name(fn)}
 		rs := parseRuleset(es, set, data)
-		if rs != nil {
-			for _, t := range rs.EventTypes {
-				if owner, taken := typeOwner[t]; taken {
-					es.AtPos(rs.typesLine, rs.typesCol, "event type %q is already scored by %s; one live ruleset per event type", t, owner)
-					continue
-				}
-				typeOwner[t] = name(fn)
-			}
-			for _, other := range p.Rulesets {
-				if other.Name == rs.Name {
-					es.AtPos(rs.nameLine, rs.nameCol, "ruleset name %q is already used by %s", rs.Name, other.File)
-				}
-			}
-		}
 		if err := es.Err(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		rs.File = name(fn)
-		p.Rulesets = append(p.Rulesets, rs.Ruleset)
+		parsed = append(parsed, rs)
 	}
+	errs = append(errs, link(parsed)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	for _, rs := range parsed {
+		p.Rulesets = append(p.Rulesets, rs.Ruleset)
 	}
 	if len(p.Rulesets) == 0 {
 		return nil, fmt.Errorf("%s: no ruleset files (*.yaml besides %s)", dir, FeaturesFile)
 	}
 	sort.Slice(p.Rulesets, func(i, j int) bool { return p.Rulesets[i].Name < p.Rulesets[j].Name })
 	for _, rs := range p.Rulesets {
-		for _, t := range rs.EventTypes {
-			p.byType[t] = rs
+		if rs.ShadowOf == "" {
+			for _, t := range rs.EventTypes {
+				p.byType[t] = rs
+			}
 		}
 	}
 	return p, nil
+}
+
+// link checks what spans files: unique names, one live ruleset per event
+// type, and every challenger's champion. It attaches each challenger to its
+// champion, which lends it its event types.
+func link(parsed []*parsedRuleset) []error {
+	sort.Slice(parsed, func(i, j int) bool { return parsed[i].File < parsed[j].File })
+	byName := map[string]*parsedRuleset{}
+	typeOwner := map[string]string{}
+	var names []string
+	ess := make([]*policyfile.Errors, len(parsed))
+	for i, rs := range parsed {
+		es := &policyfile.Errors{File: rs.File}
+		ess[i] = es
+		if other, dup := byName[rs.Name]; dup {
+			es.AtPos(rs.nameLine, rs.nameCol, "ruleset name %q is already used by %s", rs.Name, other.File)
+			continue
+		}
+		byName[rs.Name] = rs
+		names = append(names, rs.Name)
+		if rs.ShadowOf != "" {
+			continue
+		}
+		for _, t := range rs.EventTypes {
+			if owner, taken := typeOwner[t]; taken {
+				es.AtPos(rs.typesLine, rs.typesCol, "event type %q is already scored by %s; one live ruleset per event type (a challenger says shadow_of)", t, owner)
+				continue
+			}
+			typeOwner[t] = rs.File
+		}
+	}
+	traffic := map[*Ruleset]int{}
+	for i, rs := range parsed {
+		if rs.ShadowOf == "" {
+			continue
+		}
+		es := ess[i]
+		champ, ok := byName[rs.ShadowOf]
+		switch {
+		case rs.ShadowOf == rs.Name:
+			es.At(rs.shadowOf, "shadow_of names this ruleset itself; a challenger shadows another ruleset")
+			continue
+		case !ok:
+			msg := fmt.Sprintf("shadow_of: no ruleset named %q in this directory", rs.ShadowOf)
+			if s := policyfile.Suggest(rs.ShadowOf, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			es.At(rs.shadowOf, "%s", msg)
+			continue
+		case champ.ShadowOf != "":
+			es.At(rs.shadowOf, "shadow_of: %q is itself a challenger (of %q); challenge the live ruleset %q", rs.ShadowOf, champ.ShadowOf, champ.ShadowOf)
+			continue
+		}
+		if rs.EventTypes == nil {
+			rs.EventTypes = champ.EventTypes
+		} else if !sameSet(rs.EventTypes, champ.EventTypes) {
+			es.AtPos(rs.typesLine, rs.typesCol, "event_types %v differ from those of %s %v; a challenger scores what its champion scores (leave event_types out)", rs.EventTypes, champ.Name, champ.EventTypes)
+			continue
+		}
+		if rs.TrafficPPM > 0 {
+			traffic[champ.Ruleset] += rs.TrafficPPM
+			if traffic[champ.Ruleset] > 1e6 {
+				es.At(rs.traffic, "traffic: the challengers of %s take more than 100%% of its traffic together", champ.Name)
+				continue
+			}
+		}
+		rs.Champion = champ.Ruleset
+		champ.Challengers = append(champ.Challengers, rs.Ruleset)
+	}
+	var errs []error
+	for _, es := range ess {
+		if err := es.Err(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, rs := range parsed {
+		sort.Slice(rs.Challengers, func(i, j int) bool { return rs.Challengers[i].Name < rs.Challengers[j].Name })
+	}
+	return errs
+}
+
+func sameSet(a, b []string) bool {
+	in := map[string]bool{}
+	for _, s := range a {
+		in[s] = true
+	}
+	for _, s := range b {
+		if !in[s] {
+			return false
+		}
+		delete(in, s)
+	}
+	return len(in) == 0
 }
 
 func unwrapPathError(err error) error {
@@ -112,6 +198,69 @@ type parsedRuleset struct {
 	*Ruleset
 	typesLine, typesCol int
 	nameLine, nameCol   int
+	shadowOf            *yaml.Node // the shadow_of value, for messages about it
+	traffic             *yaml.Node
+}
+
+// parseChallenger reads shadow_of, traffic and split_key. Whether the
+// champion exists is checked once every file is read (linkChallengers).
+func parseChallenger(es *policyfile.Errors, out *parsedRuleset, m map[string]policyfile.Field) {
+	rs := out.Ruleset
+	if f, ok := m["shadow_of"]; ok {
+		if s, ok := policyfile.String(es, f.Value, "shadow_of"); ok {
+			rs.ShadowOf, out.shadowOf = s, f.Value
+		}
+	}
+	tr, hasTraffic := m["traffic"]
+	sk, hasKey := m["split_key"]
+	if hasTraffic {
+		out.traffic = tr.Value
+		if rs.ShadowOf == "" {
+			es.At(tr.Key, "traffic needs shadow_of: a traffic share makes a challenger live for some keys, and a challenger names the ruleset it challenges")
+		}
+		if ppm, err := parseTraffic(tr.Value); err != nil {
+			es.At(tr.Value, "traffic: %v", err)
+		} else {
+			rs.TrafficPPM = ppm
+		}
+		if !hasKey {
+			es.At(tr.Key, "traffic needs split_key: the event field whose value decides, stably, which side an event is on (e.g. split_key: account_id)")
+		}
+	}
+	if hasKey {
+		if s, ok := policyfile.String(es, sk.Value, "split_key"); ok {
+			if !fieldPathRE.MatchString(s) {
+				es.At(sk.Value, "split_key %q must be an event field name, e.g. account_id or billing.country", s)
+			}
+			rs.SplitKey = features.NewPath(s)
+		}
+		if !hasTraffic {
+			es.At(sk.Key, "split_key without traffic: say which share of keys this challenger decides, e.g. traffic: 5%%")
+		}
+	}
+}
+
+var fieldPathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// parseTraffic reads a share such as "5%" or "0.25%" into parts per
+// million, the resolution of the split.
+func parseTraffic(n *yaml.Node) (int, error) {
+	s := strings.TrimSpace(n.Value)
+	if n.Kind != yaml.ScalarNode || !strings.HasSuffix(s, "%") {
+		return 0, fmt.Errorf("%q must be a percentage, e.g. 5%%", n.Value)
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
+	if err != nil || math.IsNaN(f) {
+		return 0, fmt.Errorf("%q must be a percentage, e.g. 5%%", n.Value)
+	}
+	if f <= 0 || f > 100 {
+		return 0, fmt.Errorf("%s is out of range: more than 0%% and at most 100%%", s)
+	}
+	ppm := math.Round(f * 1e4)
+	if math.Abs(ppm-f*1e4) > 1e-6 {
+		return 0, fmt.Errorf("%s is finer than the split's resolution of 0.0001%%", s)
+	}
+	return int(ppm), nil
 }
 
 func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsedRuleset {
@@ -123,7 +272,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	sum := sha256.Sum256(data)
 	rs := &Ruleset{Hash: hex.EncodeToString(sum[:6]), Lists: map[string]*List{}}
 	out := &parsedRuleset{Ruleset: rs}
-	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "!event_types",
+	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "event_types",
 		"!thresholds", "lists", "!rules", "on_store_error", "shadow_of", "traffic", "split_key")
 	if m == nil {
 		return nil
@@ -143,11 +292,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 		}
 		rs.Version = f.Value.Value
 	}
-	for _, k := range []string{"shadow_of", "traffic", "split_key"} {
-		if f, ok := m[k]; ok {
-			es.At(f.Key, "%s: challenger rulesets (shadow and traffic split) are not supported by this riskd yet", k)
-		}
-	}
+	parseChallenger(es, out, m)
 	if f, ok := m["on_store_error"]; ok {
 		switch f.Value.Value {
 		case "fail_open":
@@ -160,6 +305,8 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	if f, ok := m["event_types"]; ok {
 		out.typesLine, out.typesCol = f.Value.Line, f.Value.Column
 		rs.EventTypes, _ = policyfile.Strings(es, f.Value, "event_types")
+	} else if rs.ShadowOf == "" {
+		es.At(root, "ruleset is missing required key \"event_types\" (only a challenger, with shadow_of, takes its champion's)")
 	}
 	if f, ok := m["thresholds"]; ok {
 		th := policyfile.Mapping(es, f.Value, "thresholds", "!step_up", "!block")

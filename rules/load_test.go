@@ -128,8 +128,8 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 			name:    "missing required keys",
 			ruleset: "name: checkout\nrules:\n  - id: a\n    when: \"true\"\n    score: 1\n",
 			want: []string{
-				`p/checkout.yaml:1:1: ruleset is missing required key "event_types"`,
 				`p/checkout.yaml:1:1: ruleset is missing required key "thresholds"`,
+				`p/checkout.yaml:1:1: ruleset is missing required key "event_types" (only a challenger, with shadow_of, takes its champion's)`,
 			},
 		},
 		{
@@ -215,7 +215,7 @@ func TestLoadRefusesTwoRulesetsForOneEventType(t *testing.T) {
 		"a.yaml":        goodRuleset,
 		"b.yaml":        strings.Replace(goodRuleset, "name: checkout", "name: checkout2", 1),
 	})
-	want := `p/b.yaml:3:14: event type "checkout" is already scored by p/a.yaml; one live ruleset per event type`
+	want := `p/b.yaml:3:14: event type "checkout" is already scored by p/a.yaml; one live ruleset per event type (a challenger says shadow_of)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}

@@ -61,6 +61,19 @@ type Ruleset struct {
 	FailClosed bool
 	Lists      map[string]*List
 	Rules      []*Rule
+
+	// ShadowOf names the live ruleset this one challenges; empty for a
+	// live ruleset. Champion is that ruleset once loaded.
+	ShadowOf string
+	Champion *Ruleset
+	// TrafficPPM is the share of split keys, in parts per million, for
+	// which this challenger decides instead of its champion; 0: shadow
+	// only. SplitKey is the event field whose value is hashed (SplitBucket).
+	TrafficPPM int
+	SplitKey   features.Path
+	// Challengers of a live ruleset, by name.
+	Challengers []*Ruleset
+
 	// Reads lists the features (indexes into Policy.Features) that the
 	// rules read, in file order; only these are fetched from the store.
 	Reads []int
@@ -193,4 +206,46 @@ func formatNumber(dst []byte, v float64) []byte {
 	}
 	r := math.Round(v*100) / 100
 	return strconv.AppendFloat(dst, r, 'f', -1, 64)
+}
+
+// SplitBuckets is the resolution of a traffic split: a key falls in one of
+// a million buckets, and a challenger with traffic p% owns p*10,000 of them.
+const SplitBuckets = 1_000_000
+
+// SplitBucket places a split key's value in [0, SplitBuckets): FNV-1a (64
+// bit) of "field=value", modulo SplitBuckets. It depends on nothing but
+// the field name and the value, so a key stays on its side across restarts,
+// instances and other rulesets' edits; mixing in the field name keeps
+// splits on different fields independent.
+func SplitBucket(field, value string) int {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(field); i++ {
+		h = (h ^ uint64(field[i])) * prime
+	}
+	h = (h ^ '=') * prime
+	for i := 0; i < len(value); i++ {
+		h = (h ^ uint64(value[i])) * prime
+	}
+	return int(h % SplitBuckets)
+}
+
+// Live returns which of rs (a live ruleset) and its challengers decides an
+// event whose split keys have the given buckets: challengers with traffic
+// own consecutive ranges of buckets in name order (so two splits on the
+// same field never overlap). bucket reports a challenger's bucket, false
+// when the event has no value for its split key: it then stays with rs.
+func (rs *Ruleset) Live(bucket func(c *Ruleset) (int, bool)) *Ruleset {
+	lo := 0
+	for _, c := range rs.Challengers {
+		if c.TrafficPPM == 0 {
+			continue
+		}
+		hi := lo + c.TrafficPPM
+		if b, ok := bucket(c); ok && b >= lo && b < hi {
+			return c
+		}
+		lo = hi
+	}
+	return rs
 }

@@ -39,6 +39,7 @@ type config struct {
 	kafkaGroup    string
 	decisions     string
 	dlq           string
+	shadowTopic   string
 	adminToken    string
 	maxEventBytes int
 	shutdown      time.Duration
@@ -59,6 +60,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
 	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
 	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic")
+	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
@@ -216,7 +218,7 @@ func run(args []string, log *slog.Logger) error {
 	if cfg.kafkaBrokers != "" {
 		consumer := engine.NewConsumer(eng, engine.KafkaOptions{
 			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
-			DecisionsTopic: cfg.decisions, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
+			DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
 			Registerer: reg, Logger: log,
 		})
 		background.Add(1)

@@ -1,0 +1,274 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
+)
+
+// challengerPolicy: a champion that steps up a card's third checkout of
+// the hour, a shadow challenger that blocks it and also reads a feature
+// the champion does not, and a split challenger live for share of the
+// accounts.
+func challengerPolicy(t testing.TB, share string) *rules.Policy {
+	t.Helper()
+	fsys := fstest.MapFS{
+		"features.yaml": {Data: []byte(`features:
+  - {name: card_count_1h, kind: count, key: card_id, window: 1h}
+  - {name: card_sum_1h, kind: sum, key: card_id, field: amount, window: 1h}
+`)},
+		"checkout.yaml": {Data: []byte(`name: checkout
+version: "1"
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: velocity
+    when: features.card_count_1h >= 2
+    score: 60
+    reason: "card used {{features.card_count_1h}} times"
+`)},
+		"strict.yaml": {Data: []byte(`name: strict
+version: "s1"
+shadow_of: checkout
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: velocity
+    when: features.card_count_1h >= 2
+    score: 95
+  - id: spend
+    when: features.card_sum_1h > 100
+    score: 10
+    reason: "spent {{features.card_sum_1h}}"
+`)},
+		"split.yaml": {Data: []byte(`name: split
+version: "x1"
+shadow_of: checkout
+traffic: ` + share + `
+split_key: account_id
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: always
+    when: "true"
+    score: 1
+`)},
+	}
+	p, err := rules.Load(fsys, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func scoreOne(t *testing.T, e *engine.Engine, body string, opts engine.ScoreOptions) engine.Decision {
+	t.Helper()
+	var d engine.Decision
+	if err := e.Score(context.Background(), []byte(body), opts, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func verdicts(d engine.Decision) map[string]string {
+	m := map[string]string{}
+	for _, v := range d.Shadows {
+		m[v.Ruleset] = fmt.Sprintf("%s/%d", v.Outcome, v.Score)
+	}
+	return m
+}
+
+// TestShadowSharesFeaturesAndIsNotReturned: challengers see the features
+// the live ruleset saw, the event is recorded once, and their verdicts are
+// counted but never answered.
+func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// No account_id: the split challenger never decides, it only shadows.
+	e := engine.New(challengerPolicy(t, "50%"), engine.Options{Registerer: reg})
+	var d engine.Decision
+	for i := 1; i <= 3; i++ {
+		d = scoreOne(t, e, fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":%d,"card_id":"c1","amount":60}`, i, 1780000000000+i*1000), engine.ScoreOptions{})
+	}
+	if d.Ruleset != "checkout" || d.Outcome != rules.StepUp || d.Score != 60 || d.Reasons[0].Text != "card used 2 times" {
+		t.Fatalf("live decision %+v", d.Verdict)
+	}
+	// Two earlier events, counted once each although three rulesets ran.
+	want := map[string]string{"strict": "block/105", "split": "pass/1"}
+	if got := verdicts(d); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("shadows %v, want %v", got, want)
+	}
+	if got := d.Shadows[1].Reasons[1].Text; d.Shadows[1].Ruleset != "strict" || got != "spent 120" {
+		t.Fatalf("strict's reasons %+v", d.Shadows[1].Reasons)
+	}
+	if out := string(d.AppendJSON(nil)); strings.Contains(out, "strict") {
+		t.Fatalf("a shadow verdict leaked into the answer: %s", out)
+	}
+	decision := func(name, ruleset, outcome string) float64 {
+		return counter(t, reg, name, map[string]string{"ruleset": ruleset, "outcome": outcome})
+	}
+	agreement := func(challenger, co, o string) float64 {
+		return counter(t, reg, "riskd_challenger_agreement_total", map[string]string{"champion": "checkout", "challenger": challenger, "champion_outcome": co, "challenger_outcome": o})
+	}
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"live checkout step_up", decision("riskd_decisions_total", "checkout", "step_up"), 1},
+		{"live strict", decision("riskd_decisions_total", "strict", "block"), 0},
+		{"shadow strict block", decision("riskd_shadow_decisions_total", "strict", "block"), 1},
+		{"shadow strict pass", decision("riskd_shadow_decisions_total", "strict", "pass"), 2},
+		{"agree pass/pass", agreement("strict", "pass", "pass"), 2},
+		{"disagree step_up/block", agreement("strict", "step_up", "block"), 1},
+		{"split pass/pass", agreement("split", "pass", "pass"), 2},
+	} {
+		if got := c.got; got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	d = scoreOne(t, e, `{"id":"e9","type":"checkout","ts":1780000009000,"card_id":"c1","amount":1}`, engine.ScoreOptions{Explain: true})
+	var explained struct {
+		Shadow []struct {
+			Ruleset  string `json:"ruleset"`
+			Decision string `json:"decision"`
+		} `json:"shadow"`
+	}
+	if err := json.Unmarshal(d.AppendJSON(nil), &explained); err != nil || len(explained.Shadow) != 2 || explained.Shadow[1].Decision != "block" {
+		t.Fatalf("explain shows shadows %+v (%v): %s", explained, err, d.AppendJSON(nil))
+	}
+}
+
+// counter reads one counter out of reg by its labels; 0 when absent.
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestSplitIsStableByKey: the split challenger decides for its share of
+// account ids, the same ones in every instance; events without the key
+// stay with the champion; the champion's verdict is kept as a shadow.
+func TestSplitIsStableByKey(t *testing.T) {
+	a := engine.New(challengerPolicy(t, "20%"), engine.Options{})
+	b := engine.New(challengerPolicy(t, "20%"), engine.Options{})
+	const n = 20000
+	challenged := 0
+	for i := 0; i < n; i++ {
+		ev := fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":1780000000000,"card_id":"c%d","account_id":"acc-%d","amount":5}`, i, i, i)
+		da := scoreOne(t, a, ev, engine.ScoreOptions{})
+		db := scoreOne(t, b, ev, engine.ScoreOptions{})
+		if da.Ruleset != db.Ruleset {
+			t.Fatalf("acc-%d: %s on one instance, %s on the other", i, da.Ruleset, db.Ruleset)
+		}
+		if want := rules.SplitBucket("account_id", fmt.Sprintf("acc-%d", i)) < 200000; (da.Ruleset == "split") != want {
+			t.Fatalf("acc-%d decided by %s; its bucket says split=%v", i, da.Ruleset, want)
+		}
+		if da.Ruleset == "split" {
+			challenged++
+			if got := verdicts(da); got["checkout"] != "pass/0" || got["strict"] != "pass/0" || len(got) != 2 {
+				t.Fatalf("split event's shadows %v, want the champion and strict", got)
+			}
+		} else if got := verdicts(da); got["split"] != "pass/1" || len(got) != 2 {
+			t.Fatalf("champion event's shadows %v", got)
+		}
+	}
+	// 20% of 20,000 has a standard deviation of ~57 keys.
+	if challenged < 3700 || challenged > 4300 {
+		t.Fatalf("split challenger decided %d of %d events, want about 20%%", challenged, n)
+	}
+	d := scoreOne(t, a, `{"id":"nokey","type":"checkout","ts":1780000000000,"card_id":"c"}`, engine.ScoreOptions{})
+	if d.Ruleset != "checkout" {
+		t.Fatalf("event without the split key decided by %s", d.Ruleset)
+	}
+	all := engine.New(challengerPolicy(t, "100%"), engine.Options{})
+	if d := scoreOne(t, all, `{"id":"x","type":"checkout","ts":1780000000000,"account_id":"a"}`, engine.ScoreOptions{}); d.Ruleset != "split" || d.Version != "x1" {
+		t.Fatalf("100%% split: decided by %s %s", d.Ruleset, d.Version)
+	}
+}
+
+// TestHTTPAnswersBeforeShadows: the answer is framed by its length and
+// sent before the shadows run, which are still recorded.
+func TestHTTPAnswersBeforeShadows(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := engine.New(challengerPolicy(t, "5%"), engine.Options{Registerer: reg})
+	h := engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg})
+	for i := 0; i < 3; i++ {
+		rec := httptest.NewRecorder()
+		body := fmt.Sprintf(`{"id":"h%d","type":"checkout","ts":1780000000000,"card_id":"c"}`, i)
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", strings.NewReader(body)))
+		if rec.Code != 200 || rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) || !rec.Flushed {
+			t.Fatalf("answer %d, Content-Length %q for %d bytes, flushed %v: %s", rec.Code, rec.Header().Get("Content-Length"), rec.Body.Len(), rec.Flushed, rec.Body)
+		}
+	}
+	if got := counter(t, reg, "riskd_shadow_decisions_total", map[string]string{"ruleset": "strict", "outcome": "block"}); got != 1 {
+		t.Fatalf("strict's shadow blocks: %v, want 1", got)
+	}
+}
+
+// TestKafkaShadowTopic: shadow verdicts are written, keyed by event id,
+// to the shadow decisions topic beside the live decisions.
+func TestKafkaShadowTopic(t *testing.T) {
+	broker := newBroker(t)
+	addrs := broker.ListenAddrs()
+	e := engine.New(challengerPolicy(t, "50%"), engine.Options{})
+	stop := runConsumer(t, e, addrs)
+	defer stop()
+	const n = 20
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Key: []byte("c"), Value: fmt.Appendf(nil, `{"id":"k%d","type":"checkout","ts":%d,"card_id":"c","account_id":"acc-%d","amount":10}`, i, 1780000000000+i, i)}
+	}
+	produce(t, addrs, msgs...)
+	live := consume(t, addrs, decisionsTopic, n)
+	shadow := consume(t, addrs, decisionsTopic+".shadow", 2*n)
+	liveBy := map[string]string{}
+	for _, m := range live {
+		liveBy[string(m.Key)] = header(m, "ruleset")
+	}
+	perEvent := map[string][]string{}
+	for _, m := range shadow {
+		var v struct {
+			EventID      string `json:"event_id"`
+			Ruleset      string `json:"ruleset"`
+			Shadow       bool   `json:"shadow"`
+			LiveRuleset  string `json:"live_ruleset"`
+			LiveDecision string `json:"live_decision"`
+		}
+		if err := json.Unmarshal(m.Value, &v); err != nil || !v.Shadow || string(m.Key) != v.EventID || header(m, "ruleset") != v.Ruleset {
+			t.Fatalf("shadow record %s (%v)", m.Value, err)
+		}
+		if v.LiveRuleset != liveBy[v.EventID] || v.Ruleset == v.LiveRuleset {
+			t.Fatalf("shadow %s of %s: live was %s", v.Ruleset, v.EventID, liveBy[v.EventID])
+		}
+		perEvent[v.EventID] = append(perEvent[v.EventID], v.Ruleset)
+	}
+	if len(perEvent) != n {
+		t.Fatalf("shadows for %d events, want %d", len(perEvent), n)
+	}
+}
