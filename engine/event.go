@@ -275,3 +275,14 @@ func (s *scratch) str(b []byte) any {
 	}
 	return v
 }
+
+// EventTime reads the ts of a parsed event in Unix milliseconds, as Score
+// does; history without event time cannot be put in order, so an absent
+// ts is an error here.
+func EventTime(v *fastjson.Value) (int64, error) {
+	f := v.Get("ts")
+	if f == nil || f.Type() == fastjson.TypeNull {
+		return 0, &InputError{Msg: "missing field \"ts\": replaying history needs each event's time"}
+	}
+	return parseTS(f, time.Time{})
+}

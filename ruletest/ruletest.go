@@ -39,6 +39,7 @@ type Case struct {
 type Expectation struct {
 	Line     int
 	Event    string
+	Ruleset  string         // whose verdict: "" = the live one; a challenger's name for its shadow verdict
 	Decision string         // pass, step_up, block; "" = not checked
 	Fired    []string       // exactly these rules fired (nil = not checked)
 	Score    *int64         // optional
@@ -138,13 +139,16 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 			es.At(f.Value, "expect must be a non-empty list of expectations")
 		}
 		for _, x := range f.Value.Content {
-			xm := policyfile.Mapping(es, x, "expectation", "!event", "decision", "fired", "score", "features")
+			xm := policyfile.Mapping(es, x, "expectation", "!event", "ruleset", "decision", "fired", "score", "features")
 			exp := Expectation{Line: x.Line}
 			if f, ok := xm["event"]; ok {
 				exp.Event, _ = policyfile.String(es, f.Value, "event")
 				if exp.Event != "" && !ids[exp.Event] {
 					es.At(f.Value, "no event with id %q in this test", exp.Event)
 				}
+			}
+			if f, ok := xm["ruleset"]; ok {
+				exp.Ruleset, _ = policyfile.String(es, f.Value, "ruleset")
 			}
 			if f, ok := xm["decision"]; ok {
 				exp.Decision = f.Value.Value
@@ -213,28 +217,41 @@ func Run(p *rules.Policy, c Case) Result {
 			r.Failures = append(r.Failures, fmt.Sprintf("event %s: refused: %v", body, err))
 			continue
 		}
-		var fired []string
-		for _, reason := range d.Reasons {
-			if reason.Rule != engine.StoreUnavailableRule {
-				fired = append(fired, reason.Rule)
-				if r.Fired[d.Ruleset] == nil {
-					r.Fired[d.Ruleset] = map[string]bool{}
-				}
-				r.Fired[d.Ruleset][reason.Rule] = true
+		verdicts := append([]engine.Verdict{d.Verdict}, d.Shadows...)
+		for _, v := range verdicts {
+			if r.Fired[v.Ruleset] == nil {
+				r.Fired[v.Ruleset] = map[string]bool{}
+			}
+			for _, reason := range v.Reasons {
+				r.Fired[v.Ruleset][reason.Rule] = true
 			}
 		}
 		for _, x := range byEvent[d.EventID] {
-			r.Failures = append(r.Failures, check(c.File, x, &d, fired)...)
+			at := fmt.Sprintf("%s:%d: event %s", c.File, x.Line, x.Event)
+			i := slices.IndexFunc(verdicts, func(v engine.Verdict) bool { return x.Ruleset == "" || v.Ruleset == x.Ruleset })
+			if i < 0 {
+				r.Failures = append(r.Failures, fmt.Sprintf("%s: ruleset %s did not score it (live: %s; a challenger names the live ruleset in shadow_of)", at, x.Ruleset, d.Ruleset))
+				continue
+			}
+			r.Failures = append(r.Failures, check(at, x, &d, &verdicts[i])...)
 		}
 	}
 	return r
 }
 
-func check(file string, x Expectation, d *engine.Decision, fired []string) []string {
+func check(at string, x Expectation, d *engine.Decision, v *engine.Verdict) []string {
 	var out []string
-	at := fmt.Sprintf("%s:%d: event %s", file, x.Line, x.Event)
-	if x.Decision != "" && d.Outcome.String() != x.Decision {
-		out = append(out, fmt.Sprintf("%s: decision %s (score %d), want %s", at, d.Outcome, d.Score, x.Decision))
+	var fired []string
+	for _, reason := range v.Reasons {
+		if reason.Rule != engine.StoreUnavailableRule {
+			fired = append(fired, reason.Rule)
+		}
+	}
+	if x.Ruleset != "" {
+		at += " (" + x.Ruleset + ")"
+	}
+	if x.Decision != "" && v.Outcome.String() != x.Decision {
+		out = append(out, fmt.Sprintf("%s: decision %s (score %d), want %s", at, v.Outcome, v.Score, x.Decision))
 	}
 	if x.Fired != nil {
 		got, want := slices.Clone(fired), slices.Clone(x.Fired)
@@ -244,8 +261,8 @@ func check(file string, x Expectation, d *engine.Decision, fired []string) []str
 			out = append(out, fmt.Sprintf("%s: fired %v, want %v", at, got, want))
 		}
 	}
-	if x.Score != nil && d.Score != *x.Score {
-		out = append(out, fmt.Sprintf("%s: score %d, want %d", at, d.Score, *x.Score))
+	if x.Score != nil && v.Score != *x.Score {
+		out = append(out, fmt.Sprintf("%s: score %d, want %d", at, v.Score, *x.Score))
 	}
 	for name, want := range x.Features {
 		var got any = "not read by the ruleset"

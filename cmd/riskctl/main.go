@@ -23,6 +23,8 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl validate DIR             check DIR: every error as file:line:col: message
   riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
   riskctl score -rules DIR [-explain] < events.jsonl > decisions.jsonl
+  riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
+                 [-from DATE] [-to DATE] [-out decisions.jsonl] [-json]
 
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
@@ -44,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return test(args[1:], stdout, stderr)
 	case "score":
 		return score(args[1:], stdin, stdout, stderr)
+	case "replay":
+		return replayCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,302 @@
+// Package replay runs a policy over recorded history: events in event-time
+// order through the same engine riskd runs, on a fresh in-memory store, and
+// a summary of what it decided and, with fraud labels, how well.
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/rules"
+)
+
+// Event is one recorded event, ready to replay.
+type Event struct {
+	Line  int // in the input, for messages
+	TS    int64
+	Label int8 // 1 fraud, 0 genuine, -1 unlabelled
+	Body  []byte
+}
+
+// LineError is an input line that cannot be replayed.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Read reads events as JSON lines (gzip-compressed when they start with
+// gzip's magic bytes) and returns them in event-time order, ties in input
+// order. Lines it cannot replay (not an event, no ts, a label that is not
+// a boolean or 0/1) come back as LineErrors; err is for the input itself.
+// label names the event field holding the fraud label; "" reads none.
+func Read(r io.Reader, label string) (events []Event, bad []*LineError, err error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<20)
+	}
+	sc := bufio.NewScanner(br)
+	sc.Buffer(make([]byte, 0, 64<<10), engine.DefaultMaxEventBytes+1)
+	var p fastjson.Parser
+	// One arena for all bodies: a million small allocations would cost
+	// more than the replay itself.
+	var arena []byte
+	sorted := true
+	for line := 1; sc.Scan(); line++ {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		v, err := p.ParseBytes(b)
+		if err != nil {
+			bad = append(bad, &LineError{line, fmt.Errorf("invalid JSON: %w", err)})
+			continue
+		}
+		ts, err := engine.EventTime(v)
+		if err != nil {
+			bad = append(bad, &LineError{line, err})
+			continue
+		}
+		ev := Event{Line: line, TS: ts, Label: -1}
+		if label != "" {
+			if ev.Label, err = readLabel(v.Get(label)); err != nil {
+				bad = append(bad, &LineError{line, fmt.Errorf("label field %q: %w", label, err)})
+				continue
+			}
+		}
+		if len(arena)+len(b) > cap(arena) {
+			arena = make([]byte, 0, max(4<<20, len(b)))
+		}
+		start := len(arena)
+		arena = append(arena, b...)
+		ev.Body = arena[start:len(arena):len(arena)]
+		if n := len(events); n > 0 && ts < events[n-1].TS {
+			sorted = false
+		}
+		events = append(events, ev)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("a line is over the %d-byte event limit", engine.DefaultMaxEventBytes)
+		}
+		return nil, nil, err
+	}
+	if !sorted {
+		slices.SortStableFunc(events, func(a, b Event) int { return compareInt(a.TS, b.TS) })
+	}
+	return events, bad, nil
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readLabel accepts true/false, 1/0 and their strings; absent or null is
+// unlabelled.
+func readLabel(v *fastjson.Value) (int8, error) {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return -1, nil
+	}
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		return 1, nil
+	case fastjson.TypeFalse:
+		return 0, nil
+	case fastjson.TypeNumber:
+		switch v.GetFloat64() {
+		case 1:
+			return 1, nil
+		case 0:
+			return 0, nil
+		}
+	case fastjson.TypeString:
+		switch string(v.GetStringBytes()) {
+		case "1", "true":
+			return 1, nil
+		case "0", "false":
+			return 0, nil
+		}
+	}
+	return 0, fmt.Errorf("%s is not a label: want true/false or 1/0", v)
+}
+
+// Options shape a replay.
+type Options struct {
+	// From and To (Unix ms, To exclusive; 0: open) bound the events the
+	// summary counts. Every event is scored, so the history before From
+	// feeds the features of the events in the window.
+	From, To int64
+	// Out receives the live policy's decisions as JSON lines; nil: none.
+	Out io.Writer
+	// Progress receives a line every ProgressEvery (default 2s); nil: none.
+	Progress      io.Writer
+	ProgressEvery time.Duration
+	// MaxChanged bounds the changed events listed in the comparison
+	// (default 20; all are counted).
+	MaxChanged int
+}
+
+// Run replays events with policy p and, when challenger is not nil, with
+// challenger beside it, each on its own fresh in-memory store.
+func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts Options) (*Result, error) {
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 2 * time.Second
+	}
+	if opts.MaxChanged <= 0 {
+		opts.MaxChanged = 20
+	}
+	live := newTally(p, opts)
+	var chal *tally
+	res := &Result{Events: len(events)}
+	if challenger != nil {
+		chal = newTally(challenger, opts)
+		res.Comparison = &Comparison{}
+	}
+	var out *bufio.Writer
+	if opts.Out != nil {
+		out = bufio.NewWriterSize(opts.Out, 1<<20)
+	}
+	var d, dc engine.Decision
+	var buf []byte
+	start := time.Now()
+	nextProgress := start.Add(opts.ProgressEvery)
+	for i := range events {
+		ev := &events[i]
+		if i&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if now := time.Now(); opts.Progress != nil && now.After(nextProgress) {
+				el := now.Sub(start).Seconds()
+				fmt.Fprintf(opts.Progress, "replay: %d of %d events (%.0f%%), %.0f events/s, %s in event time\n",
+					i, len(events), 100*float64(i)/float64(len(events)), float64(i)/el, time.UnixMilli(ev.TS).UTC().Format("2006-01-02"))
+				nextProgress = now.Add(opts.ProgressEvery)
+			}
+		}
+		in := (opts.From == 0 || ev.TS >= opts.From) && (opts.To == 0 || ev.TS < opts.To)
+		okLive := live.score(ev, in, &d)
+		if out != nil && okLive {
+			buf = append(d.AppendJSON(buf[:0]), '\n')
+			if _, err := out.Write(buf); err != nil {
+				return nil, fmt.Errorf("writing decisions: %w", err)
+			}
+		}
+		if chal == nil {
+			continue
+		}
+		if okChal := chal.score(ev, in, &dc); okLive && okChal && in && !d.Unscored && !dc.Unscored {
+			res.Comparison.add(&d, &dc, ev.Label, opts.MaxChanged)
+		}
+	}
+	elapsed := time.Since(start)
+	if out != nil {
+		if err := out.Flush(); err != nil {
+			return nil, fmt.Errorf("writing decisions: %w", err)
+		}
+	}
+	res.Seconds = elapsed.Seconds()
+	if elapsed > 0 {
+		res.EventsPerSecond = float64(len(events)) / elapsed.Seconds()
+		if chal != nil {
+			res.EventsPerSecond *= 2 // each event was scored twice
+		}
+	}
+	res.Live = live.summary()
+	if chal != nil {
+		res.Challenger = chal.summary()
+		res.Comparison.finish()
+	}
+	return res, nil
+}
+
+// tally scores with one policy and counts what the summary needs.
+type tally struct {
+	policy    *rules.Policy
+	engine    *engine.Engine
+	s         *Summary
+	hits      map[string]map[string]int
+	fraudHits map[string]map[string]int // hits on events labelled fraud
+	scores    []int64
+	labels    []int8
+	outcomes  []rules.Outcome
+	refusals  []string
+}
+
+func newTally(p *rules.Policy, opts Options) *tally {
+	t := &tally{
+		policy:    p,
+		engine:    engine.New(p, engine.Options{Store: features.NewMemory()}),
+		s:         &Summary{Policy: p.Dir, Decisions: map[string]int{}},
+		hits:      map[string]map[string]int{},
+		fraudHits: map[string]map[string]int{},
+	}
+	if opts.From != 0 || opts.To != 0 {
+		t.s.Window = &Window{}
+		if opts.From != 0 {
+			t.s.Window.From = time.UnixMilli(opts.From).UTC().Format(time.RFC3339)
+		}
+		if opts.To != 0 {
+			t.s.Window.To = time.UnixMilli(opts.To).UTC().Format(time.RFC3339)
+		}
+	}
+	for _, rs := range p.Rulesets {
+		t.hits[rs.Name] = map[string]int{}
+		t.fraudHits[rs.Name] = map[string]int{}
+	}
+	return t
+}
+
+// score scores one event into d and counts it when in the window; false
+// when the engine refused it.
+func (t *tally) score(ev *Event, in bool, d *engine.Decision) bool {
+	if err := t.engine.Score(context.Background(), ev.Body, engine.ScoreOptions{}, d); err != nil {
+		t.s.Refused++
+		if len(t.refusals) < 20 {
+			t.refusals = append(t.refusals, (&LineError{ev.Line, err}).Error())
+		}
+		return false
+	}
+	if !in {
+		return true
+	}
+	if d.Unscored {
+		t.s.Unscored++
+		return true
+	}
+	t.s.Scored++
+	t.s.Decisions[d.Outcome.String()]++
+	hits, fraudHits := t.hits[d.Ruleset], t.fraudHits[d.Ruleset]
+	for _, r := range d.Reasons {
+		hits[r.Rule]++
+		if ev.Label == 1 {
+			fraudHits[r.Rule]++
+		}
+	}
+	t.scores = append(t.scores, d.Score)
+	t.labels = append(t.labels, ev.Label)
+	t.outcomes = append(t.outcomes, d.Outcome)
+	return true
+}
