@@ -19,9 +19,11 @@ fi
 
 go vet ./...
 
-# The example policy and its rule tests, the way analysts check theirs.
-go run ./cmd/riskctl validate rules/example
-go run ./cmd/riskctl test rules/example
+# The shipped policies and their rule tests, the way analysts check theirs.
+for dir in rules/example bench/handbook; do
+  go run ./cmd/riskctl validate "$dir"
+  go run ./cmd/riskctl test "$dir"
+done
 
 go test -race -count=1 "$@" ./...
 

@@ -110,7 +110,8 @@ func (c *Comparison) add(live, chal *engine.Decision, label int8, keep int) {
 	}
 	c.Changed++
 	if len(c.Examples) < keep {
-		ch := Change{EventID: live.EventID, Live: live.Outcome.String(), LiveScore: live.Score, Challenger: chal.Outcome.String(), ChallengerScore: chal.Score}
+		// Decisions are reused: their strings are only valid until the next.
+		ch := Change{EventID: strings.Clone(live.EventID), Live: live.Outcome.String(), LiveScore: live.Score, Challenger: chal.Outcome.String(), ChallengerScore: chal.Score}
 		if label >= 0 {
 			f := label == 1
 			ch.Fraud = &f

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -23,7 +25,7 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 		t.Fatalf("validate: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := riskctl(t, "", "test", "../../rules/example")
-	if code != 0 || !strings.HasPrefix(out, "ok  \t../../rules/example\t27 tests") {
+	if code != 0 || !strings.HasPrefix(out, "ok  \t../../rules/example\t28 tests") {
 		t.Fatalf("test: exit %d\n%s%s", code, out, errOut)
 	}
 	if strings.Contains(out, "rules no test makes fire") {
@@ -90,7 +92,7 @@ func TestFailingRuleTestsReportAndExit1(t *testing.T) {
 		wrong + ":6: event g1: fired [sanctioned_country], want [cross_border]",
 		wrong + ":6: event g1: score 0, want 5",
 		"FAIL\t" + dir + "\t1 of 2 tests failed",
-		"rules no test makes fire: checkout/card_velocity_1h",
+		"rules no test makes fire: checkout/card_charged_back, checkout/terminal_chargebacks, checkout/card_velocity_1h",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -118,6 +120,115 @@ not json
 	}
 	if code != 1 || !strings.Contains(errOut, "line 3: invalid JSON") {
 		t.Errorf("exit %d, stderr %q: want 1 and the refused line named", code, errOut)
+	}
+}
+
+// TestChallengerRuleTests: an expectation naming a ruleset checks that
+// ruleset's verdict, live or shadow.
+func TestChallengerRuleTests(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("../../rules/example/features.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "features.yaml"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 1000, score: 60}
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "strict.yaml"), []byte(`name: strict
+shadow_of: checkout
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 1000, score: 95}
+`), 0o644)
+	os.Mkdir(filepath.Join(dir, "tests"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tests", "t.yaml"), []byte(`tests:
+  - name: the challenger blocks what the champion steps up
+    events:
+      - {id: g1, type: checkout, ts: "2026-11-20T10:00:00Z", amount: 2000}
+    expect:
+      - {event: g1, decision: step_up, fired: [big], score: 60}
+      - {event: g1, ruleset: strict, decision: block, fired: [big], score: 95}
+      - {event: g1, ruleset: strict, decision: pass}
+      - {event: g1, ruleset: nobody, decision: pass}
+`), 0o644)
+	code, out, _ := riskctl(t, "", "test", dir)
+	at := filepath.Join(dir, "tests", "t.yaml")
+	for _, want := range []string{
+		at + ":8: event g1 (strict): decision block (score 95), want pass",
+		at + ":9: event g1: ruleset nobody did not score it",
+		"1 of 1 tests failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if code != 1 || strings.Contains(out, "rules no test makes fire") {
+		t.Errorf("exit %d, want 1 with every rule covered:\n%s", code, out)
+	}
+}
+
+// TestReplay replays a generated history of the example policy against
+// the handbook policy as a challenger (a different directory, features and
+// all), with labels, a window and decisions written out.
+func TestReplay(t *testing.T) {
+	dir := t.TempDir()
+	var in strings.Builder
+	for i := 0; i < 40; i++ {
+		amount, fraud := 20, 0
+		if i%10 == 9 {
+			amount, fraud = 6000, 1
+		}
+		fmt.Fprintf(&in, `{"id":"e%d","type":"checkout","ts":%d,"account_id":"a%d","card_id":"c%d","customer_id":"u%d","terminal_id":"t1","amount":%d,"is_fraud":%d}`+"\n",
+			i, 1800000000000+int64(i)*60000, i%3, i%3, i%3, amount, fraud)
+	}
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, []byte(in.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	decisions := filepath.Join(dir, "decisions.jsonl")
+	code, out, errOut := riskctl(t, "", "replay", "-rules", "../../rules/example", "-challenger", "../../bench/handbook",
+		"-in", events, "-label", "is_fraud", "-from", "2027-01-15T08:05:00Z", "-out", decisions, "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct {
+		Events int
+		Live   struct {
+			Scored int
+			Labels struct {
+				Fraud int
+				Block struct{ Recall float64 }
+			}
+		}
+		Challenger struct{ Scored int }
+		Comparison struct{ Changed int }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// Events from 08:05 on: e5..e39, of which e9, e19, e29, e39 are fraud.
+	if res.Events != 40 || res.Live.Scored != 35 || res.Challenger.Scored != 35 || res.Live.Labels.Fraud != 4 || res.Live.Labels.Block.Recall != 1 {
+		t.Errorf("summary: %s", out)
+	}
+	if b, err := os.ReadFile(decisions); err != nil || strings.Count(string(b), "\n") != 40 {
+		t.Errorf("decisions file: %v\n%s", err, b)
+	}
+	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "amount")
+	if code != 1 || !strings.Contains(errOut, "events.jsonl:line 1: label field \"amount\": 20 is not a label") {
+		t.Errorf("bad labels: exit %d, stderr %s", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"-rules", "../../rules/example"},
+		{"-rules", "../../rules/example", "-in", events, "-from", "yesterday"},
+		{"-rules", "../../rules/example", "-in", events, "-from", "2027-01-02", "-to", "2027-01-01"},
+	} {
+		if code, _, _ := riskctl(t, "", append([]string{"replay"}, args...)...); code != 2 {
+			t.Errorf("replay %v: exit %d, want 2", args, code)
+		}
 	}
 }
 
