@@ -146,6 +146,10 @@ type rulesetInfo struct {
 	EventTypes []string `json:"event_types"`
 	Rules      int      `json:"rules"`
 	LoadedAt   string   `json:"loaded_at"`
+	// A challenger's champion, and its share of traffic when it has one.
+	ShadowOf string `json:"shadow_of,omitempty"`
+	Traffic  string `json:"traffic,omitempty"`
+	SplitKey string `json:"split_key,omitempty"`
 }
 
 func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
@@ -165,10 +169,15 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	for _, rs := range p.Rulesets {
-		out.Rulesets = append(out.Rulesets, rulesetInfo{
+		info := rulesetInfo{
 			Name: rs.Name, Version: rs.Version, Hash: rs.Hash, File: rs.File,
-			EventTypes: rs.EventTypes, Rules: len(rs.Rules), LoadedAt: out.LoadedAt,
-		})
+			EventTypes: rs.EventTypes, Rules: len(rs.Rules), LoadedAt: out.LoadedAt, ShadowOf: rs.ShadowOf,
+		}
+		if rs.TrafficPPM > 0 {
+			info.Traffic = strconv.FormatFloat(float64(rs.TrafficPPM)/1e4, 'f', -1, 64) + "%"
+			info.SplitKey = rs.SplitKey.Name
+		}
+		out.Rulesets = append(out.Rulesets, info)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

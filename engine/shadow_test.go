@@ -229,6 +229,13 @@ func TestHTTPAnswersBeforeShadows(t *testing.T) {
 	if got := counter(t, reg, "riskd_shadow_decisions_total", map[string]string{"ruleset": "strict", "outcome": "block"}); got != 1 {
 		t.Fatalf("strict's shadow blocks: %v, want 1", got)
 	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/rulesets", nil))
+	for _, want := range []string{`"name": "split",`, `"shadow_of": "checkout",`, `"traffic": "5%",`, `"split_key": "account_id"`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/v1/rulesets lacks %s:\n%s", want, rec.Body)
+		}
+	}
 }
 
 // TestKafkaShadowTopic: shadow verdicts are written, keyed by event id,
