@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/rules/example"
 )
 
 // eventGen rewrites one checkout body in place so every iteration scores a
@@ -52,6 +57,58 @@ func (g *eventGen) next() []byte {
 	return g.body
 }
 
+// exampleWithChallengers is the example policy plus n shadow challengers
+// of checkout, each a copy of its rules.
+func exampleWithChallengers(b *testing.B, n int) *rules.Policy {
+	fsys := fstest.MapFS{}
+	entries, err := fs.ReadDir(example.FS, ".")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			data, _ := example.FS.ReadFile(e.Name())
+			fsys[e.Name()] = &fstest.MapFile{Data: data}
+		}
+	}
+	checkout := string(fsys["checkout.yaml"].Data)
+	for i := range n {
+		c := strings.Replace(checkout, "name: checkout", "name: checkout_next"+strconv.Itoa(i)+"\nshadow_of: checkout", 1)
+		c = strings.Replace(c, "event_types: [checkout]\n", "", 1)
+		fsys["next"+strconv.Itoa(i)+".yaml"] = &fstest.MapFile{Data: []byte(c)}
+	}
+	p, err := rules.Load(fsys, "example")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkScoreShadow is Score with 0, 1 and 2 shadow challengers of
+// checkout (copies of its 21 rules) evaluated before Score returns, as
+// on the Kafka path: what each challenger costs.
+func BenchmarkScoreShadow(b *testing.B) {
+	for _, n := range []int{0, 1, 2} {
+		b.Run("challengers="+strconv.Itoa(n), func(b *testing.B) {
+			e := engine.New(exampleWithChallengers(b, n), engine.Options{})
+			g := newEventGen()
+			var d engine.Decision
+			for range 100000 {
+				if err := e.Score(context.Background(), g.next(), engine.ScoreOptions{}, &d); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := e.Score(context.Background(), g.next(), engine.ScoreOptions{}, &d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkScore is the whole in-process Score of a checkout on the memory
 // store: parse, 13 features (one store call), 19 rules, decision.
 func BenchmarkScore(b *testing.B) {
@@ -92,7 +149,13 @@ func BenchmarkScoreParallel(b *testing.B) {
 // BenchmarkHTTPScore is POST /v1/score through net/http on loopback,
 // client included, one request at a time on a kept-alive connection.
 func BenchmarkHTTPScore(b *testing.B) {
-	e := engine.New(examplePolicy(b), engine.Options{})
+	b.Run("challengers=0", func(b *testing.B) { benchHTTP(b, examplePolicy(b)) })
+	// The answer goes out before the challenger runs.
+	b.Run("challengers=1", func(b *testing.B) { benchHTTP(b, exampleWithChallengers(b, 1)) })
+}
+
+func benchHTTP(b *testing.B, p *rules.Policy) {
+	e := engine.New(p, engine.Options{})
 	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
 	defer srv.Close()
 	client := srv.Client()
