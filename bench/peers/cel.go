@@ -12,6 +12,8 @@ var celRules = []struct {
 	id, when, score, action string
 }{
 	{"sanctioned_country", `event.ip_country in ["KP", "IR", "SY", "CU"] || event.card_country in ["KP", "IR", "SY", "CU"]`, "0.0", "block"},
+	{"card_charged_back", `features.card_charged_back == true`, "0.0", "block"},
+	{"terminal_chargebacks", `(features.terminal_chargebacks_28d != null ? features.terminal_chargebacks_28d : 0.0) >= 1.0`, `20.0 * features.terminal_chargebacks_28d < 60.0 ? 20.0 * features.terminal_chargebacks_28d : 60.0`, ""},
 	{"card_velocity_1h", `features.card_txn_count_1h >= 5.0`, "40.0", ""},
 	{"card_velocity_24h", `features.card_txn_count_24h >= 15.0`, "25.0", ""},
 	{"account_velocity_1h", `features.account_txn_count_1h >= 5.0`, "25.0", ""},

@@ -14,7 +14,9 @@ type nativeInput struct {
 	cardSum24h, age, cards, ips, fails, churn float64
 	avg, sinceLast, deviceAccounts            float64
 	hasAvg, hasSinceLast, hasDevice, hasSeen  bool
-	seen                                      bool
+	seen, chargedBack                         bool
+	terminalChargebacks                       float64
+	hasTerminal                               bool
 }
 
 var sanctioned = map[string]bool{"KP": true, "IR": true, "SY": true, "CU": true}
@@ -36,6 +38,8 @@ func NewNative(inputs []Input) *Native {
 		x.sinceLast, x.hasSinceLast = f["card_since_last_s"].(float64)
 		x.deviceAccounts, x.hasDevice = f["device_accounts_24h"].(float64)
 		x.seen, x.hasSeen = f["account_device_seen"].(bool)
+		x.chargedBack = f["card_charged_back"].(bool)
+		x.terminalChargebacks, x.hasTerminal = f["terminal_chargebacks_28d"].(float64)
 		n.in = append(n.in, x)
 	}
 	return n
@@ -46,7 +50,7 @@ func (n *Native) Eval(i int) Result {
 	x := &n.in[i]
 	var score float64
 	forced := ""
-	if sanctioned[x.ipCountry] || sanctioned[x.cardCountry] {
+	if sanctioned[x.ipCountry] || sanctioned[x.cardCountry] || x.chargedBack {
 		forced = "block"
 	}
 	add := func(cond bool, s float64) {
@@ -54,6 +58,7 @@ func (n *Native) Eval(i int) Result {
 			score += math.Round(s)
 		}
 	}
+	add(x.hasTerminal && x.terminalChargebacks >= 1, min(60, 20*x.terminalChargebacks))
 	add(x.card1h >= 5, 40)
 	add(x.card24h >= 15, 25)
 	add(x.acct1h >= 5, 25)

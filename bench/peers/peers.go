@@ -87,6 +87,8 @@ func Generate(n int, seed uint64) []Input {
 				"account_age_s":              float64(rng.IntN(400 * 86400)),
 				"account_3ds_failed_24h":     count(4),
 				"account_profile_changes_7d": count(5),
+				"terminal_chargebacks_28d":   maybe(0.3, count(4)),
+				"card_charged_back":          rng.IntN(100) == 0,
 			},
 		}
 	}

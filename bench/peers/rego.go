@@ -18,6 +18,10 @@ high_risk := {"NG", "RU", "VE"}
 f := input.features
 e := input.event
 
+hits contains ["terminal_chargebacks", min([60, 20 * f.terminal_chargebacks_28d])] if {
+	f.terminal_chargebacks_28d != null
+	f.terminal_chargebacks_28d >= 1
+}
 hits contains ["card_velocity_1h", 40] if f.card_txn_count_1h >= 5
 hits contains ["card_velocity_24h", 25] if f.card_txn_count_24h >= 15
 hits contains ["account_velocity_1h", 25] if f.account_txn_count_1h >= 5
@@ -56,6 +60,7 @@ default blocked := false
 
 blocked if sanctioned[e.ip_country]
 blocked if sanctioned[e.card_country]
+blocked if f.card_charged_back == true
 
 result := {"score": sum([s | some [_, s] in hits]), "blocked": blocked}
 `
