@@ -4,8 +4,8 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,32 +29,37 @@ const numShards = 64
 
 // Memory is the embedded store: exact history in process memory, bounded by
 // each feature's horizon. It is safe for concurrent use.
+//
+// Entities and event ids are found by a 128-bit hash of their text, not the
+// text itself: the maps then hold fixed-size keys that compare without
+// chasing a pointer (one cache miss per lookup instead of two on a large
+// working set) and nothing is copied to keep them. Two keys would have to
+// collide on 128 bits (about one chance in 2^64 with 2^32 keys alive) to
+// share a history.
 type Memory struct {
 	seed   maphash.Seed
+	seed2  maphash.Seed
 	seq    atomic.Uint64
 	newest atomic.Int64 // newest event time observed (ms): the clock for eviction
 	dedupe atomic.Int64 // how long ids are remembered (ms)
 	shards [numShards]shard
 }
 
-// entityKey identifies one entity: which fields make the key, and their
-// values.
-type entityKey struct {
-	entity string // Feature.Entity
-	key    string
-}
+// hash128 identifies an entity (which fields make its key, and their
+// values) or an event id.
+type hash128 [2]uint64
 
 type shard struct {
 	mu       sync.Mutex
-	entities map[entityKey]*entity
-	seen     map[string]position // event id -> its first delivery
-	ids      []idAge             // seen's ids in arrival order, for eviction
+	entities map[hash128]*entity
+	seen     map[hash128]position // event id -> its first delivery
+	ids      []idAge              // seen's ids in arrival order, for eviction
 	ops      int
 	scratch  map[uint64]struct{} // distinct counting, reused under mu
 }
 
 type idAge struct {
-	id string
+	id hash128
 	ts int64
 }
 
@@ -103,11 +108,11 @@ type series struct {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	m := &Memory{seed: maphash.MakeSeed()}
+	m := &Memory{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	m.dedupe.Store(minDedupeHorizon.Milliseconds())
 	for i := range m.shards {
-		m.shards[i].entities = map[entityKey]*entity{}
-		m.shards[i].seen = map[string]position{}
+		m.shards[i].entities = map[hash128]*entity{}
+		m.shards[i].seen = map[hash128]position{}
 		m.shards[i].scratch = map[uint64]struct{}{}
 	}
 	return m
@@ -143,13 +148,13 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 			continue
 		}
 		it := &obs.Items[i]
-		sh := m.shard(it.Key)
+		id := m.hash(it.Feature.Entity, it.Key)
+		sh := &m.shards[id[0]%numShards]
 		sh.mu.Lock()
-		ek := entityKey{entity: it.Feature.Entity, key: it.Key}
-		e := sh.entities[ek]
+		e := sh.entities[id]
 		for j := i; j < len(obs.Items); j++ {
 			jt := &obs.Items[j]
-			if j != i && (j >= 64 || done&(1<<j) != 0 || jt.Feature.Entity != ek.entity || jt.Key != ek.key) {
+			if j != i && (j >= 64 || done&(1<<j) != 0 || jt.Feature.Entity != it.Feature.Entity || jt.Key != it.Key) {
 				continue
 			}
 			if j < 64 {
@@ -165,7 +170,7 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 			if jt.Record && !retry {
 				if e == nil {
 					e = &entity{}
-					sh.entities[entityKey{entity: ek.entity, key: strings.Clone(ek.key)}] = e
+					sh.entities[id] = e
 				}
 				if s == nil {
 					e.series = append(e.series, series{feature: jt.Feature.Name})
@@ -191,22 +196,30 @@ func (e *entity) find(feature string) *series {
 // position assigns the event its place in history, or finds the place of
 // its first delivery.
 func (m *Memory) position(obs *Observation) (position, bool) {
-	sh := m.shard(obs.EventID)
+	id := m.hash("", obs.EventID)
+	sh := &m.shards[id[0]%numShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	m.tick(sh) // ids spread events evenly over the shards
-	if p, ok := sh.seen[obs.EventID]; ok {
+	if p, ok := sh.seen[id]; ok {
 		return p, true
 	}
 	p := position{ts: obs.TS, seq: m.seq.Add(1)}
-	id := strings.Clone(obs.EventID)
 	sh.seen[id] = p
 	sh.ids = append(sh.ids, idAge{id: id, ts: obs.TS})
 	return p, false
 }
 
-func (m *Memory) shard(key string) *shard {
-	return &m.shards[maphash.String(m.seed, key)%numShards]
+// hash identifies the entity of key (or, with entity "", an event id):
+// two independent 64-bit hashes of key, each mixed with the same seed's
+// hash of entity, so one key value under two entities differs too.
+func (m *Memory) hash(entity, key string) hash128 {
+	h := hash128{maphash.String(m.seed, key), maphash.String(m.seed2, key)}
+	if entity != "" {
+		h[0] ^= bits.RotateLeft64(maphash.String(m.seed, entity), 31)
+		h[1] ^= bits.RotateLeft64(maphash.String(m.seed2, entity), 31)
+	}
+	return h
 }
 
 // tick forgets old event ids and now and then sweeps the shard's idle
