@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,13 +19,14 @@ import (
 
 // TestKafkaEndToEndWithKcat runs the riskd binary against a Kafka-protocol
 // broker, produces events with kcat (librdkafka, an independent client),
-// reads the decisions back with kcat, then stops riskd with SIGTERM.
+// reads the decisions (and a challenger's shadow decisions) back with kcat,
+// then stops riskd with SIGTERM.
 func TestKafkaEndToEndWithKcat(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatalf("kcat is needed for this test (Debian: apt-get install kcat; ./test.sh installs it): %v", err)
 	}
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "risk.events", "risk.decisions", "risk.events.dlq"))
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "risk.events", "risk.decisions", "risk.decisions.shadow", "risk.events.dlq"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +37,26 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// The example policy plus a challenger live for half the accounts.
+	rules := t.TempDir()
+	yamls, _ := filepath.Glob("../../rules/example/*.yaml")
+	for _, f := range yamls {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(rules, filepath.Base(f)), data, 0o644)
+	}
+	os.WriteFile(filepath.Join(rules, "next.yaml"), []byte(`name: checkout_next
+shadow_of: checkout
+traffic: 50%
+split_key: account_id
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 40, score: 60}
+`), 0o644)
 	var logs bytes.Buffer
-	riskd := exec.Command(bin, "-listen", "127.0.0.1:0", "-kafka-brokers", addr)
+	riskd := exec.Command(bin, "-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules)
 	riskd.Stdout, riskd.Stderr = &logs, &logs
 	if err := riskd.Start(); err != nil {
 		t.Fatal(err)
@@ -95,6 +115,26 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Fatalf("%d events decided, want %d", len(seen), n)
+	}
+	// One shadow verdict per event: the challenger's, or the champion's
+	// where the split made the challenger decide.
+	shadows := map[string]int{}
+	for _, line := range read("risk.decisions.shadow", n) {
+		key, rest, _ := strings.Cut(line, "\t")
+		_, value, _ := strings.Cut(rest, "\t")
+		var d struct {
+			EventID     string `json:"event_id"`
+			Ruleset     string `json:"ruleset"`
+			Shadow      bool   `json:"shadow"`
+			LiveRuleset string `json:"live_ruleset"`
+		}
+		if err := json.Unmarshal([]byte(value), &d); err != nil || d.EventID != key || !d.Shadow || d.Ruleset == d.LiveRuleset {
+			t.Fatalf("shadow decision %q: %v", line, err)
+		}
+		shadows[d.Ruleset]++
+	}
+	if shadows["checkout"] == 0 || shadows["checkout_next"] == 0 {
+		t.Fatalf("shadow verdicts by ruleset %v: want both sides of the split", shadows)
 	}
 	dead := read("risk.events.dlq", 1)
 	if !strings.Contains(dead[0], "error=invalid JSON") || !strings.HasSuffix(dead[0], "\tnot json") {
