@@ -106,16 +106,8 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 	dst = appendJSONString(dst, d.EventID)
 	dst = append(dst, `,"type":`...)
 	dst = appendJSONString(dst, d.Type)
-	dst = append(dst, `,"decision":"`...)
-	dst = append(dst, d.Outcome.String()...)
-	dst = append(dst, `","score":`...)
-	dst = strconv.AppendInt(dst, d.Score, 10)
-	dst = append(dst, `,"ruleset":`...)
-	dst = appendJSONString(dst, d.Ruleset)
-	dst = append(dst, `,"version":`...)
-	dst = appendJSONString(dst, d.Version)
 	dst = append(dst, ',')
-	dst = appendReasons(dst, d.Reasons)
+	dst = appendVerdict(dst, &d.Verdict)
 	dst = append(dst, `,"degraded":`...)
 	dst = strconv.AppendBool(dst, d.Degraded)
 	if d.StorePolicy != "" {
@@ -166,17 +158,8 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			v := &d.Shadows[i]
-			dst = append(dst, `{"ruleset":`...)
-			dst = appendJSONString(dst, v.Ruleset)
-			dst = append(dst, `,"version":`...)
-			dst = appendJSONString(dst, v.Version)
-			dst = append(dst, `,"decision":"`...)
-			dst = append(dst, v.Outcome.String()...)
-			dst = append(dst, `","score":`...)
-			dst = strconv.AppendInt(dst, v.Score, 10)
-			dst = append(dst, ',')
-			dst = appendReasons(dst, v.Reasons)
+			dst = append(dst, '{')
+			dst = appendVerdict(dst, &d.Shadows[i])
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -194,16 +177,8 @@ func (d *Decision) AppendShadowJSON(dst []byte, i int) []byte {
 	dst = appendJSONString(dst, d.EventID)
 	dst = append(dst, `,"type":`...)
 	dst = appendJSONString(dst, d.Type)
-	dst = append(dst, `,"decision":"`...)
-	dst = append(dst, v.Outcome.String()...)
-	dst = append(dst, `","score":`...)
-	dst = strconv.AppendInt(dst, v.Score, 10)
-	dst = append(dst, `,"ruleset":`...)
-	dst = appendJSONString(dst, v.Ruleset)
-	dst = append(dst, `,"version":`...)
-	dst = appendJSONString(dst, v.Version)
 	dst = append(dst, ',')
-	dst = appendReasons(dst, v.Reasons)
+	dst = appendVerdict(dst, v)
 	dst = append(dst, `,"degraded":`...)
 	dst = strconv.AppendBool(dst, d.Degraded)
 	if v.StorePolicy != "" {
@@ -218,6 +193,21 @@ func (d *Decision) AppendShadowJSON(dst []byte, i int) []byte {
 	dst = append(dst, `","live_score":`...)
 	dst = strconv.AppendInt(dst, d.Score, 10)
 	return append(dst, '}')
+}
+
+// appendVerdict appends a verdict's fields: decision, score, ruleset,
+// version and reasons.
+func appendVerdict(dst []byte, v *Verdict) []byte {
+	dst = append(dst, `"decision":"`...)
+	dst = append(dst, v.Outcome.String()...)
+	dst = append(dst, `","score":`...)
+	dst = strconv.AppendInt(dst, v.Score, 10)
+	dst = append(dst, `,"ruleset":`...)
+	dst = appendJSONString(dst, v.Ruleset)
+	dst = append(dst, `,"version":`...)
+	dst = appendJSONString(dst, v.Version)
+	dst = append(dst, ',')
+	return appendReasons(dst, v.Reasons)
 }
 
 // appendReasons appends "reasons":[...].
