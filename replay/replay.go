@@ -208,7 +208,7 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 			continue
 		}
 		if okChal := chal.score(ev, in, &dc); okLive && okChal && in && !d.Unscored && !dc.Unscored {
-			res.Comparison.add(&d, &dc, ev.Label, opts.MaxChanged)
+			res.Comparison.add(d.EventID, &d.Verdict, &dc.Verdict, ev.Label, opts.MaxChanged)
 		}
 	}
 	elapsed := time.Since(start)
@@ -225,6 +225,12 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 		}
 	}
 	res.Live = live.summary()
+	for _, rs := range p.Rulesets {
+		if st := live.shadows[rs.Name]; st != nil {
+			st.cmp.finish()
+			res.Shadows = append(res.Shadows, &ShadowResult{Ruleset: rs.Name, ShadowOf: rs.ShadowOf, Summary: st.counts.summary(), Comparison: st.cmp})
+		}
+	}
 	if chal != nil {
 		res.Challenger = chal.summary()
 		res.Comparison.finish()
@@ -232,40 +238,43 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 	return res, nil
 }
 
-// tally scores with one policy and counts what the summary needs.
+// tally scores with one policy and counts what its summaries need: the
+// decisions it returns and the verdicts of its in-directory challengers.
 type tally struct {
-	policy    *rules.Policy
-	engine    *engine.Engine
-	s         *Summary
-	hits      map[string]map[string]int
-	fraudHits map[string]map[string]int // hits on events labelled fraud
-	scores    []int64
-	labels    []int8
-	outcomes  []rules.Outcome
-	refusals  []string
+	policy   *rules.Policy
+	engine   *engine.Engine
+	live     *counts
+	refused  int
+	refusals []string
+	shadows  map[string]*shadowTally // by challenger name
+	opts     Options
+}
+
+// shadowTally follows one in-directory challenger against its champion.
+type shadowTally struct {
+	ruleset *rules.Ruleset
+	counts  *counts
+	cmp     *Comparison
 }
 
 func newTally(p *rules.Policy, opts Options) *tally {
 	t := &tally{
-		policy:    p,
-		engine:    engine.New(p, engine.Options{Store: features.NewMemory()}),
-		s:         &Summary{Policy: p.Dir, Decisions: map[string]int{}},
-		hits:      map[string]map[string]int{},
-		fraudHits: map[string]map[string]int{},
+		policy:  p,
+		engine:  engine.New(p, engine.Options{Store: features.NewMemory()}),
+		shadows: map[string]*shadowTally{},
+		opts:    opts,
 	}
-	if opts.From != 0 || opts.To != 0 {
-		t.s.Window = &Window{}
-		if opts.From != 0 {
-			t.s.Window.From = time.UnixMilli(opts.From).UTC().Format(time.RFC3339)
-		}
-		if opts.To != 0 {
-			t.s.Window.To = time.UnixMilli(opts.To).UTC().Format(time.RFC3339)
-		}
-	}
+	var live []*rules.Ruleset // the rulesets that can decide
 	for _, rs := range p.Rulesets {
-		t.hits[rs.Name] = map[string]int{}
-		t.fraudHits[rs.Name] = map[string]int{}
+		if rs.ShadowOf == "" || rs.TrafficPPM > 0 {
+			live = append(live, rs)
+		}
+		if rs.ShadowOf != "" {
+			t.shadows[rs.Name] = &shadowTally{ruleset: rs, cmp: &Comparison{},
+				counts: newCounts(fmt.Sprintf("%s: %s (shadow_of %s)", p.Dir, rs.Name, rs.ShadowOf), []*rules.Ruleset{rs}, opts)}
+		}
 	}
+	t.live = newCounts(p.Dir, live, opts)
 	return t
 }
 
@@ -273,7 +282,7 @@ func newTally(p *rules.Policy, opts Options) *tally {
 // when the engine refused it.
 func (t *tally) score(ev *Event, in bool, d *engine.Decision) bool {
 	if err := t.engine.Score(context.Background(), ev.Body, engine.ScoreOptions{}, d); err != nil {
-		t.s.Refused++
+		t.refused++
 		if len(t.refusals) < 20 {
 			t.refusals = append(t.refusals, (&LineError{ev.Line, err}).Error())
 		}
@@ -283,20 +292,85 @@ func (t *tally) score(ev *Event, in bool, d *engine.Decision) bool {
 		return true
 	}
 	if d.Unscored {
-		t.s.Unscored++
+		t.live.s.Unscored++
 		return true
 	}
-	t.s.Scored++
-	t.s.Decisions[d.Outcome.String()]++
-	hits, fraudHits := t.hits[d.Ruleset], t.fraudHits[d.Ruleset]
-	for _, r := range d.Reasons {
+	t.live.add(&d.Verdict, ev.Label)
+	if len(d.Shadows) == 0 {
+		return true
+	}
+	champ := t.policy.ForType(d.Type)
+	champVerdict := verdictOf(d, champ.Name)
+	for _, c := range champ.Challengers {
+		st, v := t.shadows[c.Name], verdictOf(d, c.Name)
+		if v == nil || champVerdict == nil {
+			continue // the engine evaluates every challenger; this is no such event
+		}
+		st.counts.add(v, ev.Label)
+		st.cmp.add(d.EventID, champVerdict, v, ev.Label, t.opts.MaxChanged)
+	}
+	return true
+}
+
+// verdictOf finds what ruleset name decided for d, live or in shadow;
+// nil if it did not evaluate d.
+func verdictOf(d *engine.Decision, name string) *engine.Verdict {
+	if d.Ruleset == name {
+		return &d.Verdict
+	}
+	for i := range d.Shadows {
+		if d.Shadows[i].Ruleset == name {
+			return &d.Shadows[i]
+		}
+	}
+	return nil
+}
+
+// counts gathers the verdicts one summary is made of.
+type counts struct {
+	s         *Summary
+	rulesets  []*rules.Ruleset // whose rules the summary lists
+	hits      map[string]map[string]int
+	fraudHits map[string]map[string]int // hits on events labelled fraud
+	scores    []int64
+	labels    []int8
+	outcomes  []rules.Outcome
+}
+
+func newCounts(name string, rulesets []*rules.Ruleset, opts Options) *counts {
+	c := &counts{
+		s:         &Summary{Policy: name, Decisions: map[string]int{}},
+		rulesets:  rulesets,
+		hits:      map[string]map[string]int{},
+		fraudHits: map[string]map[string]int{},
+	}
+	if opts.From != 0 || opts.To != 0 {
+		c.s.Window = &Window{}
+		if opts.From != 0 {
+			c.s.Window.From = time.UnixMilli(opts.From).UTC().Format(time.RFC3339)
+		}
+		if opts.To != 0 {
+			c.s.Window.To = time.UnixMilli(opts.To).UTC().Format(time.RFC3339)
+		}
+	}
+	for _, rs := range rulesets {
+		c.hits[rs.Name] = map[string]int{}
+		c.fraudHits[rs.Name] = map[string]int{}
+	}
+	return c
+}
+
+func (c *counts) add(v *engine.Verdict, label int8) {
+	c.s.Scored++
+	c.s.Decisions[v.Outcome.String()]++
+	hits, fraudHits := c.hits[v.Ruleset], c.fraudHits[v.Ruleset]
+	for _, r := range v.Reasons {
 		hits[r.Rule]++
-		if ev.Label == 1 {
+		if label == 1 {
 			fraudHits[r.Rule]++
 		}
 	}
-	t.scores = append(t.scores, d.Score)
-	t.labels = append(t.labels, ev.Label)
-	t.outcomes = append(t.outcomes, d.Outcome)
-	return true
+	c.scores = append(c.scores, v.Score)
+	c.labels = append(c.labels, label)
+	c.outcomes = append(c.outcomes, v.Outcome)
 }

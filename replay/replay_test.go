@@ -217,3 +217,58 @@ rules:
 		}
 	}
 }
+
+// TestRunInDirectoryChallengers: challengers inside the policy directory
+// get their own summary and agreement with their champion, whether they
+// only shadow it or decide a share of the traffic.
+func TestRunInDirectoryChallengers(t *testing.T) {
+	ruleset := func(head string, score int) string {
+		return head + fmt.Sprintf("\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: velocity, when: features.card_count_1h >= 2, score: %d}\n", score)
+	}
+	p, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte(ruleset("name: checkout\nevent_types: [checkout]", 95))},
+		"shadow.yaml":   {Data: []byte(ruleset("name: shadow\nshadow_of: checkout", 60))},
+		"split.yaml":    {Data: []byte(ruleset("name: split\nshadow_of: checkout\ntraffic: 100%\nsplit_key: card_id", 10))},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	for k := 0; k < 3; k++ {
+		fmt.Fprintf(&in, `{"id":"e%d","type":"checkout","ts":%d,"card_id":"c","fraud":%d}`+"\n", k, 1800000000000+k*1000, k/2)
+	}
+	in.WriteString(`{"id":"nocard","type":"checkout","ts":1800000009000,"fraud":0}` + "\n")
+	events, _, err := Read(strings.NewReader(in.String()), "fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), p, nil, events, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The split challenger decides every event with a card; the champion
+	// the one without.
+	if d := res.Live.Decisions; d["pass"] != 4 || res.Live.Scored != 4 || len(res.Live.RuleHits) != 2 {
+		t.Fatalf("live summary %+v", res.Live)
+	}
+	if len(res.Shadows) != 2 || res.Shadows[0].Ruleset != "shadow" || res.Shadows[1].Ruleset != "split" {
+		t.Fatalf("shadows %+v", res.Shadows)
+	}
+	sh := res.Shadows[0]
+	if sh.Summary.Scored != 4 || sh.Summary.Decisions["step_up"] != 1 || sh.Comparison.Agreement["block"]["step_up"] != 1 || sh.Comparison.Changed != 1 {
+		t.Errorf("shadow: %+v %+v", sh.Summary, sh.Comparison)
+	}
+	if l := sh.Summary.Labels; l.BlockOrStepUp.TP != 1 || l.BlockOrStepUp.FP != 0 {
+		t.Errorf("shadow labels %+v", l)
+	}
+	sp := res.Shadows[1]
+	if sp.Summary.Scored != 4 || sp.Comparison.Agreement["block"]["pass"] != 1 || sp.Comparison.Agreement["pass"]["pass"] != 3 {
+		t.Errorf("split: %+v %+v", sp.Summary, sp.Comparison)
+	}
+	var text strings.Builder
+	res.WriteText(&text)
+	if !strings.Contains(text.String(), "in-directory challenger, policy p: shadow (shadow_of checkout)") || !strings.Contains(text.String(), "agreement (rows: checkout, columns: split); 1 events changed outcome") {
+		t.Errorf("summary:\n%s", text.String())
+	}
+}

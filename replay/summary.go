@@ -19,6 +19,18 @@ type Result struct {
 	Live            *Summary    `json:"live"`
 	Challenger      *Summary    `json:"challenger,omitempty"`
 	Comparison      *Comparison `json:"comparison,omitempty"`
+	// Shadows are the challengers inside the live policy directory, each
+	// against its champion.
+	Shadows []*ShadowResult `json:"shadows,omitempty"`
+}
+
+// ShadowResult is an in-directory challenger's verdicts on every event its
+// champion scored, and how they differ from the champion's.
+type ShadowResult struct {
+	Ruleset    string      `json:"ruleset"`
+	ShadowOf   string      `json:"shadow_of"`
+	Summary    *Summary    `json:"summary"`
+	Comparison *Comparison `json:"comparison"`
 }
 
 // Summary is what one policy decided over the window.
@@ -103,7 +115,7 @@ type Change struct {
 	Fraud           *bool  `json:"fraud,omitempty"`
 }
 
-func (c *Comparison) add(live, chal *engine.Decision, label int8, keep int) {
+func (c *Comparison) add(eventID string, live, chal *engine.Verdict, label int8, keep int) {
 	c.matrix[live.Outcome][chal.Outcome]++
 	if live.Outcome == chal.Outcome {
 		return
@@ -111,7 +123,7 @@ func (c *Comparison) add(live, chal *engine.Decision, label int8, keep int) {
 	c.Changed++
 	if len(c.Examples) < keep {
 		// Decisions are reused: their strings are only valid until the next.
-		ch := Change{EventID: strings.Clone(live.EventID), Live: live.Outcome.String(), LiveScore: live.Score, Challenger: chal.Outcome.String(), ChallengerScore: chal.Score}
+		ch := Change{EventID: strings.Clone(eventID), Live: live.Outcome.String(), LiveScore: live.Score, Challenger: chal.Outcome.String(), ChallengerScore: chal.Score}
 		if label >= 0 {
 			f := label == 1
 			ch.Fraud = &f
@@ -133,26 +145,31 @@ func (c *Comparison) finish() {
 }
 
 func (t *tally) summary() *Summary {
-	s := t.s
-	s.Refusals = t.refusals
+	s := t.live.summary()
+	s.Refused, s.Refusals = t.refused, t.refusals
+	return s
+}
+
+func (c *counts) summary() *Summary {
+	s := c.s
 	for _, o := range outcomes {
 		s.Decisions[o.String()] += 0 // every outcome shows, zero or not
 	}
 	labelled := false
-	for _, l := range t.labels {
+	for _, l := range c.labels {
 		if l >= 0 {
 			labelled = true
 			break
 		}
 	}
-	for _, rs := range t.policy.Rulesets {
+	for _, rs := range c.rulesets {
 		for _, r := range rs.Rules {
-			s.RuleHits = append(s.RuleHits, RuleHits{Ruleset: rs.Name, Rule: r.ID, Hits: t.hits[rs.Name][r.ID], Fraud: t.fraudHits[rs.Name][r.ID]})
+			s.RuleHits = append(s.RuleHits, RuleHits{Ruleset: rs.Name, Rule: r.ID, Hits: c.hits[rs.Name][r.ID], Fraud: c.fraudHits[rs.Name][r.ID]})
 		}
 	}
-	s.Scores = scoreStats(t.scores)
+	s.Scores = scoreStats(c.scores)
 	if labelled {
-		s.Labels = labelMetrics(t.scores, t.labels, t.outcomes)
+		s.Labels = labelMetrics(c.scores, c.labels, c.outcomes)
 	}
 	return s
 }
@@ -251,29 +268,37 @@ func (c *Confusion) finish() {
 func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "replayed %d events in %.1fs (%.0f events/s)\n", r.Events, r.Seconds, r.EventsPerSecond)
 	writeSummary(w, "", r.Live)
+	for _, sh := range r.Shadows {
+		writeSummary(w, "in-directory challenger, ", sh.Summary)
+		writeComparison(w, sh.ShadowOf, sh.Ruleset, sh.Comparison)
+	}
 	if r.Challenger != nil {
 		writeSummary(w, "challenger ", r.Challenger)
 	}
 	if c := r.Comparison; c != nil {
-		fmt.Fprintf(w, "\nagreement (rows: live %s, columns: challenger %s); %d events changed outcome\n", r.Live.Policy, r.Challenger.Policy, c.Changed)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "\tpass\tstep_up\tblock\t")
-		for _, l := range outcomes {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l, c.matrix[l][rules.Pass], c.matrix[l][rules.StepUp], c.matrix[l][rules.Block])
-		}
-		tw.Flush()
-		if len(c.Examples) > 0 {
-			fmt.Fprintf(w, "changed (first %d):\n", len(c.Examples))
-			for _, x := range c.Examples {
-				label := ""
-				if x.Fraud != nil {
-					label = "  genuine"
-					if *x.Fraud {
-						label = "  FRAUD"
-					}
+		writeComparison(w, "live "+r.Live.Policy, "challenger "+r.Challenger.Policy, c)
+	}
+}
+
+func writeComparison(w io.Writer, rows, cols string, c *Comparison) {
+	fmt.Fprintf(w, "\nagreement (rows: %s, columns: %s); %d events changed outcome\n", rows, cols, c.Changed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tpass\tstep_up\tblock\t")
+	for _, l := range outcomes {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l, c.matrix[l][rules.Pass], c.matrix[l][rules.StepUp], c.matrix[l][rules.Block])
+	}
+	tw.Flush()
+	if len(c.Examples) > 0 {
+		fmt.Fprintf(w, "changed (first %d):\n", len(c.Examples))
+		for _, x := range c.Examples {
+			label := ""
+			if x.Fraud != nil {
+				label = "  genuine"
+				if *x.Fraud {
+					label = "  FRAUD"
 				}
-				fmt.Fprintf(w, "  %s  %s (%d) -> %s (%d)%s\n", x.EventID, x.Live, x.LiveScore, x.Challenger, x.ChallengerScore, label)
 			}
+			fmt.Fprintf(w, "  %s  %s (%d) -> %s (%d)%s\n", x.EventID, x.Live, x.LiveScore, x.Challenger, x.ChallengerScore, label)
 		}
 	}
 }
