@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"io/fs"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/riskd/riskd/engine"
@@ -60,24 +57,7 @@ func (g *eventGen) next() []byte {
 // exampleWithChallengers is the example policy plus n shadow challengers
 // of checkout, each a copy of its rules.
 func exampleWithChallengers(b *testing.B, n int) *rules.Policy {
-	fsys := fstest.MapFS{}
-	entries, err := fs.ReadDir(example.FS, ".")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			data, _ := example.FS.ReadFile(e.Name())
-			fsys[e.Name()] = &fstest.MapFile{Data: data}
-		}
-	}
-	checkout := string(fsys["checkout.yaml"].Data)
-	for i := range n {
-		c := strings.Replace(checkout, "name: checkout", "name: checkout_next"+strconv.Itoa(i)+"\nshadow_of: checkout", 1)
-		c = strings.Replace(c, "event_types: [checkout]\n", "", 1)
-		fsys["next"+strconv.Itoa(i)+".yaml"] = &fstest.MapFile{Data: []byte(c)}
-	}
-	p, err := rules.Load(fsys, "example")
+	p, err := rules.Load(example.WithChallengers(n), "example")
 	if err != nil {
 		b.Fatal(err)
 	}

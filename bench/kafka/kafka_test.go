@@ -25,7 +25,13 @@ import (
 )
 
 func BenchmarkKafkaMemory(b *testing.B) {
-	run(b, features.NewMemory())
+	run(b, features.NewMemory(), 0)
+}
+
+// BenchmarkKafkaMemoryShadow is BenchmarkKafkaMemory with one shadow
+// challenger of checkout: its evaluation and the shadow topic's writes.
+func BenchmarkKafkaMemoryShadow(b *testing.B) {
+	run(b, features.NewMemory(), 1)
 }
 
 func BenchmarkKafkaRedis(b *testing.B) {
@@ -35,18 +41,19 @@ func BenchmarkKafkaRedis(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	run(b, r)
+	run(b, r, 0)
 }
 
 // pipeline starts a broker with six-partition topics and riskd's consumer
-// on the example policy over store; both stop when the benchmark ends.
-func pipeline(b *testing.B, store features.Store) []string {
+// on the example policy (plus challengers shadow challengers of checkout)
+// over store; both stop when the benchmark ends.
+func pipeline(b *testing.B, store features.Store, challengers int) []string {
 	b.Helper()
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.events.dlq"))
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "risk.events", "risk.decisions", "risk.decisions.shadow", "risk.events.dlq"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := rules.Load(example.FS, "rules/example")
+	p, err := rules.Load(example.WithChallengers(challengers), "rules/example")
 	if err != nil {
 		broker.Close()
 		b.Fatal(err)
@@ -67,8 +74,8 @@ func pipeline(b *testing.B, store features.Store) []string {
 // run produces b.N checkouts over 6 partitions while the consumer runs and
 // reports events/s from the first send to the last decision, and the
 // latency from each event's acknowledged send to its decision being read.
-func run(b *testing.B, store features.Store) {
-	addrs := pipeline(b, store)
+func run(b *testing.B, store features.Store, challengers int) {
+	addrs := pipeline(b, store, challengers)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -154,7 +161,7 @@ func BenchmarkKafkaOpenLoop(b *testing.B) {
 }
 
 func openLoop(b *testing.B, store features.Store, rate int) {
-	addrs := pipeline(b, store)
+	addrs := pipeline(b, store, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 

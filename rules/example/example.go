@@ -2,9 +2,34 @@
 // without -rules: checkout, login and signup rulesets and their features.
 package example
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+	"strconv"
+	"strings"
+	"testing/fstest"
+)
 
 // FS holds features.yaml and the ruleset files.
 //
 //go:embed *.yaml
 var FS embed.FS
+
+// WithChallengers returns the example policy plus n shadow challengers of
+// checkout, each a copy of its rules (checkout_next0, checkout_next1…):
+// the policy the benchmarks measure a challenger's cost on.
+func WithChallengers(n int) fs.FS {
+	fsys := fstest.MapFS{}
+	entries, _ := fs.ReadDir(FS, ".")
+	for _, e := range entries {
+		data, _ := FS.ReadFile(e.Name())
+		fsys[e.Name()] = &fstest.MapFile{Data: data}
+	}
+	checkout := string(fsys["checkout.yaml"].Data)
+	for i := range n {
+		c := strings.Replace(checkout, "name: checkout", "name: checkout_next"+strconv.Itoa(i)+"\nshadow_of: checkout", 1)
+		c = strings.Replace(c, "event_types: [checkout]\n", "", 1)
+		fsys["next"+strconv.Itoa(i)+".yaml"] = &fstest.MapFile{Data: []byte(c)}
+	}
+	return fsys
+}
