@@ -183,10 +183,9 @@ type ScoreOptions struct {
 
 // pendingShadow is a scoring whose shadow verdicts are still to come.
 type pendingShadow struct {
-	c       *compiled
-	s       *scratch
-	live    *rules.Ruleset
-	started time.Time
+	c    *compiled
+	s    *scratch
+	live *rules.Ruleset
 }
 
 // Score parses one event, enriches it with features, evaluates the
@@ -236,20 +235,19 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 		}
 		e.evaluate(c, s, live, d, &d.Verdict)
 		if len(rs.Challengers) > 0 {
-			elapsed := time.Since(start)
-			d.ElapsedUS = elapsed.Microseconds()
-			e.metrics.scoreLatency.Observe(elapsed.Seconds())
-			d.pending = pendingShadow{c: c, s: s, live: live, started: time.Now()}
-			if !opts.DeferShadow {
-				e.Shadow(d)
-			}
-			return nil
+			d.pending = pendingShadow{c: c, s: s, live: live} // the shadows need s
+			s = nil
 		}
 	}
-	c.pool.Put(s)
+	if s != nil {
+		c.pool.Put(s)
+	}
 	elapsed := time.Since(start)
 	d.ElapsedUS = elapsed.Microseconds()
 	e.metrics.scoreLatency.Observe(elapsed.Seconds())
+	if !opts.DeferShadow {
+		e.Shadow(d)
+	}
 	return nil
 }
 
@@ -261,6 +259,7 @@ func (e *Engine) Shadow(d *Decision) {
 	if p.s == nil {
 		return
 	}
+	start := time.Now()
 	d.pending = pendingShadow{}
 	champ := p.live
 	if champ.Champion != nil {
@@ -280,7 +279,7 @@ func (e *Engine) Shadow(d *Decision) {
 		p.c.rulesets[ch].agreement[champOutcome][outcome].Inc()
 	}
 	p.c.pool.Put(p.s)
-	e.metrics.shadowLatency.Observe(time.Since(p.started).Seconds())
+	e.metrics.shadowLatency.Observe(time.Since(start).Seconds())
 }
 
 // observe builds the store's view of the event (which features to read and
