@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"slices"
 	"time"
@@ -27,6 +28,11 @@ type Event struct {
 	TS    int64
 	Label int8 // 1 fraud, 0 genuine, -1 unlabelled
 	Body  []byte
+	// Dup marks a repeat of an earlier event's id (a retry or a
+	// redelivery kept in the history): it is scored, and the engine
+	// answers it as the first, but the summaries count the event once.
+	Dup bool
+	id  [2]uint64 // hash of the id, to find repeats
 }
 
 // LineError is an input line that cannot be replayed.
@@ -39,7 +45,7 @@ func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e
 
 // Read reads events as JSON lines (gzip-compressed when they start with
 // gzip's magic bytes) and returns them in event-time order, ties in input
-// order. Lines it cannot replay (not an event, no ts, a label that is not
+// order, repeats of an id marked Dup. Lines it cannot replay (not an event, no ts, a label that is not
 // a boolean or 0/1) come back as LineErrors; err is for the input itself.
 // label names the event field holding the fraud label; "" reads none.
 func Read(r io.Reader, label string) (events []Event, bad []*LineError, err error) {
@@ -55,6 +61,7 @@ func Read(r io.Reader, label string) (events []Event, bad []*LineError, err erro
 	sc := bufio.NewScanner(br)
 	sc.Buffer(make([]byte, 0, 64<<10), engine.DefaultMaxEventBytes+1)
 	var p fastjson.Parser
+	seed1, seed2 := maphash.MakeSeed(), maphash.MakeSeed()
 	// One arena for all bodies: a million small allocations would cost
 	// more than the replay itself.
 	var arena []byte
@@ -75,6 +82,9 @@ func Read(r io.Reader, label string) (events []Event, bad []*LineError, err erro
 			continue
 		}
 		ev := Event{Line: line, TS: ts, Label: -1}
+		if id := v.GetStringBytes("id"); id != nil {
+			ev.id = [2]uint64{maphash.Bytes(seed1, id), maphash.Bytes(seed2, id)}
+		}
 		if label != "" {
 			if ev.Label, err = readLabel(v.Get(label)); err != nil {
 				bad = append(bad, &LineError{line, fmt.Errorf("label field %q: %w", label, err)})
@@ -100,6 +110,14 @@ func Read(r io.Reader, label string) (events []Event, bad []*LineError, err erro
 	}
 	if !sorted {
 		slices.SortStableFunc(events, func(a, b Event) int { return compareInt(a.TS, b.TS) })
+	}
+	// Two ids would have to collide on 128 bits to be taken for one.
+	seen := make(map[[2]uint64]struct{}, len(events))
+	for i := range events {
+		if _, dup := seen[events[i].id]; dup && events[i].id != ([2]uint64{}) {
+			events[i].Dup = true
+		}
+		seen[events[i].id] = struct{}{}
 	}
 	return events, bad, nil
 }
@@ -197,6 +215,10 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 			}
 		}
 		in := (opts.From == 0 || ev.TS >= opts.From) && (opts.To == 0 || ev.TS < opts.To)
+		if in && ev.Dup {
+			res.Repeats++
+			in = false
+		}
 		okLive := live.score(ev, in, &d)
 		if out != nil && okLive {
 			buf = append(d.AppendJSON(buf[:0]), '\n')

@@ -181,6 +181,8 @@ rules:
 		}
 	}
 	in.WriteString(`{"id":"cb","type":"chargeback","ts":1800000000000}` + "\n")
+	// A redelivery of e5-2, kept in the history: scored, counted once.
+	in.WriteString(fmt.Sprintf(`{"id":"e5-2","type":"checkout","ts":%d,"card_id":"c5","fraud":1}`, base+5*3600_000*2+2000) + "\n")
 	events, bad, err := Read(strings.NewReader(in.String()), "fraud")
 	if err != nil || len(bad) > 0 {
 		t.Fatal(err, bad)
@@ -195,6 +197,9 @@ rules:
 		t.Errorf("%d decisions written for %d events", n, len(events))
 	}
 	s := res.Live
+	if res.Repeats != 1 {
+		t.Errorf("%d repeats, want 1", res.Repeats)
+	}
 	if s.Scored != 21 || s.Unscored != 0 || s.Decisions["block"] != 7 || s.Decisions["pass"] != 14 || s.RuleHits[0].Hits != 7 || s.RuleHits[0].Fraud != 7 {
 		t.Errorf("live summary %+v", s)
 	}
@@ -211,7 +216,7 @@ rules:
 	}
 	var text strings.Builder
 	res.WriteText(&text)
-	for _, want := range []string{"scored 21, unscored 0, refused 0", "checkout.velocity  7     33.333       7      1.000", "ROC AUC 1.000, average precision 1.000", "14 events changed outcome", "e2-1  pass (0) -> step_up (60)  genuine"} {
+	for _, want := range []string{"1 repeated event ids (retries, redeliveries) counted once", "scored 21, unscored 0, refused 0", "checkout.velocity  7     33.333       7      1.000", "ROC AUC 1.000, average precision 1.000", "14 events changed outcome", "e2-1  pass (0) -> step_up (60)  genuine"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, text.String())
 		}

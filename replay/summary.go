@@ -13,7 +13,10 @@ import (
 
 // Result is a replay's outcome; it marshals as riskctl replay -json.
 type Result struct {
-	Events          int         `json:"events"`
+	Events int `json:"events"`
+	// Repeats are events in the window whose id came before: scored (the
+	// engine answers them as the first) but counted once.
+	Repeats         int         `json:"repeats"`
 	Seconds         float64     `json:"seconds"`
 	EventsPerSecond float64     `json:"events_per_second"`
 	Live            *Summary    `json:"live"`
@@ -267,6 +270,9 @@ func (c *Confusion) finish() {
 // WriteText writes the result for a reader.
 func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "replayed %d events in %.1fs (%.0f events/s)\n", r.Events, r.Seconds, r.EventsPerSecond)
+	if r.Repeats > 0 {
+		fmt.Fprintf(w, "%d repeated event ids (retries, redeliveries) counted once\n", r.Repeats)
+	}
 	writeSummary(w, "", r.Live)
 	for _, sh := range r.Shadows {
 		writeSummary(w, "in-directory challenger, ", sh.Summary)
