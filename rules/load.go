@@ -92,11 +92,11 @@ func Load(fsys fs.FS, dir string) (*Policy, error) {
 	return p, nil
 }
 
-// link checks what spans files: unique names, one live ruleset per event
+// link checks what spans files (parsed is in file name order, as Load
+// reads the directory): unique names, one live ruleset per event
 // type, and every challenger's champion. It attaches each challenger to its
 // champion, which lends it its event types.
 func link(parsed []*parsedRuleset) []error {
-	sort.Slice(parsed, func(i, j int) bool { return parsed[i].File < parsed[j].File })
 	byName := map[string]*parsedRuleset{}
 	typeOwner := map[string]string{}
 	var names []string

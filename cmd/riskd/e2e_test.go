@@ -84,23 +84,26 @@ rules:
 		t.Fatalf("kcat -P: %v\n%s", err, out)
 	}
 
-	read := func(topic string, count int) []string {
+	read := func(topic string, count int) []record {
 		out, err := exec.CommandContext(ctx, kcat, "-C", "-b", addr, "-t", topic, "-o", "beginning", "-c", fmt.Sprint(count), "-f", "%k\t%h\t%s\n").Output()
 		if err != nil {
 			t.Fatalf("kcat -C %s: %v\nriskd:\n%s", topic, err, logs.String())
 		}
-		var lines []string
+		var recs []record
 		sc := bufio.NewScanner(bytes.NewReader(out))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			lines = append(lines, sc.Text())
+			r := record{line: sc.Text()}
+			var rest string
+			r.key, rest, _ = strings.Cut(r.line, "\t")
+			r.headers, r.value, _ = strings.Cut(rest, "\t")
+			recs = append(recs, r)
 		}
-		return lines
+		return recs
 	}
 	seen := map[string]bool{}
-	for _, line := range read("risk.decisions", n) {
-		key, rest, _ := strings.Cut(line, "\t")
-		headers, value, _ := strings.Cut(rest, "\t")
+	for _, r := range read("risk.decisions", n) {
+		key, headers, value, line := r.key, r.headers, r.value, r.line
 		var d struct {
 			EventID  string `json:"event_id"`
 			Decision string `json:"decision"`
@@ -119,9 +122,8 @@ rules:
 	// One shadow verdict per event: the challenger's, or the champion's
 	// where the split made the challenger decide.
 	shadows := map[string]int{}
-	for _, line := range read("risk.decisions.shadow", n) {
-		key, rest, _ := strings.Cut(line, "\t")
-		_, value, _ := strings.Cut(rest, "\t")
+	for _, r := range read("risk.decisions.shadow", n) {
+		key, value, line := r.key, r.value, r.line
 		var d struct {
 			EventID     string `json:"event_id"`
 			Ruleset     string `json:"ruleset"`
@@ -136,9 +138,9 @@ rules:
 	if shadows["checkout"] == 0 || shadows["checkout_next"] == 0 {
 		t.Fatalf("shadow verdicts by ruleset %v: want both sides of the split", shadows)
 	}
-	dead := read("risk.events.dlq", 1)
-	if !strings.Contains(dead[0], "error=invalid JSON") || !strings.HasSuffix(dead[0], "\tnot json") {
-		t.Fatalf("dead letter %q", dead[0])
+	dead := read("risk.events.dlq", 1)[0].line
+	if !strings.Contains(dead, "error=invalid JSON") || !strings.HasSuffix(dead, "\tnot json") {
+		t.Fatalf("dead letter %q", dead)
 	}
 
 	// SIGTERM: riskd drains, commits and exits cleanly.
@@ -154,4 +156,10 @@ rules:
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("riskd logs:\n%s", logs.String())
 	}
+}
+
+// record is one message as kcat -f '%k\t%h\t%s\n' prints it.
+type record struct {
+	line                string
+	key, headers, value string
 }
