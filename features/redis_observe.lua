@@ -65,9 +65,9 @@ for _, it in ipairs(items) do
 end
 local hist = {}
 if widest > 0 then
-  local r = redis.call('ZRANGEBYSCORE', log, '(' .. num(ts - widest), num(ts), 'WITHSCORES')
-  local ids = {}
-  for i = 1, #r, 2 do ids[#ids + 1] = r[i] end
+  -- Ids only: each record holds its own time, and formatting every score
+  -- into the reply (WITHSCORES) costs more than the range itself.
+  local ids = redis.call('ZRANGEBYSCORE', log, '(' .. num(ts - widest), num(ts))
   each_slice(ids, function(...)
     for _, rec in ipairs(redis.call('HMGET', data, ...)) do
       if rec then
@@ -76,7 +76,19 @@ if widest > 0 then
       end
     end
   end)
-  table.sort(hist, function(a, b) return before(a[2], a[1], b[2], b[1]) end)
+  -- The range comes sorted by time (ties by id); only events sharing a
+  -- millisecond can be out of (ts, seq) order. An insertion sort puts them
+  -- right in one pass over the already ordered rest, where a general sort
+  -- would cost n log n comparisons on every read of a busy key.
+  for i = 2, #hist do
+    local e = hist[i]
+    local j = i - 1
+    while j >= 1 and before(e[2], e[1], hist[j][2], hist[j][1]) do
+      hist[j + 1] = hist[j]
+      j = j - 1
+    end
+    hist[j + 1] = e
+  end
 end
 
 local out = {}

@@ -1,0 +1,64 @@
+package features
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/riskd/riskd/internal/redistest"
+)
+
+// BenchmarkHotKey scores events of one key whose hour window already holds
+// n events (a card under a card-testing attack, an IP behind a credential
+// stuffing run), reading and recording a count and a sum: how a store's
+// cost grows with the history a single read covers.
+//
+//	go test ./features -run XXX -bench HotKey -benchmem
+func BenchmarkHotKey(b *testing.B) {
+	srv := redistest.Start(b)
+	fs := []*Feature{
+		{Name: "ip_count_1h", Kind: Count, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour},
+		{Name: "ip_amount_1h", Kind: Sum, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour, Field: NewPath("amount")},
+	}
+	for _, n := range []int{100, 1000, 5000} {
+		for _, store := range []string{"memory", "redis"} {
+			b.Run(fmt.Sprintf("%s/window=%d", store, n), func(b *testing.B) {
+				var s Store = NewMemory()
+				if store == "redis" {
+					r, err := NewRedis(context.Background(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "hot" + strconv.Itoa(n) + ":"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer r.Close()
+					s = r
+				}
+				// Events are spaced so the window holds n of them.
+				gap := time.Hour.Milliseconds() / int64(n)
+				i := 0
+				step := func() {
+					i++
+					obs := &Observation{EventID: "e" + strconv.Itoa(i), TS: t0 + int64(i)*gap}
+					for _, f := range fs {
+						obs.Items = append(obs.Items, Item{Feature: f, Key: "10.0.0.1", Read: true, Record: true, Num: 1})
+					}
+					if err := s.Observe(context.Background(), obs); err != nil {
+						b.Fatal(err)
+					}
+					if v := obs.Items[0].Value; i > n+1 && v.Num < float64(n-1) {
+						b.Fatalf("count %v, want about %d", v.Num, n)
+					}
+				}
+				for range n + 10 {
+					step()
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					step()
+				}
+			})
+		}
+	}
+}
