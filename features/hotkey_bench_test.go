@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/riskd/riskd/internal/redistest"
 )
@@ -36,13 +37,17 @@ func BenchmarkHotKey(b *testing.B) {
 				}
 				// Events are spaced so the window holds n of them.
 				gap := time.Hour.Milliseconds() / int64(n)
+				obs := &Observation{}
+				for _, f := range fs {
+					obs.Items = append(obs.Items, Item{Feature: f, Key: "10.0.0.1", Read: true, Record: true, Num: 1})
+				}
+				var id []byte
 				i := 0
 				step := func() {
 					i++
-					obs := &Observation{EventID: "e" + strconv.Itoa(i), TS: t0 + int64(i)*gap}
-					for _, f := range fs {
-						obs.Items = append(obs.Items, Item{Feature: f, Key: "10.0.0.1", Read: true, Record: true, Num: 1})
-					}
+					id = strconv.AppendInt(append(id[:0], 'e'), int64(i), 10)
+					obs.EventID = unsafe.String(unsafe.SliceData(id), len(id)) // stores copy what they keep
+					obs.TS = t0 + int64(i)*gap
 					if err := s.Observe(context.Background(), obs); err != nil {
 						b.Fatal(err)
 					}
