@@ -76,18 +76,21 @@ if widest > 0 then
       end
     end
   end)
-  -- The range comes sorted by time (ties by id); only events sharing a
-  -- millisecond can be out of (ts, seq) order. An insertion sort puts them
-  -- right in one pass over the already ordered rest, where a general sort
-  -- would cost n log n comparisons on every read of a busy key.
-  for i = 2, #hist do
-    local e = hist[i]
-    local j = i - 1
-    while j >= 1 and before(e[2], e[1], hist[j][2], hist[j][1]) do
-      hist[j + 1] = hist[j]
-      j = j - 1
+  -- The range comes sorted by time, ties by id: only a run of events
+  -- sharing a millisecond needs sorting (by seq). Sorting the runs alone
+  -- spares a busy key a general sort of its whole window on every read,
+  -- and stays n log n when a producer stamps whole seconds.
+  local i, n = 1, #hist
+  while i < n do
+    local j = i
+    while j < n and hist[j + 1][2] == hist[i][2] do j = j + 1 end
+    if j > i then
+      local run = {}
+      for k = i, j do run[#run + 1] = hist[k] end
+      table.sort(run, function(a, b) return a[1] < b[1] end)
+      for k = i, j do hist[k] = run[k - i + 1] end
     end
-    hist[j + 1] = e
+    i = j + 1
   end
 end
 
