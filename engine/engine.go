@@ -179,6 +179,9 @@ type ScoreOptions struct {
 	// the live answer can be sent before it. Without it Score evaluates
 	// them before returning.
 	DeferShadow bool
+	// StoreTimeout, when positive, replaces the engine's store budget for
+	// this call: the Kafka path waits longer than a synchronous caller can.
+	StoreTimeout time.Duration
 }
 
 // pendingShadow is a scoring whose shadow verdicts are still to come.
@@ -216,7 +219,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	d.Explain = opts.Explain
 	rs := c.policy.ForType(h.typ)
 
-	e.observe(ctx, c, s, ev, h, rs, d)
+	e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout)
 	if rs == nil {
 		d.Unscored = true
 		label := "other"
@@ -284,7 +287,7 @@ func (e *Engine) Shadow(d *Decision) {
 
 // observe builds the store's view of the event (which features to read and
 // record, under which keys) and makes the one store call.
-func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision) {
+func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration) {
 	fs := c.policy.Features.Features
 	if rs != nil {
 		for _, fi := range c.rulesets[rs].reads {
@@ -335,9 +338,12 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		return
 	}
 	start := time.Now()
-	if e.timeout > 0 {
+	if timeout <= 0 {
+		timeout = e.timeout
+	}
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	err := e.store.Observe(ctx, &s.obs)
