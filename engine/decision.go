@@ -20,7 +20,11 @@ type Decision struct {
 	Degraded bool
 	// Unscored is set for an event type no ruleset scores: it was recorded
 	// into the features that count it and passes.
-	Unscored  bool
+	Unscored bool
+	// Retry is set when the event id was scored before, within the
+	// idempotency window: the features are that first answer's and
+	// nothing was recorded again. The rules ran again on them.
+	Retry     bool
 	ElapsedUS int64
 
 	// Explain is filled when asked for: every feature the ruleset read and
@@ -117,6 +121,9 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 	}
 	if d.Unscored {
 		dst = append(dst, `,"unscored":true`...)
+	}
+	if d.Retry {
+		dst = append(dst, `,"retry":true`...)
 	}
 	dst = append(dst, `,"elapsed_us":`...)
 	dst = strconv.AppendInt(dst, d.ElapsedUS, 10)

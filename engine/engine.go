@@ -52,7 +52,7 @@ type Engine struct {
 func New(p *rules.Policy, opts Options) *Engine {
 	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout}
 	if e.store == nil {
-		e.store = features.NewMemory()
+		e.store = features.NewMemory(features.MemoryOptions{})
 	}
 	if e.maxBytes <= 0 {
 		e.maxBytes = DefaultMaxEventBytes
@@ -80,6 +80,7 @@ func (e *Engine) Store() features.Store { return e.store }
 type compiled struct {
 	policy      *rules.Policy
 	featureKeys []string // env key per feature index
+	logIndex    map[*features.Log]int
 	rulesets    map[*rules.Ruleset]*prepared
 	recorded    map[string]bool // event types some feature records
 	pool        sync.Pool
@@ -100,7 +101,10 @@ type prepared struct {
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
-	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}}
+	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}, logIndex: map[*features.Log]int{}}
+	for i, l := range p.Features.Logs {
+		c.logIndex[l] = i
+	}
 	for _, f := range p.Features.Features {
 		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
 		for _, t := range f.EventTypes {
@@ -160,6 +164,8 @@ type scratch struct {
 	obs      features.Observation
 	itemOf   []int  // feature index -> index in obs.Items, -1 if none
 	reads    []bool // feature index -> the ruleset reads it
+	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent
+	numBuf   []byte
 	keyBuf   []byte
 	splitBuf []byte
 	strs     map[string]any // boxed strings, see str
@@ -169,7 +175,8 @@ type scratch struct {
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
-	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n), strs: map[string]any{}}
+	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n),
+		entryOf: make([]int, len(c.policy.Features.Logs)), strs: map[string]any{}}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -219,7 +226,11 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	d.Explain = opts.Explain
 	rs := c.policy.ForType(h.typ)
 
-	e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout)
+	if err := e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout); err != nil {
+		c.pool.Put(s)
+		e.metrics.invalidEvents.Inc()
+		return err
+	}
 	if rs == nil {
 		d.Unscored = true
 		label := "other"
@@ -285,57 +296,70 @@ func (e *Engine) Shadow(d *Decision) {
 	e.metrics.shadowLatency.Observe(time.Since(start).Seconds())
 }
 
-// observe builds the store's view of the event (which features to read and
-// record, under which keys) and makes the one store call.
-func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration) {
-	fs := c.policy.Features.Features
+// observe builds the store's view of the event (which logs it touches
+// under which keys, which features it reads) and makes the one store call.
+// It returns an *InputError for a field the store cannot record.
+func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration) error {
+	set := c.policy.Features
 	if rs != nil {
 		for _, fi := range c.rulesets[rs].reads {
 			s.reads[fi] = true
 		}
 	}
-	s.obs.EventID, s.obs.TS, s.obs.Items = h.id, h.ts, s.obs.Items[:0]
+	s.obs.Reset(h.id, h.ts)
 	s.keyBuf = s.keyBuf[:0]
-	for fi, f := range fs {
+	for li := range s.entryOf {
+		s.entryOf[li] = -1
+	}
+	var bad error
+	for fi, f := range set.Features {
 		s.itemOf[fi] = -1
 		read, record := s.reads[fi], f.Records(h.typ)
 		s.reads[fi] = false
 		if !read && !record {
 			continue
 		}
-		start := len(s.keyBuf)
-		ok := true
-		for k, p := range f.Key {
-			if k > 0 {
-				s.keyBuf = append(s.keyBuf, features.KeySep...)
-			}
-			if s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, p)); !ok {
-				break
-			}
+		li := c.logIndex[f.Log]
+		ei := s.entryOf[li]
+		if ei == -2 {
+			continue // the log's key is absent
 		}
-		if !ok {
-			s.keyBuf = s.keyBuf[:start]
-			continue // no key: the feature stays nil and nothing is recorded
-		}
-		it := features.Item{Feature: f, Key: bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), Read: read, Record: record}
-		switch f.Kind {
-		case features.Sum, features.Avg, features.Max:
-			it.Num, ok = number(lookup(ev, f.Field))
-			it.Record = record && ok
-		case features.Distinct:
+		if ei < 0 {
 			start := len(s.keyBuf)
-			s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, f.Of))
-			it.Of = bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)])
-			it.Record = record && ok
+			ok := true
+			for k, p := range f.Key {
+				if k > 0 {
+					s.keyBuf = append(s.keyBuf, features.KeySep...)
+				}
+				if s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, p)); !ok {
+					break
+				}
+			}
+			if !ok {
+				// No key: the log's features stay nil and nothing is
+				// recorded into it.
+				s.keyBuf = s.keyBuf[:start]
+				s.entryOf[li] = -2
+				continue
+			}
+			ei = s.obs.AddEntry(f.Log, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
+			s.entryOf[li] = ei
+			if record {
+				if err := e.fields(s, ev, ei, f.Log); err != nil && bad == nil {
+					bad = err
+				}
+			}
 		}
-		if !it.Read && !it.Record {
-			continue
+		if read {
+			s.itemOf[fi] = len(s.obs.Items)
+			s.obs.AddItem(f, ei)
 		}
-		s.itemOf[fi] = len(s.obs.Items)
-		s.obs.Items = append(s.obs.Items, it)
 	}
-	if len(s.obs.Items) == 0 {
-		return
+	if bad != nil {
+		return bad
+	}
+	if len(s.obs.Entries) == 0 {
+		return nil
 	}
 	start := time.Now()
 	if timeout <= 0 {
@@ -357,6 +381,31 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		}
 		d.Degraded = true
 	}
+	d.Retry = s.obs.Retry
+	return nil
+}
+
+// fields sets the values entry ei records: the log's numeric fields as
+// exact micro-units and its distinct fields as key parts.
+func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Log) error {
+	for slot, p := range l.Nums {
+		n, ok, buf, err := micro(lookup(ev, p), s.numBuf)
+		s.numBuf = buf
+		if err != nil {
+			return &InputError{Msg: fmt.Sprintf("field %q: %s: %v", p.Name, bstr(buf), err)}
+		}
+		if ok {
+			s.obs.SetNum(ei, slot, n)
+		}
+	}
+	for slot, p := range l.Ofs {
+		start := len(s.keyBuf)
+		var ok bool
+		if s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, p)); ok {
+			s.obs.SetOf(ei, slot, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]))
+		}
+	}
+	return nil
 }
 
 // evaluate runs every rule of rs on the event and features in s and fills

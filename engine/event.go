@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 	"unsafe"
 
@@ -143,21 +142,32 @@ func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
 	return dst, false
 }
 
-// number reads a numeric field: a JSON number or a string holding one
-// (payment APIs often send amounts as strings).
-func number(v *fastjson.Value) (float64, bool) {
+// micro reads a numeric field as exact micro-units: a JSON number, or a
+// string holding one (payment APIs often send amounts as strings). ok is
+// false for an absent or non-numeric value, which is not recorded; a
+// number too large to record is an error. buf is scratch for the text.
+func micro(v *fastjson.Value, buf []byte) (n int64, ok bool, _ []byte, _ error) {
 	if v == nil {
-		return 0, false
+		return 0, false, buf, nil
 	}
+	var text []byte
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		f := v.GetFloat64()
-		return f, !math.IsNaN(f) && !math.IsInf(f, 0)
+		buf = v.MarshalTo(buf[:0]) // the number as written
+		text = buf
 	case fastjson.TypeString:
-		f, err := strconv.ParseFloat(bstr(v.GetStringBytes()), 64)
-		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+		text = v.GetStringBytes()
+	default:
+		return 0, false, buf, nil
 	}
-	return 0, false
+	n, err := features.ParseMicro(bstr(text))
+	switch {
+	case errors.Is(err, features.ErrTooLarge):
+		return 0, false, buf, err
+	case err != nil:
+		return 0, false, buf, nil
+	}
+	return n, true, buf, nil
 }
 
 func lookup(v *fastjson.Value, p features.Path) *fastjson.Value {

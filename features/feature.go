@@ -3,8 +3,12 @@
 package features
 
 import (
+	"slices"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/riskd/riskd/policyfile"
 )
 
 // Kind is what a feature computes over an entity's history.
@@ -61,7 +65,46 @@ type Feature struct {
 	// features with the same Entity share one history record per key
 	// value in the stores.
 	Entity string
+	// Log is the history the feature reads and records, shared with the
+	// entity's other features that record the same event types; Slot is
+	// the feature's field in it (Log.Nums for sum, avg and max, Log.Ofs
+	// for distinct).
+	Log  *Log
+	Slot int
 }
+
+// Log is one entity's history of the events of some types: what the
+// features keyed by that entity and recording those types read, so an
+// event is written once per log rather than once per feature. Windowed
+// kinds (count, sum, avg, max, distinct) and windowless ones (seen, age,
+// since_last, per retention) keep separate logs.
+type Log struct {
+	// Name identifies the log within its entity, stable across reloads:
+	// "w:checkout,login" or "s:*:400d" (windowless, with its retention).
+	Name       string
+	Entity     string
+	EventTypes []string // empty: all
+	Windowless bool
+	// Horizon is how far back the log is read: the widest window of its
+	// features, or their retention.
+	Horizon  time.Duration
+	Features []*Feature
+	Nums     []Path // numeric fields its records keep (sum, avg, max)
+	Ofs      []Path // fields whose values distinct counts (distinct)
+	// First: some feature needs the start of the key's run (seen, age).
+	First  bool
+	fields []fieldRef // Nums and Ofs sorted by name: a record's layout
+}
+
+type fieldRef struct {
+	name string
+	num  bool
+	slot int
+}
+
+// fieldOrder lists the log's fields sorted by name, the order a record
+// keeps them in whatever order the policy declares them.
+func (l *Log) fieldOrder() []fieldRef { return l.fields }
 
 // Records reports whether events of type t are recorded into f.
 func (f *Feature) Records(t string) bool {
@@ -106,6 +149,7 @@ type Value struct {
 type Set struct {
 	File     string
 	Features []*Feature
+	Logs     []*Log
 	byName   map[string]int
 	broken   []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
@@ -141,4 +185,58 @@ func (s *Set) Names() []string {
 		out[i] = f.Name
 	}
 	return out
+}
+
+// link groups the features into logs, in file order.
+func (s *Set) link() {
+	byName := map[string]*Log{}
+	for _, f := range s.Features {
+		types := append([]string(nil), f.EventTypes...)
+		sort.Strings(types)
+		types = slices.Compact(types)
+		name := "w:" + strings.Join(types, ",")
+		if len(types) == 0 {
+			name = "w:*"
+		}
+		if !f.Kind.Windowed() {
+			name = "s" + name[1:] + ":" + policyfile.FormatDuration(f.Retention)
+		}
+		id := f.Entity + "\x00" + name
+		l := byName[id]
+		if l == nil {
+			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Windowless: !f.Kind.Windowed()}
+			byName[id] = l
+			s.Logs = append(s.Logs, l)
+		}
+		l.Features = append(l.Features, f)
+		l.Horizon = max(l.Horizon, f.Horizon())
+		f.Log = l
+		switch f.Kind {
+		case Sum, Avg, Max:
+			f.Slot = slot(&l.Nums, f.Field)
+		case Distinct:
+			f.Slot = slot(&l.Ofs, f.Of)
+		case Seen, Age:
+			l.First = true
+		}
+	}
+	for _, l := range s.Logs {
+		for i, p := range l.Nums {
+			l.fields = append(l.fields, fieldRef{name: p.Name, num: true, slot: i})
+		}
+		for i, p := range l.Ofs {
+			l.fields = append(l.fields, fieldRef{name: p.Name, slot: i})
+		}
+		sort.Slice(l.fields, func(i, j int) bool { return l.fields[i].name < l.fields[j].name })
+	}
+}
+
+func slot(paths *[]Path, p Path) int {
+	for i, q := range *paths {
+		if q.Name == p.Name {
+			return i
+		}
+	}
+	*paths = append(*paths, p)
+	return len(*paths) - 1
 }

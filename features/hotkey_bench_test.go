@@ -19,10 +19,9 @@ import (
 //	go test ./features -run XXX -bench HotKey -benchmem
 func BenchmarkHotKey(b *testing.B) {
 	srv := redistest.Start(b)
-	fs := []*Feature{
-		{Name: "ip_count_1h", Kind: Count, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour},
-		{Name: "ip_amount_1h", Kind: Sum, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour, Field: NewPath("amount")},
-	}
+	count := &Feature{Name: "ip_count_1h", Kind: Count, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour}
+	sum := &Feature{Name: "ip_amount_1h", Kind: Sum, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour, Field: NewPath("amount")}
+	testSet(count, sum)
 	// ties is how many events share each millisecond: 100 is a burst from
 	// a producer that stamps whole seconds.
 	for _, c := range []struct{ n, ties int }{{100, 1}, {1000, 1}, {5000, 1}, {1000, 100}} {
@@ -33,7 +32,7 @@ func BenchmarkHotKey(b *testing.B) {
 		}
 		for _, store := range []string{"memory", "redis"} {
 			b.Run(store+"/"+name, func(b *testing.B) {
-				var s Store = NewMemory()
+				var s Store = NewMemory(MemoryOptions{})
 				if store == "redis" {
 					r, err := NewRedis(context.Background(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "hot:" + name + ":"})
 					if err != nil {
@@ -45,16 +44,17 @@ func BenchmarkHotKey(b *testing.B) {
 				// Events are spaced so the window holds n of them.
 				gap := time.Hour.Milliseconds() / int64(n)
 				obs := &Observation{}
-				for _, f := range fs {
-					obs.Items = append(obs.Items, Item{Feature: f, Key: "10.0.0.1", Read: true, Record: true, Num: 1})
-				}
 				var id []byte
 				i := 0
 				step := func() {
 					i++
 					id = strconv.AppendInt(append(id[:0], 'e'), int64(i), 10)
-					obs.EventID = unsafe.String(unsafe.SliceData(id), len(id)) // stores copy what they keep
-					obs.TS = t0 + int64(i/c.ties*c.ties)*gap
+					// Stores copy what they keep.
+					obs.Reset(unsafe.String(unsafe.SliceData(id), len(id)), t0+int64(i/c.ties*c.ties)*gap)
+					e := obs.AddEntry(count.Log, "10.0.0.1", true)
+					obs.SetNum(e, 0, 1_000_000)
+					obs.AddItem(count, e)
+					obs.AddItem(sum, e)
 					if err := s.Observe(context.Background(), obs); err != nil {
 						b.Fatal(err)
 					}

@@ -3,6 +3,7 @@ package features
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -22,26 +23,39 @@ type ev struct {
 
 const t0 = int64(1_780_000_000_000)
 
+// feature returns a feature keyed by k, linked into a set of its own.
 func feature(kind Kind, window time.Duration) *Feature {
-	f := &Feature{Name: "f", Kind: kind, Key: []Path{NewPath("k")}, Window: window, Retention: DefaultRetention, Entity: "k"}
+	f := &Feature{Name: "f", Kind: kind, Key: []Path{NewPath("k")}, Window: window, Retention: DefaultRetention, Entity: "k",
+		Field: NewPath("amount"), Of: NewPath("of")}
 	if !kind.Windowed() {
 		f.Window = 0
 	}
+	testSet(f)
 	return f
 }
 
 // observeOne scores one event for feature f the way the engine does.
 func observeOne(t testing.TB, s Store, f *Feature, e ev) Value {
 	t.Helper()
-	obs := &Observation{EventID: e.id, TS: t0 + int64(e.ts*1000)}
+	te := tevent{id: e.id, typ: "a", ts: t0 + int64(math.Round(e.ts*1000)), fields: map[string]string{}}
 	if e.key == "" {
 		return Value{} // absent key: the engine asks the store nothing
 	}
-	obs.Items = []Item{{Feature: f, Key: e.key, Read: true, Record: !e.skip, Num: e.num, Of: e.of}}
+	te.fields["k"] = e.key
+	if !e.skip {
+		te.fields["of"] = e.of
+		n := int64(math.Round(e.num * 1e6))
+		te.amount = &n
+	}
+	obs := observation([]*Feature{f}, te)
 	if err := s.Observe(context.Background(), obs); err != nil {
 		t.Fatalf("observe %s: %v", e.id, err)
 	}
 	return obs.Items[0].Value
+}
+
+func newTestMemory() *Memory {
+	return NewMemory(MemoryOptions{EventTime: true})
 }
 
 func asAny(v Value, k Kind) any {
@@ -153,7 +167,7 @@ const h = time.Hour
 func TestMemoryKinds(t *testing.T) {
 	for _, tt := range kindTests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMemory()
+			m := newTestMemory()
 			f := feature(tt.kind, tt.window)
 			for i, e := range tt.events {
 				got := asAny(observeOne(t, m, f, e), f.Kind)
@@ -166,7 +180,7 @@ func TestMemoryKinds(t *testing.T) {
 }
 
 func TestMemoryEvictsHistoryOlderThanTheHorizon(t *testing.T) {
-	m := NewMemory()
+	m := newTestMemory()
 	f := feature(Count, time.Minute)
 	// 20,000 events one second apart over 2,000 keys: each key sees an
 	// event every 2,000 s, far more than the minute it keeps.
@@ -195,7 +209,7 @@ func TestMemoryEvictsHistoryOlderThanTheHorizon(t *testing.T) {
 }
 
 func TestMemoryConcurrentScoringCountsEachEventOnce(t *testing.T) {
-	m := NewMemory()
+	m := newTestMemory()
 	f := feature(Count, time.Hour)
 	const workers, perWorker = 8, 500
 	var wg sync.WaitGroup

@@ -52,6 +52,7 @@ func Parse(file string, data []byte) (*Set, error) {
 		set.byName[f.Name] = len(set.Features)
 		set.Features = append(set.Features, f)
 	}
+	set.link()
 	return set, es.Err()
 }
 

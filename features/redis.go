@@ -2,30 +2,43 @@ package features
 
 import (
 	"context"
-	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed redis_observe.lua
-var observeLua string
-
-var observeScript = redis.NewScript(observeLua)
-
-// DefaultRedisPrefix starts every key riskd writes.
+// DefaultRedisPrefix starts every key riskd writes. The key layout's
+// version follows it ("riskd:v2:"), so a new layout never reads an old
+// one's keys: they expire on their own.
 const DefaultRedisPrefix = "riskd:"
 
-// ttlMargin is added to every key's time to live beyond the longest time
-// its history is needed, so a key never expires while it can still answer.
-const ttlMargin = 24 * time.Hour
+const layoutVersion = "v2:"
+
+// claimLease is how long an instance may take to answer an event id it
+// claimed before another may take the claim over: past it the claimer is
+// presumed dead. The claim keeps the generation its records are written
+// with, so the one that takes over writes the very same members and
+// nothing is counted twice.
+const claimLease = 3 * time.Second
+
+// An id key holds a claim ('p', generation, deadline) or the first answer
+// ('a', when given, values).
+const (
+	claimMark  = 'p'
+	answerMark = 'a'
+)
 
 // RedisOptions configure a Redis store.
 type RedisOptions struct {
+	Options
 	// Addrs: one address for a standalone server, several for a Cluster.
 	Addrs []string
 	// Prefix starts every key. Default DefaultRedisPrefix.
@@ -33,28 +46,48 @@ type RedisOptions struct {
 	// PoolSize is the connection pool size per node; 0: go-redis's default
 	// (10 per CPU).
 	PoolSize int
+	// Now is the store's clock, which ages answers. Default time.Now;
+	// tests replaying history pass its event time.
+	Now func() time.Time
 }
 
 // Redis keeps feature history in Redis (a standalone server or a Cluster)
-// so several riskd instances share it and it survives their restarts.
+// so several riskd instances share it and it survives their restarts. It
+// runs no scripts: every event is native commands, and the features are
+// computed here by the same code as the memory store's.
 //
-// Each entity (a key field and its value, such as card_id=c-42) has three
-// keys sharing one hash tag, so a Cluster keeps them on one slot and one
-// Lua script reads and records all the entity's features atomically. An
-// event's scripts go out in one pipeline: one round trip to a standalone
-// server, one per node (in parallel) to a Cluster.
+// Keys, all with a time to live:
+//
+//	<prefix>v2:{<entity>=<key>}:w:<types>      ZSET of records: score ts, member id+ts+fields
+//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>  ZSET of the latest sightings: score ts, member id+generation
+//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>:f  ZSET holding the run's first sighting
+//	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
+//
+// An entity's keys share a Cluster hash tag, so one MULTI/EXEC reads and
+// records all of them atomically: the event's own record is added first
+// (ZADD NX, so a retry whose first attempt died adds nothing) and left
+// out of what is read. On a standalone server the whole event, the claim
+// on its id included, is one transaction and one round trip; on a Cluster
+// each entity's transaction goes to its node in parallel.
 type Redis struct {
-	client redis.UniversalClient
-	prefix string
+	client   redis.UniversalClient
+	cluster  bool
+	prefix   string
+	opts     Options
+	lateness int64
+	window   int64 // idempotency window, ms
+	now      func() time.Time
+	seed     maphash.Seed
+	bufs     sync.Pool
 }
 
 // NewRedis returns a store on the given nodes. It does not wait for them:
-// riskd starts while Redis is away and degrades until it answers (the
-// script is loaded on first use after a node is reachable).
+// riskd starts while Redis is away and degrades until it answers.
 func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redis: no address")
 	}
+	opts.defaults()
 	prefix := opts.Prefix
 	if prefix == "" {
 		prefix = DefaultRedisPrefix
@@ -69,22 +102,15 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		// not from fixed socket timeouts.
 		ContextTimeoutEnabled: true,
 		// One attempt: a retry would overrun the request's budget anyway,
-		// and the engine degrades instead.
+		// and the engine degrades (HTTP) or retries the event (Kafka).
 		MaxRetries: -1,
 	})
-	r := &Redis{client: client, prefix: prefix}
-	_ = r.load(ctx) // best effort: Observe loads it again on NOSCRIPT
-	return r, nil
-}
-
-// load puts the script in every node's script cache.
-func (r *Redis) load(ctx context.Context) error {
-	if c, ok := r.client.(*redis.ClusterClient); ok {
-		return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
-			return observeScript.Load(ctx, shard).Err()
-		})
+	_, cluster := client.(*redis.ClusterClient)
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	return observeScript.Load(ctx, r.client).Err()
+	return &Redis{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed()}, nil
 }
 
 // Ready pings every node.
@@ -100,126 +126,499 @@ func (r *Redis) Ready(ctx context.Context) error {
 // Close closes the connections.
 func (r *Redis) Close() error { return r.client.Close() }
 
-// entityKeys returns the entity's log, data and summary keys. The part in
-// braces is the Cluster hash tag; a key value holding "}" ends the tag
-// early, identically for all three keys, so they still share a slot.
-func (r *Redis) entityKeys(entity, key string) [3]string {
-	base := r.prefix + "{" + entity + "=" + key + "}:"
-	return [3]string{base + "log", base + "data", base + "sum"}
+// entityKey is the common start of an entity's keys. The part in braces
+// is the Cluster hash tag; a key value holding "}" ends the tag early,
+// identically for all the entity's keys, so they still share a slot.
+func (r *Redis) entityKey(entity, key string) string {
+	return r.prefix + "{" + entity + "=" + key + "}:"
 }
 
-// Observe implements Store: one script call per entity, all in one
-// pipeline. Items of an entity whose call failed keep a nil value and the
-// error is returned, so the engine can mark the decision degraded.
+// entryCmds are the replies one entry's commands will fill.
+type entryCmds struct {
+	member  string                // the event's record (windowed, recorded)
+	records *redis.StringSliceCmd // windowed: members in the widest window read
+	counts  []*redis.IntCmd       // windowed, count-only reads: per item
+	first   *redis.FloatCmd       // windowless: the run's first sighting
+	latest  *redis.ZSliceCmd      // windowless: the latest sightings up to ts
+}
+
+// Observe implements Store: claim the event's id (or find its answer),
+// then read and record every entry in one transaction per node, then keep
+// the answer. A retry within the idempotency window reads its answer and
+// writes nothing.
 func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
-	groups := groupByEntity(obs.Items)
-	cmds, err := r.run(ctx, obs, groups)
-	if isNoScript(err) {
-		// A node restarted or its cache was flushed: load and try once more.
-		if err := r.load(ctx); err != nil {
-			return fmt.Errorf("redis: loading the script: %w", err)
-		}
-		cmds, err = r.run(ctx, obs, groups)
+	now := r.now().UnixMilli()
+	gen, ans, err := r.claim(ctx, obs.EventID, now)
+	if err != nil {
+		return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 	}
-	var failed error
-	for g, cmd := range cmds {
-		vals, cerr := cmd.StringSlice()
-		if cerr == nil && len(vals) != len(groups[g]) {
-			cerr = fmt.Errorf("script returned %d values for %d features", len(vals), len(groups[g]))
+	cmds := make([]entryCmds, len(obs.Entries))
+	if ans != nil {
+		obs.Retry = true
+		missing := make([]bool, len(obs.Items))
+		if err := applyAnswer(ans, obs, missing); err != nil {
+			return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 		}
-		if cerr != nil {
-			failed = cerr
-			continue
+		if !slices.Contains(missing, true) {
+			return nil
 		}
-		for j, i := range groups[g] {
-			it := &obs.Items[i]
-			if it.Read {
-				if it.Value, cerr = parseValue(it.Feature, vals[j]); cerr != nil {
-					failed = cerr
-				}
-			}
+		// Features the first answer did not read (a newer policy's) are
+		// read as of now, without recording anything.
+		if err := r.exec(ctx, obs, cmds, -1); err != nil {
+			return fmt.Errorf("redis: %w", err)
 		}
+		_, err := r.values(obs, cmds, missing)
+		return err
 	}
-	if failed == nil {
-		failed = err
+	if err := r.exec(ctx, obs, cmds, gen); err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
-	if failed != nil {
-		return fmt.Errorf("redis: %w", failed)
+	fixups, err := r.values(obs, cmds, nil)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	// Keep the answer for retries, and move a run's start where the
+	// event started a new one.
+	buf, _ := r.bufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	*buf = appendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
+	pipe := r.client.Pipeline()
+	pipe.Set(ctx, r.idKey(obs.EventID), *buf, r.opts.IdempotencyWindow)
+	for _, ei := range fixups {
+		en := &obs.Entries[ei]
+		pipe.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name+":f", redis.Z{Score: float64(obs.TS), Member: "f"})
+	}
+	_, err = pipe.Exec(ctx)
+	r.bufs.Put(buf)
+	if err != nil {
+		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
 	}
 	return nil
 }
 
-func (r *Redis) run(ctx context.Context, obs *Observation, groups [][]int) ([]*redis.Cmd, error) {
-	pipe := r.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(groups))
-	keep := minDedupeHorizon.Milliseconds()
-	for g, idx := range groups {
-		first := obs.Items[idx[0]]
-		keys := r.entityKeys(first.Feature.Entity, first.Key)
-		args := make([]any, 0, 4+7*len(idx))
-		ttl := minDedupeHorizon
-		for _, i := range idx {
-			ttl = max(ttl, obs.Items[i].Feature.Horizon())
+// claim makes the id this call's to score, with the generation its
+// records carry, or returns the id's answer. A claim another instance
+// holds is waited for until it is answered or its lease runs out.
+func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
+	key := r.idKey(id)
+	mine := appendClaim(nil, now, now+claimLease.Milliseconds())
+	prev, err := r.client.SetArgs(ctx, key, mine, redis.SetArgs{Mode: "NX", Get: true, TTL: r.opts.IdempotencyWindow}).Result()
+	wait := 500 * time.Microsecond
+	for {
+		switch {
+		case errors.Is(err, redis.Nil):
+			return now, nil, nil
+		case err != nil:
+			return 0, nil, fmt.Errorf("claiming its id: %w", err)
 		}
-		args = append(args, obs.EventID, obs.TS, int64((ttl+ttlMargin)/time.Second), keep)
-		for _, i := range idx {
+		switch kind, a, b, ans, perr := parseIDValue(prev); {
+		case perr != nil:
+			return 0, nil, perr
+		case kind == answerMark && now-a < r.window:
+			return 0, ans, nil
+		case kind == answerMark:
+			// Answered longer ago than the window, and not yet expired
+			// by Redis's clock: the id is new again.
+			err = r.client.Set(ctx, key, mine, r.opts.IdempotencyWindow).Err()
+			if err != nil {
+				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+			}
+			return now, nil, nil
+		case now >= b:
+			// The claimer is presumed dead: take over its generation.
+			err = r.client.Set(ctx, key, appendClaim(nil, a, now+claimLease.Milliseconds()), r.opts.IdempotencyWindow).Err()
+			if err != nil {
+				return 0, nil, fmt.Errorf("taking its claim over: %w", err)
+			}
+			return a, nil, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 10*time.Millisecond)
+		now = r.now().UnixMilli()
+		prev, err = r.client.Get(ctx, key).Result()
+	}
+}
+
+func appendClaim(dst []byte, gen, deadline int64) []byte {
+	dst = append(dst, claimMark)
+	dst = binary.AppendVarint(dst, gen)
+	return binary.AppendVarint(dst, deadline)
+}
+
+// parseIDValue reads an id key: a claim (generation a, deadline b) or an
+// answer (given at a, values ans).
+func parseIDValue(v string) (kind byte, a, b int64, ans []byte, err error) {
+	if len(v) == 0 || (v[0] != claimMark && v[0] != answerMark) {
+		return 0, 0, 0, nil, errors.New("unexpected value in its id key")
+	}
+	buf := []byte(v[1:])
+	a, k := binary.Varint(buf)
+	if k <= 0 {
+		return 0, 0, 0, nil, errBadAnswer
+	}
+	buf = buf[k:]
+	if v[0] == answerMark {
+		return answerMark, a, 0, buf, nil
+	}
+	b, k = binary.Varint(buf)
+	if k <= 0 {
+		return 0, 0, 0, nil, errBadAnswer
+	}
+	return claimMark, a, b, nil, nil
+}
+
+func (r *Redis) idKey(id string) string { return r.prefix + "id:" + id }
+
+// exec sends every entry's transaction and waits for them. gen < 0
+// reads without recording.
+func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) error {
+	if !r.cluster {
+		_, err := r.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			for ei := range obs.Entries {
+				r.queue(ctx, pipe, obs, ei, &cmds[ei], gen)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: an absent first sighting, read on
+			return err
+		}
+		return nil
+	}
+	// A Cluster transaction holds one slot: one per entity, in parallel.
+	groups := map[string][]int{}
+	for ei := range obs.Entries {
+		en := &obs.Entries[ei]
+		k := en.Log.Entity + "=" + en.Key
+		groups[k] = append(groups[k], ei)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(groups))
+	for _, eis := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := r.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				for _, ei := range eis {
+					r.queue(ctx, pipe, obs, ei, &cmds[ei], gen)
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// queue adds entry ei's commands: its record first, then its reads, then
+// its trims and times to live.
+func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observation, ei int, c *entryCmds, gen int64) {
+	en := &obs.Entries[ei]
+	record := en.Record && gen >= 0
+	l := en.Log
+	base := r.entityKey(l.Entity, en.Key) + l.Name
+	ts := strconv.FormatInt(obs.TS, 10)
+	reads := false
+	for i := range obs.Items {
+		reads = reads || obs.Items[i].Entry == ei
+	}
+	if l.Windowless {
+		ttl := l.Horizon + r.opts.Lateness + ttlMargin
+		if l.First {
+			c.first = pipe.ZScore(ctx, base+":f", "f")
+		}
+		if record {
+			c.member = sightingMember(obs.EventID, gen)
+			pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+		}
+		if reads {
+			c.latest = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: base, Start: ts, Stop: "-inf", ByScore: true, Rev: true, Count: 2})
+		}
+		if record {
+			if l.First {
+				pipe.ZAddNX(ctx, base+":f", redis.Z{Score: float64(obs.TS), Member: "f"})
+				pipe.PExpire(ctx, base+":f", ttl)
+			}
+			pipe.ZRemRangeByRank(ctx, base, 0, -sightingsKept-1)
+			pipe.PExpire(ctx, base, ttl)
+		}
+		return
+	}
+	if record {
+		c.member = appendRecord(nil, obs, ei, gen)
+		pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+	}
+	if reads {
+		var widest time.Duration
+		countsOnly := true
+		for i := range obs.Items {
+			if it := &obs.Items[i]; it.Entry == ei {
+				widest = max(widest, it.Feature.Window)
+				countsOnly = countsOnly && it.Feature.Kind == Count
+			}
+		}
+		if countsOnly {
+			c.counts = make([]*redis.IntCmd, len(obs.Items))
+			for i := range obs.Items {
+				if it := &obs.Items[i]; it.Entry == ei {
+					c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(obs.TS-it.Feature.Window.Milliseconds(), 10), ts)
+				}
+			}
+		} else {
+			c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(obs.TS-widest.Milliseconds(), 10), Max: ts})
+		}
+	}
+	if record {
+		// What no event within the lateness allowance can see: the
+		// window clamp (see Memory.from) leaves it out anyway, so when
+		// this runs changes no answer.
+		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(obs.TS-l.Horizon.Milliseconds()-r.lateness, 10))
+		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
+	}
+}
+
+// values computes the items (those marked in only, if not nil) from the
+// replies and returns the entries whose run's first sighting must move.
+func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, error) {
+	var fixups []int
+	p := position{ts: obs.TS, seq: 1}
+	var scratch []entry
+	var recs []record
+	for ei := range obs.Entries {
+		en, c := &obs.Entries[ei], &cmds[ei]
+		l := en.Log
+		if l.Windowless {
+			var pred position
+			hasPred := false
+			if c.latest != nil {
+				zs, err := c.latest.Result()
+				if err != nil {
+					return nil, err
+				}
+				for _, z := range zs {
+					if z.Member != c.member {
+						pred, hasPred = position{ts: int64(z.Score)}, true
+						break
+					}
+				}
+			}
+			var first position
+			hasFirst := false
+			if c.first != nil {
+				f, err := c.first.Result()
+				switch {
+				case err == nil:
+					first, hasFirst = position{ts: int64(f)}, true
+				case !errors.Is(err, redis.Nil):
+					return nil, err
+				}
+			}
+			for i := range obs.Items {
+				if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+					it.Value = sightingValue(it.Feature.Kind, p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds())
+				}
+			}
+			if c.member != "" && l.First && hasFirst && startsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()) {
+				fixups = append(fixups, ei)
+			}
+			continue
+		}
+		own := int64(0)
+		if c.member != "" {
+			own = 1 // the event's own record, added before the reads
+		}
+		if c.counts != nil {
+			for i, cmd := range c.counts {
+				if cmd == nil || (only != nil && !only[i]) {
+					continue
+				}
+				n, err := cmd.Result()
+				if err != nil {
+					return nil, err
+				}
+				obs.Items[i].Value = Value{Valid: true, Num: float64(n - own)}
+			}
+			continue
+		}
+		if c.records == nil {
+			continue
+		}
+		members, err := c.records.Result()
+		if err != nil {
+			return nil, err
+		}
+		recs = recs[:0]
+		for _, m := range members {
+			if m == c.member {
+				continue
+			}
+			rec, err := parseRecord(m)
+			if err != nil {
+				return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+			}
+			recs = append(recs, rec)
+		}
+		for i := range obs.Items {
 			it := &obs.Items[i]
+			if it.Entry != ei || (only != nil && !only[i]) {
+				continue
+			}
 			f := it.Feature
-			var window int64
-			if f.Kind.Windowed() {
-				window = f.Window.Milliseconds()
+			from := obs.TS - f.Window.Milliseconds()
+			scratch = scratch[:0]
+			for _, rec := range recs {
+				if rec.ts <= from {
+					continue
+				}
+				e := entry{pos: position{ts: rec.ts}}
+				switch f.Kind {
+				case Sum, Avg, Max:
+					n, ok := rec.num(l.Nums[f.Slot].Name)
+					if !ok {
+						continue
+					}
+					e.num = n
+				case Distinct:
+					v, ok := rec.str(l.Ofs[f.Slot].Name)
+					if !ok {
+						continue
+					}
+					e.of = maphash.String(r.seed, v)
+				}
+				scratch = append(scratch, e)
 			}
-			args = append(args, f.Name, f.Kind.String(), window, flag(it.Read), flag(it.Record),
-				strconv.FormatFloat(it.Num, 'g', -1, 64), it.Of)
+			it.Value = aggregate(f.Kind, scratch)
 		}
-		cmds[g] = observeScript.EvalSha(ctx, pipe, keys[:], args...)
 	}
-	_, err := pipe.Exec(ctx)
-	return cmds, err
+	return fixups, nil
 }
 
-func flag(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
+// A record is one event in a windowed log, as its ZSET member:
+//
+//	uvarint len(id), id, varint generation, varint ts, then per field (sorted by name):
+//	uvarint len(name), name, 'n' varint micro-units | 's' uvarint len, bytes
+//
+// It is a function of the event alone, so a retry writes the same member.
+type record struct {
+	ts     int64
+	fields string // the encoded fields
 }
 
-// groupByEntity lists, per entity (Feature.Entity and Key), the indexes of
-// its items, in first-appearance order.
-func groupByEntity(items []Item) [][]int {
-	var groups [][]int
-	for i := range items {
-		found := false
-		for g, idx := range groups {
-			first := &items[idx[0]]
-			if first.Feature.Entity == items[i].Feature.Entity && first.Key == items[i].Key {
-				groups[g] = append(idx, i)
-				found = true
-				break
+func appendRecord(dst []byte, obs *Observation, ei int, gen int64) string {
+	en := &obs.Entries[ei]
+	dst = binary.AppendUvarint(dst, uint64(len(obs.EventID)))
+	dst = append(dst, obs.EventID...)
+	dst = binary.AppendVarint(dst, gen)
+	dst = binary.AppendVarint(dst, obs.TS)
+	for _, fr := range en.Log.fieldOrder() {
+		if fr.num {
+			n, ok := obs.Num(ei, fr.slot)
+			if !ok {
+				continue
 			}
-		}
-		if !found {
-			groups = append(groups, []int{i})
+			dst = appendString(dst, fr.name)
+			dst = append(dst, 'n')
+			dst = binary.AppendVarint(dst, n)
+		} else {
+			v, ok := obs.Of(ei, fr.slot)
+			if !ok {
+				continue
+			}
+			dst = appendString(dst, fr.name)
+			dst = append(dst, 's')
+			dst = appendString(dst, v)
 		}
 	}
-	return groups
+	return string(dst)
 }
 
-func parseValue(f *Feature, s string) (Value, error) {
-	switch {
-	case s == "":
-		return Value{}, nil
-	case f.Kind.Bool():
-		return Value{Valid: true, Bool: s == "1"}, nil
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return Value{}, fmt.Errorf("feature %s: script returned %q", f.Name, s)
-	}
-	return Value{Valid: true, Num: v}, nil
+// sightingMember is a sighting's member: the id and its generation.
+func sightingMember(id string, gen int64) string {
+	return string(binary.AppendVarint(appendString(nil, id), gen))
 }
 
-func isNoScript(err error) bool {
-	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+var errBadRecord = errors.New("corrupt record")
+
+func parseRecord(m string) (record, error) {
+	b := []byte(m)
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return record{}, errBadRecord
+	}
+	b = b[k+int(n):]
+	if _, k = binary.Varint(b); k <= 0 {
+		return record{}, errBadRecord
+	}
+	b = b[k:]
+	ts, k := binary.Varint(b)
+	if k <= 0 {
+		return record{}, errBadRecord
+	}
+	return record{ts: ts, fields: m[len(m)-len(b)+k:]}, nil
+}
+
+// field finds a field's encoded value: its tag byte and what follows.
+func (r record) field(name string) (byte, string, bool) {
+	s := r.fields
+	for len(s) > 0 {
+		n, k := binary.Uvarint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+		if k <= 0 || uint64(len(s)-k) < n+1 {
+			return 0, "", false
+		}
+		fname := s[k : k+int(n)]
+		s = s[k+int(n):]
+		tag := s[0]
+		s = s[1:]
+		var val string
+		switch tag {
+		case 'n':
+			_, k := binary.Varint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+			if k <= 0 {
+				return 0, "", false
+			}
+			val, s = s[:k], s[k:]
+		case 's':
+			n, k := binary.Uvarint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+			if k <= 0 || uint64(len(s)-k) < n {
+				return 0, "", false
+			}
+			val, s = s[k:k+int(n)], s[k+int(n):]
+		default:
+			return 0, "", false
+		}
+		if fname == name {
+			return tag, val, true
+		}
+	}
+	return 0, "", false
+}
+
+func (r record) num(name string) (int64, bool) {
+	tag, v, ok := r.field(name)
+	if !ok || tag != 'n' {
+		return 0, false
+	}
+	n, _ := binary.Varint([]byte(v))
+	return n, true
+}
+
+func (r record) str(name string) (string, bool) {
+	tag, v, ok := r.field(name)
+	return v, ok && tag == 's'
 }

@@ -15,9 +15,14 @@ import (
 
 var prefixes atomic.Int64
 
-func newRedis(t *testing.T, addrs ...string) *Redis {
+func newRedis(t *testing.T, clock *testClock, addrs ...string) *Redis {
 	t.Helper()
-	r, err := NewRedis(t.Context(), RedisOptions{Addrs: addrs, Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+	opts := RedisOptions{Addrs: addrs, Prefix: fmt.Sprintf("t%d:", prefixes.Add(1)),
+		Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}}
+	if clock != nil {
+		opts.Now = clock.now
+	}
+	r, err := NewRedis(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,19 +32,51 @@ func newRedis(t *testing.T, addrs ...string) *Redis {
 
 func TestRedisMatchesOracle(t *testing.T) {
 	srv := redistest.Start(t)
-	conformance(t, func(t *testing.T) Store { return newRedis(t, srv.Addr()) })
+	conformance(t, func(t *testing.T) (Store, *testClock) {
+		c := &testClock{}
+		return newRedis(t, c, srv.Addr()), c
+	})
+	checkTTLs(t, srv.Addr())
 }
 
 func TestRedisClusterMatchesOracle(t *testing.T) {
 	c := redistest.StartCluster(t)
-	conformance(t, func(t *testing.T) Store { return newRedis(t, c.Addrs()...) })
+	conformance(t, func(t *testing.T) (Store, *testClock) {
+		clock := &testClock{}
+		return newRedis(t, clock, c.Addrs()...), clock
+	})
+	for _, addr := range c.Addrs() {
+		checkTTLs(t, addr)
+	}
+}
+
+// checkTTLs fails on any key of the server without a time to live.
+func checkTTLs(t *testing.T, addr string) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	iter := c.Scan(t.Context(), 0, "*", 1000).Iterator()
+	n := 0
+	for iter.Next(t.Context()) {
+		n++
+		ttl, err := c.PTTL(t.Context(), iter.Val()).Result()
+		if err != nil || ttl <= 0 {
+			t.Errorf("key %q has TTL %v (%v), want a positive TTL", iter.Val(), ttl, err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Errorf("no keys on %s: nothing checked", addr)
+	}
 }
 
 func TestRedisKindsTable(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, tt := range kindTests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newRedis(t, srv.Addr())
+			s := newRedis(t, nil, srv.Addr())
 			f := feature(tt.kind, tt.window)
 			for i, e := range tt.events {
 				if got := asAny(observeOne(t, s, f, e), f.Kind); got != e.want {
@@ -51,51 +88,79 @@ func TestRedisKindsTable(t *testing.T) {
 }
 
 // TestRedisSameEventAtOnce: two instances scoring the same event at the
-// same moment count it once.
+// same moment record it once and answer it the same.
 func TestRedisSameEventAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRedis(t, srv.Addr())
-	b := &Redis{client: redis.NewClient(&redis.Options{Addr: srv.Addr()}), prefix: a.prefix}
+	a := newRedis(t, nil, srv.Addr())
+	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)]})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { b.Close() })
 	f := feature(Count, time.Hour)
 	var wg sync.WaitGroup
+	answers := make([][2]Value, 200)
 	for i := range 200 {
-		for _, s := range []Store{a, b} {
+		for j, s := range []Store{a, b} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				observeOne(t, s, f, ev{id: fmt.Sprint(i), ts: float64(i), key: "shared"})
+				answers[i][j] = observeOne(t, s, f, ev{id: fmt.Sprint(i), ts: float64(i), key: "shared"})
 			}()
 		}
 	}
 	wg.Wait()
+	for i, ans := range answers {
+		if ans[0] != ans[1] {
+			t.Errorf("event %d answered %+v by one instance and %+v by the other", i, ans[0], ans[1])
+		}
+	}
 	if got := observeOne(t, a, f, ev{id: "last", ts: 1000, key: "shared"}); got.Num != 200 {
 		t.Fatalf("count after 200 events each scored by two instances at once: %v, want 200", got.Num)
 	}
 }
 
-// TestRedisKeysExpire: every key riskd writes has a time to live.
+// TestRedisKeysExpire: every key riskd writes has a time to live of its
+// horizon, the lateness allowance and a day's margin.
 func TestRedisKeysExpire(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newRedis(t, srv.Addr())
-	for i, f := range oracleFeatures() {
-		observeOne(t, s, f, ev{id: fmt.Sprint(i), ts: float64(i), key: "a", of: "x"})
+	s := newRedis(t, nil, srv.Addr())
+	set := oracleSet()
+	obs := observation(set.Features, tevent{id: "1", typ: "b", ts: t0, fields: map[string]string{"k": "a", "k2": "b", "of": "x"}})
+	if err := s.Observe(t.Context(), obs); err != nil {
+		t.Fatal(err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	keys, err := c.Keys(t.Context(), s.prefix+"*").Result()
-	if err != nil || len(keys) != 3 {
-		t.Fatalf("keys %v (%v), want the entity's log, data and sum", keys, err)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys %v (%v)", keys, err)
+	}
+	want := map[string]time.Duration{
+		s.prefix + "id:1":                       testWindow,
+		s.prefix + "{[k]=a}:w:*":                10*time.Minute + testLateness + ttlMargin,
+		s.prefix + "{[k]=a}:w:b":                10*time.Minute + testLateness + ttlMargin,
+		s.prefix + "{[k]=a}:s:*:400d":           DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "{[k]=a}:s:*:400d:f":         DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "{[k]=a}:s:b:400d":           DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "{[k]=a}:s:b:400d:f":         DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "{[k k2]=a\x1fb}:w:*":        10*time.Minute + testLateness + ttlMargin,
+		s.prefix + "{[k k2]=a\x1fb}:s:*:400d":   DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "{[k k2]=a\x1fb}:s:*:400d:f": DefaultRetention + testLateness + ttlMargin,
 	}
 	for _, k := range keys {
-		ttl, err := c.TTL(t.Context(), k).Result()
-		if err != nil || ttl <= 0 {
-			t.Errorf("key %q has TTL %v (%v), want a positive TTL", k, ttl, err)
+		ttl, err := c.PTTL(t.Context(), k).Result()
+		w, ok := want[k]
+		switch {
+		case !ok:
+			t.Errorf("unexpected key %q", k)
+		case err != nil || ttl > w || ttl < w-time.Minute:
+			t.Errorf("key %q TTL %v (%v), want about %v", k, ttl, err, w)
 		}
-		// The longest horizon here is the default retention, 400 days.
-		if want := DefaultRetention + ttlMargin; ttl > want || ttl < want-time.Minute {
-			t.Errorf("key %q TTL %v, want about %v", k, ttl, want)
-		}
+		delete(want, k)
+	}
+	for k := range want {
+		t.Errorf("key %q missing", k)
 	}
 }
 
@@ -103,12 +168,12 @@ func TestRedisKeysExpire(t *testing.T) {
 // server is down and work again, without help, once it is back.
 func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newRedis(t, srv.Addr())
+	s := newRedis(t, nil, srv.Addr())
 	f := feature(Count, time.Hour)
 	observeOne(t, s, f, ev{id: "1", ts: 0, key: "a"})
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	obs := &Observation{EventID: "2", TS: t0 + 1000, Items: []Item{{Feature: f, Key: "a", Read: true, Record: true}}}
+	obs := observation([]*Feature{f}, tevent{id: "2", ts: t0 + 1000, fields: map[string]string{"k": "a"}})
 	if err := s.Observe(ctx, obs); err == nil {
 		t.Fatal("Observe succeeded with the server down")
 	}
@@ -119,7 +184,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	srv.Restart()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		obs := &Observation{EventID: "3", TS: t0 + 2000, Items: []Item{{Feature: f, Key: "a", Read: true, Record: true}}}
+		obs := observation([]*Feature{f}, tevent{id: "3", ts: t0 + 2000, fields: map[string]string{"k": "a"}})
 		err := s.Observe(t.Context(), obs)
 		if err == nil {
 			// The restarted server is empty: history starts over.

@@ -1,21 +1,26 @@
 package features
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store keeps entity history and answers features from it. Observe is the
 // whole hot-path contract: one call per event that reads every requested
 // feature as it stood strictly before the event and records the event, so
 // a networked store can do both in one round trip.
 //
-// Semantics shared by every implementation (the conformance tests hold
-// them to it):
-//   - history is ordered by (ts, arrival); a feature sees the events of its
-//     key that come before the current one in that order and, for windowed
-//     kinds, whose ts is within the window: now-window < ts <= now;
-//   - an event id is recorded once; a retry is answered from the position
-//     of the first delivery, so it gets the same features;
-//   - what is older than a feature's horizon (window, or retention for
-//     seen/age/since_last) measured from the key's newest event is evicted.
+// Semantics shared by every implementation (the conformance suite holds
+// them to an exact oracle):
+//   - history is ordered by (ts, arrival); a windowed feature sees the
+//     events of its log recorded before the current one with
+//     now-window < ts <= now;
+//   - an event more than the lateness allowance behind its log's newest
+//     event sees that log only from newest - horizon - lateness on;
+//   - an event id answered within the idempotency window is not recorded
+//     again and gets its first answer's values (Observation.Retry);
+//   - windows and retention apply from timestamps when read: when history
+//     is trimmed or expires never changes an answer.
 type Store interface {
 	Observe(ctx context.Context, obs *Observation) error
 	// Ready reports whether the store can serve (for /readyz).
@@ -23,24 +28,116 @@ type Store interface {
 	Close() error
 }
 
-// Observation is one event as the store sees it. The engine reuses
-// Observations between events; Key, Of and EventID may alias its buffers,
-// so a store copies what it keeps.
+// Options are what both stores share. Zero values take the defaults.
+type Options struct {
+	// IdempotencyWindow is how long an event id's first answer is kept
+	// for its retries, on the store's clock. Default 24h.
+	IdempotencyWindow time.Duration
+	// Lateness is how far behind its log's newest event an event may be
+	// and still see its exact window. Default DefaultLateness.
+	Lateness time.Duration
+}
+
+// DefaultIdempotencyWindow and DefaultLateness are the Options defaults.
+const (
+	DefaultIdempotencyWindow = 24 * time.Hour
+	DefaultLateness          = 10 * time.Minute
+)
+
+func (o *Options) defaults() {
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if o.Lateness <= 0 {
+		o.Lateness = DefaultLateness
+	}
+}
+
+// Observation is one event as the store sees it: the logs it touches
+// (Entries) and the features it reads (Items). The engine reuses
+// Observations between events; Keys and values may alias its buffers, so
+// a store copies what it keeps.
 type Observation struct {
 	EventID string
 	TS      int64 // event time, Unix milliseconds
+	Entries []Entry
 	Items   []Item
+	// Retry is set by Observe when the id was answered before: Items hold
+	// that answer's values and nothing was recorded.
+	Retry bool
+	nums  []num
+	ofs   []of
 }
 
-// Item is one feature of one event.
+// Entry is one log of one key that the event reads or is recorded into.
+type Entry struct {
+	Log    *Log
+	Key    string // the entity: key field values, joined by KeySep
+	Record bool   // the event is one of the log's types: record it
+	num0   int    // this entry's values start at Observation.nums[num0]
+	of0    int
+}
+
+// Item is one feature the event reads.
 type Item struct {
 	Feature *Feature
-	Key     string // the entity: key field values, joined by KeySep
-	Read    bool   // some ruleset scoring this event reads the feature
-	Record  bool   // the event is recorded into the feature
-	Num     float64
-	Of      string
-	Value   Value // set by Observe when Read
+	Entry   int   // index in Observation.Entries
+	Value   Value // set by Observe
+}
+
+type num struct {
+	micro int64
+	ok    bool
+}
+
+type of struct {
+	val string
+	ok  bool
+}
+
+// Reset empties the observation for another event, keeping its buffers.
+func (o *Observation) Reset(id string, ts int64) {
+	o.EventID, o.TS, o.Retry = id, ts, false
+	o.Entries, o.Items, o.nums, o.ofs = o.Entries[:0], o.Items[:0], o.nums[:0], o.ofs[:0]
+}
+
+// AddEntry adds a log of key; its field values start absent.
+func (o *Observation) AddEntry(l *Log, key string, record bool) int {
+	o.Entries = append(o.Entries, Entry{Log: l, Key: key, Record: record, num0: len(o.nums), of0: len(o.ofs)})
+	for range l.Nums {
+		o.nums = append(o.nums, num{})
+	}
+	for range l.Ofs {
+		o.ofs = append(o.ofs, of{})
+	}
+	return len(o.Entries) - 1
+}
+
+// SetNum sets entry e's numeric field slot, in micro-units.
+func (o *Observation) SetNum(e, slot int, micro int64) {
+	o.nums[o.Entries[e].num0+slot] = num{micro: micro, ok: true}
+}
+
+// SetOf sets entry e's distinct field slot.
+func (o *Observation) SetOf(e, slot int, v string) {
+	o.ofs[o.Entries[e].of0+slot] = of{val: v, ok: true}
+}
+
+// Num returns entry e's numeric field slot, if the event has it.
+func (o *Observation) Num(e, slot int) (int64, bool) {
+	n := o.nums[o.Entries[e].num0+slot]
+	return n.micro, n.ok
+}
+
+// Of returns entry e's distinct field slot, if the event has it.
+func (o *Observation) Of(e, slot int) (string, bool) {
+	v := o.ofs[o.Entries[e].of0+slot]
+	return v.val, v.ok
+}
+
+// AddItem asks for feature f of entry e.
+func (o *Observation) AddItem(f *Feature, e int) {
+	o.Items = append(o.Items, Item{Feature: f, Entry: e})
 }
 
 // KeySep joins the values of a composite key. It cannot appear in a value

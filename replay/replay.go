@@ -282,7 +282,7 @@ type shadowTally struct {
 func newTally(p *rules.Policy, opts Options) *tally {
 	t := &tally{
 		policy:  p,
-		engine:  engine.New(p, engine.Options{Store: features.NewMemory()}),
+		engine:  engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})}),
 		shadows: map[string]*shadowTally{},
 		opts:    opts,
 	}

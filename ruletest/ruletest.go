@@ -206,7 +206,7 @@ type Result struct {
 // Run scores a case's events on a fresh in-memory store with policy p.
 func Run(p *rules.Policy, c Case) Result {
 	r := Result{Case: c, Fired: map[string]map[string]bool{}}
-	e := engine.New(p, engine.Options{Store: features.NewMemory()})
+	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})})
 	byEvent := map[string][]Expectation{}
 	for _, x := range c.Expect {
 		byEvent[x.Event] = append(byEvent[x.Event], x)

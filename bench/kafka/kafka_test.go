@@ -25,13 +25,13 @@ import (
 )
 
 func BenchmarkKafkaMemory(b *testing.B) {
-	run(b, features.NewMemory(), 0)
+	run(b, features.NewMemory(features.MemoryOptions{}), 0)
 }
 
 // BenchmarkKafkaMemoryShadow is BenchmarkKafkaMemory with one shadow
 // challenger of checkout: its evaluation and the shadow topic's writes.
 func BenchmarkKafkaMemoryShadow(b *testing.B) {
-	run(b, features.NewMemory(), 1)
+	run(b, features.NewMemory(features.MemoryOptions{}), 1)
 }
 
 func BenchmarkKafkaRedis(b *testing.B) {
@@ -144,7 +144,7 @@ func run(b *testing.B, store features.Store, challengers int) {
 func BenchmarkKafkaOpenLoop(b *testing.B) {
 	for _, rate := range []int{10000, 30000, 50000} {
 		b.Run(fmt.Sprintf("memory/rate=%d", rate), func(b *testing.B) {
-			openLoop(b, features.NewMemory(), rate)
+			openLoop(b, features.NewMemory(features.MemoryOptions{}), rate)
 		})
 	}
 	srv := redistest.Start(b)

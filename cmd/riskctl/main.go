@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
 )
@@ -176,7 +177,7 @@ func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	e := engine.New(p, engine.Options{})
+	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})})
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 0, 64<<10), engine.DefaultMaxEventBytes+1)
 	out := bufio.NewWriter(stdout)

@@ -1,0 +1,92 @@
+package features
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+)
+
+// An answer is the feature values an event id was first given, kept for
+// the idempotency window so a retry gets exactly them. Values are keyed by
+// a hash of the feature's name, not its position, so a retry served by a
+// newer policy still finds the features both policies have.
+//
+// Layout: per item, 8 bytes FNV-1a of the name, 1 tag byte (0 nil, 1
+// false, 2 true, 3 number), and for a number its 8 float64 bytes.
+
+const (
+	tagNil = iota
+	tagFalse
+	tagTrue
+	tagNum
+)
+
+func nameHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// appendAnswer encodes the values of obs's items.
+func appendAnswer(dst []byte, obs *Observation) []byte {
+	for i := range obs.Items {
+		it := &obs.Items[i]
+		dst = binary.LittleEndian.AppendUint64(dst, nameHash(it.Feature.Name))
+		v := it.Value
+		switch {
+		case !v.Valid:
+			dst = append(dst, tagNil)
+		case it.Feature.Kind.Bool() && v.Bool:
+			dst = append(dst, tagTrue)
+		case it.Feature.Kind.Bool():
+			dst = append(dst, tagFalse)
+		default:
+			dst = append(dst, tagNum)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.Num))
+		}
+	}
+	return dst
+}
+
+var errBadAnswer = errors.New("stored answer is corrupt")
+
+// applyAnswer sets the items the answer has values for and reports, per
+// item, whether it was found (missing[i] true: a feature the first answer
+// did not read).
+func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
+	for i := range obs.Items {
+		missing[i] = true
+	}
+	for len(ans) > 0 {
+		if len(ans) < 9 {
+			return errBadAnswer
+		}
+		h, tag := binary.LittleEndian.Uint64(ans), ans[8]
+		ans = ans[9:]
+		var v Value
+		switch tag {
+		case tagNil:
+		case tagFalse:
+			v = Value{Valid: true}
+		case tagTrue:
+			v = Value{Valid: true, Bool: true}
+		case tagNum:
+			if len(ans) < 8 {
+				return errBadAnswer
+			}
+			v = Value{Valid: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(ans))}
+			ans = ans[8:]
+		default:
+			return errBadAnswer
+		}
+		for i := range obs.Items {
+			if missing[i] && nameHash(obs.Items[i].Feature.Name) == h {
+				obs.Items[i].Value, missing[i] = v, false
+			}
+		}
+	}
+	return nil
+}

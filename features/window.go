@@ -1,0 +1,330 @@
+package features
+
+import "sort"
+
+// This file is the aggregation core both stores share: exact window
+// arithmetic over one feature's records of one key. The memory store keeps
+// histories between events; the Redis store builds one from the records it
+// reads and asks it the same questions.
+
+// position orders events: by time, then by arrival at the store.
+type position struct {
+	ts  int64
+	seq uint64
+}
+
+func (p position) before(q position) bool {
+	return p.ts < q.ts || (p.ts == q.ts && p.seq < q.seq)
+}
+
+// entry is one recorded event of a feature.
+type entry struct {
+	pos position
+	num int64  // sum, avg, max: micro-units
+	of  uint64 // distinct: a 64-bit hash of the value (collisions need ~2^32 values in one window)
+}
+
+// sightingsKept is how many of a key's latest events seen, age and
+// since_last keep: an event needs only its predecessor; the rest let a
+// late event find its own.
+const sightingsKept = 16
+
+// history is one feature's record of one key: entries sorted by position
+// and, for windowed kinds, an aggregate of the current window kept up to
+// date as events arrive in order, so a busy key costs the same per event
+// as a quiet one.
+type history struct {
+	// buf[off:] are the live entries. Trimming advances off; an insert
+	// that finds buf full slides the live part down first, so a steady
+	// window reuses its array.
+	buf []entry
+	off int
+	// base counts the entries ever trimmed: buf[off+i] is entry number
+	// base+i, the numbering run uses.
+	base int
+	// first is where the key's current run of sightings started (seen,
+	// age): a gap of a whole retention between two events starts a new one.
+	first    position
+	hasFirst bool
+	run      running
+}
+
+// running aggregates entries [lo, hi) (absolute numbers) of a windowed
+// history: the window of the last in-order read, from its start (from)
+// to the newest entry.
+type running struct {
+	ok     bool
+	lo, hi int
+	from   int64
+	n      int64
+	sum    sum128
+	counts map[uint64]int32 // distinct
+	maxq   []int            // max: entry numbers with decreasing values
+}
+
+func (h *history) live() []entry { return h.buf[h.off:] }
+
+// insert places e in position order and keeps the running aggregate.
+func (h *history) insert(k Kind, e entry) {
+	if len(h.buf) == cap(h.buf) && h.off > 0 {
+		n := copy(h.buf, h.buf[h.off:])
+		clear(h.buf[n:])
+		h.buf, h.off = h.buf[:n], 0
+	}
+	h.buf = append(h.buf, entry{})
+	live := h.live()
+	i := len(live) - 1
+	for i > 0 && e.pos.before(live[i-1].pos) {
+		i-- // late events are rare: a short walk back beats a binary search
+	}
+	copy(live[i+1:], live[i:len(live)-1])
+	live[i] = e
+	if !h.run.ok {
+		return
+	}
+	at := h.base + i
+	switch {
+	case i == len(live)-1:
+		// In order: the next read adds it.
+	case k == Max:
+		h.run.ok = false // the queue's numbering shifted: rebuild on the next read
+	case e.pos.ts <= h.run.from:
+		// Before the window: it lands at or before lo.
+		h.run.lo++
+		h.run.hi++
+	case at < h.run.hi:
+		h.run.hi++
+		h.run.add(k, h, e, at)
+	}
+}
+
+// trimTo drops entries at or before ts: no read can see them any more.
+func (h *history) trimTo(k Kind, ts int64) {
+	live := h.live()
+	cut := sort.Search(len(live), func(i int) bool { return live[i].pos.ts > ts })
+	h.drop(k, cut)
+}
+
+// keepLatest drops all but the latest n entries.
+func (h *history) keepLatest(k Kind, n int) {
+	if cut := len(h.live()) - n; cut > 0 {
+		h.drop(k, cut)
+	}
+}
+
+func (h *history) drop(k Kind, cut int) {
+	if cut <= 0 {
+		return
+	}
+	if h.run.ok && h.run.lo < h.base+cut {
+		h.run.slide(k, h, h.base+cut)
+	}
+	clear(h.buf[h.off : h.off+cut])
+	h.off += cut
+	h.base += cut
+}
+
+// windowValue computes a windowed feature for an event at p over entries
+// with from < ts and position before p.
+func (h *history) windowValue(k Kind, p position, from int64) Value {
+	live := h.live()
+	hi := len(live)
+	if hi > 0 && !live[hi-1].pos.before(p) {
+		hi = sort.Search(len(live), func(i int) bool { return !live[i].pos.before(p) })
+	}
+	lo := sort.Search(hi, func(i int) bool { return live[i].pos.ts > from })
+	if hi == len(live) && hi-lo > runningFrom {
+		// In order, and enough entries to be worth a running aggregate.
+		return h.run.read(k, h, h.base+lo, from)
+	}
+	return aggregate(k, live[lo:hi])
+}
+
+// runningFrom is the window size from which a history keeps a running
+// aggregate instead of scanning: below it a scan is as cheap. A variable
+// so the conformance suite can hold the running path to the oracle too.
+var runningFrom = 32
+
+// aggregate computes a windowed kind over in, the entries of its window.
+func aggregate(k Kind, in []entry) Value {
+	switch k {
+	case Count:
+		return Value{Valid: true, Num: float64(len(in))}
+	case Sum, Avg:
+		var s sum128
+		for _, e := range in {
+			s.add(e.num)
+		}
+		if k == Sum {
+			return Value{Valid: true, Num: s.float()}
+		}
+		if len(in) == 0 {
+			return Value{}
+		}
+		return Value{Valid: true, Num: s.avg(int64(len(in)))}
+	case Max:
+		if len(in) == 0 {
+			return Value{}
+		}
+		mx := in[0].num
+		for _, e := range in[1:] {
+			mx = max(mx, e.num)
+		}
+		return Value{Valid: true, Num: float64(mx) / microPerUnit}
+	case Distinct:
+		seen := make(map[uint64]struct{}, len(in))
+		for _, e := range in {
+			seen[e.of] = struct{}{}
+		}
+		return Value{Valid: true, Num: float64(len(seen))}
+	}
+	return Value{}
+}
+
+// read returns the aggregate of entries [lo, end) after sliding there;
+// from is the window start those entries follow.
+func (r *running) read(k Kind, h *history, lo int, from int64) Value {
+	end := h.base + len(h.live())
+	if !r.ok || lo < r.lo || from < r.from {
+		// First use, after a late event, or a window that moved back:
+		// start over from lo.
+		*r = running{ok: true, lo: lo, hi: lo, counts: r.counts, maxq: r.maxq[:0]}
+		clear(r.counts)
+	}
+	r.slide(k, h, lo)
+	live := h.live()
+	for ; r.hi < end; r.hi++ {
+		r.add(k, h, live[r.hi-h.base], r.hi)
+	}
+	r.from = from
+	switch k {
+	case Count:
+		return Value{Valid: true, Num: float64(r.n)}
+	case Sum:
+		return Value{Valid: true, Num: r.sum.float()}
+	case Avg:
+		if r.n == 0 {
+			return Value{}
+		}
+		return Value{Valid: true, Num: r.sum.avg(r.n)}
+	case Max:
+		if len(r.maxq) == 0 {
+			return Value{}
+		}
+		return Value{Valid: true, Num: float64(live[r.maxq[0]-h.base].num) / microPerUnit}
+	case Distinct:
+		return Value{Valid: true, Num: float64(len(r.counts))}
+	}
+	return Value{}
+}
+
+func (r *running) add(k Kind, h *history, e entry, at int) {
+	r.n++
+	switch k {
+	case Sum, Avg:
+		r.sum.add(e.num)
+	case Distinct:
+		if r.counts == nil {
+			r.counts = map[uint64]int32{}
+		}
+		r.counts[e.of]++
+	case Max:
+		// Entries are added in order: dropping the smaller ones behind
+		// keeps the queue's values decreasing, its head the maximum.
+		live := h.live()
+		for len(r.maxq) > 0 && live[r.maxq[len(r.maxq)-1]-h.base].num <= e.num {
+			r.maxq = r.maxq[:len(r.maxq)-1]
+		}
+		r.maxq = append(r.maxq, at)
+	}
+}
+
+// slide removes entries before lo (absolute) from the aggregate.
+func (r *running) slide(k Kind, h *history, lo int) {
+	live := h.live()
+	for ; r.lo < lo && r.lo < r.hi; r.lo++ {
+		e := live[r.lo-h.base]
+		r.n--
+		switch k {
+		case Sum, Avg:
+			r.sum.sub(e.num)
+		case Distinct:
+			if n := r.counts[e.of] - 1; n > 0 {
+				r.counts[e.of] = n
+			} else {
+				delete(r.counts, e.of)
+			}
+		}
+	}
+	if r.lo < lo {
+		r.lo, r.hi = lo, lo // nothing aggregated yet reaches lo
+	}
+	if k == Max {
+		n := 0
+		for n < len(r.maxq) && r.maxq[n] < r.lo {
+			n++
+		}
+		r.maxq = append(r.maxq[:0], r.maxq[n:]...)
+	}
+}
+
+// sighting computes seen, age or since_last for an event at p from the
+// key's latest sightings and the start of its run.
+func (h *history) sighting(k Kind, p position, retention int64) Value {
+	pred, ok := h.predecessor(p)
+	return sightingValue(k, p, pred, ok, h.first, h.hasFirst, retention)
+}
+
+// predecessor is the latest kept sighting before p.
+func (h *history) predecessor(p position) (position, bool) {
+	live := h.live()
+	for i := len(live) - 1; i >= 0; i-- {
+		if live[i].pos.before(p) {
+			return live[i].pos, true
+		}
+	}
+	return position{}, false
+}
+
+// sightingValue is the windowless arithmetic: the key was seen if its
+// previous event is within the retention (or, for an event older than
+// every sighting kept, if its run started before it); age counts from the
+// run's start; since_last from the previous event.
+func sightingValue(k Kind, p, pred position, hasPred bool, first position, hasFirst bool, retention int64) Value {
+	within := hasPred && p.ts-pred.ts < retention
+	seen := within || (!hasPred && hasFirst && first.before(p))
+	switch k {
+	case Seen:
+		return Value{Valid: true, Bool: seen}
+	case Age:
+		if !seen || !hasFirst || !first.before(p) {
+			return Value{Valid: true}
+		}
+		return Value{Valid: true, Num: seconds(p.ts - first.ts)}
+	case SinceLast:
+		if !within {
+			return Value{}
+		}
+		return Value{Valid: true, Num: seconds(p.ts - pred.ts)}
+	}
+	return Value{}
+}
+
+// startsRun reports whether an event at p starts a new run of sightings:
+// the key has none, p comes before its start, or p follows its previous
+// event by a whole retention or more.
+func startsRun(p, pred position, hasPred bool, first position, hasFirst bool, retention int64) bool {
+	return !hasFirst || p.before(first) || (hasPred && p.ts-pred.ts >= retention)
+}
+
+// see records a sighting at p.
+func (h *history) see(p position, retention int64) {
+	pred, ok := h.predecessor(p)
+	if startsRun(p, pred, ok, h.first, h.hasFirst, retention) {
+		h.first, h.hasFirst = p, true
+	}
+	h.insert(Seen, entry{pos: p})
+	h.keepLatest(Seen, sightingsKept)
+}
+
+func seconds(ms int64) float64 { return float64(ms) / 1000 }
