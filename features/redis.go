@@ -59,8 +59,8 @@ type RedisOptions struct {
 // Keys, all with a time to live:
 //
 //	<prefix>v2:{<entity>=<key>}:w:<types>      ZSET of records: score ts, member id+ts+fields
-//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>  ZSET of the latest sightings: score ts, member id+generation
-//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>:f  ZSET holding the run's first sighting
+//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>  ZSET of the latest sightings: score ts, member id+generation;
+//	                                           and the run's first, member "f", score 2^52+ts
 //	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
 //
 // An entity's keys share a Cluster hash tag, so one MULTI/EXEC reads and
@@ -138,8 +138,7 @@ type entryCmds struct {
 	member  string                // the event's record (windowed, recorded)
 	records *redis.StringSliceCmd // windowed: members in the widest window read
 	counts  []*redis.IntCmd       // windowed, count-only reads: per item
-	first   *redis.FloatCmd       // windowless: the run's first sighting
-	latest  *redis.ZSliceCmd      // windowless: the latest sightings up to ts
+	latest  *redis.ZSliceCmd      // windowless: the sightings and the run's first
 }
 
 // Observe implements Store: claim the event's id (or find its answer),
@@ -188,7 +187,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 	pipe.Set(ctx, r.idKey(obs.EventID), *buf, r.opts.IdempotencyWindow)
 	for _, ei := range fixups {
 		en := &obs.Entries[ei]
-		pipe.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name+":f", redis.Z{Score: float64(obs.TS), Member: "f"})
+		pipe.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
 	}
 	_, err = pipe.Exec(ctx)
 	r.bufs.Put(buf)
@@ -334,24 +333,23 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 		reads = reads || obs.Items[i].Entry == ei
 	}
 	if l.Windowless {
-		ttl := l.Horizon + r.opts.Lateness + ttlMargin
-		if l.First {
-			c.first = pipe.ZScore(ctx, base+":f", "f")
-		}
+		// The latest sightings, and the run's first one under a score
+		// above any time (firstOffset), so trimming by rank keeps it.
 		if record {
 			c.member = sightingMember(obs.EventID, gen)
 			pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
 		}
-		if reads {
-			c.latest = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: base, Start: ts, Stop: "-inf", ByScore: true, Rev: true, Count: 2})
+		if reads || (record && l.First) {
+			c.latest = pipe.ZRangeWithScores(ctx, base, 0, -1)
 		}
 		if record {
+			keep := sightingsKept
 			if l.First {
-				pipe.ZAddNX(ctx, base+":f", redis.Z{Score: float64(obs.TS), Member: "f"})
-				pipe.PExpire(ctx, base+":f", ttl)
+				pipe.ZAddNX(ctx, base, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
+				keep++
 			}
-			pipe.ZRemRangeByRank(ctx, base, 0, -sightingsKept-1)
-			pipe.PExpire(ctx, base, ttl)
+			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
+			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
 		}
 		return
 	}
@@ -399,29 +397,20 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 		en, c := &obs.Entries[ei], &cmds[ei]
 		l := en.Log
 		if l.Windowless {
-			var pred position
-			hasPred := false
+			var pred, first position
+			hasPred, hasFirst := false, false
 			if c.latest != nil {
 				zs, err := c.latest.Result()
 				if err != nil {
 					return nil, err
 				}
 				for _, z := range zs {
-					if z.Member != c.member {
+					switch {
+					case z.Member == firstMember:
+						first, hasFirst = position{ts: int64(z.Score - firstOffset)}, true
+					case z.Member != c.member && int64(z.Score) <= obs.TS && (!hasPred || int64(z.Score) > pred.ts):
 						pred, hasPred = position{ts: int64(z.Score)}, true
-						break
 					}
-				}
-			}
-			var first position
-			hasFirst := false
-			if c.first != nil {
-				f, err := c.first.Result()
-				switch {
-				case err == nil:
-					first, hasFirst = position{ts: int64(f)}, true
-				case !errors.Is(err, redis.Nil):
-					return nil, err
 				}
 			}
 			for i := range obs.Items {
@@ -542,6 +531,13 @@ func appendRecord(dst []byte, obs *Observation, ei int, gen int64) string {
 	}
 	return string(dst)
 }
+
+// A windowless log keeps the start of the key's run as a member of its
+// sightings ZSET, scored past any event time so ranks put it last.
+const (
+	firstMember = "f"
+	firstOffset = 1 << 52
+)
 
 // sightingMember is a sighting's member: the id and its generation.
 func sightingMember(id string, gen int64) string {
