@@ -79,6 +79,7 @@ type Redis struct {
 	now      func() time.Time
 	seed     maphash.Seed
 	bufs     sync.Pool
+	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
 }
 
 // NewRedis returns a store on the given nodes. It does not wait for them:
@@ -109,8 +110,12 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Redis{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
-		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed()}, nil
+	r := &Redis{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed()}
+	if !cluster {
+		r.batch = newBatcher(client)
+	}
+	return r, nil
 }
 
 // Ready pings every node.
@@ -123,8 +128,45 @@ func (r *Redis) Ready(ctx context.Context) error {
 	return r.client.Ping(ctx).Err()
 }
 
-// Close closes the connections.
-func (r *Redis) Close() error { return r.client.Close() }
+// Close stops the batcher, then closes the connections.
+func (r *Redis) Close() error {
+	if r.batch != nil {
+		r.batch.close()
+	}
+	return r.client.Close()
+}
+
+// send runs cmds: through the batcher on a standalone server, as one
+// pipeline (or transaction, tx) of their own on a Cluster. It fails when
+// the round trip did; each command keeps its own reply or error.
+func (r *Redis) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
+	if r.batch != nil {
+		return r.batch.do(ctx, tx, cmds)
+	}
+	fill := func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) }
+	var err error
+	if tx {
+		_, err = r.client.TxPipelined(ctx, fill)
+	} else {
+		_, err = r.client.Pipelined(ctx, fill)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		err = nil
+	}
+	return err
+}
+
+// firstErr is the first error among cmds other than redis.Nil (an
+// absent key, which callers read as such).
+func firstErr(cmds []redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
+}
 
 // entityKey is the common start of an entity's keys. The part in braces
 // is the Cluster hash tag; a key value holding "}" ends the tag early,
@@ -183,14 +225,17 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 		buf = new([]byte)
 	}
 	*buf = appendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
-	pipe := r.client.Pipeline()
-	pipe.Set(ctx, r.idKey(obs.EventID), *buf, r.opts.IdempotencyWindow)
+	col := r.client.Pipeline()
+	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
 	for _, ei := range fixups {
 		en := &obs.Entries[ei]
-		pipe.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
+		col.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
 	}
-	_, err = pipe.Exec(ctx)
 	r.bufs.Put(buf)
+	sent := col.Cmds()
+	if err = r.send(ctx, false, sent...); err == nil {
+		err = firstErr(sent)
+	}
 	if err != nil {
 		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
 	}
@@ -203,7 +248,13 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
 	mine := appendClaim(nil, now, now+claimLease.Milliseconds())
-	prev, err := r.client.SetArgs(ctx, key, mine, redis.SetArgs{Mode: "NX", Get: true, TTL: r.opts.IdempotencyWindow}).Result()
+	get := func(cmd *redis.StringCmd) (string, error) {
+		if err := r.send(ctx, false, cmd); err != nil {
+			return "", err
+		}
+		return cmd.Result()
+	}
+	prev, err := get(redis.NewStringCmd(ctx, "set", key, string(mine), "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get"))
 	wait := 500 * time.Microsecond
 	for {
 		switch {
@@ -220,15 +271,14 @@ func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans
 		case kind == answerMark:
 			// Answered longer ago than the window, and not yet expired
 			// by Redis's clock: the id is new again.
-			err = r.client.Set(ctx, key, mine, r.opts.IdempotencyWindow).Err()
-			if err != nil {
+			if err := r.send(ctx, false, redis.NewStatusCmd(ctx, "set", key, string(mine), "px", r.opts.IdempotencyWindow.Milliseconds())); err != nil {
 				return 0, nil, fmt.Errorf("claiming its id: %w", err)
 			}
 			return now, nil, nil
 		case now >= b:
 			// The claimer is presumed dead: take over its generation.
-			err = r.client.Set(ctx, key, appendClaim(nil, a, now+claimLease.Milliseconds()), r.opts.IdempotencyWindow).Err()
-			if err != nil {
+			take := string(appendClaim(nil, a, now+claimLease.Milliseconds()))
+			if err := r.send(ctx, false, redis.NewStatusCmd(ctx, "set", key, take, "px", r.opts.IdempotencyWindow.Milliseconds())); err != nil {
 				return 0, nil, fmt.Errorf("taking its claim over: %w", err)
 			}
 			return a, nil, nil
@@ -242,7 +292,7 @@ func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans
 		}
 		wait = min(2*wait, 10*time.Millisecond)
 		now = r.now().UnixMilli()
-		prev, err = r.client.Get(ctx, key).Result()
+		prev, err = get(redis.NewStringCmd(ctx, "get", key))
 	}
 }
 
@@ -280,16 +330,15 @@ func (r *Redis) idKey(id string) string { return r.prefix + "id:" + id }
 // reads without recording.
 func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) error {
 	if !r.cluster {
-		_, err := r.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			for ei := range obs.Entries {
-				r.queue(ctx, pipe, obs, ei, &cmds[ei], gen)
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: an absent first sighting, read on
+		col := r.client.Pipeline()
+		for ei := range obs.Entries {
+			r.queue(ctx, col, obs, ei, &cmds[ei], gen)
+		}
+		all := col.Cmds()
+		if err := r.send(ctx, true, all...); err != nil {
 			return err
 		}
-		return nil
+		return firstErr(all)
 	}
 	// A Cluster transaction holds one slot: one per entity, in parallel.
 	groups := map[string][]int{}
@@ -301,16 +350,19 @@ func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, ge
 	var wg sync.WaitGroup
 	errs := make(chan error, len(groups))
 	for _, eis := range groups {
+		col := r.client.Pipeline()
+		for _, ei := range eis {
+			r.queue(ctx, col, obs, ei, &cmds[ei], gen)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := r.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-				for _, ei := range eis {
-					r.queue(ctx, pipe, obs, ei, &cmds[ei], gen)
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, redis.Nil) {
+			all := col.Cmds()
+			err := r.send(ctx, true, all...)
+			if err == nil {
+				err = firstErr(all)
+			}
+			if err != nil {
 				errs <- err
 			}
 		}()
