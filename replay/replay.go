@@ -221,6 +221,10 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 		}
 		okLive := live.score(ev, in, &d)
 		if out != nil && okLive {
+			// Engine time says nothing about history and differs run to
+			// run; without it a replay's decisions are the same bytes
+			// every time.
+			d.ElapsedUS = 0
 			buf = append(d.AppendJSON(buf[:0]), '\n')
 			if _, err := out.Write(buf); err != nil {
 				return nil, fmt.Errorf("writing decisions: %w", err)
