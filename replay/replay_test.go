@@ -294,7 +294,7 @@ func TestRunTwiceWritesIdenticalDecisions(t *testing.T) {
 	var sent []string
 	// Enough events that the memory store sweeps idle keys (each of its 64
 	// shards every 1,024 events) several times during a replay.
-	for i := range 200000 {
+	for i := range 70000 {
 		if len(sent) > 0 && rng.IntN(50) == 0 {
 			in.WriteString(sent[rng.IntN(len(sent))]) // a redelivery
 			continue
