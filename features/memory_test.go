@@ -108,6 +108,22 @@ var kindTests = []struct {
 		{id: "2", ts: 1, key: "a", want: 1.0}, // after a later event too
 		{id: "1", ts: 0, key: "a", want: 0.0},
 	}},
+	// The retries: r2 is retried after r3 moved the key on, and
+	// r1 after its idempotency window, when it is a new event.
+	{"count retry after later events gets its first answer", Count, h, []ev{
+		{id: "r1", ts: 0, key: "a", want: 0.0},
+		{id: "r2", ts: 1800, key: "a", want: 1.0},
+		{id: "r3", ts: 7200, key: "a", want: 0.0},
+		{id: "r2", ts: 1800, key: "a", want: 1.0},
+	}},
+	{"count id scored again after its window is a new event", Count, 48 * h, []ev{
+		{id: "r1", ts: 0, key: "a", want: 0.0},
+		{id: "r2", ts: 1800, key: "a", want: 1.0},
+		{id: "r1", ts: 0, key: "a", want: 0.0},           // a retry
+		{id: "r4", ts: 30 * 3600, key: "a", want: 2.0},   // 30 h later
+		{id: "r1", ts: 0, key: "a", want: 1.0},           // past the window: new, after r1's first scoring
+		{id: "r5", ts: 30*3600 + 1, key: "a", want: 4.0}, // r1 counts twice now
+	}},
 	{"count absent key is nil and not recorded", Count, h, []ev{
 		{id: "1", ts: 0, key: "", want: nil},
 		{id: "2", ts: 1, key: "a", want: 0.0},
@@ -139,6 +155,14 @@ var kindTests = []struct {
 		{id: "5", ts: 3600.5, key: "d", of: "acc1", want: 3.0}, // 1 is out
 		{id: "6", ts: 3603.5, key: "d", skip: true, want: 1.0}, // only 5 is in
 	}},
+	{"seen retry after its window sees its first scoring", Seen, 0, []ev{
+		{id: "r1", ts: 0, key: "a", want: false},
+		{id: "r2", ts: 1800, key: "a", want: true},
+		{id: "r3", ts: 7200, key: "a", want: true},
+		{id: "r1", ts: 0, key: "a", want: false}, // a retry: its first answer
+		{id: "r4", ts: 30 * 3600, key: "a", want: true},
+		{id: "r1", ts: 0, key: "a", want: true}, // new again: its first scoring is history
+	}},
 	{"seen", Seen, 0, []ev{
 		{id: "1", ts: 0, key: "a|d", want: false},
 		{id: "2", ts: 1, key: "a|d", want: true},
@@ -151,6 +175,12 @@ var kindTests = []struct {
 		{id: "2", ts: 160.5, key: "a", want: 60.5},
 		{id: "3", ts: 50, key: "a", want: 0.0}, // late: earlier than all history
 		{id: "4", ts: 200, key: "a", want: 150.0},
+	}},
+	{"age restarts after a whole retention without the key", Age, 0, []ev{
+		{id: "1", ts: 0, key: "a", want: 0.0},
+		{id: "2", ts: 100, key: "a", want: 100.0},
+		{id: "3", ts: 100 + 400*86400, key: "a", want: 0.0}, // idle a whole retention: a new run
+		{id: "4", ts: 160 + 400*86400, key: "a", want: 60.0},
 	}},
 	{"since_last is nil the first time", SinceLast, 0, []ev{
 		{id: "1", ts: 0, key: "c", want: nil},

@@ -72,11 +72,24 @@ func checkTTLs(t *testing.T, addr string) {
 	}
 }
 
+// clocked runs a Redis store on the newest event time it was given, as
+// the memory store's EventTime mode does.
+type clocked struct {
+	*Redis
+	clock *testClock
+}
+
+func (c clocked) Observe(ctx context.Context, obs *Observation) error {
+	c.clock.ms = max(c.clock.ms, obs.TS)
+	return c.Redis.Observe(ctx, obs)
+}
+
 func TestRedisKindsTable(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, tt := range kindTests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newRedis(t, nil, srv.Addr())
+			clock := &testClock{}
+			s := clocked{newRedis(t, clock, srv.Addr()), clock}
 			f := feature(tt.kind, tt.window)
 			for i, e := range tt.events {
 				if got := asAny(observeOne(t, s, f, e), f.Kind); got != e.want {
