@@ -163,7 +163,7 @@ func micro(v *fastjson.Value, buf []byte) (n int64, ok bool, _ []byte, _ error) 
 	n, err := features.ParseMicro(bstr(text))
 	switch {
 	case errors.Is(err, features.ErrTooLarge):
-		return 0, false, buf, err
+		return 0, false, append(buf[:0], text...), err
 	case err != nil:
 		return 0, false, buf, nil
 	}

@@ -38,6 +38,8 @@ func TestHTTPScoreErrors(t *testing.T) {
 		{"bad ts string", `{"id":"a","type":"checkout","ts":"yesterday"}`, 400, `{"error":"field \"ts\": \"yesterday\" is not an RFC 3339 time (e.g. 2026-11-21T10:15:00Z) or Unix milliseconds"}`},
 		{"ts in seconds", `{"id":"a","type":"checkout","ts":1763640000}`, 400, `{"error":"field \"ts\" 1970-01-21T09:54:00Z is outside 1990..2200 (Unix milliseconds expected, not seconds)"}`},
 		{"ts of wrong type", `{"id":"a","type":"checkout","ts":true}`, 400, `{"error":"field \"ts\" must be an RFC 3339 string or Unix milliseconds, got true"}`},
+		{"amount past what a sum keeps", `{"id":"a","type":"checkout","account_id":"x","card_id":"y","amount":1e13}`, 400, `{"error":"field \"amount\": 1e13: magnitude over 9e12, the largest a feature records"}`},
+		{"amount string past it", `{"id":"a","type":"checkout","card_id":"y","amount":"-90000000000000"}`, 400, `{"error":"field \"amount\": -90000000000000: magnitude over 9e12, the largest a feature records"}`},
 		{"too large", `{"id":"a","type":"checkout","pad":"` + strings.Repeat("x", 2000) + `"}`, 413, `{"error":"event is over the limit of 1024 bytes"}`},
 		{"ok", `{"id":"a","type":"payout","ts":"2026-11-20T15:00:00Z"}`, 200, `{"event_id":"a","type":"payout","decision":"pass","score":0,"ruleset":"","version":"","reasons":[],"degraded":false,"unscored":true,"elapsed_us":`},
 	}
