@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,14 +34,33 @@ type KafkaOptions struct {
 	// in-flight batches are finished, written and committed within it, or
 	// left uncommitted for redelivery. Default 10s.
 	ShutdownTimeout time.Duration
+	// StoreTimeout is the feature store budget of one event on Kafka, in
+	// place of the engine's (which is sized for a synchronous caller, a few
+	// milliseconds). Default 1s: far above a healthy store call, so a busy
+	// store is waited for rather than retried, yet short enough that a hung
+	// call is abandoned and retried within a second. Negative: the engine's
+	// own budget applies (for a store that never waits, such as the memory
+	// store, this saves a timer per event).
+	StoreTimeout time.Duration
+	// Degraded commits degraded decisions (features missing because the
+	// store failed or ran out of budget), as HTTP answers them. Default
+	// false: such an event is scored again with backoff until the store
+	// answers, and its partition waits meanwhile; the events before it are
+	// written and committed, nothing after it is. A degraded decision is
+	// one whose event may never have been recorded, so committing it loses
+	// history that later events' features should count.
+	Degraded bool
 	// Registerer receives the consumer's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger reports broker trouble; nil discards.
 	Logger *slog.Logger
 }
 
-// backoffMax caps the wait between retries of a failing broker.
+// backoffMax caps the wait between retries of a failing broker or store.
 const backoffMax = 5 * time.Second
+
+// DefaultKafkaStoreTimeout is KafkaOptions.StoreTimeout's default.
+const DefaultKafkaStoreTimeout = time.Second
 
 func (o *KafkaOptions) defaults() {
 	if o.Topic == "" {
@@ -63,6 +84,9 @@ func (o *KafkaOptions) defaults() {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
 	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = DefaultKafkaStoreTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -74,9 +98,14 @@ func (o *KafkaOptions) defaults() {
 // been acknowledged by the brokers. Redelivery after a crash or rebalance
 // is harmless: the store does not count an event id twice and answers it
 // with the same features, so the decision is the same.
+//
+// Unless KafkaOptions.Degraded is set, it never commits an event the
+// store did not answer: such an event is scored again with backoff and its
+// partition waits for it (see KafkaOptions.Degraded).
 type Consumer struct {
 	engine    *Engine
 	opts      KafkaOptions
+	score     ScoreOptions
 	reader    *kafka.Reader
 	decisions *kafka.Writer
 	dlq       *kafka.Writer
@@ -85,17 +114,22 @@ type Consumer struct {
 }
 
 type kafkaMetrics struct {
-	messages *prometheus.CounterVec
-	shadow   prometheus.Counter
-	errors   *prometheus.CounterVec
-	commit   prometheus.Histogram
-	lag      *prometheus.GaugeVec
+	messages     *prometheus.CounterVec
+	shadow       prometheus.Counter
+	errors       *prometheus.CounterVec
+	commit       prometheus.Histogram
+	lag          *prometheus.GaugeVec
+	storeRetries prometheus.Counter
+	storeWaiting prometheus.Gauge
 }
 
 // NewConsumer prepares a consumer; Run starts it.
 func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 	opts.defaults()
 	c := &Consumer{engine: e, opts: opts}
+	if opts.StoreTimeout > 0 {
+		c.score.StoreTimeout = opts.StoreTimeout
+	}
 	c.reader = kafka.NewReader(kafka.ReaderConfig{
 		Brokers: opts.Brokers,
 		GroupID: opts.Group,
@@ -137,13 +171,28 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 			Name: "riskd_kafka_commit_duration_seconds", Help: "Time to commit one batch's offsets.", Buckets: latencyBuckets,
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "riskd_kafka_consumer_lag", Help: "Messages of the partition after the last one decided, as of its fetch.",
+			Name: "riskd_kafka_consumer_lag", Help: "Messages of the partition after the last one decided, as of its latest fetch.",
 		}, []string{"partition"}),
+		storeRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskd_kafka_store_retries_total", Help: "Events scored again because the feature store failed or ran out of budget; their partition waited instead of committing a degraded decision.",
+		}),
+		storeWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskd_kafka_partitions_waiting_on_store", Help: "Partitions holding at an event the feature store has not answered yet: nothing after it is decided or committed meanwhile.",
+		}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag)
+		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag, c.metrics.storeRetries, c.metrics.storeWaiting)
 	}
 	return c
+}
+
+// worker is one partition's scoring goroutine, fed in offset order.
+type worker struct {
+	in chan kafka.Message
+	// highWater is the partition's high-water mark as of its latest fetch:
+	// it keeps the lag gauge growing while the worker waits on the store.
+	highWater atomic.Int64
+	lag       prometheus.Gauge
 }
 
 // Run consumes until ctx is cancelled, then stops fetching, finishes the
@@ -160,12 +209,12 @@ func (c *Consumer) Run(ctx context.Context) {
 	defer stopTimer()
 
 	var wg sync.WaitGroup
-	workers := map[int]chan kafka.Message{}
+	workers := map[int]*worker{}
 	defer func() {
 		// Stop order: no more messages to workers, workers finish and
 		// commit, then the writers and the reader close.
-		for _, ch := range workers {
-			close(ch)
+		for _, w := range workers {
+			close(w.in)
 		}
 		wg.Wait()
 		c.decisions.Close()
@@ -188,18 +237,19 @@ func (c *Consumer) Run(ctx context.Context) {
 			continue
 		}
 		backoff.reset()
-		ch, ok := workers[m.Partition]
+		w, ok := workers[m.Partition]
 		if !ok {
-			ch = make(chan kafka.Message, c.opts.BatchSize)
-			workers[m.Partition] = ch
+			w = &worker{in: make(chan kafka.Message, c.opts.BatchSize), lag: c.metrics.lag.WithLabelValues(strconv.Itoa(m.Partition))}
+			workers[m.Partition] = w
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.partition(drain, ch)
+				c.partition(ctx, drain, w)
 			}()
 		}
+		w.highWater.Store(m.HighWaterMark)
 		select {
-		case ch <- m:
+		case w.in <- m:
 		case <-ctx.Done():
 			// The worker is full and may itself have given up past the
 			// shutdown deadline: what it did not take stays uncommitted.
@@ -208,17 +258,29 @@ func (c *Consumer) Run(ctx context.Context) {
 	}
 }
 
-// partition scores one partition's messages in order, in batches.
-func (c *Consumer) partition(ctx context.Context, in <-chan kafka.Message) {
+// pending is what a worker has decided and not yet written and committed.
+type pending struct {
+	out, dead, shadow []kafka.Message
+	last              *kafka.Message // the latest message decided
+}
+
+func (p *pending) reset() {
+	p.out, p.dead, p.shadow, p.last = p.out[:0], p.dead[:0], p.shadow[:0], nil
+}
+
+// partition scores one partition's messages in order, in batches. It
+// scores and writes under drain, which outlives run by the shutdown
+// timeout; it stops waiting on a failing store as soon as run ends.
+func (c *Consumer) partition(run, drain context.Context, w *worker) {
 	batch := make([]kafka.Message, 0, c.opts.BatchSize)
-	var out, dead, shadow []kafka.Message
+	var p pending
 	var d Decision
-	for m := range in {
+	for m := range w.in {
 		batch = append(batch[:0], m)
 	fill: // take what is already waiting, up to a batch, without waiting
 		for len(batch) < c.opts.BatchSize {
 			select {
-			case m, ok := <-in:
+			case m, ok := <-w.in:
 				if !ok {
 					break fill
 				}
@@ -227,41 +289,104 @@ func (c *Consumer) partition(ctx context.Context, in <-chan kafka.Message) {
 				break fill
 			}
 		}
-		out, dead, shadow = out[:0], dead[:0], shadow[:0]
-		for _, m := range batch {
-			if err := c.engine.Score(ctx, m.Value, ScoreOptions{}, &d); err != nil {
-				dead = append(dead, deadLetter(m, err))
-				continue
+		p.reset()
+		for i := range batch {
+			m := &batch[i]
+			err := c.engine.Score(drain, m.Value, c.score, &d)
+			if err == nil && d.Degraded && !c.opts.Degraded {
+				// The event may not be in the history: commit what came
+				// before it, then hold the partition until the store
+				// answers it.
+				if !c.flush(drain, w, &p) {
+					return
+				}
+				if err = c.retry(run, drain, w, m, &d); errors.Is(err, errStopped) {
+					return // shutting down: it stays uncommitted
+				}
 			}
-			out = append(out, kafka.Message{
-				Key:   []byte(d.EventID),
-				Value: d.AppendJSON(nil),
-				Headers: []kafka.Header{
-					{Key: "ruleset", Value: []byte(d.Ruleset)},
-					{Key: "version", Value: []byte(d.Version)},
-				},
-			})
-			for i, v := range d.Shadows {
-				shadow = append(shadow, kafka.Message{
-					Key:   []byte(d.EventID),
-					Value: d.AppendShadowJSON(nil, i),
-					Headers: []kafka.Header{
-						{Key: "ruleset", Value: []byte(v.Ruleset)},
-						{Key: "version", Value: []byte(v.Version)},
-						{Key: "live_ruleset", Value: []byte(d.Ruleset)},
-					},
-				})
+			if err != nil {
+				p.dead = append(p.dead, deadLetter(*m, err))
+			} else {
+				p.add(&d)
 			}
+			p.last = m
 		}
-		if !c.write(ctx, c.decisions, out) || !c.write(ctx, c.shadow, shadow) || !c.write(ctx, c.dlq, dead) {
+		if !c.flush(drain, w, &p) {
 			return // shutting down past the deadline: leave it uncommitted
 		}
-		c.metrics.messages.WithLabelValues("decided").Add(float64(len(out)))
-		c.metrics.messages.WithLabelValues("dead_lettered").Add(float64(len(dead)))
-		c.metrics.shadow.Add(float64(len(shadow)))
-		last := batch[len(batch)-1]
-		c.commit(ctx, last)
-		c.metrics.lag.WithLabelValues(strconv.Itoa(last.Partition)).Set(float64(max(0, last.HighWaterMark-last.Offset-1)))
+	}
+}
+
+// add appends d's decision and shadow verdicts.
+func (p *pending) add(d *Decision) {
+	p.out = append(p.out, kafka.Message{
+		Key:   []byte(d.EventID),
+		Value: d.AppendJSON(nil),
+		Headers: []kafka.Header{
+			{Key: "ruleset", Value: []byte(d.Ruleset)},
+			{Key: "version", Value: []byte(d.Version)},
+		},
+	})
+	for i, v := range d.Shadows {
+		p.shadow = append(p.shadow, kafka.Message{
+			Key:   []byte(d.EventID),
+			Value: d.AppendShadowJSON(nil, i),
+			Headers: []kafka.Header{
+				{Key: "ruleset", Value: []byte(v.Ruleset)},
+				{Key: "version", Value: []byte(v.Version)},
+				{Key: "live_ruleset", Value: []byte(d.Ruleset)},
+			},
+		})
+	}
+}
+
+// flush writes what p holds, commits up to p.last and empties p; false if
+// ctx ended before the brokers acknowledged the writes.
+func (c *Consumer) flush(ctx context.Context, w *worker, p *pending) bool {
+	if p.last == nil {
+		return true
+	}
+	if !c.write(ctx, c.decisions, p.out) || !c.write(ctx, c.shadow, p.shadow) || !c.write(ctx, c.dlq, p.dead) {
+		return false
+	}
+	c.metrics.messages.WithLabelValues("decided").Add(float64(len(p.out)))
+	c.metrics.messages.WithLabelValues("dead_lettered").Add(float64(len(p.dead)))
+	c.metrics.shadow.Add(float64(len(p.shadow)))
+	c.commit(ctx, *p.last)
+	w.lag.Set(float64(max(0, w.highWater.Load()-p.last.Offset-1)))
+	p.reset()
+	return true
+}
+
+// errStopped ends a retry that shutdown interrupted.
+var errStopped = errors.New("stopped")
+
+// retry scores m again, with backoff, until the store answers it (d is
+// then its decision, not degraded) or run ends (errStopped). The store
+// records an event id once and answers a retried id with its first
+// answer's features, so scoring again is safe whether or not the failed
+// call reached it. An *InputError means the policy reloaded meanwhile
+// refuses the event.
+func (c *Consumer) retry(run, drain context.Context, w *worker, m *kafka.Message, d *Decision) error {
+	c.metrics.storeWaiting.Inc()
+	defer c.metrics.storeWaiting.Dec()
+	id := strings.Clone(d.EventID) // d.EventID aliases d's buffer, which the next Score reuses
+	backoff := newBackoff(backoffMax)
+	for attempt := 1; ; attempt++ {
+		// Nothing from m on is decided: the lag counts m itself.
+		w.lag.Set(float64(max(0, w.highWater.Load()-m.Offset)))
+		c.opts.Logger.Warn("feature store failed or ran out of budget; the partition waits and scores the event again",
+			"partition", m.Partition, "offset", m.Offset, "event_id", id, "attempt", attempt, "retry_in", backoff.next)
+		if !backoff.wait(run) {
+			return errStopped
+		}
+		c.metrics.storeRetries.Inc()
+		if err := c.engine.Score(drain, m.Value, c.score, d); err != nil || !d.Degraded {
+			return err
+		}
+		if run.Err() != nil {
+			return errStopped
+		}
 	}
 }
 

@@ -199,7 +199,7 @@ func TestKafkaCrashMidStream(t *testing.T) {
 	addrs := broker.ListenAddrs()
 	// A store that takes a millisecond keeps the consumer busy long enough
 	// to be caught in the middle.
-	e := engine.New(examplePolicy(t), engine.Options{Store: slowStore{features.NewMemory()}})
+	e := engine.New(examplePolicy(t), engine.Options{Store: slowStore{features.NewMemory(features.MemoryOptions{})}})
 	const n = 3000
 	produce(t, addrs, cardEvents("c", n)...)
 	reg := prometheus.NewRegistry()
@@ -251,7 +251,7 @@ func TestKafkaTwoConsumersShareThePartitions(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
 	p := examplePolicy(t)
-	store := features.NewMemory()
+	store := features.NewMemory(features.MemoryOptions{})
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	for _, reg := range regs {
 		e := engine.New(p, engine.Options{Store: store})

@@ -29,20 +29,22 @@ import (
 )
 
 type config struct {
-	listen        string
-	rulesDir      string
-	redis         string
-	redisPrefix   string
-	storeTimeout  time.Duration
-	kafkaBrokers  string
-	kafkaTopic    string
-	kafkaGroup    string
-	decisions     string
-	dlq           string
-	shadowTopic   string
-	adminToken    string
-	maxEventBytes int
-	shutdown      time.Duration
+	listen            string
+	rulesDir          string
+	redis             string
+	redisPrefix       string
+	storeTimeout      time.Duration
+	kafkaBrokers      string
+	kafkaTopic        string
+	kafkaGroup        string
+	decisions         string
+	dlq               string
+	shadowTopic       string
+	kafkaStoreTimeout time.Duration
+	kafkaDegraded     bool
+	adminToken        string
+	maxEventBytes     int
+	shutdown          time.Duration
 }
 
 // parseFlags reads flags, each also settable as RISKD_<FLAG> in the
@@ -62,6 +64,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic")
 	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
+	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
+	fl.BoolVar(&c.kafkaDegraded, "kafka-degraded", false, "on Kafka, write and commit degraded decisions (as HTTP answers them) instead of waiting for the feature store; events the store missed are then lost from feature history")
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
 	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
@@ -91,6 +95,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
+	if c.kafkaStoreTimeout <= 0 {
+		return nil, fmt.Errorf("-kafka-store-timeout %v must be positive", c.kafkaStoreTimeout)
+	}
 	for _, b := range splitList(c.kafkaBrokers) {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return nil, fmt.Errorf("-kafka-brokers: %q is not host:port: %v", b, err)
@@ -118,7 +125,7 @@ func loadPolicy(dir string) (*rules.Policy, error) {
 // store.
 func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
 	if cfg.redis == "" {
-		return features.NewMemory(), "memory", nil
+		return features.NewMemory(features.MemoryOptions{}), "memory", nil
 	}
 	addrs := splitList(cfg.redis)
 	for _, a := range addrs {
@@ -216,11 +223,18 @@ func run(args []string, log *slog.Logger) error {
 	// On the signal the consumer drains: finishes its batches, writes,
 	// commits and closes, within -shutdown-timeout.
 	if cfg.kafkaBrokers != "" {
-		consumer := engine.NewConsumer(eng, engine.KafkaOptions{
+		kopts := engine.KafkaOptions{
 			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
 			DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
-			Registerer: reg, Logger: log,
-		})
+			Degraded: cfg.kafkaDegraded, Registerer: reg, Logger: log,
+			// Like -store-timeout, the budget bounds the Redis store; the
+			// memory store never waits, so it goes without a timer.
+			StoreTimeout: -1,
+		}
+		if cfg.redis != "" {
+			kopts.StoreTimeout = cfg.kafkaStoreTimeout
+		}
+		consumer := engine.NewConsumer(eng, kopts)
 		background.Add(1)
 		go func() {
 			defer background.Done()

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -13,8 +15,14 @@ func TestParseFlags(t *testing.T) {
 		env     map[string]string
 		listen  string
 		wantErr string
+		check   func(*config) string // "" when c is as expected
 	}{
-		{name: "defaults", listen: ":8080"},
+		{name: "defaults", listen: ":8080", check: func(c *config) string {
+			if c.kafkaStoreTimeout != time.Second || c.kafkaDegraded {
+				return fmt.Sprintf("kafka store timeout %v, degraded %v; want 1s, false", c.kafkaStoreTimeout, c.kafkaDegraded)
+			}
+			return ""
+		}},
 		{name: "flag", args: []string{"-listen", "127.0.0.1:9000"}, listen: "127.0.0.1:9000"},
 		{name: "environment", env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9001"},
 		{name: "flag wins over environment", args: []string{"-listen", ":9002"}, env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9002"},
@@ -24,6 +32,21 @@ func TestParseFlags(t *testing.T) {
 		{name: "tiny limit", args: []string{"-max-event-bytes", "10"}, wantErr: "-max-event-bytes 10 is too small"},
 		{name: "bad broker address", args: []string{"-kafka-brokers", "localhost"}, wantErr: `-kafka-brokers: "localhost" is not host:port`},
 		{name: "store timeout", args: []string{"-store-timeout", "0s"}, wantErr: "-store-timeout 0s must be positive"},
+		{name: "kafka store timeout", args: []string{"-kafka-store-timeout", "-1s"}, wantErr: "-kafka-store-timeout -1s must be positive"},
+		{name: "kafka store timeout from the environment", listen: ":8080", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "250ms", "RISKD_KAFKA_DEGRADED": "true"}, check: func(c *config) string {
+			if c.kafkaStoreTimeout != 250*time.Millisecond || !c.kafkaDegraded {
+				return fmt.Sprintf("kafka store timeout %v, degraded %v; want 250ms, true", c.kafkaStoreTimeout, c.kafkaDegraded)
+			}
+			return ""
+		}},
+		{name: "kafka degraded flag", listen: ":8080", args: []string{"-kafka-degraded"}, check: func(c *config) string {
+			if !c.kafkaDegraded {
+				return "-kafka-degraded did not set it"
+			}
+			return ""
+		}},
+		{name: "bad kafka degraded environment value", env: map[string]string{"RISKD_KAFKA_DEGRADED": "sometimes"}, wantErr: `environment RISKD_KAFKA_DEGRADED="sometimes": parse error`},
+		{name: "bad kafka store timeout environment value", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "1"}, wantErr: `environment RISKD_KAFKA_STORE_TIMEOUT="1": parse error`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,6 +62,11 @@ func TestParseFlags(t *testing.T) {
 			}
 			if c.listen != tt.listen {
 				t.Errorf("listen %q, want %q", c.listen, tt.listen)
+			}
+			if tt.check != nil {
+				if msg := tt.check(c); msg != "" {
+					t.Error(msg)
+				}
 			}
 		})
 	}
