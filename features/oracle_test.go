@@ -309,8 +309,10 @@ func TestMemoryMatchesOracle(t *testing.T) {
 // right after and long after (past the idempotency window), same
 // millisecond ties, absent keys and fields, two event types — and
 // requires identical features. Every store runs it.
-func conformance(t *testing.T, newStore storeMaker) {
-	for seed := uint64(1); seed <= 12; seed++ {
+func conformance(t *testing.T, newStore storeMaker) { conformanceSeeds(t, 12, newStore) }
+
+func conformanceSeeds(t *testing.T, seeds uint64, newStore storeMaker) {
+	for seed := uint64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 42))
 			set := oracleSet()

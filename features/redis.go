@@ -80,6 +80,7 @@ type Redis struct {
 	seed     maphash.Seed
 	bufs     sync.Pool
 	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
+	hot      hotCache
 }
 
 // NewRedis returns a store on the given nodes. It does not wait for them:
@@ -178,7 +179,12 @@ func (r *Redis) entityKey(entity, key string) string {
 // entryCmds are the replies one entry's commands will fill.
 type entryCmds struct {
 	member  string                // the event's record (windowed, recorded)
-	records *redis.StringSliceCmd // windowed: members in the widest window read
+	records *redis.StringSliceCmd // windowed: members from the horizon on
+	hot     *hotLog               // windowed: the mirror used, locked
+	added   *redis.IntCmd         // the event's ZADD
+	count   *redis.IntCmd         // hot: records in the mirrored range
+	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
+	base    string
 	counts  []*redis.IntCmd       // windowed, count-only reads: per item
 	latest  *redis.ZSliceCmd      // windowless: the sightings and the run's first
 }
@@ -205,16 +211,17 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 		}
 		// Features the first answer did not read (a newer policy's) are
 		// read as of now, without recording anything.
+		defer unlockHot(cmds)
 		if err := r.exec(ctx, obs, cmds, -1); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if err := r.checkHot(ctx, obs, cmds); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		_, err := r.values(obs, cmds, missing)
 		return err
 	}
-	if err := r.exec(ctx, obs, cmds, gen); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	fixups, err := r.values(obs, cmds, nil)
+	fixups, err := r.record(ctx, obs, cmds, gen)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -240,6 +247,18 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
 	}
 	return nil
+}
+
+// record reads and records the event's entries and computes its items.
+func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) ([]int, error) {
+	defer unlockHot(cmds)
+	if err := r.exec(ctx, obs, cmds, gen); err != nil {
+		return nil, err
+	}
+	if err := r.checkHot(ctx, obs, cmds); err != nil {
+		return nil, err
+	}
+	return r.values(obs, cmds, nil)
 }
 
 // claim makes the id this call's to score, with the generation its
@@ -329,6 +348,7 @@ func (r *Redis) idKey(id string) string { return r.prefix + "id:" + id }
 // exec sends every entry's transaction and waits for them. gen < 0
 // reads without recording.
 func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) error {
+	r.lockHot(obs, cmds)
 	if !r.cluster {
 		col := r.client.Pipeline()
 		for ei := range obs.Entries {
@@ -372,13 +392,94 @@ func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, ge
 	return <-errs
 }
 
+// rangeRead reports whether entry ei's reads need its records, not
+// only counts.
+func rangeRead(obs *Observation, ei int) bool {
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && it.Feature.Kind != Count {
+			return true
+		}
+	}
+	return false
+}
+
+// lockHot finds the mirrors of the entries that read records and locks
+// them, in key order so two events never wait on each other. A mirror
+// that does not reach back to the event's horizon, or has records after
+// it (a late event), is not used.
+func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
+	var hot []int
+	for ei := range obs.Entries {
+		en := &obs.Entries[ei]
+		cmds[ei].base = r.entityKey(en.Log.Entity, en.Key) + en.Log.Name
+		if en.Log.Windowless || !rangeRead(obs, ei) {
+			continue
+		}
+		if h := r.hot.lookup(cmds[ei].base); h != nil {
+			cmds[ei].hot = h
+			hot = append(hot, ei)
+		}
+	}
+	slices.SortFunc(hot, func(a, b int) int { return strings.Compare(cmds[a].base, cmds[b].base) })
+	for _, ei := range hot {
+		c := &cmds[ei]
+		c.hot.mu.Lock()
+		l := obs.Entries[ei].Log
+		if c.hot.log != l || obs.TS < c.hot.newest || obs.TS-l.Horizon.Milliseconds() < c.hot.from {
+			c.hot.mu.Unlock()
+			c.hot = nil
+		}
+	}
+}
+
+// unlockHot releases what lockHot locked.
+func unlockHot(cmds []entryCmds) {
+	for i := range cmds {
+		if cmds[i].hot != nil {
+			cmds[i].hot.mu.Unlock()
+			cmds[i].hot = nil
+		}
+	}
+}
+
+// checkHot verifies each mirror against its ZCOUNT; a stale one is
+// dropped and its log read whole in a second round trip.
+func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds) error {
+	var stale []redis.Cmder
+	for ei := range cmds {
+		c := &cmds[ei]
+		if c.hot == nil {
+			continue
+		}
+		want := int64(c.hot.count())
+		if c.added != nil && c.added.Val() == 1 && obs.TS == c.hot.newest {
+			want++ // the event's own record, in the mirrored range
+		}
+		if c.count.Val() == want {
+			continue
+		}
+		r.hot.drop(c.base, c.hot)
+		c.hot.mu.Unlock()
+		c.hot = nil
+		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.TS-obs.Entries[ei].Log.Horizon.Milliseconds(), 10), "+inf")
+		stale = append(stale, c.records)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if err := r.send(ctx, false, stale...); err != nil {
+		return err
+	}
+	return firstErr(stale)
+}
+
 // queue adds entry ei's commands: its record first, then its reads, then
 // its trims and times to live.
 func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observation, ei int, c *entryCmds, gen int64) {
 	en := &obs.Entries[ei]
 	record := en.Record && gen >= 0
 	l := en.Log
-	base := r.entityKey(l.Entity, en.Key) + l.Name
+	base := c.base
 	ts := strconv.FormatInt(obs.TS, 10)
 	reads := false
 	for i := range obs.Items {
@@ -407,26 +508,22 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 	}
 	if record {
 		c.member = appendRecord(nil, obs, ei, gen)
-		pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+		c.added = pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
 	}
-	if reads {
-		var widest time.Duration
-		countsOnly := true
+	switch {
+	case !reads:
+	case c.hot != nil:
+		c.count = pipe.ZCount(ctx, base, "("+strconv.FormatInt(c.hot.from, 10), strconv.FormatInt(c.hot.newest, 10))
+		c.tail = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: strconv.FormatInt(c.hot.newest, 10), Max: "+inf"})
+	case rangeRead(obs, ei):
+		// From the horizon on, newer records too: what a mirror starts from.
+		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(obs.TS-l.Horizon.Milliseconds(), 10), Max: "+inf"})
+	default:
+		c.counts = make([]*redis.IntCmd, len(obs.Items))
 		for i := range obs.Items {
 			if it := &obs.Items[i]; it.Entry == ei {
-				widest = max(widest, it.Feature.Window)
-				countsOnly = countsOnly && it.Feature.Kind == Count
+				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(obs.TS-it.Feature.Window.Milliseconds(), 10), ts)
 			}
-		}
-		if countsOnly {
-			c.counts = make([]*redis.IntCmd, len(obs.Items))
-			for i := range obs.Items {
-				if it := &obs.Items[i]; it.Entry == ei {
-					c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(obs.TS-it.Feature.Window.Milliseconds(), 10), ts)
-				}
-			}
-		} else {
-			c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(obs.TS-widest.Milliseconds(), 10), Max: ts})
 		}
 	}
 	if record {
@@ -492,6 +589,12 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 			}
 			continue
 		}
+		if c.hot != nil {
+			if err := r.hotValues(obs, ei, c, only); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if c.records == nil {
 			continue
 		}
@@ -519,7 +622,7 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 			from := obs.TS - f.Window.Milliseconds()
 			scratch = scratch[:0]
 			for _, rec := range recs {
-				if rec.ts <= from {
+				if rec.ts <= from || rec.ts > obs.TS {
 					continue
 				}
 				e := entry{pos: position{ts: rec.ts}}
@@ -541,8 +644,55 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 			}
 			it.Value = aggregate(f.Kind, scratch)
 		}
+		if len(members) >= hotFrom && only == nil {
+			// Busy: mirror it for the next events.
+			h := newHotLog(c.base, l, obs.TS-l.Horizon.Milliseconds())
+			for _, m := range members {
+				if err := h.add(m, r.seed); err != nil {
+					return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+				}
+			}
+			r.hot.add(c.base, h)
+		}
 	}
 	return fixups, nil
+}
+
+// hotValues computes entry ei's items from its mirror and the records
+// new to it, then mirrors those and the event's own.
+func (r *Redis) hotValues(obs *Observation, ei int, c *entryCmds, only []bool) error {
+	h, l := c.hot, obs.Entries[ei].Log
+	tail, err := c.tail.Result()
+	if err != nil {
+		return err
+	}
+	ownMirrored := has(h.atNewest, c.member)
+	for _, m := range tail {
+		if has(h.atNewest, m) || m == c.member {
+			continue
+		}
+		if err := h.add(m, r.seed); err != nil {
+			r.hot.drop(c.base, h)
+			return fmt.Errorf("%s of %q: %w", l.Name, obs.Entries[ei].Key, err)
+		}
+	}
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+			it.Value = h.value(it.Feature, obs.TS)
+		}
+	}
+	if c.member != "" && !ownMirrored {
+		if err := h.add(c.member, r.seed); err != nil {
+			return err
+		}
+	}
+	h.trim(obs.TS - l.Horizon.Milliseconds())
+	return nil
+}
+
+func has(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // A record is one event in a windowed log, as its ZSET member:

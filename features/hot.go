@@ -1,0 +1,140 @@
+package features
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// A busy key's log (a card under card testing, an IP behind credential
+// stuffing) can hold thousands of records in its horizon. Reading all of
+// them for every event would cost Redis a scan of the window each time,
+// so the Redis store mirrors such logs in process, in the same histories
+// the memory store keeps (running aggregates included), and asks Redis
+// only for what is new: ZCOUNT over the mirrored range, which proves the
+// mirror still matches (a late record from another instance, a trim or
+// an expiry changes the count, and the log is read whole again), and
+// the records at or after the mirror's newest.
+
+// hotFrom is how many records in its horizon make a log worth
+// mirroring: below it a whole read is as cheap. A variable so the
+// conformance suite can hold mirrors to the oracle on every log.
+var hotFrom = 64
+
+// hotMax bounds how many logs are mirrored at once.
+const hotMax = 1024
+
+type hotCache struct {
+	mu   sync.Mutex
+	logs map[string]*hotLog
+}
+
+func (c *hotCache) lookup(key string) *hotLog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.logs[key]
+}
+
+func (c *hotCache) add(key string, h *hotLog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logs == nil {
+		c.logs = map[string]*hotLog{}
+	}
+	if len(c.logs) >= hotMax {
+		for k := range c.logs { // full: make room by dropping any one
+			delete(c.logs, k)
+			break
+		}
+	}
+	c.logs[key] = h
+}
+
+func (c *hotCache) drop(key string, h *hotLog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logs[key] == h {
+		delete(c.logs, key)
+	}
+}
+
+// hotLog mirrors one log of one key: every record with from < ts. Its mu
+// is held by the event using it from the commands it sends to the values
+// it computes, so its state matches the replies.
+type hotLog struct {
+	mu       sync.Mutex
+	key      string
+	log      *Log
+	from     int64
+	newest   int64
+	atNewest map[string]struct{} // members whose ts is newest: the next read returns them again
+	all      history             // every record, to compare with ZCOUNT
+	hists    []history           // per feature of the log, as log.Features
+	seq      uint64
+}
+
+func newHotLog(key string, l *Log, from int64) *hotLog {
+	return &hotLog{key: key, log: l, from: from, newest: from, atNewest: map[string]struct{}{}, hists: make([]history, len(l.Features))}
+}
+
+// count is how many records the mirror holds.
+func (h *hotLog) count() int { return len(h.all.live()) }
+
+// add mirrors one record, given as its member.
+func (h *hotLog) add(member string, seed maphash.Seed) error {
+	rec, err := parseRecord(member)
+	if err != nil {
+		return err
+	}
+	h.seq++
+	p := position{ts: rec.ts, seq: h.seq}
+	h.all.insert(Count, entry{pos: p})
+	for i, f := range h.log.Features {
+		e := entry{pos: p}
+		switch f.Kind {
+		case Sum, Avg, Max:
+			n, ok := rec.num(h.log.Nums[f.Slot].Name)
+			if !ok {
+				continue
+			}
+			e.num = n
+		case Distinct:
+			v, ok := rec.str(h.log.Ofs[f.Slot].Name)
+			if !ok {
+				continue
+			}
+			e.of = maphash.String(seed, v)
+		}
+		h.hists[i].insert(f.Kind, e)
+	}
+	switch {
+	case rec.ts > h.newest:
+		h.newest = rec.ts
+		clear(h.atNewest)
+		h.atNewest[member] = struct{}{}
+	case rec.ts == h.newest:
+		h.atNewest[member] = struct{}{}
+	}
+	return nil
+}
+
+// trim drops what is at or before from.
+func (h *hotLog) trim(from int64) {
+	if from <= h.from {
+		return
+	}
+	h.from = from
+	h.all.trimTo(Count, from)
+	for i, f := range h.log.Features {
+		h.hists[i].trimTo(f.Kind, from)
+	}
+}
+
+// value computes f for an event at ts, after every mirrored record.
+func (h *hotLog) value(f *Feature, ts int64) Value {
+	for i, g := range h.log.Features {
+		if g == f {
+			return h.hists[i].windowValue(f.Kind, position{ts: ts, seq: h.seq + 1}, ts-f.Window.Milliseconds())
+		}
+	}
+	return Value{}
+}
