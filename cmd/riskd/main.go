@@ -34,6 +34,8 @@ type config struct {
 	redis             string
 	redisPrefix       string
 	storeTimeout      time.Duration
+	idempotency       time.Duration
+	lateness          time.Duration
 	kafkaBrokers      string
 	kafkaTopic        string
 	kafkaGroup        string
@@ -58,6 +60,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
+	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
+	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
 	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
 	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
 	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
@@ -95,6 +99,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
+	if c.idempotency < time.Minute {
+		return nil, fmt.Errorf("-idempotency-window %v is too short (at least 1m): retries would be counted again", c.idempotency)
+	}
+	if c.lateness <= 0 {
+		return nil, fmt.Errorf("-max-lateness %v must be positive", c.lateness)
+	}
 	if c.kafkaStoreTimeout <= 0 {
 		return nil, fmt.Errorf("-kafka-store-timeout %v must be positive", c.kafkaStoreTimeout)
 	}
@@ -121,11 +131,15 @@ func loadPolicy(dir string) (*rules.Policy, error) {
 	return rules.Load(fsys, dir)
 }
 
+func (c *config) storeOptions() features.Options {
+	return features.Options{IdempotencyWindow: c.idempotency, Lateness: c.lateness}
+}
+
 // openStore returns the Redis store when -redis is set, else the memory
 // store.
 func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
 	if cfg.redis == "" {
-		return features.NewMemory(features.MemoryOptions{}), "memory", nil
+		return features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions()}), "memory", nil
 	}
 	addrs := splitList(cfg.redis)
 	for _, a := range addrs {
@@ -135,7 +149,7 @@ func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix})
+	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions()})
 	if err != nil {
 		return nil, "", fmt.Errorf("-redis: %w", err)
 	}

@@ -21,6 +21,9 @@ func TestParseFlags(t *testing.T) {
 			if c.kafkaStoreTimeout != time.Second || c.kafkaDegraded {
 				return fmt.Sprintf("kafka store timeout %v, degraded %v; want 1s, false", c.kafkaStoreTimeout, c.kafkaDegraded)
 			}
+			if o := c.storeOptions(); o.IdempotencyWindow != 24*time.Hour || o.Lateness != 10*time.Minute {
+				return fmt.Sprintf("store options %+v, want a 24h window and 10m lateness", o)
+			}
 			return ""
 		}},
 		{name: "flag", args: []string{"-listen", "127.0.0.1:9000"}, listen: "127.0.0.1:9000"},
@@ -46,6 +49,14 @@ func TestParseFlags(t *testing.T) {
 			return ""
 		}},
 		{name: "bad kafka degraded environment value", env: map[string]string{"RISKD_KAFKA_DEGRADED": "sometimes"}, wantErr: `environment RISKD_KAFKA_DEGRADED="sometimes": parse error`},
+		{name: "idempotency window and lateness", listen: ":8080", args: []string{"-idempotency-window", "48h"}, env: map[string]string{"RISKD_MAX_LATENESS": "1h"}, check: func(c *config) string {
+			if o := c.storeOptions(); o.IdempotencyWindow != 48*time.Hour || o.Lateness != time.Hour {
+				return fmt.Sprintf("store options %+v, want a 48h window and 1h lateness", o)
+			}
+			return ""
+		}},
+		{name: "short idempotency window", args: []string{"-idempotency-window", "10s"}, wantErr: "-idempotency-window 10s is too short (at least 1m)"},
+		{name: "no lateness", args: []string{"-max-lateness", "0s"}, wantErr: "-max-lateness 0s must be positive"},
 		{name: "bad kafka store timeout environment value", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "1"}, wantErr: `environment RISKD_KAFKA_STORE_TIMEOUT="1": parse error`},
 	}
 	for _, tt := range tests {
