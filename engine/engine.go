@@ -80,7 +80,6 @@ func (e *Engine) Store() features.Store { return e.store }
 type compiled struct {
 	policy      *rules.Policy
 	featureKeys []string // env key per feature index
-	logIndex    map[*features.Log]int
 	rulesets    map[*rules.Ruleset]*prepared
 	recorded    map[string]bool // event types some feature records
 	pool        sync.Pool
@@ -101,10 +100,7 @@ type prepared struct {
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
-	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}, logIndex: map[*features.Log]int{}}
-	for i, l := range p.Features.Logs {
-		c.logIndex[l] = i
-	}
+	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}}
 	for _, f := range p.Features.Features {
 		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
 		for _, t := range f.EventTypes {
@@ -319,7 +315,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if !read && !record {
 			continue
 		}
-		li := c.logIndex[f.Log]
+		li := f.Log.Index
 		ei := s.entryOf[li]
 		if ei == -2 {
 			continue // the log's key is absent

@@ -30,11 +30,14 @@ func nameHash(s string) uint64 {
 	return h
 }
 
+// answerSize is the most bytes appendAnswer adds for obs.
+func answerSize(obs *Observation) int { return 17 * len(obs.Items) }
+
 // appendAnswer encodes the values of obs's items.
 func appendAnswer(dst []byte, obs *Observation) []byte {
 	for i := range obs.Items {
 		it := &obs.Items[i]
-		dst = binary.LittleEndian.AppendUint64(dst, nameHash(it.Feature.Name))
+		dst = binary.LittleEndian.AppendUint64(dst, it.Feature.hash)
 		v := it.Value
 		switch {
 		case !v.Valid:
@@ -83,7 +86,7 @@ func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
 			return errBadAnswer
 		}
 		for i := range obs.Items {
-			if missing[i] && nameHash(obs.Items[i].Feature.Name) == h {
+			if missing[i] && obs.Items[i].Feature.hash == h {
 				obs.Items[i].Value, missing[i] = v, false
 			}
 		}

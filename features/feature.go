@@ -71,6 +71,10 @@ type Feature struct {
 	// for distinct).
 	Log  *Log
 	Slot int
+	// InLog is the feature's position in Log.Features.
+	InLog int
+	// hash identifies the feature by name in stored answers.
+	hash uint64
 }
 
 // Log is one entity's history of the events of some types: what the
@@ -91,6 +95,8 @@ type Log struct {
 	Features []*Feature
 	Nums     []Path // numeric fields its records keep (sum, avg, max)
 	Ofs      []Path // fields whose values distinct counts (distinct)
+	// Index is the log's position in Set.Logs.
+	Index int
 	// First: some feature needs the start of the key's run (seen, age).
 	First  bool
 	fields []fieldRef // Nums and Ofs sorted by name: a record's layout
@@ -204,10 +210,12 @@ func (s *Set) link() {
 		id := f.Entity + "\x00" + name
 		l := byName[id]
 		if l == nil {
-			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Windowless: !f.Kind.Windowed()}
+			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Windowless: !f.Kind.Windowed(), Index: len(s.Logs)}
 			byName[id] = l
 			s.Logs = append(s.Logs, l)
 		}
+		f.InLog = len(l.Features)
+		f.hash = nameHash(f.Name)
 		l.Features = append(l.Features, f)
 		l.Horizon = max(l.Horizon, f.Horizon())
 		f.Log = l

@@ -62,6 +62,23 @@ type idShard struct {
 	ops     int
 	answers map[hash128]answer
 	order   []idAge // answers in the order given, for forgetting them
+	// arena is where answers are cut from, a chunk at a time: one
+	// allocation per few hundred events instead of one per event. A chunk
+	// is freed by the garbage collector once its answers are forgotten.
+	arena []byte
+}
+
+const arenaChunk = 64 << 10
+
+// keep copies an answer into the shard's arena.
+func (sh *idShard) keep(obs *Observation) []byte {
+	n := answerSize(obs)
+	if cap(sh.arena)-len(sh.arena) < n {
+		sh.arena = make([]byte, 0, max(arenaChunk, n))
+	}
+	start := len(sh.arena)
+	sh.arena = appendAnswer(sh.arena, obs)
+	return sh.arena[start:len(sh.arena):len(sh.arena)]
 }
 
 type answer struct {
@@ -80,23 +97,19 @@ type entityShard struct {
 	skip     int // sweeps skipped since the last full one
 }
 
-// entity holds every log and feature history of one key value: one map
-// lookup serves all of them.
+// entity holds every log of one key value: one map lookup serves all of
+// them.
 type entity struct {
-	logs   []logState
-	series []series
+	logs []logState
 }
 
-// logState is what a log knows beyond its features' histories: its
-// newest event, from which the sweep measures idleness.
+// logState is one log of one key: its features' histories, in the order
+// of log.Features, and its newest event, from which the sweep measures
+// idleness.
 type logState struct {
 	log    *Log
 	newest int64
-}
-
-type series struct {
-	feature *Feature
-	hist    history
+	hists  []history
 }
 
 // NewMemory returns an empty in-memory store.
@@ -165,76 +178,92 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 	if _, ok := ish.answers[id]; !ok {
 		ish.order = append(ish.order, idAge{id: id, at: now})
 	}
-	ish.answers[id] = answer{at: now, vals: appendAnswer(nil, obs)}
+	ish.answers[id] = answer{at: now, vals: ish.keep(obs)}
 	return nil
 }
 
 // observe reads the items (those marked in only, when only is not nil)
-// at p and, with record, records the event.
+// at p and, with record, records the event. The entries of one entity
+// are handled under one lock and one lookup.
 func (m *Memory) observe(obs *Observation, p position, only []bool, record bool) {
+	// done marks handled entries; events have far fewer than 64 logs in
+	// practice, and entries past 64 are simply looked up on their own.
+	var done uint64
 	for ei := range obs.Entries {
+		if ei < 64 && done&(1<<ei) != 0 {
+			continue
+		}
 		en := &obs.Entries[ei]
 		id := m.hash(en.Log.Entity, en.Key)
 		sh := &m.entities[id[0]%numShards]
 		sh.mu.Lock()
 		e := sh.entities[id]
-		for i := range obs.Items {
-			it := &obs.Items[i]
-			if it.Entry != ei || (only != nil && !only[i]) {
+		for ej := ei; ej < len(obs.Entries); ej++ {
+			ej := ej
+			other := &obs.Entries[ej]
+			if ej != ei && (ej >= 64 || done&(1<<ej) != 0 || other.Log.Entity != en.Log.Entity || other.Key != en.Key) {
 				continue
 			}
-			var s *series
+			if ej < 64 {
+				done |= 1 << ej
+			}
+			var ls *logState
 			if e != nil {
-				s = e.find(it.Feature)
+				ls = e.state(other.Log)
 			}
-			it.Value = m.value(it.Feature, s, p)
-		}
-		if record && en.Record {
-			if e == nil {
-				e = &entity{}
-				sh.entities[id] = e
+			for i := range obs.Items {
+				it := &obs.Items[i]
+				if it.Entry != ej || (only != nil && !only[i]) {
+					continue
+				}
+				var h *history
+				if ls != nil {
+					h = &ls.hists[it.Feature.InLog]
+				}
+				it.Value = value(it.Feature, h, p)
 			}
-			m.record(e, obs, ei, p)
+			if record && other.Record {
+				if e == nil {
+					e = &entity{logs: make([]logState, 0, 4)}
+					sh.entities[id] = e
+				}
+				if ls == nil {
+					e.logs = append(e.logs, logState{log: other.Log, newest: p.ts, hists: make([]history, len(other.Log.Features))})
+					ls = &e.logs[len(e.logs)-1]
+				}
+				m.record(ls, obs, ej, p)
+			}
 		}
 		sh.mu.Unlock()
 	}
 }
 
-func (m *Memory) value(f *Feature, s *series, p position) Value {
+func value(f *Feature, h *history, p position) Value {
 	if !f.Kind.Windowed() {
-		if s == nil {
+		if h == nil {
 			return sightingValue(f.Kind, p, position{}, false, position{}, false, f.Retention.Milliseconds())
 		}
-		return s.hist.sighting(f.Kind, p, f.Retention.Milliseconds())
+		return h.sighting(f.Kind, p, f.Retention.Milliseconds())
 	}
-	if s == nil {
+	if h == nil {
 		return aggregate(f.Kind, nil)
 	}
-	return s.hist.windowValue(f.Kind, p, p.ts-f.Window.Milliseconds())
+	return h.windowValue(f.Kind, p, p.ts-f.Window.Milliseconds())
 }
 
 // record adds the event to every feature of entry ei's log.
-func (m *Memory) record(e *entity, obs *Observation, ei int, p position) {
-	l := obs.Entries[ei].Log
-	ls := e.log(l)
-	if ls == nil {
-		e.logs = append(e.logs, logState{log: l, newest: p.ts})
-		ls = &e.logs[len(e.logs)-1]
-	}
+func (m *Memory) record(ls *logState, obs *Observation, ei int, p position) {
+	l := ls.log
 	ls.newest = max(ls.newest, p.ts)
-	for _, f := range l.Features {
-		s := e.find(f)
-		if s == nil {
-			e.series = append(e.series, series{feature: f})
-			s = &e.series[len(e.series)-1]
-		}
+	for i, f := range l.Features {
+		h := &ls.hists[i]
 		if !f.Kind.Windowed() {
-			s.hist.see(p, f.Retention.Milliseconds())
+			h.see(p, f.Retention.Milliseconds())
 			continue
 		}
 		// What no event within the lateness allowance of this one can
 		// see goes now; Redis trims the same at the same event.
-		s.hist.trimTo(f.Kind, p.ts-l.Horizon.Milliseconds()-m.lateness)
+		h.trimTo(f.Kind, p.ts-l.Horizon.Milliseconds()-m.lateness)
 		en := entry{pos: p}
 		switch f.Kind {
 		case Sum, Avg, Max:
@@ -250,36 +279,30 @@ func (m *Memory) record(e *entity, obs *Observation, ei int, p position) {
 			}
 			en.of = maphash.String(m.seed, v)
 		}
-		s.hist.insert(f.Kind, en)
+		h.insert(f.Kind, en)
 	}
 }
 
-// log finds the state of log l. Logs and series are matched by name, so
-// a reloaded policy's equal features keep their history.
-func (e *entity) log(l *Log) *logState {
+// state finds the state of log l. A reloaded policy's log is found by
+// name, and its features take over the histories of the features they
+// equal (same name, same question); the others start empty.
+func (e *entity) state(l *Log) *logState {
 	for i := range e.logs {
-		if e.logs[i].log == l || e.logs[i].log.Name == l.Name {
-			e.logs[i].log = l
-			return &e.logs[i]
+		ls := &e.logs[i]
+		if ls.log == l {
+			return ls
 		}
-	}
-	return nil
-}
-
-func (e *entity) find(f *Feature) *series {
-	for i := range e.series {
-		s := &e.series[i]
-		if s.feature == f {
-			return s
-		}
-		if s.feature.Name == f.Name {
-			if !sameHistory(s.feature, f) {
-				// Redefined under the same name: its history answers a
-				// different question. Start over.
-				s.hist = history{}
+		if ls.log.Name == l.Name {
+			hists := make([]history, len(l.Features))
+			for j, f := range l.Features {
+				for k, g := range ls.log.Features {
+					if g.Name == f.Name && sameHistory(g, f) {
+						hists[j] = ls.hists[k]
+					}
+				}
 			}
-			s.feature = f
-			return s
+			ls.log, ls.hists = l, hists
+			return ls
 		}
 	}
 	return nil
@@ -288,7 +311,7 @@ func (e *entity) find(f *Feature) *series {
 // sameHistory reports whether a and b record the same thing, so one's
 // history serves the other.
 func sameHistory(a, b *Feature) bool {
-	return a.Kind == b.Kind && a.Log.Name == b.Log.Name && a.Field.Name == b.Field.Name && a.Of.Name == b.Of.Name
+	return a.Kind == b.Kind && a.Field.Name == b.Field.Name && a.Of.Name == b.Of.Name && a.Retention == b.Retention
 }
 
 // hash identifies the entity of key (or, with entity "", an event id):
@@ -341,14 +364,6 @@ func (m *Memory) sweep(sh *entityShard, now int64) {
 		}
 		clear(e.logs[len(logs):])
 		e.logs = logs
-		live := e.series[:0]
-		for _, s := range e.series {
-			if e.log(s.feature.Log) != nil {
-				live = append(live, s)
-			}
-		}
-		clear(e.series[len(live):])
-		e.series = live
 		if len(e.logs) == 0 {
 			delete(sh.entities, k)
 		}
@@ -371,9 +386,11 @@ func (m *Memory) Stats() Stats {
 		sh.mu.Lock()
 		st.Entities += len(sh.entities)
 		for _, e := range sh.entities {
-			st.Series += len(e.series)
-			for _, s := range e.series {
-				st.Entries += len(s.hist.live())
+			for _, ls := range e.logs {
+				st.Series += len(ls.hists)
+				for _, h := range ls.hists {
+					st.Entries += len(h.live())
+				}
 			}
 		}
 		sh.mu.Unlock()

@@ -185,8 +185,8 @@ type entryCmds struct {
 	count   *redis.IntCmd         // hot: records in the mirrored range
 	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
 	base    string
-	counts  []*redis.IntCmd       // windowed, count-only reads: per item
-	latest  *redis.ZSliceCmd      // windowless: the sightings and the run's first
+	counts  []*redis.IntCmd  // windowed, count-only reads: per item
+	latest  *redis.ZSliceCmd // windowless: the sightings and the run's first
 }
 
 // Observe implements Store: claim the event's id (or find its answer),

@@ -66,6 +66,9 @@ func (h *history) live() []entry { return h.buf[h.off:] }
 
 // insert places e in position order and keeps the running aggregate.
 func (h *history) insert(k Kind, e entry) {
+	if h.buf == nil {
+		h.buf = make([]entry, 0, 4) // most keys see a few events: skip the smallest sizes
+	}
 	if len(h.buf) == cap(h.buf) && h.off > 0 {
 		n := copy(h.buf, h.buf[h.off:])
 		clear(h.buf[n:])
