@@ -46,7 +46,10 @@ type history struct {
 	// age): a gap of a whole retention between two events starts a new one.
 	first    position
 	hasFirst bool
-	run      running
+	// run is set once the history is busy enough (runningFrom): most
+	// keys never are, and a smaller history keeps a key's state on fewer
+	// cache lines.
+	run *running
 }
 
 // running aggregates entries [lo, hi) (absolute numbers) of a windowed
@@ -82,7 +85,7 @@ func (h *history) insert(k Kind, e entry) {
 	}
 	copy(live[i+1:], live[i:len(live)-1])
 	live[i] = e
-	if !h.run.ok {
+	if h.run == nil || !h.run.ok {
 		return
 	}
 	at := h.base + i
@@ -119,7 +122,7 @@ func (h *history) drop(k Kind, cut int) {
 	if cut <= 0 {
 		return
 	}
-	if h.run.ok && h.run.lo < h.base+cut {
+	if h.run != nil && h.run.ok && h.run.lo < h.base+cut {
 		h.run.slide(k, h, h.base+cut)
 	}
 	clear(h.buf[h.off : h.off+cut])
@@ -138,6 +141,9 @@ func (h *history) windowValue(k Kind, p position, from int64) Value {
 	lo := sort.Search(hi, func(i int) bool { return live[i].pos.ts > from })
 	if hi == len(live) && hi-lo > runningFrom {
 		// In order, and enough entries to be worth a running aggregate.
+		if h.run == nil {
+			h.run = &running{}
+		}
 		return h.run.read(k, h, h.base+lo, from)
 	}
 	return aggregate(k, live[lo:hi])
