@@ -489,8 +489,14 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 		// The latest sightings, and the run's first one under a score
 		// above any time (firstOffset), so trimming by rank keeps it.
 		if record {
+			// One ZADD NX for the sighting and, when the key has none
+			// (a new key or a new run), the run's first.
 			c.member = sightingMember(obs.EventID, gen)
-			pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+			zs := []redis.Z{{Score: float64(obs.TS), Member: c.member}}
+			if l.First {
+				zs = append(zs, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
+			}
+			pipe.ZAddNX(ctx, base, zs...)
 		}
 		if reads || (record && l.First) {
 			c.latest = pipe.ZRangeWithScores(ctx, base, 0, -1)
@@ -498,7 +504,6 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 		if record {
 			keep := sightingsKept
 			if l.First {
-				pipe.ZAddNX(ctx, base, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
 				keep++
 			}
 			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
@@ -553,13 +558,22 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 				if err != nil {
 					return nil, err
 				}
+				others := false
 				for _, z := range zs {
 					switch {
 					case z.Member == firstMember:
 						first, hasFirst = position{ts: int64(z.Score - firstOffset)}, true
-					case z.Member != c.member && int64(z.Score) <= obs.TS && (!hasPred || int64(z.Score) > pred.ts):
-						pred, hasPred = position{ts: int64(z.Score)}, true
+					case z.Member != c.member:
+						others = true
+						if int64(z.Score) <= obs.TS && (!hasPred || int64(z.Score) > pred.ts) {
+							pred, hasPred = position{ts: int64(z.Score)}, true
+						}
 					}
+				}
+				if c.member != "" && !others && first.ts == obs.TS {
+					// The key's only sighting is this event's: the first
+					// it shows was just written with it.
+					hasFirst = false
 				}
 			}
 			for i := range obs.Items {
