@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,9 +31,24 @@ func main() {
 	addrs := flag.String("redis", "127.0.0.1:6379", "Redis address(es), comma-separated for a Cluster (loopback only); their data is flushed first")
 	events := flag.Int("events", 200000, "checkouts to score")
 	workers := flag.Int("workers", 32, "concurrent scorers")
+	profile := flag.String("cpuprofile", "", "write riskd's side's CPU profile here")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "redismem:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "redismem:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(strings.Split(*addrs, ","), *events, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "redismem:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
