@@ -81,8 +81,11 @@ type compiled struct {
 	policy      *rules.Policy
 	featureKeys []string // env key per feature index
 	rulesets    map[*rules.Ruleset]*prepared
-	recorded    map[string]bool // event types some feature records
-	pool        sync.Pool
+	// recorded maps the event types some feature records to the policy's
+	// own copy of the name: metric labels must never alias an event's
+	// bytes (the parser reuses them), and are bounded to these and "other".
+	recorded map[string]string
+	pool     sync.Pool
 }
 
 // prepared is a ruleset's share of compiled: its metric children and, for
@@ -100,11 +103,11 @@ type prepared struct {
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
-	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]bool{}}
+	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]string{}}
 	for _, f := range p.Features.Features {
 		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
 		for _, t := range f.EventTypes {
-			c.recorded[t] = true
+			c.recorded[t] = t
 		}
 	}
 	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
@@ -229,9 +232,9 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	}
 	if rs == nil {
 		d.Unscored = true
-		label := "other"
-		if c.recorded[h.typ] {
-			label = h.typ
+		label, ok := c.recorded[h.typ]
+		if !ok {
+			label = "other"
 		}
 		e.metrics.unscored.WithLabelValues(label).Inc()
 	} else {

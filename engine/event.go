@@ -118,6 +118,12 @@ func parseTS(f *fastjson.Value, now time.Time) (int64, error) {
 // bstr views b as a string without copying. The string is valid only as
 // long as b is not reused: the parser's buffer lives until the scratch goes
 // back to its pool, and the store copies what it keeps.
+//
+// The rule for every alias made here: it lives only inside the call that
+// made it. It never goes into a map, a metric label, a log line, an
+// error, a channel or another goroutine; at those boundaries it is copied
+// (string(b), strings.Clone, fmt) or replaced by a string the policy owns
+// (the unscored counter's label is the policy's own type name).
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // appendKeyPart appends one key field's value: strings as they are,

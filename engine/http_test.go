@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -112,5 +113,45 @@ func TestHTTPEndpoints(t *testing.T) {
 				t.Errorf("%s: missing %q in\n%s", tt.path, w, b)
 			}
 		}
+	}
+}
+
+// TestHTTPUnscoredTypesKeepMetricsSane: event types come from callers;
+// the unscored counter's labels are the policy's types and "other", never
+// bytes of an event, so /metrics stays well formed whatever is sent.
+func TestHTTPUnscoredTypesKeepMetricsSane(t *testing.T) {
+	srv := newServer(t)
+	for i := range 3000 {
+		typ := []string{"login_failed", "3ds_failed", "payout", strings.Repeat("x", i%300), "login_failed\\\",\\\"ac"}[i%5]
+		body := `{"id":"u` + strconv.Itoa(i) + `","type":"` + typ + `","account_id":"acc-` + strconv.Itoa(i%7) + `"}`
+		resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, body)
+	}
+	var got []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "riskd_unscored_events_total{") {
+			got = append(got, line)
+		}
+	}
+	want := []string{
+		`riskd_unscored_events_total{type="3ds_failed"} 600`,
+		`riskd_unscored_events_total{type="login_failed"} 600`,
+		`riskd_unscored_events_total{type="other"} 1800`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unscored series:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
