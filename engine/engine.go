@@ -31,6 +31,10 @@ type Options struct {
 	MaxEventBytes int
 	// Now is the clock for events without ts. Default time.Now.
 	Now func() time.Time
+	// MaxFutureSkew refuses events whose ts is more than this ahead of
+	// Now: one event stamped years ahead would otherwise sit in history
+	// ahead of every other. Zero: no limit (replays keep history's times).
+	MaxFutureSkew time.Duration
 	// StoreTimeout bounds the feature store call of one event; past it the
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
@@ -42,6 +46,7 @@ type Options struct {
 type Engine struct {
 	store    features.Store
 	timeout  time.Duration
+	skew     time.Duration
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
@@ -50,7 +55,7 @@ type Engine struct {
 
 // New returns an engine serving policy p.
 func New(p *rules.Policy, opts Options) *Engine {
-	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout}
+	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew}
 	if e.store == nil {
 		e.store = features.NewMemory(features.MemoryOptions{})
 	}
@@ -214,7 +219,12 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	}
 	c := e.current.Load()
 	s := c.pool.Get().(*scratch)
-	ev, h, err := parseEvent(&s.parser, body, e.now())
+	now := e.now()
+	ev, h, err := parseEvent(&s.parser, body, now)
+	if err == nil && e.skew > 0 && h.ts > now.Add(e.skew).UnixMilli() {
+		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v ahead of this server's clock, more than the %v allowed",
+			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(h.ts-now.UnixMilli())*time.Millisecond, e.skew)}
+	}
 	if err != nil {
 		c.pool.Put(s)
 		e.metrics.invalidEvents.Inc()

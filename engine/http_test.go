@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -153,5 +154,34 @@ func TestHTTPUnscoredTypesKeepMetricsSane(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("unscored series:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestHTTPFutureEventsAreRefused: an event stamped far ahead of the
+// server's clock is refused, naming the field; one within the allowed
+// skew is scored.
+func TestHTTPFutureEventsAreRefused(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	e := engine.New(examplePolicy(t), engine.Options{Now: func() time.Time { return now }, MaxFutureSkew: 5 * time.Minute})
+	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		ts   string
+		code int
+		want string
+	}{
+		{`"2199-12-31T00:00:00Z"`, 400, `{"error":"field \"ts\" 2199-12-31T00:00:00Z is 1517246h0m0s ahead of this server's clock, more than the 5m0s allowed"}`},
+		{strconv.FormatInt(now.Add(6*time.Minute).UnixMilli(), 10), 400, `{"error":"field \"ts\" 2026-11-29T10:06:00Z is 6m0s ahead of this server's clock, more than the 5m0s allowed"}`},
+		{`"2026-11-29T10:04:59Z"`, 200, `{"event_id":"f","type":"checkout","decision":"pass"`},
+	} {
+		resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"f","type":"checkout","card_id":"c","ts":`+tt.ts+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || !strings.HasPrefix(string(body), tt.want) {
+			t.Errorf("ts %s: %d %s\nwant %d %s", tt.ts, resp.StatusCode, body, tt.code, tt.want)
+		}
 	}
 }

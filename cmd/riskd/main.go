@@ -34,6 +34,7 @@ type config struct {
 	redis             string
 	redisPrefix       string
 	storeTimeout      time.Duration
+	futureSkew        time.Duration
 	idempotency       time.Duration
 	lateness          time.Duration
 	kafkaBrokers      string
@@ -60,6 +61,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
+	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
 	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
@@ -98,6 +100,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
+	}
+	if c.futureSkew <= 0 {
+		return nil, fmt.Errorf("-max-future-skew %v must be positive", c.futureSkew)
 	}
 	if c.idempotency < time.Minute {
 		return nil, fmt.Errorf("-idempotency-window %v is too short (at least 1m): retries would be counted again", c.idempotency)
@@ -200,7 +205,7 @@ func run(args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes}
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
