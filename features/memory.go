@@ -17,10 +17,16 @@ import (
 // when history goes.
 const ttlMargin = 24 * time.Hour
 
-// sweepEvery is the fewest events that land on a shard between sweeps of
-// its idle entities; the sweep is amortised so no background goroutine is
-// needed.
-const sweepEvery = 1024
+// examinePerNew is how many entities of its shard are examined for each
+// entity created, and examinePerEvent how many of an event's id shard's
+// twin. Examining more than are created keeps up with any key mix, and no
+// background goroutine is needed: with e examined per c created, the
+// expired keys still held are at most c/(e-c) of the live ones (a third
+// here) — the hand comes round before more accumulate.
+const (
+	examinePerNew   = 4
+	examinePerEvent = 1
+)
 
 const numShards = 64
 
@@ -31,6 +37,14 @@ type MemoryOptions struct {
 	// seen, for replays of history and rule tests, which have no wall
 	// clock. Default: the wall clock.
 	EventTime bool
+	// MaxEntities caps the keys held (each key value of each entity: a
+	// card, an account, an account+device pair). Past it the least
+	// recently seen are evicted, their history lost: features of those
+	// keys start over. Zero: no cap.
+	MaxEntities int
+	// OnEvict, if set, is told how many keys the cap evicted; it is
+	// called with no lock held, often: the caller rate-limits its logs.
+	OnEvict func(n int)
 }
 
 // Memory is the embedded store: exact history in process memory. It is
@@ -49,6 +63,8 @@ type Memory struct {
 	seed2    maphash.Seed
 	seq      atomic.Uint64
 	clock    atomic.Int64 // EventTime: the newest event time seen
+	count    atomic.Int64 // entities held
+	evicted  atomic.Int64
 	ids      [numShards]idShard
 	entities [numShards]entityShard
 }
@@ -59,7 +75,6 @@ type hash128 [2]uint64
 
 type idShard struct {
 	mu      sync.Mutex
-	ops     int
 	answers map[hash128]answer
 	order   []idAge // answers in the order given, for forgetting them
 	// arena is where answers are cut from, a chunk at a time: one
@@ -94,13 +109,18 @@ type idAge struct {
 type entityShard struct {
 	mu       sync.Mutex
 	entities map[hash128]*entity
-	skip     int // sweeps skipped since the last full one
+	// ring holds the shard's entities for examination (a CLOCK hand: an
+	// entity seen since its last examination goes round again; one not
+	// seen is evicted when the store is over its cap).
+	ring []hash128
+	hand int
 }
 
 // entity holds every log of one key value: one map lookup serves all of
 // them.
 type entity struct {
 	logs []logState
+	used bool // seen since the clock hand last passed
 }
 
 // logState is one log of one key: its features' histories, in the order
@@ -109,7 +129,11 @@ type entity struct {
 type logState struct {
 	log    *Log
 	newest int64
-	hists  []history
+	// written is the store's clock when the log was last recorded into:
+	// a log kept past its horizon, the lateness allowance and ttlMargin
+	// after it is expired, as a Redis key's TTL runs from its last write.
+	written int64
+	hists   []history
 }
 
 // NewMemory returns an empty in-memory store.
@@ -152,12 +176,9 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 	ish.mu.Lock()
 	defer ish.mu.Unlock()
 	m.forget(ish, now)
-	// Ids spread events evenly over the shards: each sweeps its twin
-	// entity shard now and then.
-	if ish.ops++; ish.ops >= sweepEvery {
-		ish.ops = 0
-		m.sweep(&m.entities[id[0]%numShards], now)
-	}
+	// Ids spread events evenly over the shards: each event examines its
+	// twin entity shard, so idle shards empty too.
+	m.examineLocked(&m.entities[id[0]%numShards], examinePerEvent, now)
 	if a, ok := ish.answers[id]; ok && now-a.at < m.window {
 		obs.Retry = true
 		var buf [64]bool
@@ -171,10 +192,10 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 		}
 		// Features the first answer did not read (a newer policy's) are
 		// read as of now, without recording anything.
-		m.observe(obs, position{ts: obs.TS, seq: m.seq.Load() + 1}, missing, false)
+		m.observe(obs, position{ts: obs.TS, seq: m.seq.Load() + 1}, missing, false, now)
 		return nil
 	}
-	m.observe(obs, position{ts: obs.TS, seq: m.seq.Add(1)}, nil, true)
+	m.observe(obs, position{ts: obs.TS, seq: m.seq.Add(1)}, nil, true, now)
 	if _, ok := ish.answers[id]; !ok {
 		ish.order = append(ish.order, idAge{id: id, at: now})
 	}
@@ -185,10 +206,11 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 // observe reads the items (those marked in only, when only is not nil)
 // at p and, with record, records the event. The entries of one entity
 // are handled under one lock and one lookup.
-func (m *Memory) observe(obs *Observation, p position, only []bool, record bool) {
+func (m *Memory) observe(obs *Observation, p position, only []bool, record bool, now int64) {
 	// done marks handled entries; events have far fewer than 64 logs in
 	// practice, and entries past 64 are simply looked up on their own.
 	var done uint64
+	evicted := 0
 	for ei := range obs.Entries {
 		if ei < 64 && done&(1<<ei) != 0 {
 			continue
@@ -198,6 +220,10 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool)
 		sh := &m.entities[id[0]%numShards]
 		sh.mu.Lock()
 		e := sh.entities[id]
+		if e != nil {
+			e.used = true
+		}
+		created := false
 		for ej := ei; ej < len(obs.Entries); ej++ {
 			ej := ej
 			other := &obs.Entries[ej]
@@ -217,24 +243,36 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool)
 					continue
 				}
 				var h *history
-				if ls != nil {
+				if ls != nil && !expired(ls.log, ls.written, now, m.lateness) {
 					h = &ls.hists[it.Feature.InLog]
 				}
 				it.Value = value(it.Feature, h, p)
 			}
 			if record && other.Record {
 				if e == nil {
-					e = &entity{logs: make([]logState, 0, 4)}
+					e = &entity{logs: make([]logState, 0, 4), used: true}
 					sh.entities[id] = e
+					sh.ring = append(sh.ring, id)
+					m.count.Add(1)
+					created = true
 				}
 				if ls == nil {
 					e.logs = append(e.logs, logState{log: other.Log, newest: p.ts, hists: make([]history, len(other.Log.Features))})
 					ls = &e.logs[len(e.logs)-1]
 				}
 				m.record(ls, obs, ej, p)
+				ls.written = max(ls.written, now)
 			}
 		}
+		if created {
+			// Pay for the new key by examining others: the shard then
+			// keeps up whatever the mix of new and returning keys.
+			evicted += m.examine(sh, examinePerNew, now)
+		}
 		sh.mu.Unlock()
+	}
+	if evicted > 0 && m.opts.OnEvict != nil {
+		m.opts.OnEvict(evicted)
 	}
 }
 
@@ -258,6 +296,10 @@ func (m *Memory) record(ls *logState, obs *Observation, ei int, p position) {
 	for i, f := range l.Features {
 		h := &ls.hists[i]
 		if !f.Kind.Windowed() {
+			// Sightings older than any event within the lateness
+			// allowance could find within its retention go first, as
+			// Redis trims them at the same event.
+			h.trimTo(f.Kind, p.ts-f.Retention.Milliseconds()-m.lateness-ttlMargin.Milliseconds())
 			h.see(p, f.Retention.Milliseconds())
 			continue
 		}
@@ -343,32 +385,68 @@ func (m *Memory) forget(ish *idShard, now int64) {
 	}
 }
 
-// sweep drops the logs of the shard's entities whose newest event is
-// more than horizon + lateness + ttlMargin behind the clock. It visits
-// every entity of the shard, so it is called once per sweepEvery events
-// of its id shard and does its work only once per as many events as the
-// shard has entities: constant work per event.
-func (m *Memory) sweep(sh *entityShard, now int64) {
+// expired reports whether a log last recorded into at written (the
+// store's clock) is past keeping: its horizon, the lateness allowance and
+// ttlMargin ago, as a Redis key's time to live runs out. Reads treat it
+// as absent, so whether it has been dropped yet changes no answer.
+func expired(l *Log, written, now, lateness int64) bool {
+	return written <= now-l.Horizon.Milliseconds()-lateness-ttlMargin.Milliseconds()
+}
+
+func (m *Memory) examineLocked(sh *entityShard, n int, now int64) {
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.skip++; sh.skip*sweepEvery < len(sh.entities) {
-		return
-	}
-	sh.skip = 0
-	for k, e := range sh.entities {
-		logs := e.logs[:0]
-		for _, ls := range e.logs {
-			if ls.newest > now-ls.log.Horizon.Milliseconds()-m.lateness-ttlMargin.Milliseconds() {
-				logs = append(logs, ls)
-			}
-		}
-		clear(e.logs[len(logs):])
-		e.logs = logs
-		if len(e.logs) == 0 {
-			delete(sh.entities, k)
-		}
+	evicted := m.examine(sh, n, now)
+	sh.mu.Unlock()
+	if evicted > 0 && m.opts.OnEvict != nil {
+		m.opts.OnEvict(evicted)
 	}
 }
+
+// examine moves the shard's clock hand over n entities: it drops their
+// expired logs, and the entity once it has none; over the cap, it evicts
+// an entity not seen since the hand last passed it. Called with sh.mu
+// held; returns how many the cap evicted.
+func (m *Memory) examine(sh *entityShard, n int, now int64) int {
+	over := m.opts.MaxEntities > 0 && m.count.Load() > int64(m.opts.MaxEntities)
+	evicted := 0
+	for ; n > 0 && len(sh.ring) > 0; n-- {
+		if sh.hand >= len(sh.ring) {
+			sh.hand = 0
+		}
+		id := sh.ring[sh.hand]
+		if e := sh.entities[id]; e != nil {
+			logs := e.logs[:0]
+			for _, ls := range e.logs {
+				if !expired(ls.log, ls.written, now, m.lateness) {
+					logs = append(logs, ls)
+				}
+			}
+			clear(e.logs[len(logs):])
+			e.logs = logs
+			switch {
+			case len(e.logs) == 0:
+			case over && !e.used:
+				evicted++
+				m.evicted.Add(1)
+			default:
+				e.used = false
+				sh.hand++
+				continue
+			}
+			delete(sh.entities, id)
+			m.count.Add(-1)
+		}
+		// Gone: out of the ring too; its last entry takes the place, so
+		// the ring stays dense.
+		last := len(sh.ring) - 1
+		sh.ring[sh.hand] = sh.ring[last]
+		sh.ring = sh.ring[:last]
+	}
+	return evicted
+}
+
+// Evicted is how many keys the MaxEntities cap has evicted.
+func (m *Memory) Evicted() int64 { return m.evicted.Load() }
 
 // Stats counts what the store holds, for memory metrics and tests.
 type Stats struct {

@@ -226,14 +226,14 @@ func TestMemoryEvictsHistoryOlderThanTheHorizon(t *testing.T) {
 		t.Errorf("store remembers %d ids, want 20000", st.IDs)
 	}
 	// A day and more later, idle keys and old ids go.
-	for i := 0; i < 2*sweepEvery*numShards; i++ {
+	for i := 0; i < 20000; i++ {
 		observeOne(t, m, f, ev{id: fmt.Sprint("late", i), ts: 200000 + float64(i), key: "hot"})
 	}
 	st = m.Stats()
 	if st.Series > 100 {
 		t.Errorf("store keeps %d series after every key went idle, want the idle ones evicted", st.Series)
 	}
-	if st.IDs >= 20000+2*sweepEvery*numShards {
+	if st.IDs >= 20000+20000 {
 		t.Errorf("store remembers %d ids, want old ones forgotten", st.IDs)
 	}
 }
@@ -257,5 +257,47 @@ func TestMemoryConcurrentScoringCountsEachEventOnce(t *testing.T) {
 	got := observeOne(t, m, f, ev{id: "final", ts: 10, key: "shared"})
 	if got.Num != perWorker {
 		t.Fatalf("count after %d workers sent the same %d events: %v, want %d", workers, perWorker, got.Num, perWorker)
+	}
+}
+
+// TestMemoryStaysBoundedWithNewKeys: three keys never seen again per
+// event (the 90 s windows over unique keys) leave no more keys
+// alive than the horizon, lateness and margin hold, and with a cap no
+// more than the cap, the least recently seen going first.
+func TestMemoryStaysBoundedWithNewKeys(t *testing.T) {
+	fs := []*Feature{
+		{Name: "a", Kind: Count, Key: []Path{NewPath("a")}, Entity: "a", Window: 90 * time.Second},
+		{Name: "b", Kind: Count, Key: []Path{NewPath("b")}, Entity: "b", Window: 90 * time.Second},
+		{Name: "c", Kind: Count, Key: []Path{NewPath("c")}, Entity: "c", Window: 90 * time.Second},
+	}
+	testSet(fs...)
+	for _, tt := range []struct {
+		name     string
+		cap      int
+		wantMost int
+	}{
+		// Kept: 90 s + 10 min lateness + a day's margin, three keys a
+		// second, and at most a third more expired but not yet examined.
+		{"expiry", 0, 4 * (90 + 600 + 86400 + 60)},
+		{"cap", 5000, 5000 + numShards*examinePerNew},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			evictions := 0
+			m := NewMemory(MemoryOptions{EventTime: true, MaxEntities: tt.cap, OnEvict: func(n int) { evictions += n }})
+			for i := range 150_000 { // an event a second: 41 hours
+				obs := observation(fs, tevent{id: fmt.Sprint(i), typ: "a", ts: t0 + int64(i)*1000,
+					fields: map[string]string{"a": fmt.Sprint("a", i), "b": fmt.Sprint("b", i), "c": fmt.Sprint("c", i)}})
+				if err := m.Observe(context.Background(), obs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := m.Stats()
+			if st.Entities > tt.wantMost || int64(st.Entities) != m.count.Load() {
+				t.Errorf("%d keys alive (counted %d), want at most %d", st.Entities, m.count.Load(), tt.wantMost)
+			}
+			if tt.cap > 0 && (evictions == 0 || int64(evictions) != m.Evicted()) {
+				t.Errorf("cap evicted %d (told %d)", m.Evicted(), evictions)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ type oracle struct {
 	seq              uint64
 	answers          map[string]oanswer
 	logs             map[string][]orec // entity key + log name -> records
+	written          map[string]int64  // entity key + log name -> clock when last recorded into
 }
 
 type oanswer struct {
@@ -32,7 +33,7 @@ type orec struct {
 
 func newOracle(window, lateness time.Duration) *oracle {
 	return &oracle{window: window.Milliseconds(), lateness: lateness.Milliseconds(),
-		answers: map[string]oanswer{}, logs: map[string][]orec{}}
+		answers: map[string]oanswer{}, logs: map[string][]orec{}, written: map[string]int64{}}
 }
 
 func (o *oracle) observe(obs *Observation) []Value {
@@ -73,13 +74,16 @@ func (o *oracle) observe(obs *Observation) []Value {
 			}
 		}
 		recs := o.logs[k]
-		if !en.Log.Windowless {
-			// Recording an event drops what no event within the
-			// lateness allowance of it can see.
-			cut := p.ts - en.Log.Horizon.Milliseconds() - o.lateness
-			recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.ts <= cut })
+		// Recording an event drops what no event within the lateness
+		// allowance of it can see: past the widest window, or for
+		// sightings past the retention and a day's margin.
+		cut := p.ts - en.Log.Horizon.Milliseconds() - o.lateness
+		if en.Log.Windowless {
+			cut -= ttlMargin.Milliseconds()
 		}
+		recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.ts <= cut })
 		o.logs[k] = append(recs, rec)
+		o.written[k] = o.clock
 	}
 	return out
 }
@@ -88,7 +92,11 @@ func (o *oracle) value(obs *Observation, i int, p position) Value {
 	it := obs.Items[i]
 	en := obs.Entries[it.Entry]
 	f := it.Feature
-	all := o.logs[en.Log.Entity+"="+en.Key+"/"+en.Log.Name]
+	k := en.Log.Entity + "=" + en.Key + "/" + en.Log.Name
+	all := o.logs[k]
+	if w, ok := o.written[k]; ok && w <= o.clock-en.Log.Horizon.Milliseconds()-o.lateness-ttlMargin.Milliseconds() {
+		all = nil // kept its horizon and a day past its last write, then gone
+	}
 	if !f.Kind.Windowed() {
 		return o.sighting(f, all, p)
 	}

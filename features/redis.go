@@ -3,6 +3,7 @@ package features
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -187,7 +188,9 @@ type entryCmds struct {
 	added   *redis.IntCmd         // the event's ZADD
 	count   *redis.IntCmd         // hot: records in the mirrored range
 	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
+	all     *redis.StringSliceCmd // an old event's: every record, for when the log was last written
 	base    string
+	now     int64 // the store's clock for this event
 	counts  []*redis.IntCmd  // windowed, count-only reads: per item
 	latest  *redis.ZSliceCmd // windowless: the sightings and the run's first
 }
@@ -215,7 +218,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 		// Features the first answer did not read (a newer policy's) are
 		// read as of now, without recording anything.
 		defer unlockHot(cmds)
-		if err := r.exec(ctx, obs, cmds, -1); err != nil {
+		if err := r.exec(ctx, obs, cmds, -1, now); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		if err := r.checkHot(ctx, obs, cmds); err != nil {
@@ -224,7 +227,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 		_, err := r.values(obs, cmds, missing)
 		return err
 	}
-	fixups, err := r.record(ctx, obs, cmds, gen)
+	fixups, err := r.record(ctx, obs, cmds, gen, now)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -253,9 +256,9 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 }
 
 // record reads and records the event's entries and computes its items.
-func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) ([]int, error) {
+func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) ([]int, error) {
 	defer unlockHot(cmds)
-	if err := r.exec(ctx, obs, cmds, gen); err != nil {
+	if err := r.exec(ctx, obs, cmds, gen, now); err != nil {
 		return nil, err
 	}
 	if err := r.checkHot(ctx, obs, cmds); err != nil {
@@ -350,7 +353,10 @@ func (r *Redis) idKey(id string) string { return r.prefix + "id:" + id }
 
 // exec sends every entry's transaction and waits for them. gen < 0
 // reads without recording.
-func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen int64) error {
+func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) error {
+	for i := range cmds {
+		cmds[i].now = now
+	}
 	r.lockHot(obs, cmds)
 	if !r.cluster {
 		col := r.client.Pipeline()
@@ -428,11 +434,19 @@ func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
 		c := &cmds[ei]
 		c.hot.mu.Lock()
 		l := obs.Entries[ei].Log
-		if c.hot.log != l || obs.TS < c.hot.newest || obs.TS-l.Horizon.Milliseconds() < c.hot.from {
+		if c.hot.log != l || obs.TS < c.hot.newest || obs.TS-l.Horizon.Milliseconds() < c.hot.from || r.old(obs, c) {
 			c.hot.mu.Unlock()
 			c.hot = nil
 		}
 	}
+}
+
+// old reports whether the event is so far behind the store's clock that
+// a log it reads may be past keeping (expired): only then must the log's
+// newest record be asked for, to leave an expired log out as the memory
+// store does (and as Redis would once the key's TTL ran out).
+func (r *Redis) old(obs *Observation, c *entryCmds) bool {
+	return obs.TS < c.now-r.lateness-ttlMargin.Milliseconds()
 }
 
 // unlockHot releases what lockHot locked.
@@ -510,6 +524,9 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 				keep++
 			}
 			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
+			// Sightings no event within the lateness allowance could find
+			// within its retention, as the memory store drops them.
+			pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(obs.TS-(l.Horizon+r.opts.Lateness+ttlMargin).Milliseconds(), 10))
 			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
 		}
 		return
@@ -517,6 +534,9 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 	if record {
 		c.member = appendRecord(nil, obs, ei, gen)
 		c.added = pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+	}
+	if reads && r.old(obs, c) {
+		c.all = pipe.ZRange(ctx, base, 0, -1)
 	}
 	switch {
 	case !reads:
@@ -578,6 +598,19 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 					// it shows was just written with it.
 					hasFirst = false
 				}
+				written := int64(math.MinInt64)
+				for _, z := range zs {
+					if m, _ := z.Member.(string); m != firstMember && m != c.member {
+						gen, err := sightingGen(m)
+						if err != nil {
+							return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+						}
+						written = max(written, gen)
+					}
+				}
+				if others && expired(l, written, c.now, r.lateness) {
+					hasPred, hasFirst = false, false // past keeping: as if gone
+				}
 			}
 			for i := range obs.Items {
 				if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
@@ -588,6 +621,32 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 				fixups = append(fixups, ei)
 			}
 			continue
+		}
+		if c.all != nil {
+			members, err := c.all.Result()
+			if err != nil {
+				return nil, err
+			}
+			written, any := int64(math.MinInt64), false
+			for _, m := range members {
+				if m == c.member {
+					continue
+				}
+				gen, err := recordGen(m)
+				if err != nil {
+					return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+				}
+				written, any = max(written, gen), true
+			}
+			if any && expired(l, written, c.now, r.lateness) {
+				// Past keeping: as if gone, whatever Redis holds.
+				for i := range obs.Items {
+					if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+						it.Value = aggregate(it.Feature.Kind, nil)
+					}
+				}
+				c.counts, c.records = nil, nil
+			}
 		}
 		own := int64(0)
 		if c.member != "" {
@@ -762,6 +821,24 @@ const (
 func sightingMember(id string, gen int64) string {
 	return string(binary.AppendVarint(appendString(nil, id), gen))
 }
+
+// recordGen and sightingGen read the generation of a member: the store's
+// clock when its event was first claimed, so the newest of a log's is
+// when it was last written.
+func recordGen(m string) (int64, error) {
+	b := []byte(m)
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return 0, errBadRecord
+	}
+	gen, k2 := binary.Varint(b[k+int(n):])
+	if k2 <= 0 {
+		return 0, errBadRecord
+	}
+	return gen, nil
+}
+
+func sightingGen(m string) (int64, error) { return recordGen(m) }
 
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
