@@ -448,6 +448,9 @@ func (m *Memory) examine(sh *entityShard, n int, now int64) int {
 // Evicted is how many keys the MaxEntities cap has evicted.
 func (m *Memory) Evicted() int64 { return m.evicted.Load() }
 
+// Keys is how many keys the store holds.
+func (m *Memory) Keys() int64 { return m.count.Load() }
+
 // Stats counts what the store holds, for memory metrics and tests.
 type Stats struct {
 	Entities int // keys with history

@@ -3,10 +3,10 @@ package features
 import (
 	"context"
 	"encoding/binary"
-	"math"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,7 +190,7 @@ type entryCmds struct {
 	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
 	all     *redis.StringSliceCmd // an old event's: every record, for when the log was last written
 	base    string
-	now     int64 // the store's clock for this event
+	now     int64            // the store's clock for this event
 	counts  []*redis.IntCmd  // windowed, count-only reads: per item
 	latest  *redis.ZSliceCmd // windowless: the sightings and the run's first
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type config struct {
 	redisPrefix       string
 	storeTimeout      time.Duration
 	futureSkew        time.Duration
+	memoryMaxKeys     int
 	idempotency       time.Duration
 	lateness          time.Duration
 	kafkaBrokers      string
@@ -61,6 +63,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
+	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
@@ -101,6 +104,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
+	if c.memoryMaxKeys < 0 {
+		return nil, fmt.Errorf("-memory-max-keys %d must not be negative", c.memoryMaxKeys)
+	}
 	if c.futureSkew <= 0 {
 		return nil, fmt.Errorf("-max-future-skew %v must be positive", c.futureSkew)
 	}
@@ -140,11 +146,33 @@ func (c *config) storeOptions() features.Options {
 	return features.Options{IdempotencyWindow: c.idempotency, Lateness: c.lateness}
 }
 
+// openMemory returns the memory store with its metrics, and a log line
+// (at most one a minute) whenever its key cap evicts.
+func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *features.Memory {
+	var pending atomic.Int64
+	var last atomic.Int64
+	m := features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys,
+		OnEvict: func(n int) {
+			pending.Add(int64(n))
+			now := time.Now().UnixNano()
+			if l := last.Load(); now-l >= int64(time.Minute) && last.CompareAndSwap(l, now) {
+				log.Warn("memory store at its key cap: least recently seen keys evicted, their history lost", "evicted", pending.Swap(0), "max_keys", cfg.memoryMaxKeys)
+			}
+		}})
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "riskd_memory_store_keys", Help: "Keys (entity values) the memory store holds."},
+			func() float64 { return float64(m.Keys()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "riskd_memory_store_evicted_keys_total", Help: "Keys the memory store evicted at its -memory-max-keys cap, their history lost."},
+			func() float64 { return float64(m.Evicted()) }),
+	)
+	return m
+}
+
 // openStore returns the Redis store when -redis is set, else the memory
 // store.
-func openStore(cfg *config, log *slog.Logger) (features.Store, string, error) {
+func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (features.Store, string, error) {
 	if cfg.redis == "" {
-		return features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions()}), "memory", nil
+		return openMemory(cfg, log, reg), "memory", nil
 	}
 	addrs := splitList(cfg.redis)
 	for _, a := range addrs {
@@ -201,7 +229,7 @@ func run(args []string, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, storeName, err := openStore(cfg, log)
+	store, storeName, err := openStore(cfg, log, reg)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,7 @@ func TestParseFlags(t *testing.T) {
 			return ""
 		}},
 		{name: "short idempotency window", args: []string{"-idempotency-window", "10s"}, wantErr: "-idempotency-window 10s is too short (at least 1m)"},
+		{name: "negative key cap", args: []string{"-memory-max-keys", "-1"}, wantErr: "-memory-max-keys -1 must not be negative"},
 		{name: "no future skew", args: []string{"-max-future-skew", "0s"}, wantErr: "-max-future-skew 0s must be positive"},
 		{name: "no lateness", args: []string{"-max-lateness", "0s"}, wantErr: "-max-lateness 0s must be positive"},
 		{name: "bad kafka store timeout environment value", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "1"}, wantErr: `environment RISKD_KAFKA_STORE_TIMEOUT="1": parse error`},
