@@ -336,11 +336,14 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if ei < 0 {
 			start := len(s.keyBuf)
 			ok := true
-			for k, p := range f.Key {
+			if len(f.Key) == 1 {
+				s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, f.Key[0]))
+			}
+			for k := 0; k < len(f.Key) && len(f.Key) > 1; k++ {
 				if k > 0 {
 					s.keyBuf = append(s.keyBuf, features.KeySep...)
 				}
-				if s.keyBuf, ok = appendKeyPart(s.keyBuf, lookup(ev, p)); !ok {
+				if s.keyBuf, ok = appendCompositePart(s.keyBuf, lookup(ev, f.Key[k])); !ok {
 					break
 				}
 			}

@@ -119,3 +119,24 @@ func TestConcurrentScoring(t *testing.T) {
 		}
 	}
 }
+
+// TestCompositeKeysDoNotCollide: account "acc\x1fdevX" with device
+// "tail" and account "acc" with device "devX\x1ftail" are two pairs.
+func TestCompositeKeysDoNotCollide(t *testing.T) {
+	e := engine.New(examplePolicy(t), engine.Options{})
+	var d engine.Decision
+	for i, ev := range []string{
+		`{"id":"1","type":"checkout","ts":1780000000000,"account_id":"acc\u001fdevX","device_id":"tail"}`,
+		`{"id":"2","type":"checkout","ts":1780000001000,"account_id":"acc","device_id":"devX\u001ftail"}`,
+		`{"id":"3","type":"checkout","ts":1780000002000,"account_id":"acc\u001e\u001fdevX","device_id":"tail"}`,
+	} {
+		if err := e.Score(context.Background(), []byte(ev), engine.ScoreOptions{Explain: true}, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range d.Features {
+			if f.Name == "account_device_seen" && (!f.Value.Valid || f.Value.Bool) {
+				t.Errorf("event %d: account_device_seen %+v, want false: a different pair", i+1, f.Value)
+			}
+		}
+	}
+}

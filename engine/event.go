@@ -130,6 +130,18 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // numbers as written. ok is false for an absent, null, empty or structured
 // value, which leaves the feature nil.
 func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
+	return appendKey(dst, v, false)
+}
+
+// appendCompositePart is appendKeyPart for one part of a composite key:
+// the separator (features.KeySep) and the escape byte are escaped, so
+// parts joined by the separator never collide ("a\x1fb"+"c" against
+// "a"+"b\x1fc").
+func appendCompositePart(dst []byte, v *fastjson.Value) ([]byte, bool) {
+	return appendKey(dst, v, true)
+}
+
+func appendKey(dst []byte, v *fastjson.Value, escape bool) ([]byte, bool) {
 	if v == nil {
 		return dst, false
 	}
@@ -139,7 +151,16 @@ func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
 		if len(b) == 0 {
 			return dst, false
 		}
-		return append(dst, b...), true
+		if !escape {
+			return append(dst, b...), true
+		}
+		for _, c := range b {
+			if c == keyEscape || c == features.KeySep[0] {
+				dst = append(dst, keyEscape)
+			}
+			dst = append(dst, c)
+		}
+		return dst, true
 	case fastjson.TypeNumber:
 		return v.MarshalTo(dst), true
 	case fastjson.TypeTrue, fastjson.TypeFalse:
@@ -147,6 +168,10 @@ func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
 	}
 	return dst, false
 }
+
+// keyEscape precedes a separator or escape byte inside a composite key's
+// part.
+const keyEscape = 0x1e
 
 // micro reads a numeric field as exact micro-units: a JSON number, or a
 // string holding one (payment APIs often send amounts as strings). ok is

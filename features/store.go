@@ -140,6 +140,6 @@ func (o *Observation) AddItem(f *Feature, e int) {
 	o.Items = append(o.Items, Item{Feature: f, Entry: e})
 }
 
-// KeySep joins the values of a composite key. It cannot appear in a value
-// that came from a JSON string without being escaped, so keys never collide.
+// KeySep joins the values of a composite key. The engine escapes it (and
+// its escape byte) inside each value, so composite keys never collide.
 const KeySep = "\x1f"
