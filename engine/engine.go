@@ -170,6 +170,7 @@ type scratch struct {
 	reads    []bool // feature index -> the ruleset reads it
 	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent
 	numBuf   []byte
+	strict   strictScratch
 	keyBuf   []byte
 	splitBuf []byte
 	strs     map[string]any // boxed strings, see str
@@ -221,6 +222,9 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	s := c.pool.Get().(*scratch)
 	now := e.now()
 	ev, h, err := parseEvent(&s.parser, body, now)
+	if err == nil {
+		err = checkStrict(body, ev, &s.strict)
+	}
 	if err == nil && e.skew > 0 && h.ts > now.Add(e.skew).UnixMilli() {
 		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v ahead of this server's clock, more than the %v allowed",
 			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(h.ts-now.UnixMilli())*time.Millisecond, e.skew)}

@@ -42,6 +42,13 @@ func TestHTTPScoreErrors(t *testing.T) {
 		{"ts of wrong type", `{"id":"a","type":"checkout","ts":true}`, 400, `{"error":"field \"ts\" must be an RFC 3339 string or Unix milliseconds, got true"}`},
 		{"amount past what a sum keeps", `{"id":"a","type":"checkout","account_id":"x","card_id":"y","amount":1e13}`, 400, `{"error":"field \"amount\": 1e13: magnitude over 9e12, the largest a feature records"}`},
 		{"amount string past it", `{"id":"a","type":"checkout","card_id":"y","amount":"-90000000000000"}`, 400, `{"error":"field \"amount\": -90000000000000: magnitude over 9e12, the largest a feature records"}`},
+		{"NaN", `{"id":"a","type":"checkout","amount":NaN}`, 400, `{"error":"field \"amount\": NaN is not a JSON number"}`},
+		{"Inf", `{"id":"a","type":"checkout","amount":-Inf}`, 400, `{"error":"field \"amount\": -Inf is not a JSON number"}`},
+		{"not finite", `{"id":"a","type":"checkout","amount":1e309}`, 400, `{"error":"field \"amount\": 1e309 is not a finite number"}`},
+		{"leading zero", `{"id":"a","type":"checkout","amount":012}`, 400, `{"error":"field \"amount\": 012 is not a JSON number"}`},
+		{"duplicate key", `{"id":"a","type":"checkout","amount":1,"amount":9000}`, 400, `{"error":"duplicate key \"amount\" (parsers disagree on which one counts: refused)"}`},
+		{"nested duplicate key", `{"id":"a","type":"checkout","billing":{"items":[{"sku":"x","sku":"y"}]}}`, 400, `{"error":"field \"billing.items[0]\": duplicate key \"sku\" (parsers disagree on which one counts: refused)"}`},
+		{"control character", "{\"id\":\"a\",\"type\":\"checkout\",\"name\":\"x\x01y\"}", 400, `{"error":"invalid JSON: raw control character 0x01 inside a string at byte 37 (escape it as \\u0001)"}`},
 		{"too large", `{"id":"a","type":"checkout","pad":"` + strings.Repeat("x", 2000) + `"}`, 413, `{"error":"event is over the limit of 1024 bytes"}`},
 		{"ok", `{"id":"a","type":"payout","ts":"2026-11-20T15:00:00Z"}`, 200, `{"event_id":"a","type":"payout","decision":"pass","score":0,"ruleset":"","version":"","reasons":[],"degraded":false,"unscored":true,"elapsed_us":`},
 	}

@@ -181,6 +181,20 @@ func aggregate(k Kind, in []entry) Value {
 		}
 		return Value{Valid: true, Num: float64(mx) / microPerUnit}
 	case Distinct:
+		if len(in) <= 64 {
+			// Small windows: comparing pairs beats allocating a set.
+			n := 0
+		next:
+			for i, e := range in {
+				for _, f := range in[:i] {
+					if f.of == e.of {
+						continue next
+					}
+				}
+				n++
+			}
+			return Value{Valid: true, Num: float64(n)}
+		}
 		seen := make(map[uint64]struct{}, len(in))
 		for _, e := range in {
 			seen[e.of] = struct{}{}
