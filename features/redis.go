@@ -50,6 +50,11 @@ type RedisOptions struct {
 	// Now is the store's clock, which ages answers. Default time.Now;
 	// tests replaying history pass its event time.
 	Now func() time.Time
+	// OnHistoryLost, if set, is called (from the store's own goroutine)
+	// when a node is found to have lost its data: its epoch marker
+	// vanished or changed. Checked every EpochEvery (default 5s).
+	OnHistoryLost func(node string)
+	EpochEvery    time.Duration
 }
 
 // Redis keeps feature history in Redis (a standalone server or a Cluster)
@@ -84,6 +89,7 @@ type Redis struct {
 	seed     maphash.Seed
 	bufs     sync.Pool
 	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
+	epoch    *epochWatch
 	hot      hotCache
 }
 
@@ -120,6 +126,9 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if !cluster {
 		r.batch = newBatcher(client)
 	}
+	if opts.OnHistoryLost != nil {
+		r.watchEpoch(opts.EpochEvery, opts.OnHistoryLost)
+	}
 	return r, nil
 }
 
@@ -133,8 +142,11 @@ func (r *Redis) Ready(ctx context.Context) error {
 	return r.client.Ping(ctx).Err()
 }
 
-// Close stops the batcher, then closes the connections.
+// Close stops the epoch watch and the batcher, then closes the connections.
 func (r *Redis) Close() error {
+	if r.epoch != nil {
+		r.epoch.stop()
+	}
 	if r.batch != nil {
 		r.batch.close()
 	}

@@ -253,3 +253,54 @@ func TestRedisMirrorSeesOtherInstances(t *testing.T) {
 		t.Fatalf("count %v, sum %v after 10 events of a and 2 of b, want 12 and 12", n, s)
 	}
 }
+
+// TestRedisHistoryLostIsNoticed: a Redis restarted empty is reported,
+// once per loss, and a Redis that kept its data is not.
+func TestRedisHistoryLostIsNoticed(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		t.Run(fmt.Sprint("cluster=", cluster), func(t *testing.T) {
+			var addrs []string
+			var restart func()
+			if cluster {
+				c := redistest.StartCluster(t)
+				addrs = c.Addrs()
+				restart = func() { c.FlushAll(t) }
+			} else {
+				srv := redistest.Start(t)
+				addrs = []string{srv.Addr()}
+				restart = func() { srv.Stop(); srv.Restart() }
+			}
+			lost := make(chan string, 16)
+			r, err := NewRedis(t.Context(), RedisOptions{Addrs: addrs, Prefix: fmt.Sprintf("e%d:", prefixes.Add(1)),
+				EpochEvery: 20 * time.Millisecond, OnHistoryLost: func(node string) { lost <- node }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			// Let the watch see its markers a few times: nothing is lost.
+			waitFor(t, func() bool { return r.epochSeen() >= 3*len(addrs) })
+			select {
+			case n := <-lost:
+				t.Fatalf("history reported lost on %s before anything happened", n)
+			default:
+			}
+			restart()
+			select {
+			case <-lost:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a Redis restarted empty was not reported within 10s")
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -105,6 +105,20 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// FlushAll empties every node, as a Cluster that lost its data (restarted
+// without persistence) would be.
+func (c *Cluster) FlushAll(t testing.TB) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		err := cl.FlushAll(context.Background()).Err()
+		cl.Close()
+		if err != nil {
+			t.Fatalf("flushing %s: %v", n.Addr(), err)
+		}
+	}
+}
+
 // StartCluster runs three redis-server nodes in cluster mode and joins
 // them with redis-cli --cluster create.
 func StartCluster(t testing.TB) *Cluster {
