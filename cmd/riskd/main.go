@@ -182,7 +182,16 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions()})
+	lost := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "riskd_redis_history_lost_total",
+		Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
+	}, []string{"node"})
+	reg.MustRegister(lost)
+	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(),
+		OnHistoryLost: func(node string) {
+			lost.WithLabelValues(node).Inc()
+			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
+		}})
 	if err != nil {
 		return nil, "", fmt.Errorf("-redis: %w", err)
 	}
