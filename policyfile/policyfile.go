@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -23,14 +24,56 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	msg := cut(e.Msg, MaxMessageBytes)
 	switch {
 	case e.Line > 0 && e.Col > 0:
-		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, msg)
 	case e.Line > 0:
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
 	default:
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+		return fmt.Sprintf("%s: %s", e.File, msg)
 	}
+}
+
+// Messages end up in logs and in riskd's GET /v1/rulesets, so they quote
+// what a file holds only in short excerpts: a file that is not a policy
+// at all (a symlink to /etc/passwd, a private key) must not be echoed back
+// whole.
+const (
+	// MaxExcerptBytes is the most of a value that Quote shows.
+	MaxExcerptBytes = 80
+	// MaxMessageBytes bounds a whole message, whatever it quotes.
+	MaxMessageBytes = 320
+	// MaxErrorsPerFile is how many problems of one file Err lists; the rest
+	// are counted.
+	MaxErrorsPerFile = 50
+)
+
+// Quote returns s quoted like %q, cut to its first MaxExcerptBytes bytes
+// with "…" when longer. Every value of a file that a message repeats goes
+// through it.
+func Quote(s string) string {
+	if len(s) <= MaxExcerptBytes {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(cut(s, MaxExcerptBytes))
+}
+
+// Cut returns s, or its first MaxExcerptBytes bytes and "…": an excerpt
+// of a value that a message shows unquoted.
+func Cut(s string) string { return cut(s, MaxExcerptBytes) }
+
+// cut returns s, or its first max bytes (not splitting a character) and
+// "…".
+func cut(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // Errors collects every problem of a load; validation never stops at the
@@ -65,12 +108,19 @@ func (es *Errors) Add(err error) {
 func (es *Errors) Len() int { return len(es.list) }
 
 // Err returns all problems joined, one per line in file order, or nil.
+// Past MaxErrorsPerFile the rest are counted, not listed: a file that is
+// not a policy at all would otherwise make an error as large as itself.
 func (es *Errors) Err() error {
 	sort.SliceStable(es.list, func(i, j int) bool {
 		a, okA := es.list[i].(*Error)
 		b, okB := es.list[j].(*Error)
 		return okA && okB && (a.Line < b.Line || a.Line == b.Line && a.Col < b.Col)
 	})
+	if len(es.list) > MaxErrorsPerFile {
+		list := append(es.list[:MaxErrorsPerFile:MaxErrorsPerFile],
+			&Error{File: es.File, Msg: fmt.Sprintf("… and %d more problems in this file", len(es.list)-MaxErrorsPerFile)})
+		return errors.Join(list...)
+	}
 	return errors.Join(es.list...)
 }
 
@@ -125,7 +175,7 @@ func Mapping(es *Errors, n *yaml.Node, what string, known ...string) map[string]
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !accepted[k.Value] {
-			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
+			msg := fmt.Sprintf("unknown key %s in %s", Quote(k.Value), what)
 			if s := Suggest(k.Value, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			} else {
@@ -136,7 +186,7 @@ func Mapping(es *Errors, n *yaml.Node, what string, known ...string) map[string]
 			continue
 		}
 		if prev, dup := out[k.Value]; dup {
-			es.At(k, "duplicate key %q in %s (first at line %d)", k.Value, what, prev.Key.Line)
+			es.At(k, "duplicate key %s in %s (first at line %d)", Quote(k.Value), what, prev.Key.Line)
 			continue
 		}
 		out[k.Value] = Field{Key: k, Value: v}
@@ -225,7 +275,7 @@ func Duration(es *Errors, n *yaml.Node, what string) (time.Duration, bool) {
 // ParseDuration parses <number><unit> with unit s, m, h, d or w.
 func ParseDuration(s string) (time.Duration, error) {
 	if len(s) < 2 {
-		return 0, fmt.Errorf("invalid duration %q (want a number and a unit: s, m, h, d, w, e.g. 15m or 7d)", s)
+		return 0, fmt.Errorf("invalid duration %s (want a number and a unit: s, m, h, d, w, e.g. 15m or 7d)", Quote(s))
 	}
 	num, unit := s[:len(s)-1], s[len(s)-1]
 	var u time.Duration
@@ -241,11 +291,11 @@ func ParseDuration(s string) (time.Duration, error) {
 	case 'w':
 		u = 7 * 24 * time.Hour
 	default:
-		return 0, fmt.Errorf("invalid duration %q: unknown unit %q (use s, m, h, d or w, e.g. 15m or 7d)", s, string(unit))
+		return 0, fmt.Errorf("invalid duration %s: unknown unit %q (use s, m, h, d or w, e.g. 15m or 7d)", Quote(s), string(unit))
 	}
 	v, err := strconv.ParseUint(num, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (want a whole number and a unit, e.g. 15m or 7d)", s)
+		return 0, fmt.Errorf("invalid duration %s (want a whole number and a unit, e.g. 15m or 7d)", Quote(s))
 	}
 	if v == 0 {
 		return 0, fmt.Errorf("invalid duration %q: must be greater than zero", s)
@@ -315,5 +365,5 @@ func kindName(n *yaml.Node) string {
 	if n.Tag == "!!null" {
 		return "nothing"
 	}
-	return fmt.Sprintf("%q", n.Value)
+	return Quote(n.Value)
 }

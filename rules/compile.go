@@ -76,7 +76,7 @@ func (v *flattener) Visit(n *ast.Node) {
 	switch root {
 	case "features":
 		if _, ok := v.c.features.Index(name); !ok && !v.c.features.Broken(name) {
-			msg := fmt.Sprintf("unknown feature %q", name)
+			msg := fmt.Sprintf("unknown feature %s", policyfile.Quote(name))
 			if s := policyfile.Suggest(name, v.c.features.Names()); s != "" {
 				msg += fmt.Sprintf(" (did you mean features.%s?)", s)
 			} else {
@@ -91,7 +91,7 @@ func (v *flattener) Visit(n *ast.Node) {
 			for n := range v.c.lists {
 				names = append(names, n)
 			}
-			msg := fmt.Sprintf("unknown list %q", name)
+			msg := fmt.Sprintf("unknown list %s", policyfile.Quote(name))
 			if s := policyfile.Suggest(name, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean lists.%s?)", s)
 			} else {

@@ -105,7 +105,7 @@ func link(parsed []*parsedRuleset) []error {
 		es := &policyfile.Errors{File: rs.File}
 		ess[i] = es
 		if other, dup := byName[rs.Name]; dup {
-			es.AtPos(rs.nameLine, rs.nameCol, "ruleset name %q is already used by %s", rs.Name, other.File)
+			es.AtPos(rs.nameLine, rs.nameCol, "ruleset name %s is already used by %s", policyfile.Quote(rs.Name), other.File)
 			continue
 		}
 		byName[rs.Name] = rs
@@ -115,7 +115,7 @@ func link(parsed []*parsedRuleset) []error {
 		}
 		for _, t := range rs.EventTypes {
 			if owner, taken := typeOwner[t]; taken {
-				es.AtPos(rs.typesLine, rs.typesCol, "event type %q is already scored by %s; one live ruleset per event type (a challenger says shadow_of)", t, owner)
+				es.AtPos(rs.typesLine, rs.typesCol, "event type %s is already scored by %s; one live ruleset per event type (a challenger says shadow_of)", policyfile.Quote(t), owner)
 				continue
 			}
 			typeOwner[t] = rs.File
@@ -133,14 +133,14 @@ func link(parsed []*parsedRuleset) []error {
 			es.At(rs.shadowOf, "shadow_of names this ruleset itself; a challenger shadows another ruleset")
 			continue
 		case !ok:
-			msg := fmt.Sprintf("shadow_of: no ruleset named %q in this directory", rs.ShadowOf)
+			msg := fmt.Sprintf("shadow_of: no ruleset named %s in this directory", policyfile.Quote(rs.ShadowOf))
 			if s := policyfile.Suggest(rs.ShadowOf, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			es.At(rs.shadowOf, "%s", msg)
 			continue
 		case champ.ShadowOf != "":
-			es.At(rs.shadowOf, "shadow_of: %q is itself a challenger (of %q); challenge the live ruleset %q", rs.ShadowOf, champ.ShadowOf, champ.ShadowOf)
+			es.At(rs.shadowOf, "shadow_of: %s is itself a challenger (of %s); challenge the live ruleset %s", policyfile.Quote(rs.ShadowOf), policyfile.Quote(champ.ShadowOf), policyfile.Quote(champ.ShadowOf))
 			continue
 		}
 		if rs.EventTypes == nil {
@@ -230,7 +230,7 @@ func parseChallenger(es *policyfile.Errors, out *parsedRuleset, m map[string]pol
 	if hasKey {
 		if s, ok := policyfile.String(es, sk.Value, "split_key"); ok {
 			if !fieldPathRE.MatchString(s) {
-				es.At(sk.Value, "split_key %q must be an event field name, e.g. account_id or billing.country", s)
+				es.At(sk.Value, "split_key %s must be an event field name, e.g. account_id or billing.country", policyfile.Quote(s))
 			}
 			rs.SplitKey = features.NewPath(s)
 		}
@@ -247,11 +247,11 @@ var fieldPathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z
 func parseTraffic(n *yaml.Node) (int, error) {
 	s := strings.TrimSpace(n.Value)
 	if n.Kind != yaml.ScalarNode || !strings.HasSuffix(s, "%") {
-		return 0, fmt.Errorf("%q must be a percentage, e.g. 5%%", n.Value)
+		return 0, fmt.Errorf("%s must be a percentage, e.g. 5%%", policyfile.Quote(n.Value))
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
 	if err != nil || math.IsNaN(f) {
-		return 0, fmt.Errorf("%q must be a percentage, e.g. 5%%", n.Value)
+		return 0, fmt.Errorf("%s must be a percentage, e.g. 5%%", policyfile.Quote(n.Value))
 	}
 	if f <= 0 || f > 100 {
 		return 0, fmt.Errorf("%s is out of range: more than 0%% and at most 100%%", s)
@@ -281,7 +281,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 		out.nameLine, out.nameCol = f.Value.Line, f.Value.Column
 		if s, ok := policyfile.String(es, f.Value, "name"); ok {
 			if !rulesetNameRE.MatchString(s) {
-				es.At(f.Value, "ruleset name %q must be lower case letters, digits, _, - and .", s)
+				es.At(f.Value, "ruleset name %s must be lower case letters, digits, _, - and .", policyfile.Quote(s))
 			}
 			rs.Name = s
 		}
@@ -299,7 +299,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 		case "fail_closed":
 			rs.FailClosed = true
 		default:
-			es.At(f.Value, "on_store_error must be fail_open or fail_closed, got %q", f.Value.Value)
+			es.At(f.Value, "on_store_error must be fail_open or fail_closed, got %s", policyfile.Quote(f.Value.Value))
 		}
 	}
 	if f, ok := m["event_types"]; ok {
@@ -336,7 +336,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 					continue
 				}
 				if line, dup := seen[r.ID]; dup {
-					es.AtPos(r.Line, n.Column, "duplicate rule id %q (first at line %d)", r.ID, line)
+					es.AtPos(r.Line, n.Column, "duplicate rule id %s (first at line %d)", policyfile.Quote(r.ID), line)
 					continue
 				}
 				seen[r.ID] = r.Line
@@ -388,26 +388,26 @@ func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !idRE.MatchString(k.Value) {
-			es.At(k, "list name %q must be lower case letters, digits and _", k.Value)
+			es.At(k, "list name %s must be lower case letters, digits and _", policyfile.Quote(k.Value))
 			continue
 		}
 		if _, dup := rs.Lists[k.Value]; dup {
-			es.At(k, "duplicate list %q", k.Value)
+			es.At(k, "duplicate list %s", policyfile.Quote(k.Value))
 			continue
 		}
 		if v.Kind != yaml.SequenceNode {
-			es.At(v, "list %q must be a list of values, e.g. [NG, RU]", k.Value)
+			es.At(v, "list %s must be a list of values, e.g. [NG, RU]", policyfile.Quote(k.Value))
 			continue
 		}
 		l := &List{Name: k.Value}
 		for _, item := range v.Content {
 			switch {
 			case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
-				es.At(item, "list %q: items must be strings or numbers", k.Value)
+				es.At(item, "list %s: items must be strings or numbers", policyfile.Quote(k.Value))
 			case item.Tag == "!!int" || item.Tag == "!!float":
 				f, err := strconv.ParseFloat(item.Value, 64)
 				if err != nil {
-					es.At(item, "list %q: %q is not a number", k.Value, item.Value)
+					es.At(item, "list %s: %s is not a number", policyfile.Quote(k.Value), policyfile.Quote(item.Value))
 					continue
 				}
 				l.Values = append(l.Values, f)
@@ -429,14 +429,14 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 	if f, ok := m["id"]; ok {
 		if s, ok := policyfile.String(es, f.Value, "id"); ok {
 			if !idRE.MatchString(s) {
-				es.At(f.Value, "rule id %q must be lower case letters, digits and _", s)
+				es.At(f.Value, "rule id %s must be lower case letters, digits and _", policyfile.Quote(s))
 			}
 			r.ID = s
 		}
 	}
 	what := "rule"
 	if r.ID != "" {
-		what = fmt.Sprintf("rule %s", r.ID)
+		what = fmt.Sprintf("rule %s", policyfile.Cut(r.ID))
 	}
 	if f, ok := m["when"]; ok {
 		if s, ok := policyfile.String(es, f.Value, what+": when"); ok {
@@ -466,7 +466,7 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 		case "step_up":
 			r.Action = StepUp
 		default:
-			es.At(action.Value, "%s: action must be block or step_up, got %q", what, action.Value.Value)
+			es.At(action.Value, "%s: action must be block or step_up, got %s", what, policyfile.Quote(action.Value.Value))
 		}
 	}
 	if !hasScore && !hasAction {

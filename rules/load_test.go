@@ -220,3 +220,32 @@ func TestLoadRefusesTwoRulesetsForOneEventType(t *testing.T) {
 		t.Fatalf("got %v, want %s", err, want)
 	}
 }
+
+// TestLoadQuotesOnlyExcerpts: a file that is not a policy (here, what
+// /etc/passwd holds) is refused without being echoed back whole; errors
+// end up in logs and in GET /v1/rulesets.
+func TestLoadQuotesOnlyExcerpts(t *testing.T) {
+	passwd := "root:x:0:0:root:/root:/bin/bash\n" + strings.Repeat("svc:x:999:999:secret-looking-line:/var/lib/svc:/usr/sbin/nologin\n", 60)
+	key := "-----BEGIN PRIVATE KEY-----\n" + strings.Repeat("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n", 40) + "-----END PRIVATE KEY-----\n"
+	for _, tt := range []struct {
+		name, body, want string
+	}{
+		{"passwd", passwd, `p/passwd.yaml:1:1: ruleset must be a mapping, got "root:x:0:0:root:/root:/bin/bash svc:x:999:999:secret-looking-line:/var/lib/svc:/…"`},
+		{"key", key, `p/passwd.yaml:1:1: ruleset must be a mapping, got "-----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7…"`},
+		{"long key", strings.Repeat("k", 1000) + ": 1\n", `p/passwd.yaml:1:1: unknown key "` + strings.Repeat("k", 80) + `…" in ruleset (known keys: `},
+		{"long values", "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 1, block: 2}\non_store_error: " + strings.Repeat("v", 3000) + "\nrules: [{id: a, when: 'true', score: 1, action: " + strings.Repeat("w", 3000) + "}]\n",
+			`p/passwd.yaml:4:17: on_store_error must be fail_open or fail_closed, got "` + strings.Repeat("v", 80) + `…"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := load(t, map[string]string{"features.yaml": goodFeatures, "checkout.yaml": goodRuleset, "passwd.yaml": tt.body})
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v\nwant %s", err, tt.want)
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if len(line) > 400 {
+					t.Errorf("a line of %d bytes: %.120s…", len(line), line)
+				}
+			}
+		})
+	}
+}
