@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -118,6 +119,17 @@ func (v *flattener) Visit(n *ast.Node) {
 // `score` or a reason hole at offset within node's text). The returned
 // program is nil when the expression has errors, which are recorded.
 func (c *compiler) compile(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *vm.Program {
+	if msg, at := checkShape(src); msg != "" {
+		line, col := position(src, utf8.RuneCountInString(src[:at]))
+		c.at(node, offset, line, col, "%s: %s", what, msg)
+		return nil
+	}
+	return c.compileChecked(node, src, offset, what, opts...)
+}
+
+// compileChecked compiles an expression whose shape is within bounds (or,
+// for a ruleset's combined program, made of expressions that are).
+func (c *compiler) compileChecked(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *vm.Program {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		c.exprError(node, src, offset, what, err)

@@ -371,7 +371,7 @@ func combine(es *policyfile.Errors, c *compiler, node *yaml.Node, rules []*Rule)
 			}
 			fmt.Fprintf(&b, "((%s) ? %d : 0)", r.when, int64(1)<<i)
 		}
-		prog := c.compile(node, b.String(), 0, "rules combined", expr.AsInt())
+		prog := c.compileChecked(node, b.String(), 0, "rules combined", expr.AsInt())
 		if prog == nil {
 			return nil // reported; each rule compiled alone, so this is a riskd bug
 		}

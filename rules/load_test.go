@@ -249,3 +249,53 @@ func TestLoadQuotesOnlyExcerpts(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadBoundsExpressions: expressions too long or too deeply nested are
+// refused at their position before expr parses them; a million ! used to
+// overflow the stack (killing the process) and 300,000 nested parentheses
+// took 865 MB to refuse.
+func TestLoadBoundsExpressions(t *testing.T) {
+	rule := func(field, src string) string {
+		r := "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - id: deep\n    when: 'true'\n    score: 1\n"
+		switch field {
+		case "when":
+			r = strings.Replace(r, "when: 'true'", "when: '"+src+"'", 1)
+		case "score":
+			r = strings.Replace(r, "score: 1", "score: '"+src+"'", 1)
+		case "reason":
+			r += "    reason: 'deep {{" + src + "}}'\n"
+		}
+		return r
+	}
+	nested := func(n int, open, close, inner string) string {
+		return strings.Repeat(open, n) + inner + strings.Repeat(close, n)
+	}
+	for _, tt := range []struct {
+		name, field, src, want string
+	}{
+		{"a million !", "when", strings.Repeat("!", 1_000_000) + "true",
+			"p/checkout.yaml:6:12: rule deep: when: expression of 1000004 bytes, over the limit of 65536"},
+		{"300k parentheses", "when", nested(300_000, "(", ")", "true"),
+			"p/checkout.yaml:6:12: rule deep: when: expression of 600004 bytes, over the limit of 65536"},
+		{"deep and short", "when", strings.Repeat("!", 5000) + "true",
+			"p/checkout.yaml:6:112: rule deep: when: expression nested more than 100 deep (brackets and unary operators such as ! and not count a level each)"},
+		{"parentheses", "when", nested(20_000, "(", ")", "true"),
+			"p/checkout.yaml:6:112: rule deep: when: expression nested more than 100 deep (brackets and unary operators such as ! and not count a level each)"},
+		{"graded score", "score", nested(150, "[", "]", "1") + "[0]",
+			"p/checkout.yaml:7:113: rule deep: score: expression nested more than 100 deep (brackets and unary operators such as ! and not count a level each)"},
+		{"reason hole", "reason", "1 + " + nested(3000, "-(", ")", "1"),
+			"p/checkout.yaml:8:125: rule deep: reason: expression nested more than 100 deep (brackets and unary operators such as ! and not count a level each)"},
+		{"within bounds", "when", nested(99, "(", ")", "true"), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := load(t, map[string]string{"features.yaml": goodFeatures, "checkout.yaml": rule(tt.field, tt.src)})
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("got  %.300s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
