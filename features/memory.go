@@ -42,8 +42,9 @@ type MemoryOptions struct {
 	// recently seen are evicted, their history lost: features of those
 	// keys start over. Zero: no cap.
 	MaxEntities int
-	// OnEvict, if set, is told how many keys the cap evicted; it is
-	// called with no lock held, often: the caller rate-limits its logs.
+	// OnEvict, if set, is told how many keys the cap evicted. It is
+	// called often and with a store lock held: it must be quick, must
+	// not call the store, and rate-limits its own logs.
 	OnEvict func(n int)
 }
 
@@ -196,9 +197,10 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 		return nil
 	}
 	m.observe(obs, position{ts: obs.TS, seq: m.seq.Add(1)}, nil, true, now)
-	if _, ok := ish.answers[id]; !ok {
-		ish.order = append(ish.order, idAge{id: id, at: now})
-	}
+	// Every answer kept is queued for forgetting, even one replacing an
+	// expired answer not yet forgotten: forget only drops an answer its
+	// queue entry matches, so none is held past its time.
+	ish.order = append(ish.order, idAge{id: id, at: now})
 	ish.answers[id] = answer{at: now, vals: ish.keep(obs)}
 	return nil
 }
@@ -256,9 +258,16 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 					m.count.Add(1)
 					created = true
 				}
-				if ls == nil {
+				switch {
+				case ls == nil:
 					e.logs = append(e.logs, logState{log: other.Log, newest: p.ts, hists: make([]history, len(other.Log.Features))})
 					ls = &e.logs[len(e.logs)-1]
+				case expired(ls.log, ls.written, now, m.lateness):
+					// Past keeping, not yet dropped: start it over, as
+					// it would be had it been (or had its Redis key
+					// expired).
+					clear(ls.hists)
+					ls.newest = p.ts
 				}
 				m.record(ls, obs, ej, p)
 				ls.written = max(ls.written, now)
@@ -296,11 +305,11 @@ func (m *Memory) record(ls *logState, obs *Observation, ei int, p position) {
 	for i, f := range l.Features {
 		h := &ls.hists[i]
 		if !f.Kind.Windowed() {
-			// Sightings older than any event within the lateness
-			// allowance could find within its retention go first, as
-			// Redis trims them at the same event.
-			h.trimTo(f.Kind, p.ts-f.Retention.Milliseconds()-m.lateness-ttlMargin.Milliseconds())
+			// The run is decided from the sightings as read, then those
+			// no event within the lateness allowance could find within
+			// its retention go, as Redis trims them after its read.
 			h.see(p, f.Retention.Milliseconds())
+			h.trimTo(f.Kind, p.ts-f.Retention.Milliseconds()-m.lateness-ttlMargin.Milliseconds())
 			continue
 		}
 		// What no event within the lateness allowance of this one can

@@ -199,6 +199,7 @@ type entryCmds struct {
 	hot     *hotLog               // windowed: the mirror used, locked
 	added   *redis.IntCmd         // the event's ZADD
 	count   *redis.IntCmd         // hot: records in the mirrored range
+	oldest  *redis.ZSliceCmd      // hot: the oldest of them
 	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
 	all     *redis.StringSliceCmd // an old event's: every record, for when the log was last written
 	base    string
@@ -252,9 +253,12 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 	*buf = appendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
 	col := r.client.Pipeline()
 	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
-	for _, ei := range fixups {
-		en := &obs.Entries[ei]
-		col.ZAdd(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
+	for _, f := range fixups {
+		en := &obs.Entries[f.entry]
+		// XX: never create a key (and one without a TTL) that expired
+		// meanwhile.
+		args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
+		col.ZAddArgs(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, args)
 	}
 	r.bufs.Put(buf)
 	sent := col.Cmds()
@@ -268,7 +272,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 }
 
 // record reads and records the event's entries and computes its items.
-func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) ([]int, error) {
+func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) ([]fixup, error) {
 	defer unlockHot(cmds)
 	if err := r.exec(ctx, obs, cmds, gen, now); err != nil {
 		return nil, err
@@ -284,53 +288,77 @@ func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, 
 // holds is waited for until it is answered or its lease runs out.
 func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
-	mine := appendClaim(nil, now, now+claimLease.Milliseconds())
-	get := func(cmd *redis.StringCmd) (string, error) {
-		if err := r.send(ctx, false, cmd); err != nil {
-			return "", err
-		}
-		return cmd.Result()
-	}
-	prev, err := get(redis.NewStringCmd(ctx, "set", key, string(mine), "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get"))
 	wait := 500 * time.Microsecond
 	for {
+		mine := string(appendClaim(nil, now, now+claimLease.Milliseconds()))
+		cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
+		if err := r.send(ctx, false, cmd); err != nil {
+			return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		}
+		prev, err := cmd.Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			return now, nil, nil
+			return now, nil, nil // ours: SET NX wrote the claim
 		case err != nil:
 			return 0, nil, fmt.Errorf("claiming its id: %w", err)
 		}
-		switch kind, a, b, ans, perr := parseIDValue(prev); {
-		case perr != nil:
-			return 0, nil, perr
-		case kind == answerMark && now-a < r.window:
+		kind, a, b, ans, perr := parseIDValue(prev)
+		switch {
+		case perr == nil && kind == answerMark && now-a < r.window:
 			return 0, ans, nil
-		case kind == answerMark:
-			// Answered longer ago than the window, and not yet expired
-			// by Redis's clock: the id is new again.
-			if err := r.send(ctx, false, redis.NewStatusCmd(ctx, "set", key, string(mine), "px", r.opts.IdempotencyWindow.Milliseconds())); err != nil {
-				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		case perr != nil, kind == answerMark:
+			// Unreadable, or answered longer ago than the window (and not
+			// yet expired by Redis's own clock): the id is new again.
+			if ok, err := r.replace(ctx, key, prev, mine); err != nil || ok {
+				return now, nil, err
 			}
-			return now, nil, nil
+			// Someone else replaced it first: look again.
 		case now >= b:
-			// The claimer is presumed dead: take over its generation.
+			// The claimer is presumed dead: take over its generation, so
+			// what it may have written is written again, not twice.
 			take := string(appendClaim(nil, a, now+claimLease.Milliseconds()))
-			if err := r.send(ctx, false, redis.NewStatusCmd(ctx, "set", key, take, "px", r.opts.IdempotencyWindow.Milliseconds())); err != nil {
-				return 0, nil, fmt.Errorf("taking its claim over: %w", err)
+			if ok, err := r.replace(ctx, key, prev, take); err != nil || ok {
+				return a, nil, err
 			}
-			return a, nil, nil
+		default:
+			// Another instance is scoring it: wait for its answer.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
+			case <-t.C:
+			}
+			wait = min(2*wait, 10*time.Millisecond)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, 10*time.Millisecond)
 		now = r.now().UnixMilli()
-		prev, err = get(redis.NewStringCmd(ctx, "get", key))
 	}
+}
+
+// replace sets key to next if it still holds prev (WATCH/MULTI: a
+// compare-and-set), and reports whether it did.
+func (r *Redis) replace(ctx context.Context, key, prev, next string) (bool, error) {
+	err := r.client.Watch(ctx, func(tx *redis.Tx) error {
+		cur, err := tx.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if cur != prev {
+			return redis.TxFailedErr
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Set(ctx, key, next, r.opts.IdempotencyWindow)
+			return nil
+		})
+		return err
+	}, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.TxFailedErr):
+		return false, nil
+	}
+	return false, fmt.Errorf("claiming its id: %w", err)
 }
 
 func appendClaim(dst []byte, gen, deadline int64) []byte {
@@ -425,9 +453,8 @@ func rangeRead(obs *Observation, ei int) bool {
 }
 
 // lockHot finds the mirrors of the entries that read records and locks
-// them, in key order so two events never wait on each other. A mirror
-// that does not reach back to the event's horizon, or has records after
-// it (a late event), is not used.
+// them. A mirror that does not reach back to the event's horizon is not
+// used, nor one another event holds.
 func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
 	var hot []int
 	for ei := range obs.Entries {
@@ -441,12 +468,16 @@ func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
 			hot = append(hot, ei)
 		}
 	}
-	slices.SortFunc(hot, func(a, b int) int { return strings.Compare(cmds[a].base, cmds[b].base) })
 	for _, ei := range hot {
 		c := &cmds[ei]
-		c.hot.mu.Lock()
+		// A mirror another event is using is not waited for (that
+		// would be a round trip, past this event's budget): read whole.
+		if !c.hot.mu.TryLock() {
+			c.hot = nil
+			continue
+		}
 		l := obs.Entries[ei].Log
-		if c.hot.log != l || obs.TS < c.hot.newest || obs.TS-l.Horizon.Milliseconds() < c.hot.from || r.old(obs, c) {
+		if c.hot.log != l || obs.TS-l.Horizon.Milliseconds() < c.hot.from || r.old(obs, c) {
 			c.hot.mu.Unlock()
 			c.hot = nil
 		}
@@ -481,10 +512,22 @@ func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds
 			continue
 		}
 		want := int64(c.hot.count())
-		if c.added != nil && c.added.Val() == 1 && obs.TS == c.hot.newest {
+		if c.added != nil && c.added.Val() == 1 && obs.TS <= c.hot.newest {
 			want++ // the event's own record, in the mirrored range
 		}
-		if c.count.Val() == want {
+		// Redis only ever removes a log's oldest records (trims) or all
+		// of it (expiry): the same count and the same oldest time prove
+		// nothing was added and removed in between.
+		oldest := c.oldest.Val()
+		same := c.count.Val() == want
+		if live := c.hot.all.live(); same && len(live) > 0 {
+			first := live[0].pos.ts
+			if c.added != nil && c.added.Val() == 1 {
+				first = min(first, obs.TS)
+			}
+			same = len(oldest) > 0 && int64(oldest[0].Score) == first
+		}
+		if same {
 			continue
 		}
 		r.hot.drop(c.base, c.hot)
@@ -553,7 +596,9 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 	switch {
 	case !reads:
 	case c.hot != nil:
-		c.count = pipe.ZCount(ctx, base, "("+strconv.FormatInt(c.hot.from, 10), strconv.FormatInt(c.hot.newest, 10))
+		from := "(" + strconv.FormatInt(c.hot.from, 10)
+		c.count = pipe.ZCount(ctx, base, from, strconv.FormatInt(c.hot.newest, 10))
+		c.oldest = pipe.ZRangeByScoreWithScores(ctx, base, &redis.ZRangeBy{Min: from, Max: "+inf", Count: 1})
 		c.tail = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: strconv.FormatInt(c.hot.newest, 10), Max: "+inf"})
 	case rangeRead(obs, ei):
 		// From the horizon on, newer records too: what a mirror starts from.
@@ -575,10 +620,17 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 	}
 }
 
+// fixup moves a windowless log's run start to the event: it starts a new
+// run, or (lower) extends the run back.
+type fixup struct {
+	entry int
+	lower bool
+}
+
 // values computes the items (those marked in only, if not nil) from the
 // replies and returns the entries whose run's first sighting must move.
-func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, error) {
-	var fixups []int
+func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]fixup, error) {
+	var fixups []fixup
 	p := position{ts: obs.TS, seq: 1}
 	var scratch []entry
 	var recs []record
@@ -587,7 +639,7 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 		l := en.Log
 		if l.Windowless {
 			var pred, first position
-			hasPred, hasFirst := false, false
+			hasPred, hasFirst, gone := false, false, false
 			if c.latest != nil {
 				zs, err := c.latest.Result()
 				if err != nil {
@@ -613,15 +665,14 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 				written := int64(math.MinInt64)
 				for _, z := range zs {
 					if m, _ := z.Member.(string); m != firstMember && m != c.member {
-						gen, err := sightingGen(m)
-						if err != nil {
-							return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+						if gen, err := sightingGen(m); err == nil {
+							written = max(written, gen)
 						}
-						written = max(written, gen)
 					}
 				}
 				if others && expired(l, written, c.now, r.lateness) {
 					hasPred, hasFirst = false, false // past keeping: as if gone
+					gone = true
 				}
 			}
 			for i := range obs.Items {
@@ -629,8 +680,14 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 					it.Value = sightingValue(it.Feature.Kind, p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds())
 				}
 			}
-			if c.member != "" && l.First && hasFirst && startsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()) {
-				fixups = append(fixups, ei)
+			switch {
+			case c.member == "" || !l.First:
+			case gone:
+				fixups = append(fixups, fixup{entry: ei}) // the run starts over here
+			case hasFirst && startsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()):
+				// Earlier than the start: only ever lower it (LT), so
+				// concurrent late events settle on the earliest.
+				fixups = append(fixups, fixup{entry: ei, lower: p.before(first)})
 			}
 			continue
 		}
@@ -644,11 +701,9 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 				if m == c.member {
 					continue
 				}
-				gen, err := recordGen(m)
-				if err != nil {
-					return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+				if gen, err := recordGen(m); err == nil {
+					written, any = max(written, gen), true
 				}
-				written, any = max(written, gen), true
 			}
 			if any && expired(l, written, c.now, r.lateness) {
 				// Past keeping: as if gone, whatever Redis holds.
@@ -697,7 +752,7 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 			}
 			rec, err := parseRecord(m)
 			if err != nil {
-				return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
+				continue // not one of ours, or damaged: it cannot be counted
 			}
 			recs = append(recs, rec)
 		}
@@ -735,12 +790,13 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]int, 
 		if len(members) >= hotFrom && only == nil {
 			// Busy: mirror it for the next events.
 			h := newHotLog(c.base, l, obs.TS-l.Horizon.Milliseconds())
+			ok := true
 			for _, m := range members {
-				if err := h.add(m, r.seed); err != nil {
-					return nil, fmt.Errorf("%s of %q: %w", l.Name, en.Key, err)
-				}
+				ok = ok && h.add(m, r.seed) == nil
 			}
-			r.hot.add(c.base, h)
+			if ok { // a damaged record: no mirror, read it whole
+				r.hot.add(c.base, h)
+			}
 		}
 	}
 	return fixups, nil
@@ -882,7 +938,7 @@ func (r record) field(name string) (byte, string, bool) {
 	s := r.fields
 	for len(s) > 0 {
 		n, k := binary.Uvarint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
-		if k <= 0 || uint64(len(s)-k) < n+1 {
+		if k <= 0 || n >= uint64(len(s)-k) { // the name and its tag byte
 			return 0, "", false
 		}
 		fname := s[k : k+int(n)]

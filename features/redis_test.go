@@ -228,8 +228,9 @@ func TestRedisMirrorSeesOtherInstances(t *testing.T) {
 	count := &Feature{Name: "n", Kind: Count, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour}
 	sum := &Feature{Name: "s", Kind: Sum, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour, Field: NewPath("amount")}
 	set := testSet(count, sum)
-	a := newRedis(t, nil, srv.Addr())
-	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)]})
+	clock := &testClock{} // event time, so no event is read as long past
+	a := newRedis(t, clock, srv.Addr())
+	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)], Now: clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +238,7 @@ func TestRedisMirrorSeesOtherInstances(t *testing.T) {
 	one := int64(1_000_000)
 	score := func(s *Redis, id string, ts int64) (Value, Value) {
 		t.Helper()
+		clock.ms = max(clock.ms, t0+ts*1000)
 		obs := observation(set.Features, tevent{id: id, typ: "a", ts: t0 + ts*1000, fields: map[string]string{"k": "x"}, amount: &one})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
@@ -302,5 +304,55 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRedisMirrorNotFooledByEqualCounts: another instance adds a late
+// record inside a mirror's range and a later event trims one: the count
+// is unchanged, yet the mirror is stale. The answers must be the memory
+// store's.
+func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
+	defer func(n int) { hotFrom = n }(hotFrom)
+	hotFrom = 1
+	srv := redistest.Start(t)
+	sum := &Feature{Name: "s", Kind: Sum, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour, Field: NewPath("amount")}
+	set := testSet(sum)
+	clock := &testClock{} // event time, so no event is read as long past
+	a := newRedis(t, clock, srv.Addr())
+	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)],
+		Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}, Now: clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	m := NewMemory(MemoryOptions{Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}, EventTime: true})
+	score := func(s Store, id string, minute float64, amount int64) Value {
+		t.Helper()
+		amount *= 1_000_000
+		ts := t0 + int64(minute*60_000)
+		clock.ms = max(clock.ms, ts)
+		obs := observation(set.Features, tevent{id: id, typ: "a", ts: ts, fields: map[string]string{"k": "x"}, amount: &amount})
+		if err := s.Observe(t.Context(), obs); err != nil {
+			t.Fatal(err)
+		}
+		return obs.Items[0].Value
+	}
+	type step struct {
+		redis  *Redis
+		id     string
+		minute float64
+		amount int64
+	}
+	steps := []step{{a, "r", 5, 100}}
+	for i := range 12 {
+		steps = append(steps, step{a, fmt.Sprint("one", i), 6 + float64(i), 1})
+	}
+	// w moves the mirror's newest past minute 30, so x lands inside it.
+	steps = append(steps, step{a, "w", 40, 1}, step{b, "x", 30, 1000}, step{b, "y", 66, 1}, step{a, "z", 61, 1})
+	for _, s := range steps {
+		want, got := score(m, s.id, s.minute, s.amount), score(s.redis, s.id, s.minute, s.amount)
+		if got != want {
+			t.Fatalf("event %s at minute %v: Redis %+v, memory %+v", s.id, s.minute, got, want)
+		}
 	}
 }

@@ -333,11 +333,19 @@ func sightingValue(k Kind, p, pred position, hasPred bool, first position, hasFi
 	return Value{}
 }
 
-// startsRun reports whether an event at p starts a new run of sightings:
-// the key has none, p comes before its start, or p follows its previous
-// event by a whole retention or more.
+// startsRun reports whether an event at p becomes the start of the key's
+// current run of sightings: the key has none; p comes shortly before the
+// start (less than a retention: it extends the run back — an event from
+// an older run leaves it alone); or p follows its previous event by a
+// whole retention or more.
 func startsRun(p, pred position, hasPred bool, first position, hasFirst bool, retention int64) bool {
-	return !hasFirst || p.before(first) || (hasPred && p.ts-pred.ts >= retention)
+	switch {
+	case !hasFirst:
+		return true
+	case p.before(first):
+		return first.ts-p.ts < retention
+	}
+	return hasPred && p.ts-pred.ts >= retention
 }
 
 // see records a sighting at p.
