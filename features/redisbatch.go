@@ -63,7 +63,7 @@ func newBatcher(client redis.UniversalClient) *batcher {
 }
 
 // close stops the workers and waits for them; batches in flight end with
-// an error.
+// an error, and callers still waiting are told the store closed.
 func (b *batcher) close() {
 	b.cancel()
 	b.wg.Wait()
@@ -86,6 +86,8 @@ func (b *batcher) do(ctx context.Context, tx bool, cmds []redis.Cmder) error {
 		return j.err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-b.ctx.Done():
+		return errors.New("store closed")
 	}
 }
 
