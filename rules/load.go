@@ -28,47 +28,104 @@ const FeaturesFile = "features.yaml"
 var idRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 var rulesetNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]*$`)
 
-// Load reads and compiles the policy directory: features.yaml and every
-// other *.yaml or *.yml file at its top level as a ruleset. dir only names
-// the files in messages. All problems of all files are returned together,
-// each as file:line:col: message.
+// Load reads and compiles a policy directory held in fsys: features.yaml
+// and every other *.yaml or *.yml file at its top level as a ruleset. dir
+// only names the files in messages. All problems of all files are
+// returned together, each as file:line:col: message.
+//
+// Load trusts fsys (the example policy embedded in the binary, a test's
+// map); a directory on disk is read with LoadDir, which bounds what it
+// reads.
 func Load(fsys fs.FS, dir string) (*Policy, error) {
-	name := func(f string) string { return path.Join(dir, f) }
+	src, err := readFS(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return compile(src)
+}
+
+// source is what a policy directory holds, read but not yet parsed.
+type source struct {
+	dir      string
+	features []byte
+	rulesets []policyFile // in name order
+	errs     []error      // files that could not be read
+}
+
+type policyFile struct {
+	name string // within the directory
+	data []byte
+}
+
+// isRuleset reports whether a directory entry's name is a ruleset file.
+// Hidden files (editors' temporaries, Kubernetes' ..data) are not.
+func isRuleset(name string) bool {
+	return name != FeaturesFile && !strings.HasPrefix(name, ".") &&
+		(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
+}
+
+func readFS(fsys fs.FS, dir string) (*source, error) {
 	data, err := fs.ReadFile(fsys, FeaturesFile)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name(FeaturesFile), unwrapPathError(err))
+		return nil, fmt.Errorf("%s: %w", path.Join(dir, FeaturesFile), unwrapPathError(err))
 	}
-	// A broken features.yaml does not stop the rulesets from being checked:
-	// every problem of the directory is reported in one go.
-	set, featErr := features.Parse(name(FeaturesFile), data)
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, unwrapPathError(err))
 	}
-	p := &Policy{Dir: dir, Features: set, LoadedAt: time.Now(), byType: map[string]*Ruleset{}}
-	var errs []error
-	if featErr != nil {
-		errs = append(errs, featErr)
-	}
-	var parsed []*parsedRuleset
+	src := &source{dir: dir, features: data}
 	for _, e := range entries {
 		fn := e.Name()
-		if e.IsDir() || fn == FeaturesFile || strings.HasPrefix(fn, ".") ||
-			!(strings.HasSuffix(fn, ".yaml") || strings.HasSuffix(fn, ".yml")) {
+		if e.IsDir() || !isRuleset(fn) {
 			continue
 		}
 		data, err := fs.ReadFile(fsys, fn)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name(fn), unwrapPathError(err)))
+			src.errs = append(src.errs, fmt.Errorf("%s: %w", path.Join(dir, fn), unwrapPathError(err)))
 			continue
 		}
-		es := &policyfile.Errors{File: name(fn)}
-		rs := parseRuleset(es, set, data)
+		src.rulesets = append(src.rulesets, policyFile{name: fn, data: data})
+	}
+	return src, nil
+}
+
+// digest hashes the names and contents of the files, so a reload of a
+// directory that holds what is being served changes nothing.
+func (src *source) digest() [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", FeaturesFile, len(src.features))
+	h.Write(src.features)
+	for _, f := range src.rulesets {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.data))
+		h.Write(f.data)
+	}
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+// compile parses and compiles what was read.
+func compile(src *source) (*Policy, error) {
+	dir := src.dir
+	name := func(f string) string { return path.Join(dir, f) }
+	// A broken features.yaml does not stop the rulesets from being checked:
+	// every problem of the directory is reported in one go.
+	set, featErr := features.Parse(name(FeaturesFile), src.features)
+	p := &Policy{Dir: dir, Features: set, LoadedAt: time.Now(), byType: map[string]*Ruleset{}, digest: src.digest()}
+	var errs []error
+	if featErr != nil {
+		errs = append(errs, featErr)
+	}
+	errs = append(errs, src.errs...)
+	var parsed []*parsedRuleset
+	for _, f := range src.rulesets {
+		es := &policyfile.Errors{File: name(f.name)}
+		rs := parseRuleset(es, set, f.data)
 		if err := es.Err(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		rs.File = name(fn)
+		rs.File = name(f.name)
 		parsed = append(parsed, rs)
 	}
 	errs = append(errs, link(parsed)...)

@@ -2,13 +2,9 @@ package rules
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -20,6 +16,9 @@ import (
 type ReloaderOptions struct {
 	// Dir is the policy directory on disk.
 	Dir string
+	// Read bounds each read of Dir (file sizes, symlinks, time); the
+	// first load should use the same (LoadDir).
+	Read DirOptions
 	// Apply receives every policy that loaded without error; it swaps it
 	// in (engine.SetPolicy).
 	Apply func(*Policy)
@@ -36,11 +35,19 @@ type ReloaderOptions struct {
 // A reload is all or nothing: a directory with any error is rejected whole
 // and the previous policy keeps serving.
 type Reloader struct {
-	opts    ReloaderOptions
-	mu      sync.Mutex // serialises reloads from the watcher and from HTTP
-	digest  [32]byte   // of the files last loaded
-	lastErr error
-	errAt   time.Time
+	opts   ReloaderOptions
+	mu     sync.Mutex // serialises reloads from the watcher and from HTTP
+	digest [32]byte   // of the files last loaded
+	// stuck is closed when a read of the directory that timed out
+	// finally returns; nil when none is outstanding. At most one is: a
+	// reload meanwhile fails at once rather than leave another behind.
+	stuck <-chan struct{}
+
+	// The last reload's error, apart from mu so that reading it (GET
+	// /v1/rulesets) never waits for a reload.
+	statusMu sync.Mutex
+	lastErr  error
+	errAt    time.Time
 
 	reloads  *prometheus.CounterVec
 	loadedAt prometheus.Gauge
@@ -56,6 +63,7 @@ func NewReloader(opts ReloaderOptions) *Reloader {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Read = opts.Read.withDefaults()
 	r := &Reloader{
 		opts: opts,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -78,41 +86,47 @@ func NewReloader(opts ReloaderOptions) *Reloader {
 // last loaded.
 var ErrUnchanged = errors.New("policy directory unchanged")
 
-// Loaded records that p, read from the directory as it is now, is being
-// served: the first load happens before the Reloader exists.
+// Loaded records that p is being served: the first load happens before
+// the Reloader exists. A reload finding the files p was compiled from is
+// unchanged.
 func (r *Reloader) Loaded(p *Policy) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if d, err := digestDir(r.opts.Dir); err == nil {
-		r.digest = d
-	}
+	r.digest = p.digest
 	r.loadedAt.Set(float64(p.LoadedAt.UnixNano()) / 1e9)
 }
 
 // Reload loads the directory and applies it if it changed and is valid.
 // It returns the load errors (every one, file:line:col: message), or
-// ErrUnchanged.
+// ErrUnchanged. It returns within the read timeout (ReloaderOptions.Read)
+// whatever the directory does.
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d, err := digestDir(r.opts.Dir)
-	if err == nil && d == r.digest {
-		r.reloads.WithLabelValues("unchanged").Inc()
-		return ErrUnchanged
+	src, err := r.read()
+	if err == nil && len(src.errs) == 0 {
+		if src.digest() == r.digest {
+			// What is served is on disk again: an earlier failure is over.
+			r.setLastErr(nil)
+			r.failing.Set(0)
+			r.reloads.WithLabelValues("unchanged").Inc()
+			return ErrUnchanged
+		}
 	}
 	var p *Policy
 	if err == nil {
-		p, err = Load(os.DirFS(r.opts.Dir), r.opts.Dir)
+		p, err = compile(src)
 	}
 	if err != nil {
-		r.lastErr, r.errAt = err, time.Now()
+		r.setLastErr(err)
 		r.reloads.WithLabelValues("failure").Inc()
 		r.failing.Set(1)
 		r.opts.Logger.Error("policy reload rejected; the previous policy keeps serving", "dir", r.opts.Dir, "err", err.Error())
 		return err
 	}
 	r.opts.Apply(p)
-	r.digest, r.lastErr, r.errAt = d, nil, time.Time{}
+	r.digest = p.digest
+	r.setLastErr(nil)
 	r.reloads.WithLabelValues("success").Inc()
 	r.failing.Set(0)
 	r.loadedAt.Set(float64(p.LoadedAt.UnixNano()) / 1e9)
@@ -124,10 +138,35 @@ func (r *Reloader) Reload() error {
 	return nil
 }
 
+// read reads the directory within the timeout; r.mu is held.
+func (r *Reloader) read() (*source, error) {
+	if r.stuck != nil {
+		select {
+		case <-r.stuck:
+			r.stuck = nil
+		default:
+			return nil, fmt.Errorf("%s: %w: an earlier read has not returned yet (a hung mount?)", r.opts.Dir, errReadTimeout)
+		}
+	}
+	src, stuck, err := readWithin(r.opts.Dir, r.opts.Read)
+	r.stuck = stuck
+	return src, err
+}
+
+func (r *Reloader) setLastErr(err error) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	r.lastErr, r.errAt = err, time.Time{}
+	if err != nil {
+		r.errAt = time.Now()
+	}
+}
+
 // LastError is the error of the last reload, if it failed, and its time.
+// It does not wait for a reload in progress.
 func (r *Reloader) LastError() (error, time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
 	return r.lastErr, r.errAt
 }
 
@@ -167,30 +206,4 @@ func (r *Reloader) Run(ctx context.Context) error {
 			r.Reload() // errors are recorded and logged by Reload
 		}
 	}
-}
-
-// digestDir hashes the names and contents of the directory's files, so a
-// burst of events that changed nothing does not reload.
-func digestDir(dir string) ([32]byte, error) {
-	fsys := os.DirFS(dir)
-	entries, err := fs.ReadDir(fsys, ".")
-	if err != nil {
-		return [32]byte{}, err
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	h := sha256.New()
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		data, err := fs.ReadFile(fsys, e.Name())
-		if err != nil {
-			return [32]byte{}, err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", e.Name(), len(data))
-		h.Write(data)
-	}
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	return d, nil
 }

@@ -41,6 +41,7 @@ type Policy struct {
 	Rulesets []*Ruleset // sorted by name
 	LoadedAt time.Time
 	byType   map[string]*Ruleset
+	digest   [32]byte // of the files it was compiled from
 }
 
 // ForType returns the ruleset that scores events of type t, or nil.
