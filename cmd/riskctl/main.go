@@ -27,6 +27,9 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
                  [-from DATE] [-to DATE] [-out decisions.jsonl] [-json]
 
+validate, test, score and replay read DIR as riskd does and take its
+-rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.
+
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
 `
@@ -57,7 +60,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func load(dir string) (*rules.Policy, error) {
+// load reads a policy directory the way riskd does (rules.LoadDir), with
+// the bounds the -rules-* flags set, so that what validates here loads
+// there.
+func load(dir string, opts *rules.DirOptions) (*rules.Policy, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, err
@@ -65,7 +71,17 @@ func load(dir string) (*rules.Policy, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
-	return rules.Load(os.DirFS(dir), dir)
+	return rules.LoadDir(dir, *opts)
+}
+
+// dirFlags adds riskd's flags bounding how a policy directory is read:
+// give riskctl the values riskd runs with.
+func dirFlags(fl *flag.FlagSet) *rules.DirOptions {
+	o := &rules.DirOptions{}
+	fl.Int64Var(&o.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes (as riskd's flag)")
+	fl.Int64Var(&o.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from one directory (as riskd's flag)")
+	fl.BoolVar(&o.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the directory (as riskd's flag)")
+	return o
 }
 
 func oneDir(fl *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
@@ -82,11 +98,12 @@ func oneDir(fl *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
 func validate(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fl.SetOutput(stderr)
+	dirOpts := dirFlags(fl)
 	dir, ok := oneDir(fl, args, stderr)
 	if !ok {
 		return 2
 	}
-	p, err := load(dir)
+	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -104,11 +121,12 @@ func test(args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	pattern := fl.String("run", "", "run only tests whose file/name matches this regular expression")
 	verbose := fl.Bool("v", false, "print every test, not only failures")
+	dirOpts := dirFlags(fl)
 	dir, ok := oneDir(fl, args, stderr)
 	if !ok {
 		return 2
 	}
-	p, err := load(dir)
+	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -165,6 +183,7 @@ func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	dir := fl.String("rules", "", "policy directory")
 	explain := fl.Bool("explain", false, "add feature values and the rules that did not fire")
+	dirOpts := dirFlags(fl)
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -172,7 +191,7 @@ func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "riskctl score: want -rules DIR and events on standard input")
 		return 2
 	}
-	p, err := load(*dir)
+	p, err := load(*dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -237,5 +238,81 @@ func TestUsage(t *testing.T) {
 		if code, _, _ := riskctl(t, "", args...); code != 2 {
 			t.Errorf("riskctl %v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// copyExample copies the example policy's files into dir.
+func copyExample(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+		data, err := os.ReadFile(filepath.Join("../../rules/example", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestValidateReadsTheDirectoryAsRiskdDoes: riskctl validate reads a
+// directory with riskd's code and bounds, so it says ok exactly when
+// riskd loads it: a Kubernetes ConfigMap volume loads (riskd used to
+// refuse it on every reload while validate said ok); a FIFO, a symlink
+// out of the directory or a file over the bound are refused by both.
+func TestValidateReadsTheDirectoryAsRiskdDoes(t *testing.T) {
+	fi, err := os.Stat("../../rules/example/checkout.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkoutSize := fi.Size()
+	outside := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(outside, []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
+	for _, tt := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		flags []string
+		want  string // "" valid; else a line of the errors, after DIR
+	}{
+		{name: "ConfigMap volume", setup: func(t *testing.T, dir string) {
+			ts := filepath.Join(dir, "..2026_11_29_10_00_00.1")
+			os.Mkdir(ts, 0o755)
+			copyExample(t, ts)
+			os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data"))
+			for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+				os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+			}
+		}},
+		{name: "FIFO", setup: func(t *testing.T, dir string) {
+			copyExample(t, dir)
+			if err := syscall.Mkfifo(filepath.Join(dir, "pipe.yaml"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: "/pipe.yaml: not a regular file (a named pipe): only regular files are read"},
+		{name: "symlink out", setup: func(t *testing.T, dir string) {
+			copyExample(t, dir)
+			os.Symlink(outside, filepath.Join(dir, "passwd.yaml"))
+		}, want: "/passwd.yaml: a symlink to " + outside + ", outside the policy directory: refused (-rules-follow-symlinks allows it)"},
+		{name: "symlink out, followed", flags: []string{"-rules-follow-symlinks"}, setup: func(t *testing.T, dir string) {
+			copyExample(t, dir)
+			os.Symlink(outside, filepath.Join(dir, "passwd.yaml"))
+		}, want: `/passwd.yaml:1:1: ruleset must be a mapping, got "root:x:0:0:root:/root:/bin/bash"`},
+		{name: "file over the bound", flags: []string{"-rules-max-file-bytes", fmt.Sprint(checkoutSize - 1)}, setup: copyExample,
+			want: fmt.Sprintf("/checkout.yaml: %d bytes, larger than the limit of %d bytes for a policy file (-rules-max-file-bytes raises it)", checkoutSize, checkoutSize-1)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			code, out, errOut := riskctl(t, "", append(append([]string{"validate"}, tt.flags...), dir)...)
+			if tt.want == "" {
+				if code != 0 || !strings.Contains(out, ": ok: ") {
+					t.Fatalf("exit %d\n%s%s", code, out, errOut)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(errOut, dir+tt.want+"\n") {
+				t.Fatalf("exit %d, errors:\n%s\nwant a line %s%s", code, errOut, dir, tt.want)
+			}
+		})
 	}
 }

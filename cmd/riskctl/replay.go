@@ -25,6 +25,7 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 	out := fl.String("out", "", "write the live decisions as JSON lines to this file (- for standard output; the summary then goes to standard error)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	changed := fl.Int("changed", 20, "how many changed events to list with -challenger")
+	dirOpts := dirFlags(fl)
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -48,14 +49,14 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	opts.MaxChanged = *changed
 	opts.Progress = stderr
-	p, err := load(*dir)
+	p, err := load(*dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	var c *rules.Policy
 	if *challenger != "" {
-		if c, err = load(*challenger); err != nil {
+		if c, err = load(*challenger, dirOpts); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +31,7 @@ import (
 type config struct {
 	listen            string
 	rulesDir          string
+	rulesRead         rules.DirOptions
 	redis             string
 	redisPrefix       string
 	storeTimeout      time.Duration
@@ -60,6 +60,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.SetOutput(stderr)
 	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
 	fl.StringVar(&c.rulesDir, "rules", "", "policy directory (default: the example policy built into riskd, from rules/example)")
+	fl.Int64Var(&c.rulesRead.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes; a larger one fails the load")
+	fl.Int64Var(&c.rulesRead.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from the -rules directory together")
+	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
@@ -101,6 +104,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.maxEventBytes < 256 {
 		return nil, fmt.Errorf("-max-event-bytes %d is too small (at least 256)", c.maxEventBytes)
 	}
+	if c.rulesRead.MaxFileBytes <= 0 {
+		return nil, fmt.Errorf("-rules-max-file-bytes %d must be positive", c.rulesRead.MaxFileBytes)
+	}
+	if c.rulesRead.MaxDirBytes < c.rulesRead.MaxFileBytes {
+		return nil, fmt.Errorf("-rules-max-dir-bytes %d must be at least -rules-max-file-bytes %d", c.rulesRead.MaxDirBytes, c.rulesRead.MaxFileBytes)
+	}
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
@@ -127,7 +136,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	return c, nil
 }
 
-func loadPolicy(dir string) (*rules.Policy, error) {
+// loadPolicy loads the -rules directory the way every reload will
+// (rules.LoadDir, with the same bounds), or the built-in example.
+func loadPolicy(dir string, opts rules.DirOptions) (*rules.Policy, error) {
 	if dir == "" {
 		return rules.Load(example.FS, "rules/example")
 	}
@@ -138,8 +149,7 @@ func loadPolicy(dir string) (*rules.Policy, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("-rules: %s is not a directory", dir)
 	}
-	var fsys fs.FS = os.DirFS(dir)
-	return rules.Load(fsys, dir)
+	return rules.LoadDir(dir, opts)
 }
 
 func (c *config) storeOptions() features.Options {
@@ -232,7 +242,7 @@ func run(args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	policy, err := loadPolicy(cfg.rulesDir)
+	policy, err := loadPolicy(cfg.rulesDir, cfg.rulesRead)
 	if err != nil {
 		return fmt.Errorf("loading the policy:\n%w", err)
 	}
@@ -263,7 +273,7 @@ func run(args []string, log *slog.Logger) error {
 	var background sync.WaitGroup
 	var watchErr error
 	if cfg.rulesDir != "" {
-		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
+		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
 		rl.Loaded(policy)
 		hopts.Reloader = rl
 		background.Add(1)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/riskd/riskd/rules"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -24,8 +26,19 @@ func TestParseFlags(t *testing.T) {
 			if o := c.storeOptions(); o.IdempotencyWindow != 24*time.Hour || o.Lateness != 10*time.Minute {
 				return fmt.Sprintf("store options %+v, want a 24h window and 10m lateness", o)
 			}
+			if r := c.rulesRead; r.MaxFileBytes != 4<<20 || r.MaxDirBytes != 32<<20 || r.FollowSymlinks {
+				return fmt.Sprintf("policy directory bounds %+v, want 4 MiB a file, 32 MiB in all, no symlinks out", r)
+			}
 			return ""
 		}},
+		{name: "policy directory bounds", listen: ":8080", args: []string{"-rules-max-file-bytes", "1000", "-rules-max-dir-bytes", "5000"}, env: map[string]string{"RISKD_RULES_FOLLOW_SYMLINKS": "true"}, check: func(c *config) string {
+			if r := c.rulesRead; r.MaxFileBytes != 1000 || r.MaxDirBytes != 5000 || !r.FollowSymlinks {
+				return fmt.Sprintf("policy directory bounds %+v", r)
+			}
+			return ""
+		}},
+		{name: "no policy file fits", args: []string{"-rules-max-file-bytes", "0"}, wantErr: "-rules-max-file-bytes 0 must be positive"},
+		{name: "directory bound under the file bound", args: []string{"-rules-max-file-bytes", "1000", "-rules-max-dir-bytes", "999"}, wantErr: "-rules-max-dir-bytes 999 must be at least -rules-max-file-bytes 1000"},
 		{name: "flag", args: []string{"-listen", "127.0.0.1:9000"}, listen: "127.0.0.1:9000"},
 		{name: "environment", env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9001"},
 		{name: "flag wins over environment", args: []string{"-listen", ":9002"}, env: map[string]string{"RISKD_LISTEN": ":9001"}, listen: ":9002"},
@@ -86,10 +99,10 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestLoadPolicyErrors(t *testing.T) {
-	if _, err := loadPolicy("/nonexistent/policy"); err == nil || !strings.Contains(err.Error(), "-rules: stat /nonexistent/policy: no such file or directory") {
+	if _, err := loadPolicy("/nonexistent/policy", rules.DirOptions{}); err == nil || !strings.Contains(err.Error(), "-rules: stat /nonexistent/policy: no such file or directory") {
 		t.Fatalf("got %v", err)
 	}
-	if p, err := loadPolicy("../../rules/example"); err != nil || len(p.Rulesets) != 3 {
+	if p, err := loadPolicy("../../rules/example", rules.DirOptions{}); err != nil || len(p.Rulesets) != 3 {
 		t.Fatalf("loading the example directory: %v", err)
 	}
 }
