@@ -26,8 +26,25 @@ type Handler struct {
 	buffers sync.Pool // *httpScratch
 }
 
+// Endpoints selects which of the API's endpoints a Handler serves.
+type Endpoints uint8
+
+const (
+	// AllEndpoints serves everything on one listener: riskd without
+	// -admin-listen.
+	AllEndpoints Endpoints = iota
+	// PublicEndpoints serves what callers of the scoring API need: POST
+	// /v1/score, GET /healthz and GET /readyz.
+	PublicEndpoints
+	// AdminEndpoints serves what operators need: GET /v1/rulesets, POST
+	// /v1/reload, GET /metrics, and GET /healthz and GET /readyz.
+	AdminEndpoints
+)
+
 // HandlerOptions configure the HTTP API. Zero values are safe.
 type HandlerOptions struct {
+	// Endpoints is which endpoints to serve; default AllEndpoints.
+	Endpoints Endpoints
 	// Gatherer serves /metrics; nil: no metrics endpoint.
 	Gatherer prometheus.Gatherer
 	// Reloader serves POST /v1/reload and the reload status in
@@ -44,25 +61,49 @@ type httpScratch struct {
 	d    Decision
 }
 
-// NewHandler returns the HTTP API: /v1/score, /v1/rulesets, /v1/reload,
-// /metrics, /healthz and /readyz.
+// NewHandler returns the HTTP API, or the part of it opts.Endpoints
+// names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz and
+// /readyz.
 func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux()}
 	h.buffers.New = func() any { return &httpScratch{} }
-	h.mux.HandleFunc("POST /v1/score", h.score)
-	h.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, r.Method+" /v1/score: events are scored with POST")
-	})
-	h.mux.HandleFunc("GET /v1/rulesets", h.rulesets)
-	h.mux.HandleFunc("POST /v1/reload", h.reload)
+	public := opts.Endpoints != AdminEndpoints
+	admin := opts.Endpoints != PublicEndpoints
+	var served []string
+	elsewhere := func(pattern, where string) {
+		h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, r.Method+" "+r.URL.Path+" is served on riskd's "+where+" listener, not this one")
+		})
+	}
+	if public {
+		h.mux.HandleFunc("POST /v1/score", h.score)
+		h.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" /v1/score: events are scored with POST")
+		})
+		served = append(served, "/v1/score")
+	} else {
+		elsewhere("/v1/score", "public (-listen)")
+	}
+	if admin {
+		h.mux.HandleFunc("GET /v1/rulesets", h.rulesets)
+		h.mux.HandleFunc("POST /v1/reload", h.reload)
+		served = append(served, "/v1/rulesets", "/v1/reload")
+		if opts.Gatherer != nil {
+			h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+			served = append(served, "/metrics")
+		}
+	} else {
+		for _, p := range []string{"/v1/rulesets", "/v1/reload", "/metrics"} {
+			elsewhere(p, "admin (-admin-listen)")
+		}
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.ready)
-	if opts.Gatherer != nil {
-		h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
-	}
+	served = append(served, "/healthz", "/readyz")
+	see := strings.Join(served, ", ")
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz, /readyz)")
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see "+see+")")
 	})
 	return h
 }

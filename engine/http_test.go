@@ -192,3 +192,56 @@ func TestHTTPFutureEventsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPPublicAndAdminEndpoints: with an admin listener, the public one
+// serves scoring and health only, the admin one status, reload and
+// metrics; health is on both.
+func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
+	public := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.PublicEndpoints}))
+	defer public.Close()
+	admin := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.AdminEndpoints}))
+	defer admin.Close()
+	score := `{"id":"s1","type":"checkout","card_id":"c","amount":10}`
+	for _, tt := range []struct {
+		srv          *httptest.Server
+		method, path string
+		code         int
+		want         string
+	}{
+		{public, "POST", "/v1/score", 200, `"event_id":"s1"`},
+		{public, "GET", "/healthz", 200, "ok"},
+		{public, "GET", "/readyz", 200, "ready"},
+		{public, "GET", "/v1/rulesets", 404, `{"error":"GET /v1/rulesets is served on riskd's admin (-admin-listen) listener, not this one"}`},
+		{public, "POST", "/v1/reload", 404, `{"error":"POST /v1/reload is served on riskd's admin (-admin-listen) listener, not this one"}`},
+		{public, "GET", "/metrics", 404, `{"error":"GET /metrics is served on riskd's admin (-admin-listen) listener, not this one"}`},
+		{public, "GET", "/debug/pprof/", 404, `{"error":"no such endpoint: GET /debug/pprof/ (see /v1/score, /healthz, /readyz)"}`},
+		{admin, "GET", "/v1/rulesets", 200, `"name": "checkout"`},
+		{admin, "GET", "/metrics", 200, `riskd_decisions_total{outcome="pass",ruleset="checkout"} 1`},
+		{admin, "POST", "/v1/reload", 401, `admin endpoint: missing or wrong bearer token`},
+		{admin, "GET", "/healthz", 200, "ok"},
+		{admin, "GET", "/readyz", 200, "ready"},
+		{admin, "POST", "/v1/score", 404, `{"error":"POST /v1/score is served on riskd's public (-listen) listener, not this one"}`},
+		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /metrics, /healthz, /readyz)"}`},
+	} {
+		var body io.Reader
+		if tt.method == "POST" {
+			body = strings.NewReader(score)
+		}
+		req, _ := http.NewRequest(tt.method, tt.srv.URL+tt.path, body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		where := "public"
+		if tt.srv == admin {
+			where = "admin"
+		}
+		if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
+			t.Errorf("%s %s %s: %d %s\nwant %d %s", where, tt.method, tt.path, resp.StatusCode, b, tt.code, tt.want)
+		}
+	}
+}

@@ -6,9 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,4 +165,119 @@ rules:
 type record struct {
 	line                string
 	key, headers, value string
+}
+
+// TestAdminListenerAndConfigMapReload runs the riskd binary on a policy
+// laid out as a Kubernetes ConfigMap volume, with -admin-listen: the
+// public port scores and answers health checks but not status, reload or
+// metrics; the admin port serves those; and a swap of ..data (the
+// kubelet's atomic update) is picked up by the watcher.
+func TestAdminListenerAndConfigMapReload(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "riskd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	publish := func(gen int, version string) {
+		ts := filepath.Join(dir, fmt.Sprintf("..2026_11_29_10_00_00.%03d", gen))
+		if err := os.Mkdir(ts, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+			data, err := os.ReadFile(filepath.Join("../../rules/example", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "checkout.yaml" {
+				data = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(data, []byte(`version: "`+version+`"`))
+			}
+			os.WriteFile(filepath.Join(ts, name), data, 0o644)
+			if gen == 1 {
+				os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+			}
+		}
+		old, _ := os.Readlink(filepath.Join(dir, "..data"))
+		os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp"))
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if old != "" {
+			os.RemoveAll(filepath.Join(dir, old))
+		}
+	}
+	publish(1, "cm-1")
+
+	logs := filepath.Join(t.TempDir(), "riskd.log")
+	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret")
+	addrRE := regexp.MustCompile(`msg="riskd serving" addr=(\S+) admin_addr=(\S+)`)
+	var public, admin string
+	waitUntil(t, 30*time.Second, "riskd to serve", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("riskd exited: %v\n%s", p.err, p.output())
+		default:
+		}
+		m := addrRE.FindStringSubmatch(p.output())
+		if m != nil {
+			public, admin = "http://"+m[1], "http://"+m[2]
+		}
+		return m != nil
+	}, p.output)
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	do := func(method, url, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v\nriskd:\n%s", method, url, err, p.output())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tt := range []struct {
+		method, url, body string
+		code              int
+		want              string
+	}{
+		{"POST", public + "/v1/score", `{"id":"a1","type":"checkout","card_id":"c","amount":10}`, 200, `"version":"cm-1"`},
+		{"GET", public + "/healthz", "", 200, "ok"},
+		{"GET", public + "/readyz", "", 200, "ready"},
+		{"GET", public + "/v1/rulesets", "", 404, "is served on riskd's admin (-admin-listen) listener"},
+		{"POST", public + "/v1/reload", "", 404, "is served on riskd's admin (-admin-listen) listener"},
+		{"GET", public + "/metrics", "", 404, "is served on riskd's admin (-admin-listen) listener"},
+		{"GET", admin + "/v1/rulesets", "", 200, `"version": "cm-1"`},
+		{"GET", admin + "/metrics", "", 200, `riskd_decisions_total{outcome="pass",ruleset="checkout"} 1`},
+		{"POST", admin + "/v1/reload", "", 200, `"reason":"unchanged"`},
+		{"GET", admin + "/healthz", "", 200, "ok"},
+		{"POST", admin + "/v1/score", `{"id":"a2","type":"checkout"}`, 404, "is served on riskd's public (-listen) listener"},
+	} {
+		if code, body := do(tt.method, tt.url, tt.body); code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("%s %s: %d %s\nwant %d %s", tt.method, tt.url, code, body, tt.code, tt.want)
+		}
+	}
+
+	publish(2, "cm-2")
+	waitUntil(t, 30*time.Second, "the watcher to load the swapped ConfigMap", func() bool {
+		_, body := do("GET", admin+"/v1/rulesets", "")
+		return strings.Contains(body, `"version": "cm-2"`)
+	}, p.output)
+	if _, body := do("GET", admin+"/v1/rulesets", ""); !strings.Contains(body, `"last_reload_error": null`) {
+		t.Errorf("a reload error after the swap:\n%s", body)
+	}
+	if code, body := do("POST", public+"/v1/score", `{"id":"a3","type":"checkout","card_id":"c","amount":10}`); code != 200 || !strings.Contains(body, `"version":"cm-2"`) {
+		t.Errorf("scored after the swap: %d %s", code, body)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Fatalf("riskd exited with %v after SIGTERM\n%s", p.err, p.output())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("riskd still running 30s after SIGTERM\n%s", p.output())
+	}
 }

@@ -30,6 +30,7 @@ import (
 
 type config struct {
 	listen            string
+	adminListen       string
 	rulesDir          string
 	rulesRead         rules.DirOptions
 	redis             string
@@ -59,6 +60,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl := flag.NewFlagSet("riskd", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
+	fl.StringVar(&c.adminListen, "admin-listen", "", "HTTP address of the admin endpoints (/v1/rulesets, /v1/reload, /metrics), e.g. 127.0.0.1:9090; they then leave -listen, which keeps /v1/score, /healthz and /readyz; empty: everything on -listen")
 	fl.StringVar(&c.rulesDir, "rules", "", "policy directory (default: the example policy built into riskd, from rules/example)")
 	fl.Int64Var(&c.rulesRead.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes; a larger one fails the load")
 	fl.Int64Var(&c.rulesRead.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from the -rules directory together")
@@ -103,6 +105,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.maxEventBytes < 256 {
 		return nil, fmt.Errorf("-max-event-bytes %d is too small (at least 256)", c.maxEventBytes)
+	}
+	if c.adminListen != "" {
+		if _, _, err := net.SplitHostPort(c.adminListen); err != nil {
+			return nil, fmt.Errorf("-admin-listen: %q is not host:port: %v", c.adminListen, err)
+		}
+		if _, port, _ := net.SplitHostPort(c.adminListen); c.adminListen == c.listen && port != "0" {
+			return nil, fmt.Errorf("-admin-listen %s is -listen too: give the admin endpoints an address of their own", c.adminListen)
+		}
 	}
 	if c.rulesRead.MaxFileBytes <= 0 {
 		return nil, fmt.Errorf("-rules-max-file-bytes %d must be positive", c.rulesRead.MaxFileBytes)
@@ -263,6 +273,13 @@ func run(args []string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
+	var adminLn net.Listener
+	if cfg.adminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.adminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("-admin-listen: %w", err)
+		}
+	}
 	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -308,38 +325,67 @@ func run(args []string, log *slog.Logger) error {
 		}()
 	}
 
-	srv := &http.Server{
-		Handler:           engine.NewHandler(eng, hopts),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+	// With -admin-listen the admin endpoints (status, reload, metrics)
+	// leave the public port for a listener of their own.
+	type listener struct {
+		ln  net.Listener
+		srv *http.Server
+	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+		}
+	}
+	var listeners []listener
+	adminAddr := ""
+	if adminLn == nil {
+		listeners = append(listeners, listener{ln, newServer(engine.NewHandler(eng, hopts))})
+	} else {
+		public, admin := hopts, hopts
+		public.Endpoints, admin.Endpoints = engine.PublicEndpoints, engine.AdminEndpoints
+		listeners = append(listeners, listener{ln, newServer(engine.NewHandler(eng, public))},
+			listener{adminLn, newServer(engine.NewHandler(eng, admin))})
+		adminAddr = adminLn.Addr().String()
 	}
 	names := make([]string, 0, len(policy.Rulesets))
 	for _, rs := range policy.Rulesets {
 		names = append(names, rs.Name+"@"+rs.Version)
 	}
-	log.Info("riskd serving", "addr", ln.Addr().String(), "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
+	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { served <- l.srv.Serve(l.ln) }()
+	}
+	pending := len(listeners)
+	var serveErr error
 	select {
-	case err := <-served:
+	case serveErr = <-served: // a listener failed: stop the rest too
+		pending--
 		stop()
-		background.Wait()
-		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	for _, l := range listeners {
+		if err := l.srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for ; pending > 0; pending-- {
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
 	}
 	background.Wait()
+	if serveErr != nil {
+		return serveErr
+	}
 	return watchErr
 }

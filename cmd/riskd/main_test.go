@@ -37,6 +37,20 @@ func TestParseFlags(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "admin listener", listen: ":8080", args: []string{"-admin-listen", "127.0.0.1:9090"}, check: func(c *config) string {
+			if c.adminListen != "127.0.0.1:9090" {
+				return fmt.Sprintf("admin listen %q", c.adminListen)
+			}
+			return ""
+		}},
+		{name: "admin listener from the environment", listen: ":8080", env: map[string]string{"RISKD_ADMIN_LISTEN": "127.0.0.1:9091"}, check: func(c *config) string {
+			if c.adminListen != "127.0.0.1:9091" {
+				return fmt.Sprintf("admin listen %q", c.adminListen)
+			}
+			return ""
+		}},
+		{name: "bad admin address", args: []string{"-admin-listen", "9090"}, wantErr: `-admin-listen: "9090" is not host:port`},
+		{name: "admin on the public address", args: []string{"-listen", ":9000", "-admin-listen", ":9000"}, wantErr: "-admin-listen :9000 is -listen too"},
 		{name: "no policy file fits", args: []string{"-rules-max-file-bytes", "0"}, wantErr: "-rules-max-file-bytes 0 must be positive"},
 		{name: "directory bound under the file bound", args: []string{"-rules-max-file-bytes", "1000", "-rules-max-dir-bytes", "999"}, wantErr: "-rules-max-dir-bytes 999 must be at least -rules-max-file-bytes 1000"},
 		{name: "flag", args: []string{"-listen", "127.0.0.1:9000"}, listen: "127.0.0.1:9000"},
