@@ -1,17 +1,20 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/rules"
 )
 
 func newServer(t *testing.T) *httptest.Server {
@@ -242,6 +245,53 @@ func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 		}
 		if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
 			t.Errorf("%s %s %s: %d %s\nwant %d %s", where, tt.method, tt.path, resp.StatusCode, b, tt.code, tt.want)
+		}
+	}
+}
+
+// TestHTTPReasonsAreCapped: a reason template cannot make the answer
+// large: a hole yielding most of a megabyte, or many holes, render at most
+// 1 KiB of reason, cut with "…".
+func TestHTTPReasonsAreCapped(t *testing.T) {
+	p, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: n, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: big
+    when: "true"
+    score: 1
+    reason: "{{repeat(event.s, 9000)}}"
+  - id: many
+    when: "true"
+    score: 1
+    reason: '` + strings.Repeat("{{event.s}}{{event.s}}", 16) + `'
+`)},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"r1","type":"checkout","s":"`+strings.Repeat("ab", 50)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Reasons []struct{ Rule, Reason string }
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &d); err != nil || resp.StatusCode != 200 || len(d.Reasons) != 2 {
+		t.Fatalf("%d %.300s: %v", resp.StatusCode, b, err)
+	}
+	if len(b) > 4096 {
+		t.Errorf("an answer of %d bytes", len(b))
+	}
+	for _, r := range d.Reasons {
+		if len(r.Reason) != 1024 || !strings.HasSuffix(r.Reason, "ba…") {
+			t.Errorf("%s: a reason of %d bytes ending %q", r.Rule, len(r.Reason), r.Reason[max(0, len(r.Reason)-10):])
 		}
 	}
 }

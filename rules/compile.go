@@ -53,6 +53,12 @@ func (v *flattener) fail(n ast.Node, format string, args ...any) {
 }
 
 func (v *flattener) Visit(n *ast.Node) {
+	if b, ok := (*n).(*ast.BinaryNode); ok && b.Operator == "matches" {
+		if name := dataIn(b.Right); name != "" {
+			v.fail(b, "matches needs a constant pattern (a string in quotes), not one built from %s: such a pattern is compiled anew on every event, and whoever sends the event chooses how slow it is", name)
+		}
+		return
+	}
 	m, ok := (*n).(*ast.MemberNode)
 	if !ok {
 		return
@@ -113,6 +119,29 @@ func (v *flattener) Visit(n *ast.Node) {
 		return
 	}
 	ast.Patch(n, &ast.IdentifierNode{Value: id.Value + "." + name})
+}
+
+// dataIn returns the first name that n reads (n's children already
+// flattened: event.x, features.x, a closure's #, a let variable), or ""
+// when n is made of constants.
+func dataIn(n ast.Node) string {
+	f := &dataFinder{}
+	ast.Walk(&n, f)
+	return f.name
+}
+
+type dataFinder struct{ name string }
+
+func (f *dataFinder) Visit(n *ast.Node) {
+	if f.name != "" {
+		return
+	}
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		f.name = x.Value
+	case *ast.PointerNode:
+		f.name = "#" + x.Name
+	}
 }
 
 // compile compiles one expression found at node (a `when`, a graded

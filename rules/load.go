@@ -553,6 +553,10 @@ func compileTemplate(es *policyfile.Errors, c *compiler, node *yaml.Node, s, wha
 		es.At(node, "%s: reason: %v", what, err)
 		return Template{}
 	}
+	if len(exprs) > MaxReasonHoles {
+		es.At(node, "%s: reason: %d {{…}}, more than the %d a reason may have", what, len(exprs), MaxReasonHoles)
+		return Template{}
+	}
 	var t Template
 	for i, lit := range lits {
 		if lit != "" {

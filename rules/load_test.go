@@ -81,6 +81,30 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 			want:    []string{`p/checkout.yaml:9:37: rule velocity: when: unknown list "bda" (did you mean lists.bad?)`},
 		},
 		{
+			name:    "a pattern from the event",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: event.ua matches event.pattern`, 1),
+			want:    []string{`p/checkout.yaml:9:20: rule velocity: when: matches needs a constant pattern (a string in quotes), not one built from event.pattern: such a pattern is compiled anew on every event, and whoever sends the event chooses how slow it is`},
+		},
+		{
+			name:    "a pattern built in part from the event",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: not (event.ua matches ("^" + event.browser.name + ".*"))`, 1),
+			want:    []string{`p/checkout.yaml:9:25: rule velocity: when: matches needs a constant pattern (a string in quotes), not one built from event.browser.name: such a pattern is compiled anew on every event, and whoever sends the event chooses how slow it is`},
+		},
+		{
+			name:    "a pattern from a closure",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: 'any(event.patterns, {event.ua matches #})'`, 1),
+			want:    []string{`p/checkout.yaml:9:42: rule velocity: when: matches needs a constant pattern (a string in quotes), not one built from #: such a pattern is compiled anew on every event, and whoever sends the event chooses how slow it is`},
+		},
+		{
+			name:    "constant patterns are fine",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: event.ua matches "(?i)headless" or event.email matches ("^" + "test" + "@")`, 1),
+		},
+		{
+			name:    "an invalid constant pattern",
+			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: event.ua matches "(unclosed"`, 1),
+			want:    []string{"p/checkout.yaml:9:20: rule velocity: when: error parsing regexp: missing closing ): `(unclosed`"},
+		},
+		{
 			name:    "syntax error in expression",
 			ruleset: strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", `when: "features.card_txn_count_1h >= "`, 1),
 			want:    []string{`p/checkout.yaml:9:41: rule velocity: when: unexpected token EOF`},
@@ -94,6 +118,11 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 			name:    "unclosed template",
 			ruleset: strings.Replace(goodRuleset, `{{features.card_txn_count_1h}} times`, `{{features.card_txn_count_1h times`, 1),
 			want:    []string{`p/checkout.yaml:11:13: rule velocity: reason: unclosed {{ at character 11`},
+		},
+		{
+			name:    "too many holes",
+			ruleset: strings.Replace(goodRuleset, `{{features.card_txn_count_1h}} times`, strings.Repeat(`{{1}}`, 33), 1),
+			want:    []string{`p/checkout.yaml:11:13: rule velocity: reason: 33 {{…}}, more than the 32 a reason may have`},
 		},
 		{
 			name:    "unknown key with suggestion and thresholds out of order",

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/vm"
 )
@@ -46,20 +47,43 @@ func splitTemplate(s string) (lits []string, exprs []string, offsets []int, err 
 	}
 }
 
+// MaxReasonBytes bounds a rendered reason: past it the reason is cut and
+// ends with "…". A hole can yield a string of a megabyte (expr's memory
+// budget), and a decision carries one reason per rule that fired.
+const MaxReasonBytes = 1024
+
+// MaxReasonHoles bounds the {{…}} of one reason: each is a program run
+// whenever the rule fires.
+const MaxReasonHoles = 32
+
 // Render appends the reason to dst, evaluating each hole with m in env. A
-// hole that fails renders as "?" rather than losing the whole reason.
+// hole that fails renders as "?" rather than losing the whole reason. What
+// it appends is at most MaxReasonBytes, cut with "…"; holes past the cut
+// are not evaluated.
 func (t *Template) Render(dst []byte, m *vm.VM, env map[string]any) []byte {
+	start := len(dst)
 	for _, p := range t.parts {
-		if p.prog == nil {
-			dst = append(dst, p.text...)
-			continue
+		room := MaxReasonBytes + 1 - (len(dst) - start) // one more than fits: the cut then shows
+		switch {
+		case p.prog == nil:
+			dst = append(dst, p.text[:min(len(p.text), room)]...)
+		default:
+			v, err := m.Run(p.prog, env)
+			if err != nil {
+				dst = append(dst, '?')
+			} else if s, ok := v.(string); ok {
+				dst = append(dst, s[:min(len(s), room)]...)
+			} else {
+				dst = AppendValue(dst, v)
+			}
 		}
-		v, err := m.Run(p.prog, env)
-		if err != nil {
-			dst = append(dst, '?')
-			continue
+		if len(dst)-start > MaxReasonBytes {
+			end := start + MaxReasonBytes - len("…")
+			for end > start && !utf8.RuneStart(dst[end]) {
+				end--
+			}
+			return append(dst[:end], "…"...)
 		}
-		dst = AppendValue(dst, v)
 	}
 	return dst
 }
