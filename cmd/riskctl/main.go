@@ -21,7 +21,9 @@ import (
 
 const usage = `riskctl: the analyst's tool for riskd policies
 
-  riskctl validate DIR             check DIR: every error as file:line:col: message
+  riskctl validate [-cost] [-cost-warn D] DIR
+                                   check DIR: every error as file:line:col: message;
+                                   warn of rules costing over D (100µs) per event
   riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
   riskctl score -rules DIR [-explain] < events.jsonl > decisions.jsonl
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
@@ -99,6 +101,8 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	dirOpts := dirFlags(fl)
+	cost := fl.Bool("cost", false, "print what each rule costs per event, measured on generated events")
+	costWarn := fl.Duration("cost-warn", 100*time.Microsecond, "warn of rules costing more than this per event on generated events; 0: no warnings")
 	dir, ok := oneDir(fl, args, stderr)
 	if !ok {
 		return 2
@@ -113,6 +117,9 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		n += len(rs.Rules)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d features, %d rulesets, %d rules\n", dir, len(p.Features.Features), len(p.Rulesets), n)
+	if *cost || *costWarn > 0 {
+		reportCosts(measureCosts(p), *cost, *costWarn, stdout, stderr)
+	}
 	return 0
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -314,5 +315,50 @@ func TestValidateReadsTheDirectoryAsRiskdDoes(t *testing.T) {
 				t.Fatalf("exit %d, errors:\n%s\nwant a line %s%s", code, errOut, dir, tt.want)
 			}
 		})
+	}
+}
+
+// TestValidateWarnsOfCostlyRules: a rule that scans a long list on every
+// event is reported with its cost on generated events (any() over a list
+// of 200k items cost 14-18 ms an event and was accepted silently); the
+// same membership test with `in` is a set lookup and is not.
+func TestValidateWarnsOfCostlyRules(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir)
+	for _, f := range []string{"login.yaml", "signup.yaml"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	items := make([]string, 100_000)
+	for i := range items {
+		items[i] = fmt.Sprintf("b%d", i)
+	}
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+lists:
+  bins: [`+strings.Join(items, ", ")+`]
+rules:
+  - id: scan
+    when: 'any(lists.bins, {# == event.bin})'
+    score: 10
+  - id: lookup
+    when: event.bin in lists.bins
+    score: 10
+`), 0o644)
+	code, out, errOut := riskctl(t, "", "validate", "-cost", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "warning: checkout/scan costs ") || !strings.Contains(errOut, "per event on generated events, above 100µs (-cost-warn)") {
+		t.Errorf("no warning for the scan:\n%s", errOut)
+	}
+	if strings.Contains(errOut, "checkout/lookup") {
+		t.Errorf("a warning for the lookup:\n%s", errOut)
+	}
+	if !strings.Contains(out, "cost per event on 64 generated events") || !regexp.MustCompile(`\n  checkout/lookup +\d`).MatchString(out) {
+		t.Errorf("-cost table:\n%s", out)
+	}
+	if code, out, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir); code != 0 || strings.Contains(out+errOut, "cost") {
+		t.Errorf("-cost-warn 0: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/riskd/riskd/rules"
+)
+
+// ruleCost is what one rule costs per event, measured on generated events:
+// its condition, and its graded score and reason as if it fired.
+type ruleCost struct {
+	ruleset, rule string
+	perEvent      time.Duration
+	runs          int
+}
+
+// Bounds of the measurement of one rule: enough runs for a stable mean of
+// a cheap rule, and little time on an expensive one.
+const (
+	costEvents     = 64
+	costMaxRuns    = 2000
+	costMinRuns    = 4
+	costRuleBudget = 5 * time.Millisecond
+)
+
+// measureCosts runs every rule of p on generated events. An event gives
+// each field the rules read a random string, number, boolean or nothing,
+// and each feature a random value or nothing: costs that do not depend on
+// the values (a scan of a long list, a long chain of conditions) show;
+// costs that need particular values may not. The figures are this
+// machine's, under whatever else it is doing.
+func measureCosts(p *rules.Policy) []ruleCost {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out []ruleCost
+	var m vm.VM
+	var buf []byte
+	for _, rs := range p.Rulesets {
+		envs := make([]map[string]any, costEvents)
+		for i := range envs {
+			envs[i] = generatedEnv(rng, p, rs)
+		}
+		for _, r := range rs.Rules {
+			runs := 0
+			start := time.Now()
+			for runs < costMinRuns || runs < costMaxRuns && time.Since(start) < costRuleBudget {
+				env := envs[runs%len(envs)]
+				m.Run(r.When, env) // errors count as what they cost
+				if r.Graded != nil {
+					m.Run(r.Graded, env)
+				}
+				buf = r.Reason.Render(buf[:0], &m, env)
+				runs++
+			}
+			out = append(out, ruleCost{ruleset: rs.Name, rule: r.ID, perEvent: time.Since(start) / time.Duration(runs), runs: runs})
+		}
+	}
+	return out
+}
+
+// generatedEnv is the expression environment of one made-up event for rs.
+func generatedEnv(rng *rand.Rand, p *rules.Policy, rs *rules.Ruleset) map[string]any {
+	env := make(map[string]any, len(rs.Reads)+len(rs.EventFields))
+	for _, fi := range rs.Reads {
+		f := p.Features.Features[fi]
+		var v any
+		switch {
+		case rng.IntN(8) == 0: // a key never seen, or a store that did not answer
+		case f.Kind.Bool():
+			v = rng.IntN(2) == 0
+		default:
+			v = float64(rng.IntN(1000))
+		}
+		env[rules.FeatureEnvKey(f.Name)] = v
+	}
+	for _, f := range rs.EventFields {
+		var v any
+		switch n := rng.IntN(20); {
+		case n < 9:
+			v = "v" + strconv.Itoa(rng.IntN(1000))
+		case n < 18:
+			v = float64(rng.IntN(100000)) / 100
+		case n < 19:
+			v = rng.IntN(2) == 0
+		}
+		env[f.EnvKey] = v
+	}
+	return env
+}
+
+// reportCosts writes every rule's cost to w when all is set, and a warning
+// to warn for each rule above threshold (0: no warnings).
+func reportCosts(costs []ruleCost, all bool, threshold time.Duration, w, warn io.Writer) {
+	if all {
+		fmt.Fprintf(w, "cost per event on %d generated events (condition, score and reason; this machine):\n", costEvents)
+		for _, c := range costs {
+			fmt.Fprintf(w, "  %-40s %v\n", c.ruleset+"/"+c.rule, roundCost(c.perEvent))
+		}
+	}
+	if threshold <= 0 {
+		return
+	}
+	for _, c := range costs {
+		if c.perEvent > threshold {
+			fmt.Fprintf(warn, "warning: %s/%s costs %v per event on generated events, above %v (-cost-warn): every event of its types pays it (the usual cause is a long list scanned with any() or filter(); `x in lists.name` is a set lookup)\n",
+				c.ruleset, c.rule, roundCost(c.perEvent), threshold)
+		}
+	}
+}
+
+// roundCost keeps three or four significant digits.
+func roundCost(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d >= time.Microsecond:
+		return d.Round(10 * time.Nanosecond)
+	}
+	return d
+}
