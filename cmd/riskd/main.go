@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
@@ -38,6 +39,7 @@ type config struct {
 	storeTimeout      time.Duration
 	futureSkew        time.Duration
 	memoryMaxKeys     int
+	maxConns          int
 	idempotency       time.Duration
 	lateness          time.Duration
 	kafkaBrokers      string
@@ -68,6 +70,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
+	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
@@ -123,6 +126,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
+	if c.maxConns < 1 {
+		return nil, fmt.Errorf("-max-connections %d must be at least 1", c.maxConns)
+	}
 	if c.memoryMaxKeys < 0 {
 		return nil, fmt.Errorf("-memory-max-keys %d must not be negative", c.memoryMaxKeys)
 	}
@@ -148,6 +154,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 // loadPolicy loads the -rules directory the way every reload will
 // (rules.LoadDir, with the same bounds), or the built-in example.
+// listen opens the scoring port, accepting at most max connections at
+// once: past it new ones wait in the kernel's backlog instead of using up
+// file descriptors (a slow-loris client opening thousands of sockets
+// cannot take riskd's descriptors from Redis, Kafka or the policy files).
+func listen(addr string, max int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return netutil.LimitListener(ln, max), nil
+}
+
 func loadPolicy(dir string, opts rules.DirOptions) (*rules.Policy, error) {
 	if dir == "" {
 		return rules.Load(example.FS, "rules/example")
@@ -269,7 +287,7 @@ func run(args []string, log *slog.Logger) error {
 	eng := engine.New(policy, opts)
 	defer store.Close()
 
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, err := listen(cfg.listen, cfg.maxConns)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}

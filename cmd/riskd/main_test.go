@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +85,7 @@ func TestParseFlags(t *testing.T) {
 			return ""
 		}},
 		{name: "short idempotency window", args: []string{"-idempotency-window", "10s"}, wantErr: "-idempotency-window 10s is too short (at least 1m)"},
+		{name: "no connections", args: []string{"-max-connections", "0"}, wantErr: "-max-connections 0 must be at least 1"},
 		{name: "negative key cap", args: []string{"-memory-max-keys", "-1"}, wantErr: "-memory-max-keys -1 must not be negative"},
 		{name: "no future skew", args: []string{"-max-future-skew", "0s"}, wantErr: "-max-future-skew 0s must be positive"},
 		{name: "no lateness", args: []string{"-max-lateness", "0s"}, wantErr: "-max-lateness 0s must be positive"},
@@ -118,5 +121,46 @@ func TestLoadPolicyErrors(t *testing.T) {
 	}
 	if p, err := loadPolicy("../../rules/example", rules.DirOptions{}); err != nil || len(p.Rulesets) != 3 {
 		t.Fatalf("loading the example directory: %v", err)
+	}
+}
+
+// TestListenCapsConnections: past -max-connections, a new connection is
+// not served until one closes, so sockets cannot use up descriptors.
+func TestListenCapsConnections(t *testing.T) {
+	ln, err := listen("127.0.0.1:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	addr := ln.Addr().String()
+	// Two clients hold their connections open, mid-request.
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+		held = append(held, c)
+	}
+	third := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		third <- err
+	}()
+	select {
+	case err := <-third:
+		t.Fatalf("a third connection was served while two were held (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held[0].Close()
+	if err := <-third; err != nil {
+		t.Fatalf("the third connection, once one closed: %v", err)
 	}
 }
