@@ -305,11 +305,7 @@ func (m *Memory) record(ls *logState, obs *Observation, ei int, p position) {
 	for i, f := range l.Features {
 		h := &ls.hists[i]
 		if !f.Kind.Windowed() {
-			// The run is decided from the sightings as read, then those
-			// no event within the lateness allowance could find within
-			// its retention go, as Redis trims them after its read.
 			h.see(p, f.Retention.Milliseconds())
-			h.trimTo(f.Kind, p.ts-f.Retention.Milliseconds()-m.lateness-ttlMargin.Milliseconds())
 			continue
 		}
 		// What no event within the lateness allowance of this one can

@@ -74,14 +74,15 @@ func (o *oracle) observe(obs *Observation) []Value {
 			}
 		}
 		recs := o.logs[k]
-		// Recording an event drops what no event within the lateness
-		// allowance of it can see: past the widest window, or for
-		// sightings past the retention and a day's margin.
-		cut := p.ts - en.Log.Horizon.Milliseconds() - o.lateness
-		if en.Log.Windowless {
-			cut -= ttlMargin.Milliseconds()
+		if w, ok := o.written[k]; ok && w <= o.clock-en.Log.Horizon.Milliseconds()-o.lateness-ttlMargin.Milliseconds() {
+			recs = nil // past keeping: the log starts over
 		}
-		recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.ts <= cut })
+		if !en.Log.Windowless {
+			// Recording an event drops what no event within the
+			// lateness allowance of it can see.
+			cut := p.ts - en.Log.Horizon.Milliseconds() - o.lateness
+			recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.ts <= cut })
+		}
 		o.logs[k] = append(recs, rec)
 		o.written[k] = o.clock
 	}

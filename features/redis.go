@@ -255,10 +255,16 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
 	for _, f := range fixups {
 		en := &obs.Entries[f.entry]
+		key := r.entityKey(en.Log.Entity, en.Key) + en.Log.Name
+		if f.revive {
+			// The log was past keeping: what it held before this event
+			// is gone, as the memory store starts such a log over.
+			col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
+		}
 		// XX: never create a key (and one without a TTL) that expired
 		// meanwhile.
 		args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
-		col.ZAddArgs(ctx, r.entityKey(en.Log.Entity, en.Key)+en.Log.Name, args)
+		col.ZAddArgs(ctx, key, args)
 	}
 	r.bufs.Put(buf)
 	sent := col.Cmds()
@@ -579,9 +585,6 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 				keep++
 			}
 			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
-			// Sightings no event within the lateness allowance could find
-			// within its retention, as the memory store drops them.
-			pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(obs.TS-(l.Horizon+r.opts.Lateness+ttlMargin).Milliseconds(), 10))
 			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
 		}
 		return
@@ -623,8 +626,9 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 // fixup moves a windowless log's run start to the event: it starts a new
 // run, or (lower) extends the run back.
 type fixup struct {
-	entry int
-	lower bool
+	entry  int
+	lower  bool
+	revive bool // the log was past keeping: clear its older sightings
 }
 
 // values computes the items (those marked in only, if not nil) from the
@@ -683,7 +687,7 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]fixup
 			switch {
 			case c.member == "" || !l.First:
 			case gone:
-				fixups = append(fixups, fixup{entry: ei}) // the run starts over here
+				fixups = append(fixups, fixup{entry: ei, revive: true}) // the run starts over here
 			case hasFirst && startsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()):
 				// Earlier than the start: only ever lower it (LT), so
 				// concurrent late events settle on the earliest.

@@ -356,3 +356,29 @@ func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestRunsAfterLongIdle: a key idle for longer than its retention, the
+// lateness allowance and a day starts a new run on every store, whether
+// or not its history was dropped yet (the memory store's examination or
+// a Redis key's expiry have not run here).
+func TestRunsAfterLongIdle(t *testing.T) {
+	srv := redistest.Start(t)
+	f := &Feature{Name: "f", Kind: Age, Key: []Path{NewPath("k")}, Entity: "k", Retention: time.Hour}
+	testSet(f)
+	stores := map[string]Store{"memory": NewMemory(MemoryOptions{EventTime: true})}
+	clock := &testClock{}
+	stores["redis"] = clocked{newRedis(t, clock, srv.Addr()), clock}
+	for name, s := range stores {
+		for _, e := range []ev{
+			{id: "a", ts: 0, key: "k", want: 0.0},
+			{id: "b", ts: 25*3600 + 61, key: "k", want: 0.0}, // idle past 1h + 10m + 24h
+			{id: "c", ts: 25*3600 + 62, key: "k", want: 1.0},
+			{id: "d", ts: 25*3600 + 30, key: "k", want: 0.0}, // late, 32 s before the run: extends it back
+			{id: "e", ts: 25*3600 + 92, key: "k", want: 62.0},
+		} {
+			if got := asAny(observeOne(t, s, f, e), f.Kind); got != e.want {
+				t.Errorf("%s: event %s: age %v, want %v", name, e.id, got, e.want)
+			}
+		}
+	}
+}
