@@ -44,6 +44,15 @@ type KafkaOptions struct {
 	// own budget applies (for a store that never waits, such as the memory
 	// store, this saves a timer per event).
 	StoreTimeout time.Duration
+	// Concurrency bounds the events the consumer scores at once, across
+	// its partitions; within a partition, events of different message
+	// keys are scored concurrently, each key's in offset order. A store
+	// on the network (Redis) is bound by latency and needs many in
+	// flight; the need is the store's, so the bound is the consumer's and
+	// does not grow with the partitions a rebalance assigns. Default
+	// DefaultKafkaConcurrency. While Kafka has a backlog, HTTP requests
+	// to the same store queue behind up to this many events.
+	Concurrency int
 	// Degraded commits degraded decisions (features missing because the
 	// store failed or ran out of budget), as HTTP answers them. Default
 	// false: such an event is scored again with backoff until the store
@@ -64,14 +73,12 @@ const backoffMax = 5 * time.Second
 // DefaultKafkaStoreTimeout is KafkaOptions.StoreTimeout's default.
 const DefaultKafkaStoreTimeout = time.Second
 
-// scoreSlots bounds the events one consumer scores at once, across its
-// partitions. A store that waits on the network (Redis: three round trips
-// an event) is latency-bound one event at a time; enough events in flight
-// fill its batches. The need is the store's, so the bound is the
-// consumer's: it does not grow with the partitions a rebalance assigns.
-// Measured on bench/kafka (6 partitions, two cores, Redis): 16 slots
-// 12,000 events/s, 64 about 16,000, 128 no more.
-const scoreSlots = 64
+// DefaultKafkaConcurrency is KafkaOptions.Concurrency's default: the
+// Redis store's batcher holds 4 batches of 64 events in flight, and this
+// keeps them full. bench/kafka on Redis (6 partitions, two cores,
+// 2026-11-29): 64 scored 9,500 events/s, 128 10,100, 256 10,700-10,900,
+// 512 10,900, its events only waiting longer in the batcher's queue.
+const DefaultKafkaConcurrency = 256
 
 func (o *KafkaOptions) defaults() {
 	if o.Topic == "" {
@@ -92,6 +99,9 @@ func (o *KafkaOptions) defaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
 	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultKafkaConcurrency
+	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
 	}
@@ -110,6 +120,12 @@ func (o *KafkaOptions) defaults() {
 // is harmless: the store does not count an event id twice and answers it
 // with the same features, so the decision is the same.
 //
+// A partition's events are scored concurrently across message keys (see
+// KafkaOptions.Concurrency) and in offset order within a key: producers
+// key by account, and events of different keys have no more order between
+// them than events of different partitions. Their decisions are written,
+// and offsets committed, in offset order.
+//
 // Unless KafkaOptions.Degraded is set, it never commits an event the
 // store did not answer: such an event is scored again with backoff and its
 // partition waits for it (see KafkaOptions.Degraded).
@@ -122,7 +138,7 @@ type Consumer struct {
 	dlq       *kafka.Writer
 	shadow    *kafka.Writer
 	metrics   *kafkaMetrics
-	// slots holds a token per chain being scored (see scoreSlots).
+	// slots holds a token per goroutine scoring (KafkaOptions.Concurrency).
 	slots chan struct{}
 	// keySeed hashes message keys into chains.
 	keySeed maphash.Seed
@@ -143,7 +159,7 @@ type kafkaMetrics struct {
 // NewConsumer prepares a consumer; Run starts it.
 func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 	opts.defaults()
-	c := &Consumer{engine: e, opts: opts, slots: make(chan struct{}, scoreSlots), keySeed: maphash.MakeSeed()}
+	c := &Consumer{engine: e, opts: opts, slots: make(chan struct{}, opts.Concurrency), keySeed: maphash.MakeSeed()}
 	c.decisionPool.New = func() any { return new(Decision) }
 	if opts.StoreTimeout > 0 {
 		c.score.StoreTimeout = opts.StoreTimeout
@@ -395,10 +411,9 @@ func (c *Consumer) decide(run, drain context.Context, w *worker, b *batch, p *pe
 // returns; once ctx ends, what is left stays unscored.
 func (c *Consumer) scoreChains(ctx context.Context, b *batch, from int) {
 	c.chain(b, from)
-	heads := int32(len(b.heads))
 	b.claimed.Store(0)
 	var wg sync.WaitGroup
-	for b.claimed.Load() < heads {
+	for b.claimed.Load() < int32(len(b.heads)) {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -409,21 +424,27 @@ func (c *Consumer) scoreChains(ctx context.Context, b *batch, from int) {
 			defer func() { <-c.slots }()
 			d := c.decisionPool.Get().(*Decision)
 			defer c.decisionPool.Put(d)
-			for h := b.claimed.Add(1) - 1; h < heads; h = b.claimed.Add(1) - 1 {
-				for i := b.heads[h]; i >= 0 && ctx.Err() == nil; i = b.next[i] {
-					o := &b.outcomes[i]
-					if o.state == degraded {
-						c.metrics.storeRetries.Inc()
-					}
-					c.scoreOne(ctx, &b.msgs[i], d, o)
-					if o.state == degraded {
-						break
-					}
-				}
-			}
+			c.scoreClaimed(ctx, b, d)
 		})
 	}
 	wg.Wait()
+}
+
+// scoreClaimed claims b's chains one at a time and scores each, in order,
+// until none is left or ctx ends.
+func (c *Consumer) scoreClaimed(ctx context.Context, b *batch, d *Decision) {
+	heads := int32(len(b.heads))
+	for h := b.claimed.Add(1) - 1; h < heads; h = b.claimed.Add(1) - 1 {
+		for i := b.heads[h]; i >= 0 && ctx.Err() == nil; i = b.next[i] {
+			o := &b.outcomes[i]
+			if o.state == degraded {
+				c.metrics.storeRetries.Inc()
+			}
+			if c.scoreOne(ctx, &b.msgs[i], d, o); o.state == degraded {
+				break
+			}
+		}
+	}
 }
 
 // chain links b's messages from index from on that are not decided into

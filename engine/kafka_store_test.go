@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -77,10 +78,16 @@ func committed(t *testing.T, addrs []string, group, topic string, partitions int
 	if err == nil {
 		err = resp.Error
 	}
+	out := map[int]int64{}
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		for _, p := range ps {
+			out[p] = -1 // the consumer has not joined yet
+		}
+		return out
+	}
 	if err != nil {
 		t.Fatalf("fetching the committed offsets of %s: %v", group, err)
 	}
-	out := map[int]int64{}
 	for _, p := range resp.Topics[topic] {
 		if p.Error != nil {
 			t.Fatalf("committed offset of %s/%d: %v", topic, p.Partition, p.Error)
