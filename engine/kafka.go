@@ -295,20 +295,23 @@ func (c *Consumer) Run(ctx context.Context) {
 // pending is what a worker has decided and not yet written and committed.
 type pending struct {
 	out, dead, shadow []kafka.Message
-	last              *kafka.Message // the latest message decided
+	first, last       *kafka.Message // the earliest and latest messages decided
 }
 
 func (p *pending) reset() {
-	p.out, p.dead, p.shadow, p.last = p.out[:0], p.dead[:0], p.shadow[:0], nil
+	p.out, p.dead, p.shadow, p.first, p.last = p.out[:0], p.dead[:0], p.shadow[:0], nil, nil
 }
 
 // add appends m's decision and shadow verdicts, or its dead letter.
 func (p *pending) add(m *kafka.Message, o *outcome) {
 	if o.err != nil {
-		p.dead = append(p.dead, deadLetter(*m, o.err))
+		p.dead = append(p.dead, deadLetter(*m, o.err, deadLetterMaxBytes))
 	} else {
 		p.out = append(p.out, o.out)
 		p.shadow = append(p.shadow, o.shadow...)
+	}
+	if p.first == nil {
+		p.first = m
 	}
 	p.last = m
 }
@@ -530,6 +533,9 @@ func (c *Consumer) flush(ctx context.Context, w *worker, p *pending) bool {
 	if p.last == nil {
 		return true
 	}
+	// Until written, nothing from the batch's first message on is
+	// decided: the lag says so while a write is retried.
+	w.lag.Set(float64(max(0, w.highWater.Load()-p.first.Offset)))
 	if !c.write(ctx, c.decisions, p.out) || !c.write(ctx, c.shadow, p.shadow) || !c.write(ctx, c.dlq, p.dead) {
 		return false
 	}
@@ -569,17 +575,54 @@ func (c *Consumer) retry(run, drain context.Context, w *worker, m *kafka.Message
 	}
 }
 
-func deadLetter(m kafka.Message, err error) kafka.Message {
-	return kafka.Message{
-		Key:   m.Key,
-		Value: m.Value,
-		Headers: []kafka.Header{
-			{Key: "error", Value: []byte(err.Error())},
-			{Key: "source_topic", Value: []byte(m.Topic)},
-			{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
-			{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-		},
+// deadLetterMaxBytes is the most of a refused event a dead letter keeps.
+// An event is refused for being over -max-event-bytes among other
+// things, and a copy whole could be over the brokers' own message limit:
+// a dead letter that cannot be written would hold its partition for good.
+const deadLetterMaxBytes = 64 << 10
+
+// deadLetter is m refused for err: its value (cut to max bytes, said in
+// the "truncated" header) with headers naming the error and the source.
+func deadLetter(m kafka.Message, err error, max int) kafka.Message {
+	value := m.Value
+	headers := []kafka.Header{
+		{Key: "error", Value: []byte(err.Error())},
+		{Key: "source_topic", Value: []byte(m.Topic)},
+		{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
+		{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		{Key: "original_bytes", Value: []byte(strconv.Itoa(len(m.Value)))},
 	}
+	if len(value) > max {
+		value = value[:max]
+		headers = append(headers, kafka.Header{Key: "truncated", Value: []byte("true")})
+	}
+	return kafka.Message{Key: m.Key, Value: value, Headers: headers}
+}
+
+func hasHeader(m kafka.Message, key string) bool {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// tooLarge reports whether a write failed for a message over the
+// brokers' size limit.
+func tooLarge(err error) bool {
+	if errors.Is(err, kafka.MessageSizeTooLarge) {
+		return true
+	}
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if errors.Is(e, kafka.MessageSizeTooLarge) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // write retries until the brokers acknowledge msgs or ctx ends (false).
@@ -598,6 +641,19 @@ func (c *Consumer) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Mess
 		}
 		c.metrics.errors.WithLabelValues("write").Inc()
 		c.opts.Logger.Warn("kafka write failed; retrying", "topic", w.Topic, "err", err)
+		if w == c.dlq && tooLarge(err) {
+			// The brokers take less than deadLetterMaxBytes: keep 1 KiB
+			// of each dead letter (its headers say what it was) rather
+			// than hold the partition.
+			for i := range msgs {
+				if len(msgs[i].Value) > 1<<10 {
+					msgs[i].Value = msgs[i].Value[:1<<10]
+					if !hasHeader(msgs[i], "truncated") {
+						msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: "truncated", Value: []byte("true")})
+					}
+				}
+			}
+		}
 		if !backoff.wait(ctx) {
 			return false
 		}

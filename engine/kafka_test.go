@@ -306,3 +306,28 @@ func TestKafkaBrokerRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaOversizedDeadLetterDoesNotHoldThePartition: a refused event
+// whose copy is over the brokers' message limit is dead-lettered cut
+// down (its headers say so), and the events after it are decided.
+func TestKafkaOversizedDeadLetterDoesNotHoldThePartition(t *testing.T) {
+	broker := newBroker(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "2048"}))
+	addrs := broker.ListenAddrs()
+	e := engine.New(examplePolicy(t), engine.Options{MaxEventBytes: 512})
+	defer runConsumer(t, e, addrs)()
+	big := `{"id":"big","type":"checkout","pad":"` + strings.Repeat("x", 1850) + `"}`
+	// One partition, the big one first; produced apart, as the brokers
+	// limit a batch too.
+	produce(t, addrs, kafka.Message{Key: []byte("acc-0"), Value: []byte(big)})
+	after := cardEvents("after", 10)
+	for i := range after {
+		after[i].Key = []byte("acc-0")
+	}
+	produce(t, addrs, after...)
+	consume(t, addrs, decisionsTopic, 10)
+	dead := consume(t, addrs, dlqTopic, 1)[0]
+	if len(dead.Value) != 1<<10 || header(dead, "truncated") != "true" || header(dead, "original_bytes") != strconv.Itoa(len(big)) ||
+		!strings.Contains(header(dead, "error"), "over the limit of 512 bytes") {
+		t.Errorf("dead letter of %d bytes, headers %v", len(dead.Value), dead.Headers)
+	}
+}
