@@ -50,6 +50,7 @@ type config struct {
 	shadowTopic       string
 	kafkaStoreTimeout time.Duration
 	kafkaDegraded     bool
+	kafkaConcurrency  int
 	adminToken        string
 	maxEventBytes     int
 	shutdown          time.Duration
@@ -82,6 +83,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
 	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
+	fl.IntVar(&c.kafkaConcurrency, "kafka-concurrency", engine.DefaultKafkaConcurrency, "events scored at once from Kafka, across partitions (a key's events always in order); lower it to leave Redis room for HTTP while Kafka catches up")
 	fl.BoolVar(&c.kafkaDegraded, "kafka-degraded", false, "on Kafka, write and commit degraded decisions (as HTTP answers them) instead of waiting for the feature store; events the store missed are then lost from feature history")
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
@@ -140,6 +142,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.lateness <= 0 {
 		return nil, fmt.Errorf("-max-lateness %v must be positive", c.lateness)
+	}
+	if c.kafkaConcurrency < 1 {
+		return nil, fmt.Errorf("-kafka-concurrency %d must be at least 1", c.kafkaConcurrency)
 	}
 	if c.kafkaStoreTimeout <= 0 {
 		return nil, fmt.Errorf("-kafka-store-timeout %v must be positive", c.kafkaStoreTimeout)
@@ -327,7 +332,7 @@ func run(args []string, log *slog.Logger) error {
 		kopts := engine.KafkaOptions{
 			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
 			DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
-			Degraded: cfg.kafkaDegraded, Registerer: reg, Logger: log,
+			Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log,
 			// Like -store-timeout, the budget bounds the Redis store; the
 			// memory store never waits, so it goes without a timer.
 			StoreTimeout: -1,

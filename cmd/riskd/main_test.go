@@ -85,6 +85,7 @@ func TestParseFlags(t *testing.T) {
 			return ""
 		}},
 		{name: "short idempotency window", args: []string{"-idempotency-window", "10s"}, wantErr: "-idempotency-window 10s is too short (at least 1m)"},
+		{name: "no kafka concurrency", args: []string{"-kafka-concurrency", "0"}, wantErr: "-kafka-concurrency 0 must be at least 1"},
 		{name: "no connections", args: []string{"-max-connections", "0"}, wantErr: "-max-connections 0 must be at least 1"},
 		{name: "negative key cap", args: []string{"-memory-max-keys", "-1"}, wantErr: "-memory-max-keys -1 must not be negative"},
 		{name: "no future skew", args: []string{"-max-future-skew", "0s"}, wantErr: "-max-future-skew 0s must be positive"},
