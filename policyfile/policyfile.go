@@ -300,11 +300,13 @@ func ParseDuration(s string) (time.Duration, error) {
 	if v == 0 {
 		return 0, fmt.Errorf("invalid duration %q: must be greater than zero", s)
 	}
-	d := time.Duration(v) * u
-	if d > 5*365*24*time.Hour {
+	// Compare before multiplying: a product past int64 would wrap into
+	// an accepted, wrong duration.
+	const most = 5 * 365 * 24 * time.Hour
+	if v > uint64(most/u) {
 		return 0, fmt.Errorf("invalid duration %q: longer than five years", s)
 	}
-	return d, nil
+	return time.Duration(v) * u, nil
 }
 
 // FormatDuration writes d in the largest unit that divides it exactly, the
