@@ -18,14 +18,14 @@ import (
 const ttlMargin = 24 * time.Hour
 
 // examinePerNew is how many entities of its shard are examined for each
-// entity created, and examinePerEvent how many of an event's id shard's
-// twin. Examining more than are created keeps up with any key mix, and no
+// entity created, and one of an event's id shard's twin is examined
+// every examineEvery events. Examining more than are created keeps up with any key mix, and no
 // background goroutine is needed: with e examined per c created, the
 // expired keys still held are at most c/(e-c) of the live ones (a third
 // here) — the hand comes round before more accumulate.
 const (
-	examinePerNew   = 4
-	examinePerEvent = 1
+	examinePerNew = 4
+	examineEvery  = 8
 )
 
 const numShards = 64
@@ -76,6 +76,7 @@ type hash128 [2]uint64
 
 type idShard struct {
 	mu      sync.Mutex
+	events  int
 	answers map[hash128]answer
 	order   []idAge // answers in the order given, for forgetting them
 	// arena is where answers are cut from, a chunk at a time: one
@@ -113,7 +114,7 @@ type entityShard struct {
 	// ring holds the shard's entities for examination (a CLOCK hand: an
 	// entity seen since its last examination goes round again; one not
 	// seen is evicted when the store is over its cap).
-	ring []hash128
+	ring []*entity
 	hand int
 }
 
@@ -122,6 +123,7 @@ type entityShard struct {
 type entity struct {
 	logs []logState
 	used bool // seen since the clock hand last passed
+	id   hash128
 }
 
 // logState is one log of one key: its features' histories, in the order
@@ -177,9 +179,11 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 	ish.mu.Lock()
 	defer ish.mu.Unlock()
 	m.forget(ish, now)
-	// Ids spread events evenly over the shards: each event examines its
-	// twin entity shard, so idle shards empty too.
-	m.examineLocked(&m.entities[id[0]%numShards], examinePerEvent, now)
+	// Ids spread events evenly over the shards: now and then an event
+	// examines its twin entity shard, so idle shards empty too.
+	if ish.events++; ish.events%examineEvery == 0 {
+		m.examineLocked(&m.entities[id[0]%numShards], 1, now)
+	}
 	if a, ok := ish.answers[id]; ok && now-a.at < m.window {
 		obs.Retry = true
 		var buf [64]bool
@@ -252,9 +256,9 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 			}
 			if record && other.Record {
 				if e == nil {
-					e = &entity{logs: make([]logState, 0, 4), used: true}
+					e = &entity{logs: make([]logState, 0, 4), used: true, id: id}
 					sh.entities[id] = e
-					sh.ring = append(sh.ring, id)
+					sh.ring = append(sh.ring, e)
 					m.count.Add(1)
 					created = true
 				}
@@ -418,33 +422,34 @@ func (m *Memory) examine(sh *entityShard, n int, now int64) int {
 		if sh.hand >= len(sh.ring) {
 			sh.hand = 0
 		}
-		id := sh.ring[sh.hand]
-		if e := sh.entities[id]; e != nil {
-			logs := e.logs[:0]
-			for _, ls := range e.logs {
-				if !expired(ls.log, ls.written, now, m.lateness) {
-					logs = append(logs, ls)
-				}
+		// Entities leave the map only here, so every one in the ring is
+		// in the map: no lookup needed.
+		e := sh.ring[sh.hand]
+		logs := e.logs[:0]
+		for _, ls := range e.logs {
+			if !expired(ls.log, ls.written, now, m.lateness) {
+				logs = append(logs, ls)
 			}
-			clear(e.logs[len(logs):])
-			e.logs = logs
-			switch {
-			case len(e.logs) == 0:
-			case over && !e.used:
-				evicted++
-				m.evicted.Add(1)
-			default:
-				e.used = false
-				sh.hand++
-				continue
-			}
-			delete(sh.entities, id)
-			m.count.Add(-1)
 		}
+		clear(e.logs[len(logs):])
+		e.logs = logs
+		switch {
+		case len(e.logs) == 0:
+		case over && !e.used:
+			evicted++
+			m.evicted.Add(1)
+		default:
+			e.used = false
+			sh.hand++
+			continue
+		}
+		delete(sh.entities, e.id)
+		m.count.Add(-1)
 		// Gone: out of the ring too; its last entry takes the place, so
 		// the ring stays dense.
 		last := len(sh.ring) - 1
 		sh.ring[sh.hand] = sh.ring[last]
+		sh.ring[last] = nil
 		sh.ring = sh.ring[:last]
 	}
 	return evicted
