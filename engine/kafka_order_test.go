@@ -20,6 +20,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/kafkatest"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -118,7 +119,7 @@ type scoredDecision struct {
 // every earlier event of its key and before every later one.
 func checkKeyOrder(t *testing.T, addrs []string, evs []orderEvent) {
 	t.Helper()
-	if got := topicSize(t, addrs, decisionsTopic, 3); got != int64(len(evs)) {
+	if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != int64(len(evs)) {
 		t.Fatalf("%d decisions written, want %d (one per event)", got, len(evs))
 	}
 	got := map[string]scoredDecision{}
@@ -176,7 +177,7 @@ func TestKafkaKeysScoredConcurrentlyInOrder(t *testing.T) {
 	const n = 2000
 	evs, msgs := orderEvents(n, 40, 50)
 	produce(t, addrs, msgs...)
-	waitFor(t, "every offset to be committed", func() bool { return committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
+	waitFor(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
 	checkKeyOrder(t, addrs, evs)
 	if peak := store.peak.Load(); peak < 2 {
 		t.Fatalf("at most %d store call in flight: the partition's events were not scored concurrently", peak)
@@ -247,14 +248,14 @@ func TestKafkaStoreFailureKeepsKeyOrder(t *testing.T) {
 		defer mu.Unlock()
 		return heldFailures >= 2
 	})
-	if got := committed(t, addrs, "riskd", eventsTopic, 1)[0]; got != held {
+	if got := kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0]; got != held {
 		t.Fatalf("committed offset %d while offset %d fails, want %d", got, held, held)
 	}
 	written := map[string]bool{}
 	for _, m := range consume(t, addrs, decisionsTopic, held) {
 		written[string(m.Key)] = true
 	}
-	if got := topicSize(t, addrs, decisionsTopic, 3); got != held || len(written) != held {
+	if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != held || len(written) != held {
 		t.Fatalf("%d decisions (%d events) written while offset %d fails, want %d", got, len(written), held, held)
 	}
 	for _, e := range evs[:held] {
@@ -274,7 +275,7 @@ func TestKafkaStoreFailureKeepsKeyOrder(t *testing.T) {
 	}
 
 	down.Store(false)
-	waitFor(t, "every offset to be committed", func() bool { return committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
+	waitFor(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
 	checkKeyOrder(t, addrs, evs)
 	if retries, failures := metric(t, reg, "riskd_kafka_store_retries_total", nil), store.failures.Load(); retries != float64(failures) {
 		t.Errorf("%v retries for %d store failures: each failure is retried once", retries, failures)

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,11 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/kafkatest"
 )
 
 // failingStore fails the Observe calls fail picks, without recording
@@ -63,65 +62,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// committed is the group's committed offset of each partition of topic
-// (-1: none yet).
-func committed(t *testing.T, addrs []string, group, topic string, partitions int) map[int]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	c := &kafka.Client{Addr: kafka.TCP(addrs...)}
-	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err == nil {
-		err = resp.Error
-	}
-	out := map[int]int64{}
-	if errors.Is(err, kafka.GroupIdNotFound) {
-		for _, p := range ps {
-			out[p] = -1 // the consumer has not joined yet
-		}
-		return out
-	}
-	if err != nil {
-		t.Fatalf("fetching the committed offsets of %s: %v", group, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("committed offset of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out
-}
-
-// topicSize is the number of messages written to topic (its partitions'
-// end offsets added up).
-func topicSize(t *testing.T, addrs []string, topic string, partitions int) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var reqs []kafka.OffsetRequest
-	for p := range partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	c := &kafka.Client{Addr: kafka.TCP(addrs...)}
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		t.Fatalf("listing the offsets of %s: %v", topic, err)
-	}
-	var n int64
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		n += p.LastOffset
-	}
-	return n
-}
-
 // metric reads a counter or gauge out of reg by its labels; 0 when absent.
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
@@ -158,7 +98,7 @@ type kafkaDecision struct {
 // n messages, one per event id.
 func decisionsByID(t *testing.T, addrs []string, n int) map[string]kafkaDecision {
 	t.Helper()
-	if got := topicSize(t, addrs, decisionsTopic, 3); got != int64(n) {
+	if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != int64(n) {
 		t.Fatalf("%d decisions written, want %d (one per event)", got, n)
 	}
 	out := map[string]kafkaDecision{}
@@ -206,7 +146,7 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 			defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 50, Registerer: reg, Degraded: tt.degraded})()
 			const n = 10
 			produce(t, addrs, cardEvents("s", n)...)
-			offset := func() int64 { return committed(t, addrs, "riskd", eventsTopic, 1)[0] }
+			offset := func() int64 { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] }
 
 			if !tt.degraded {
 				// Two failures: the worker has written and committed what
@@ -218,7 +158,7 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 				if got := offset(); got != 4 {
 					t.Fatalf("committed offset %d while s-4 (offset 4) fails, want 4", got)
 				}
-				if got := topicSize(t, addrs, decisionsTopic, 3); got != 4 {
+				if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != 4 {
 					t.Fatalf("%d decisions written while s-4 fails, want 4 (s-0..s-3)", got)
 				}
 				if got := metric(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 1 {
@@ -321,7 +261,7 @@ func TestKafkaStoreRecovers(t *testing.T) {
 			produce(t, addrs, cardEvents("r", tt.n)...)
 			waitFor(t, "every offset to be committed", func() bool {
 				var sum int64
-				for _, o := range committed(t, addrs, "riskd", eventsTopic, 3) {
+				for _, o := range kafkatest.Committed(t, addrs, "riskd", eventsTopic, 3) {
 					sum += max(0, o)
 				}
 				return sum == int64(tt.n)

@@ -113,10 +113,10 @@ func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
 		t.Fatalf("a shadow verdict leaked into the answer: %s", out)
 	}
 	decision := func(name, ruleset, outcome string) float64 {
-		return counter(t, reg, name, map[string]string{"ruleset": ruleset, "outcome": outcome})
+		return metric(t, reg, name, map[string]string{"ruleset": ruleset, "outcome": outcome})
 	}
 	agreement := func(challenger, co, o string) float64 {
-		return counter(t, reg, "riskd_challenger_agreement_total", map[string]string{"champion": "checkout", "challenger": challenger, "champion_outcome": co, "challenger_outcome": o})
+		return metric(t, reg, "riskd_challenger_agreement_total", map[string]string{"champion": "checkout", "challenger": challenger, "champion_outcome": co, "challenger_outcome": o})
 	}
 	for _, c := range []struct {
 		name string
@@ -145,30 +145,6 @@ func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
 	if err := json.Unmarshal(d.AppendJSON(nil), &explained); err != nil || len(explained.Shadow) != 2 || explained.Shadow[1].Decision != "block" {
 		t.Fatalf("explain shows shadows %+v (%v): %s", explained, err, d.AppendJSON(nil))
 	}
-}
-
-// counter reads one counter out of reg by its labels; 0 when absent.
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 // TestSplitIsStableByKey: the split challenger decides for its share of
@@ -226,7 +202,7 @@ func TestHTTPAnswersBeforeShadows(t *testing.T) {
 			t.Fatalf("answer %d, Content-Length %q for %d bytes, flushed %v: %s", rec.Code, rec.Header().Get("Content-Length"), rec.Body.Len(), rec.Flushed, rec.Body)
 		}
 	}
-	if got := counter(t, reg, "riskd_shadow_decisions_total", map[string]string{"ruleset": "strict", "outcome": "block"}); got != 1 {
+	if got := metric(t, reg, "riskd_shadow_decisions_total", map[string]string{"ruleset": "strict", "outcome": "block"}); got != 1 {
 		t.Fatalf("strict's shadow blocks: %v, want 1", got)
 	}
 	rec := httptest.NewRecorder()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/riskd/riskd/internal/kafkatest"
 	"github.com/riskd/riskd/internal/redistest"
 )
 
@@ -111,51 +111,12 @@ func (p *riskdProcess) output() string {
 	return string(b)
 }
 
-// topicSize is the number of messages in topic.
-func topicSize(t *testing.T, addr, topic string, partitions int) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var reqs []kafka.OffsetRequest
-	for p := range partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	resp, err := (&kafka.Client{Addr: kafka.TCP(addr)}).ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		t.Fatalf("listing the offsets of %s: %v", topic, err)
-	}
-	var n int64
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, p.Partition, p.Error)
-		}
-		n += p.LastOffset
-	}
-	return n
-}
-
 // committedTotal adds up the group's committed offsets of topic.
 func committedTotal(t *testing.T, addr, group, topic string, partitions int) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	resp, err := (&kafka.Client{Addr: kafka.TCP(addr)}).OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err == nil {
-		err = resp.Error
-	}
-	if errors.Is(err, kafka.GroupIdNotFound) {
-		return 0 // the group has not formed yet
-	}
-	if err != nil {
-		t.Fatalf("committed offsets of %s: %v", group, err)
-	}
 	var n int64
-	for _, p := range resp.Topics[topic] {
-		n += max(0, p.CommittedOffset)
+	for _, o := range kafkatest.Committed(t, []string{addr}, group, topic, partitions) {
+		n += max(0, o)
 	}
 	return n
 }
@@ -230,13 +191,13 @@ func TestKafkaKillNineExactFeatures(t *testing.T) {
 	// are decided.
 	var caught bool
 	waitUntil(t, 60*time.Second, "the first decisions", func() bool {
-		decided := topicSize(t, addr, "risk.decisions", partitions)
+		decided := kafkatest.TopicSize(t, []string{addr}, "risk.decisions", partitions)
 		caught = decided > committedTotal(t, addr, "riskd", "risk.events", partitions)
 		return caught || decided >= n/2
 	}, first.output)
 	first.cmd.Process.Signal(syscall.SIGKILL)
 	<-first.exited
-	atKill, committedAtKill := topicSize(t, addr, "risk.decisions", partitions), committedTotal(t, addr, "riskd", "risk.events", partitions)
+	atKill, committedAtKill := kafkatest.TopicSize(t, []string{addr}, "risk.decisions", partitions), committedTotal(t, addr, "riskd", "risk.events", partitions)
 	if atKill >= n {
 		t.Fatalf("riskd decided all %d events before the kill: nothing mid-stream was tested", atKill)
 	}
@@ -248,7 +209,7 @@ func TestKafkaKillNineExactFeatures(t *testing.T) {
 	waitUntil(t, 120*time.Second, "every event to be committed", func() bool {
 		return committedTotal(t, addr, "riskd", "risk.events", partitions) == n
 	}, second.output)
-	total := topicSize(t, addr, "risk.decisions", partitions)
+	total := kafkatest.TopicSize(t, []string{addr}, "risk.decisions", partitions)
 	t.Logf("%d decisions for %d events: %d written twice (decided, not committed, redelivered)", total, n, total-n)
 
 	scores, retries := map[string][]int64{}, 0
