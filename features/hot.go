@@ -89,22 +89,9 @@ func (h *hotLog) add(member string, seed maphash.Seed) error {
 	p := position{ts: rec.ts, seq: h.seq}
 	h.all.insert(Count, entry{pos: p})
 	for i, f := range h.log.Features {
-		e := entry{pos: p}
-		switch f.Kind {
-		case Sum, Avg, Max:
-			n, ok := rec.num(h.log.Nums[f.Slot].Name)
-			if !ok {
-				continue
-			}
-			e.num = n
-		case Distinct:
-			v, ok := rec.str(h.log.Ofs[f.Slot].Name)
-			if !ok {
-				continue
-			}
-			e.of = maphash.String(seed, v)
+		if e, ok := rec.entry(f, p, seed); ok {
+			h.hists[i].insert(f.Kind, e)
 		}
-		h.hists[i].insert(f.Kind, e)
 	}
 	switch {
 	case rec.ts > h.newest:

@@ -151,20 +151,24 @@ func (s *sum128) add(v int64) {
 
 func (s *sum128) sub(v int64) { s.add(-v) }
 
+// small reports whether the sum fits an int64, and returns it: the
+// common case, converted without the 128-bit path's rounding.
+func (s sum128) small() (int64, bool) {
+	return int64(s.lo), (s.hi == 0 && s.lo < 1<<63) || (s.hi == -1 && s.lo >= 1<<63)
+}
+
 // float returns the sum in units.
 func (s sum128) float() float64 {
-	switch {
-	case s.hi == 0 && s.lo < 1<<63, s.hi == -1 && s.lo >= 1<<63:
-		return float64(int64(s.lo)) / microPerUnit
+	if v, ok := s.small(); ok {
+		return float64(v) / microPerUnit
 	}
 	return (float64(s.hi)*math.Exp2(64) + float64(s.lo)) / microPerUnit
 }
 
 // avg is sum/n in units.
 func (s sum128) avg(n int64) float64 {
-	switch {
-	case s.hi == 0 && s.lo < 1<<63, s.hi == -1 && s.lo >= 1<<63:
-		return float64(int64(s.lo)) / float64(n) / microPerUnit
+	if v, ok := s.small(); ok {
+		return float64(v) / float64(n) / microPerUnit
 	}
 	return s.float() / float64(n)
 }

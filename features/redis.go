@@ -160,18 +160,7 @@ func (r *Redis) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 	if r.batch != nil {
 		return r.batch.do(ctx, tx, cmds)
 	}
-	fill := func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) }
-	var err error
-	if tx {
-		_, err = r.client.TxPipelined(ctx, fill)
-	} else {
-		_, err = r.client.Pipelined(ctx, fill)
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		err = nil
-	}
-	return err
+	return roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
 }
 
 // firstErr is the first error among cmds other than redis.Nil (an
@@ -669,7 +658,7 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]fixup
 				written := int64(math.MinInt64)
 				for _, z := range zs {
 					if m, _ := z.Member.(string); m != firstMember && m != c.member {
-						if gen, err := sightingGen(m); err == nil {
+						if gen, err := recordGen(m); err == nil {
 							written = max(written, gen)
 						}
 					}
@@ -772,22 +761,9 @@ func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]fixup
 				if rec.ts <= from || rec.ts > obs.TS {
 					continue
 				}
-				e := entry{pos: position{ts: rec.ts}}
-				switch f.Kind {
-				case Sum, Avg, Max:
-					n, ok := rec.num(l.Nums[f.Slot].Name)
-					if !ok {
-						continue
-					}
-					e.num = n
-				case Distinct:
-					v, ok := rec.str(l.Ofs[f.Slot].Name)
-					if !ok {
-						continue
-					}
-					e.of = maphash.String(r.seed, v)
+				if e, ok := rec.entry(f, position{ts: rec.ts}, r.seed); ok {
+					scratch = append(scratch, e)
 				}
-				scratch = append(scratch, e)
 			}
 			it.Value = aggregate(f.Kind, scratch)
 		}
@@ -894,7 +870,8 @@ func sightingMember(id string, gen int64) string {
 	return string(binary.AppendVarint(appendString(nil, id), gen))
 }
 
-// recordGen and sightingGen read the generation of a member: the store's
+// recordGen reads the generation of a member, a record's or a
+// sighting's (both start with the id and the generation): the store's
 // clock when its event was first claimed, so the newest of a log's is
 // when it was last written.
 func recordGen(m string) (int64, error) {
@@ -909,8 +886,6 @@ func recordGen(m string) (int64, error) {
 	}
 	return gen, nil
 }
-
-func sightingGen(m string) (int64, error) { return recordGen(m) }
 
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
@@ -971,6 +946,27 @@ func (r record) field(name string) (byte, string, bool) {
 		}
 	}
 	return 0, "", false
+}
+
+// entry is the record as feature f of its log counts it at p; false when
+// the record lacks f's field (the event was not recorded for f).
+func (r record) entry(f *Feature, p position, seed maphash.Seed) (entry, bool) {
+	e := entry{pos: p}
+	switch f.Kind {
+	case Sum, Avg, Max:
+		n, ok := r.num(f.Log.Nums[f.Slot].Name)
+		if !ok {
+			return e, false
+		}
+		e.num = n
+	case Distinct:
+		v, ok := r.str(f.Log.Ofs[f.Slot].Name)
+		if !ok {
+			return e, false
+		}
+		e.of = maphash.String(seed, v)
+	}
+	return e, true
 }
 
 func (r record) num(name string) (int64, bool) {

@@ -137,20 +137,27 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 		}
 		return nil
 	}
-	var err error
-	if tx {
-		_, err = b.client.TxPipelined(ctx, fill)
-	} else {
-		_, err = b.client.Pipelined(ctx, fill)
-	}
-	// A command's own error (redis.Nil, say) stays with its command; what
-	// failed the batch as a whole fails every job in it.
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		err = nil
-	}
+	// What failed the batch as a whole fails every job in it.
+	err := roundTrip(ctx, b.client, tx, fill)
 	for _, j := range jobs {
 		j.err = err
 		close(j.done)
 	}
+}
+
+// roundTrip sends what fill queues as one pipeline, or one MULTI/EXEC
+// (tx), and returns what failed the round trip itself: a command's own
+// error (redis.Nil, say) stays with its command.
+func roundTrip(ctx context.Context, client redis.UniversalClient, tx bool, fill func(redis.Pipeliner) error) error {
+	var err error
+	if tx {
+		_, err = client.TxPipelined(ctx, fill)
+	} else {
+		_, err = client.Pipelined(ctx, fill)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		err = nil
+	}
+	return err
 }
