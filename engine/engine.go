@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fastjson"
 
@@ -83,9 +82,8 @@ func (e *Engine) Store() features.Store { return e.store }
 // compiled is a policy prepared for scoring: metric children resolved and
 // a pool of scratch space sized for it.
 type compiled struct {
-	policy      *rules.Policy
-	featureKeys []string // env key per feature index
-	rulesets    map[*rules.Ruleset]*prepared
+	policy   *rules.Policy
+	rulesets map[*rules.Ruleset]*prepared
 	// recorded maps the event types some feature records to the policy's
 	// own copy of the name: metric labels must never alias an event's
 	// bytes (the parser reuses them), and are bounded to these and "other".
@@ -110,7 +108,6 @@ type prepared struct {
 func (e *Engine) compile(p *rules.Policy) *compiled {
 	c := &compiled{policy: p, rulesets: map[*rules.Ruleset]*prepared{}, recorded: map[string]string{}}
 	for _, f := range p.Features.Features {
-		c.featureKeys = append(c.featureKeys, rules.FeatureEnvKey(f.Name))
 		for _, t := range f.EventTypes {
 			c.recorded[t] = t
 		}
@@ -163,8 +160,7 @@ const storeUnavailableReason = "risk history could not be read in time; this rul
 type scratch struct {
 	parser   fastjson.Parser
 	ev       *fastjson.Value // the event being scored, in parser
-	vm       vm.VM
-	env      map[string]any
+	envs     map[*rules.Ruleset]*rules.Env
 	obs      features.Observation
 	itemOf   []int  // feature index -> index in obs.Items, -1 if none
 	reads    []bool // feature index -> the ruleset reads it
@@ -173,15 +169,13 @@ type scratch struct {
 	strict   strictScratch
 	keyBuf   []byte
 	splitBuf []byte
-	strs     map[string]any // boxed strings, see str
-	floats   floatArena
 	results  []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
-	return &scratch{env: map[string]any{}, itemOf: make([]int, n), reads: make([]bool, n),
-		entryOf: make([]int, len(c.policy.Features.Logs)), strs: map[string]any{}}
+	return &scratch{envs: map[*rules.Ruleset]*rules.Env{}, itemOf: make([]int, n), reads: make([]bool, n),
+		entryOf: make([]int, len(c.policy.Features.Logs))}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -224,6 +218,11 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	ev, h, err := parseEvent(&s.parser, body, now)
 	if err == nil {
 		err = checkStrict(body, ev, &s.strict)
+	}
+	if err == nil {
+		if verr := c.policy.Features.Schema.Validate(ev, h.typ); verr != nil {
+			err = &InputError{Msg: verr.Error()}
+		}
 	}
 	if err == nil && e.skew > 0 && h.ts > now.Add(e.skew).UnixMilli() {
 		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v ahead of this server's clock, more than the %v allowed",
@@ -432,23 +431,30 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	fs := c.policy.Features.Features
 	live := v == &d.Verdict
 	explain := live && d.Explain
-	s.floats.n = 0
-	for _, fi := range rs.Reads {
-		var val features.Value
-		if i := s.itemOf[fi]; i >= 0 {
-			val = s.obs.Items[i].Value
-		}
-		s.env[c.featureKeys[fi]] = s.floats.boxValue(val, fs[fi].Kind.Bool())
-		if explain {
-			d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: val, Bool: fs[fi].Kind.Bool()})
-		}
+	env := s.envs[rs]
+	if env == nil {
+		env = rs.NewEnv()
+		s.envs[rs] = env
 	}
-	for _, f := range rs.EventFields {
-		s.env[f.EnvKey] = s.toAny(lookup(s.ev, f.Path))
+	env.Reset()
+	for i, slot := range rs.Slots {
+		if slot.Feature < 0 {
+			env.SetField(i, lookup(s.ev, slot.Path))
+			continue
+		}
+		var val features.Value
+		if it := s.itemOf[slot.Feature]; it >= 0 {
+			val = s.obs.Items[it].Value
+		}
+		env.SetFeature(i, val)
+		if explain {
+			f := fs[slot.Feature]
+			d.Features = append(d.Features, FeatureValue{Name: f.Name, Value: val, Bool: f.Kind.Bool()})
+		}
 	}
 	v.Ruleset, v.Version = rs.Name, rs.Version
 	forced := rules.Pass
-	s.results = rs.Eval(&s.vm, s.env, s.results)
+	s.results = rs.Eval(env, s.results)
 	for i, r := range rs.Rules {
 		res := s.results[i]
 		if res.Err != nil {
@@ -466,7 +472,7 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		}
 		pr.hits[i].Inc()
 		start := len(d.buf)
-		d.buf = r.Reason.Render(d.buf, &s.vm, s.env)
+		d.buf = r.Reason.Render(d.buf, env)
 		v.Reasons = append(v.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
 		v.Score += res.Score
 		forced = max(forced, r.Action)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/policyfile"
+	"github.com/riskd/riskd/schema"
 )
 
 // Kind is what a feature computes over an entity's history.
@@ -155,9 +156,12 @@ type Value struct {
 type Set struct {
 	File     string
 	Features []*Feature
-	Logs     []*Log
-	byName   map[string]int
-	broken   []string // names of features that failed to parse
+	// Schema is the event schema features.yaml declares (event_fields);
+	// never nil, and empty when nothing is declared.
+	Schema *schema.Schema
+	Logs   []*Log
+	byName map[string]int
+	broken []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool

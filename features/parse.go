@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/riskd/riskd/policyfile"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/riskd/riskd/policyfile"
+	"github.com/riskd/riskd/schema"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -26,7 +28,11 @@ func Parse(file string, data []byte) (*Set, error) {
 		return set, err
 	}
 	es := &policyfile.Errors{File: file}
-	top := policyfile.Mapping(es, root, "features.yaml", "!features")
+	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields")
+	set.Schema = &schema.Schema{}
+	if f, ok := top["event_fields"]; ok {
+		set.Schema = schema.Parse(es, f.Value)
+	}
 	list, ok := top["features"]
 	if !ok {
 		set.unreadable = true
@@ -51,6 +57,7 @@ func Parse(file string, data []byte) (*Set, error) {
 		}
 		set.byName[f.Name] = len(set.Features)
 		set.Features = append(set.Features, f)
+		checkTypes(es, set.Schema, f, n)
 	}
 	set.link()
 	return set, es.Err()
@@ -197,4 +204,27 @@ func kindList() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkTypes refuses a feature that reads a declared event field it cannot
+// use: a sum, avg or max of something other than a number, a key or a
+// distinct count of an object or a list.
+func checkTypes(es *policyfile.Errors, s *schema.Schema, f *Feature, n *yaml.Node) {
+	if !s.Declared() {
+		return
+	}
+	what := fmt.Sprintf("feature %q", f.Name)
+	if f.Field.Name != "" {
+		if t, ok := s.Lookup(f.Field.Name, f.EventTypes); ok && !t.Numeric() {
+			es.AtPos(f.Line, n.Column, "%s: field %s is declared as %s; %s needs a number", what, f.Field.Name, t, f.Kind)
+		}
+	}
+	for _, p := range append(append([]Path(nil), f.Key...), f.Of) {
+		if p.Name == "" {
+			continue
+		}
+		if t, ok := s.Lookup(p.Name, f.EventTypes); ok && (t == schema.Object || t >= schema.List) {
+			es.AtPos(f.Line, n.Column, "%s: %s is declared as %s; keys and distinct values are strings, numbers or booleans", what, p.Name, t)
+		}
+	}
 }

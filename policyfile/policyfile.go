@@ -124,6 +124,19 @@ func (es *Errors) Err() error {
 	return errors.Join(es.list...)
 }
 
+// Messages returns the problems recorded, as Err lists them.
+func (es *Errors) Messages() []string {
+	err := es.Err()
+	if err == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
 // Parse decodes data into a document node. A YAML syntax error is returned
 // positioned like every other problem.
 func Parse(file string, data []byte) (*yaml.Node, error) {

@@ -11,7 +11,6 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
-	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 
@@ -22,16 +21,32 @@ import (
 // compiler compiles the expressions of one ruleset.
 //
 // Expressions are written with three roots, event.x, features.x and
-// lists.x. Before type checking, each access is flattened into a single
-// identifier ("features.card_txn_count_1h") so the environment is one flat
-// map: expr then loads every name with one map lookup (OpLoadFast) instead
-// of reflecting into nested maps, and every feature has a static type.
+// lists.x. Each access is flattened into a single identifier
+// ("features.card_txn_count_1h"), a field of the ruleset's environment
+// structs (see env.go), and each list is inlined as a constant.
+//
+// Compiling is in two steps: compile parses an expression and checks its
+// names, noting what it reads; once every expression of the ruleset is
+// known (and its event types, which a challenger takes from its champion),
+// finish builds the environment and type-checks them all against it.
 type compiler struct {
 	es       *policyfile.Errors
+	warns    *policyfile.Errors
 	features *features.Set
 	lists    map[string]*List
-	reads    map[int]bool
-	fields   map[string]bool
+	pending  []*pending
+}
+
+// pending is an expression waiting for its environment.
+type pending struct {
+	prog   *program
+	node   *yaml.Node
+	src    string
+	offset int
+	what   string
+	opts   []expr.Option
+	feats  map[string]bool
+	fields map[string]ast.Node // event fields read, each at its first read
 }
 
 // flattener rewrites event/features/lists member accesses into flat
@@ -39,8 +54,8 @@ type compiler struct {
 type flattener struct {
 	c      *compiler
 	errs   []nodeError
-	fields map[string]bool // event fields read
-	feats  map[string]bool // features read
+	fields map[string]ast.Node // event fields read, at their first read
+	feats  map[string]bool     // features read
 }
 
 type nodeError struct {
@@ -110,7 +125,9 @@ func (v *flattener) Visit(n *ast.Node) {
 		if id.Value != "event" {
 			delete(v.fields, strings.TrimPrefix(id.Value, "event.")) // only the full path is read
 		}
-		v.fields[strings.TrimPrefix(id.Value+"."+name, "event.")] = true
+		if p := strings.TrimPrefix(id.Value+"."+name, "event."); v.fields[p] == nil {
+			v.fields[p] = m
+		}
 	}
 	if root == "lists" {
 		if l, ok := v.c.lists[name]; ok {
@@ -144,67 +161,126 @@ func (f *dataFinder) Visit(n *ast.Node) {
 	}
 }
 
-// compile compiles one expression found at node (a `when`, a graded
-// `score` or a reason hole at offset within node's text). The returned
-// program is nil when the expression has errors, which are recorded.
-func (c *compiler) compile(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *vm.Program {
+// compile parses one expression found at node (a `when`, a graded
+// `score` or a reason hole at offset within node's text) and checks its
+// names. The returned program is compiled by finish; it is nil when the
+// expression has errors, which are recorded.
+func (c *compiler) compile(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *program {
 	if msg, at := checkShape(src); msg != "" {
 		line, col := position(src, utf8.RuneCountInString(src[:at]))
-		c.at(node, offset, line, col, "%s: %s", what, msg)
+		c.at(c.es, node, offset, line, col, "%s: %s", what, msg)
 		return nil
 	}
-	return c.compileChecked(node, src, offset, what, opts...)
-}
-
-// compileChecked compiles an expression whose shape is within bounds (or,
-// for a ruleset's combined program, made of expressions that are).
-func (c *compiler) compileChecked(node *yaml.Node, src string, offset int, what string, opts ...expr.Option) *vm.Program {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		c.exprError(node, src, offset, what, err)
 		return nil
 	}
-	pre := &flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}
+	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}}
 	ast.Walk(&tree.Node, pre)
 	if len(pre.errs) > 0 {
 		for _, e := range pre.errs {
 			line, col := position(src, e.node.Location().From)
-			c.at(node, offset, line, col, "%s: %s", what, e.msg)
+			c.at(c.es, node, offset, line, col, "%s: %s", what, e.msg)
 		}
 		return nil
 	}
-	env := types.Map{}
-	for _, f := range c.features.Features {
-		t := types.Float64
-		if f.Kind.Bool() {
-			t = types.Bool
+	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, fields: pre.fields}
+	c.pending = append(c.pending, p)
+	return p.prog
+}
+
+// finish builds rs's environment from what its expressions read, typing
+// event fields by the schema's declarations for types (the event types rs
+// scores), and compiles every expression against it.
+func (c *compiler) finish(rs *Ruleset, types []string) {
+	feats := map[string]bool{}
+	fields := map[string]*pending{}
+	for _, p := range c.pending {
+		for name := range p.feats {
+			feats[name] = true
 		}
-		env[FeatureEnvKey(f.Name)] = t
-	}
-	for p := range pre.fields {
-		env["event."+p] = types.Any
-	}
-	for name := range pre.feats {
-		if c.features.Broken(name) {
-			env[FeatureEnvKey(name)] = types.Any // already reported in features.yaml
+		for f := range p.fields {
+			if fields[f] == nil {
+				fields[f] = p
+			}
 		}
 	}
+	var slots []Slot
+	for i, f := range c.features.Features {
+		if feats[f.Name] {
+			slots = append(slots, Slot{Name: FeatureEnvKey(f.Name), Feature: i, isBool: f.Kind.Bool()})
+			rs.Reads = append(rs.Reads, i)
+		}
+	}
+	var broken []string
+	for name := range feats {
+		if _, ok := c.features.Index(name); !ok {
+			broken = append(broken, name) // reported in features.yaml; read untyped
+		}
+	}
+	sort.Strings(broken)
+	for _, name := range broken {
+		slots = append(slots, Slot{Name: FeatureEnvKey(name), Feature: -1})
+	}
+	paths := make([]string, 0, len(fields))
+	for f := range fields {
+		paths = append(paths, f)
+	}
+	sort.Strings(paths)
+	sch := c.features.Schema
+	for _, path := range paths {
+		s := Slot{Name: "event." + path, Feature: -1, Path: features.NewPath(path)}
+		if f := sch.Field(path, types); f != nil {
+			s.Type, s.field = f.Type, f
+		} else if sch.Declared() && !sch.Covers(path, types) {
+			p := fields[path]
+			n := p.fields[path]
+			line, col := position(p.src, n.Location().From)
+			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields for %s events: rules read it untyped and events are not checked for it",
+				p.what, path, strings.Join(types, ", "))
+		}
+		slots = append(slots, s)
+	}
+	rs.Slots = slots
+	rs.layout = newLayout(rs.Slots)
+	slotOf := map[string]int{}
+	for i, s := range rs.Slots {
+		slotOf[s.Name] = i
+	}
+	for _, p := range c.pending {
+		p.prog.needs = make([]uint64, rs.layout.words)
+		mark := func(name string) {
+			if i := slotOf[name]; rs.Slots[i].typed {
+				p.prog.needs[i/64] |= 1 << (i % 64)
+			}
+		}
+		for name := range p.feats {
+			mark(FeatureEnvKey(name))
+		}
+		for f := range p.fields {
+			mark("event." + f)
+		}
+		p.prog.fast = c.compileIn(p, rs.layout.zero(typed))
+		if p.prog.fast == nil {
+			continue
+		}
+		if p.prog.slow = c.compileIn(p, rs.layout.zero(loose)); p.prog.slow == nil {
+			c.at(c.es, p.node, p.offset, 1, 0, "%s: compiles with typed values but not with nil ones (a riskd bug: please report it)", p.what)
+		}
+	}
+}
+
+// compileIn compiles p against env, recording its errors.
+func (c *compiler) compileIn(p *pending, env any) *vm.Program {
 	all := append([]expr.Option{
 		expr.Env(env),
-		expr.Patch(&flattener{c: c, fields: map[string]bool{}, feats: map[string]bool{}}),
-	}, opts...)
-	prog, err := expr.Compile(src, all...)
+		expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}}),
+	}, p.opts...)
+	prog, err := expr.Compile(p.src, all...)
 	if err != nil {
-		c.exprError(node, src, offset, what, err)
+		c.exprError(p.node, p.src, p.offset, p.what, err)
 		return nil
-	}
-	for p := range pre.fields {
-		c.fields[p] = true
-	}
-	for name := range pre.feats {
-		if i, ok := c.features.Index(name); ok {
-			c.reads[i] = true
-		}
 	}
 	return prog
 }
@@ -242,15 +318,16 @@ func (c *compiler) exprError(node *yaml.Node, src string, offset int, what strin
 				msg += " (expressions see event.*, features.* and lists.*)"
 			}
 		}
-		c.at(node, offset, line, col, "%s: %s", what, msg)
+		c.at(c.es, node, offset, line, col, "%s: %s", what, msg)
 		return
 	}
-	c.at(node, offset, 1, 0, "%s: %v", what, err)
+	c.at(c.es, node, offset, 1, 0, "%s: %v", what, err)
 }
 
-// at records an error at (line, col) of an expression that starts at
-// offset within node's text. Line is 1-based, col 0-based, as expr counts.
-func (c *compiler) at(node *yaml.Node, offset, line, col int, format string, args ...any) {
+// at records, in es, a problem at (line, col) of an expression that starts
+// at offset within node's text. Line is 1-based, col 0-based, as expr
+// counts.
+func (c *compiler) at(es *policyfile.Errors, node *yaml.Node, offset, line, col int, format string, args ...any) {
 	fileLine, fileCol := node.Line, node.Column
 	switch node.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
@@ -270,7 +347,7 @@ func (c *compiler) at(node *yaml.Node, offset, line, col int, format string, arg
 			fileCol = col + 1
 		}
 	}
-	c.es.AtPos(fileLine, fileCol, format, args...)
+	es.AtPos(fileLine, fileCol, format, args...)
 }
 
 // position converts a rune offset into a 1-based line and 0-based column.
@@ -288,13 +365,4 @@ func position(src string, from int) (int, int) {
 		n++
 	}
 	return line, col
-}
-
-func sortedInts(m map[int]bool) []int {
-	out := make([]int, 0, len(m))
-	for i := range m {
-		out = append(out, i)
-	}
-	sort.Ints(out)
-	return out
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
@@ -117,18 +116,32 @@ func compile(src *source) (*Policy, error) {
 		errs = append(errs, featErr)
 	}
 	errs = append(errs, src.errs...)
-	var parsed []*parsedRuleset
+	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
-		rs := parseRuleset(es, set, f.data)
-		if err := es.Err(); err != nil {
-			errs = append(errs, err)
+		warns := &policyfile.Errors{File: name(f.name)}
+		rs := parseRuleset(es, warns, set, f.data)
+		if rs == nil {
+			errs = append(errs, es.Err())
 			continue
 		}
 		rs.File = name(f.name)
-		parsed = append(parsed, rs)
+		all = append(all, rs)
+		if es.Len() == 0 {
+			parsed = append(parsed, rs)
+		}
 	}
-	errs = append(errs, link(parsed)...)
+	// Challengers take their champion's event types in link; the rules are
+	// type-checked for those types once they are known.
+	linkErrs := link(parsed)
+	for _, rs := range all {
+		rs.c.finish(rs.Ruleset, rs.EventTypes)
+		if err := rs.es.Err(); err != nil {
+			errs = append(errs, err)
+		}
+		p.Warnings = append(p.Warnings, rs.c.warns.Messages()...)
+	}
+	errs = append(errs, linkErrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -253,6 +266,8 @@ func unwrapPathError(err error) error {
 // parsedRuleset carries positions needed for cross-file checks.
 type parsedRuleset struct {
 	*Ruleset
+	es                  *policyfile.Errors
+	c                   *compiler
 	typesLine, typesCol int
 	nameLine, nameCol   int
 	shadowOf            *yaml.Node // the shadow_of value, for messages about it
@@ -320,7 +335,10 @@ func parseTraffic(n *yaml.Node) (int, error) {
 	return int(ppm), nil
 }
 
-func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsedRuleset {
+// parseRuleset reads a ruleset file and parses its expressions; they are
+// compiled by the compiler's finish once the ruleset's event types are
+// known. It returns nil for a file that is not a mapping at all.
+func parseRuleset(es, warns *policyfile.Errors, set *features.Set, data []byte) *parsedRuleset {
 	root, err := policyfile.Parse(es.File, data)
 	if err != nil {
 		es.Add(err)
@@ -328,7 +346,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	}
 	sum := sha256.Sum256(data)
 	rs := &Ruleset{Hash: hex.EncodeToString(sum[:6]), Lists: map[string]*List{}}
-	out := &parsedRuleset{Ruleset: rs}
+	out := &parsedRuleset{Ruleset: rs, es: es}
 	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "event_types",
 		"!thresholds", "lists", "!rules", "on_store_error", "shadow_of", "traffic", "split_key")
 	if m == nil {
@@ -381,7 +399,8 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 	if f, ok := m["lists"]; ok {
 		parseLists(es, rs, f.Value)
 	}
-	c := &compiler{es: es, features: set, lists: rs.Lists, reads: map[int]bool{}, fields: map[string]bool{}}
+	c := &compiler{es: es, warns: warns, features: set, lists: rs.Lists}
+	out.c = c
 	if f, ok := m["rules"]; ok {
 		if f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) == 0 {
 			es.At(f.Value, "rules must be a non-empty list of rules")
@@ -401,40 +420,7 @@ func parseRuleset(es *policyfile.Errors, set *features.Set, data []byte) *parsed
 			}
 		}
 	}
-	if es.Len() == 0 {
-		rs.combined = combine(es, c, m["rules"].Value, rs.Rules)
-	}
-	rs.Reads = sortedInts(c.reads)
-	paths := make([]string, 0, len(c.fields))
-	for p := range c.fields {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		rs.EventFields = append(rs.EventFields, EventField{Path: features.NewPath(p), EnvKey: "event." + p})
-	}
 	return out
-}
-
-// combine compiles the rules' conditions into programs answering, as a bit
-// mask, which of up to maskBits rules hold.
-func combine(es *policyfile.Errors, c *compiler, node *yaml.Node, rules []*Rule) []*vm.Program {
-	var progs []*vm.Program
-	for lo := 0; lo < len(rules); lo += maskBits {
-		var b strings.Builder
-		for i, r := range rules[lo:min(len(rules), lo+maskBits)] {
-			if i > 0 {
-				b.WriteString(" + ")
-			}
-			fmt.Fprintf(&b, "((%s) ? %d : 0)", r.when, int64(1)<<i)
-		}
-		prog := c.compileChecked(node, b.String(), 0, "rules combined", expr.AsInt())
-		if prog == nil {
-			return nil // reported; each rule compiled alone, so this is a riskd bug
-		}
-		progs = append(progs, prog)
-	}
-	return progs
 }
 
 func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
@@ -497,8 +483,7 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 	}
 	if f, ok := m["when"]; ok {
 		if s, ok := policyfile.String(es, f.Value, what+": when"); ok {
-			r.When = c.compile(f.Value, s, 0, what+": when", expr.AsBool())
-			r.when = s
+			r.when = c.compile(f.Value, s, 0, what+": when", expr.AsBool())
 		}
 	}
 	score, hasScore := m["score"]
@@ -510,7 +495,7 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!float":
 			es.At(v, "%s: score %s must be a whole number (scores are whole points so the reasons add up exactly)", what, v.Value)
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!str" && v.Value != "":
-			r.Graded = c.compile(v, v.Value, 0, what+": score", expr.AsFloat64())
+			r.graded = c.compile(v, v.Value, 0, what+": score", expr.AsFloat64())
 		default:
 			es.At(v, "%s: score must be a whole number or an expression in quotes", what)
 		}

@@ -328,3 +328,12 @@ func TestLoadBoundsExpressions(t *testing.T) {
 		})
 	}
 }
+
+func loadPolicy(t testing.TB, features, ruleset string) *rules.Policy {
+	t.Helper()
+	p, err := loadFS(map[string]string{"features.yaml": features, "checkout.yaml": ruleset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
-
 	"github.com/riskd/riskd/features"
 )
 
@@ -40,6 +38,9 @@ type Policy struct {
 	Features *features.Set
 	Rulesets []*Ruleset // sorted by name
 	LoadedAt time.Time
+	// Warnings are what the policy may not mean, each as file:line:col:
+	// message: rules reading event fields the schema does not declare.
+	Warnings []string
 	byType   map[string]*Ruleset
 	digest   [32]byte // of the files it was compiled from
 }
@@ -76,22 +77,13 @@ type Ruleset struct {
 	Challengers []*Ruleset
 
 	// Reads lists the features (indexes into Policy.Features) that the
-	// rules read, in file order; only these are fetched from the store.
+	// rules read, in index order; only these are fetched from the store.
 	Reads []int
-	// EventFields lists the event fields the rules read; only these are
-	// taken out of the parsed event.
-	EventFields []EventField
-	// combined evaluates the conditions of up to maskBits rules in one VM
-	// run, answering a bit mask of those that hold: one run instead of one
-	// per rule. A run that fails (some rule errors) falls back to the rules
-	// one by one, so errors are still attributed to their rule.
-	combined []*vm.Program
+	// Slots are the values the rules read, features (in Reads' order) then
+	// event fields: what an Env is filled with for each event.
+	Slots  []Slot
+	layout *layout
 }
-
-// maskBits is how many rules one combined program covers. Eight keeps the
-// mask and every partial sum under 256, the integers Go boxes without
-// allocating; wider masks allocate on every addition.
-const maskBits = 8
 
 // RuleResult is what one rule did for one event.
 type RuleResult struct {
@@ -100,43 +92,28 @@ type RuleResult struct {
 	Err   error // why it did not fire, if it failed
 }
 
-// Eval evaluates every rule against env with m and writes one result per
-// rule into out (grown as needed), which it returns.
-func (rs *Ruleset) Eval(m *vm.VM, env map[string]any, out []RuleResult) []RuleResult {
+// Eval evaluates every rule in e, filled for one event, and writes one
+// result per rule into out (grown as needed), which it returns.
+func (rs *Ruleset) Eval(e *Env, out []RuleResult) []RuleResult {
 	out = append(out[:0], make([]RuleResult, len(rs.Rules))...)
-	for c, prog := range rs.combined {
-		lo := c * maskBits
-		hi := min(len(rs.Rules), lo+maskBits)
-		v, err := m.Run(prog, env)
-		mask, ok := v.(int)
-		if err != nil || !ok {
-			for i := lo; i < hi; i++ {
-				fired, err := m.Run(rs.Rules[i].When, env)
-				if err != nil {
-					out[i].Err = err
-					continue
-				}
-				if fired == true {
-					out[i] = rs.Rules[i].score(m, env)
-				}
-			}
-			continue
-		}
-		for i := lo; i < hi; i++ {
-			if mask&(1<<(i-lo)) != 0 {
-				out[i] = rs.Rules[i].score(m, env)
-			}
+	for i, r := range rs.Rules {
+		fired, err := e.run(r.when)
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case fired == true:
+			out[i] = r.score(e)
 		}
 	}
 	return out
 }
 
 // score is the result of a rule whose condition holds.
-func (r *Rule) score(m *vm.VM, env map[string]any) RuleResult {
-	if r.Graded == nil {
+func (r *Rule) score(e *Env) RuleResult {
+	if r.graded == nil {
 		return RuleResult{Fired: true, Score: r.Score}
 	}
-	v, err := m.Run(r.Graded, env)
+	v, err := e.run(r.graded)
 	if err != nil {
 		return RuleResult{Err: fmt.Errorf("score: %w", err)}
 	}
@@ -148,23 +125,27 @@ func (r *Rule) score(m *vm.VM, env map[string]any) RuleResult {
 	return RuleResult{Fired: true, Score: s}
 }
 
-// EventField is an event field a ruleset reads and its name in the
-// expression environment.
-type EventField struct {
-	Path   features.Path
-	EnvKey string // "event.<path>"
+// Exercise runs rule i of e's ruleset as if it fired: its condition, its
+// graded score and its reason (appended to dst), whatever the condition
+// answers. It is what a rule can cost an event (riskctl validate -cost).
+func (e *Env) Exercise(i int, dst []byte) []byte {
+	r := e.rs.Rules[i]
+	e.run(r.when) // errors cost what they cost
+	if r.graded != nil {
+		e.run(r.graded)
+	}
+	return r.Reason.Render(dst, e)
 }
 
 // Rule is one compiled rule.
 type Rule struct {
 	ID     string
 	Line   int
-	When   *vm.Program
-	Score  int64       // fixed score, when Graded is nil
-	Graded *vm.Program // score: "expression"
-	Action Outcome     // Pass: no forced action
+	Score  int64   // fixed score, when the score is not an expression
+	Action Outcome // Pass: no forced action
 	Reason Template
-	when   string // source, for the ruleset's combined programs
+	when   *program
+	graded *program // score: "expression"
 }
 
 // Outcome applies the thresholds to a score.

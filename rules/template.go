@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/expr-lang/expr/vm"
 )
 
 // Template is a reason with {{expression}} holes, compiled at load.
@@ -16,7 +14,7 @@ type Template struct {
 
 type templatePart struct {
 	text string
-	prog *vm.Program // nil for literal text
+	prog *program // nil for literal text
 }
 
 // splitTemplate cuts a reason into literal text and expression sources.
@@ -56,11 +54,11 @@ const MaxReasonBytes = 1024
 // whenever the rule fires.
 const MaxReasonHoles = 32
 
-// Render appends the reason to dst, evaluating each hole with m in env. A
+// Render appends the reason to dst, evaluating each hole in e. A
 // hole that fails renders as "?" rather than losing the whole reason. What
 // it appends is at most MaxReasonBytes, cut with "…"; holes past the cut
 // are not evaluated.
-func (t *Template) Render(dst []byte, m *vm.VM, env map[string]any) []byte {
+func (t *Template) Render(dst []byte, e *Env) []byte {
 	start := len(dst)
 	for _, p := range t.parts {
 		room := MaxReasonBytes + 1 - (len(dst) - start) // one more than fits: the cut then shows
@@ -68,7 +66,7 @@ func (t *Template) Render(dst []byte, m *vm.VM, env map[string]any) []byte {
 		case p.prog == nil:
 			dst = append(dst, p.text[:min(len(p.text), room)]...)
 		default:
-			v, err := m.Run(p.prog, env)
+			v, err := e.run(p.prog)
 			if err != nil {
 				dst = append(dst, '?')
 			} else if s, ok := v.(string); ok {

@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
+	"github.com/valyala/fastjson"
 
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/schema"
 )
 
 // ruleCost is what one rule costs per event, measured on generated events:
@@ -38,23 +40,18 @@ const (
 func measureCosts(p *rules.Policy) []ruleCost {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var out []ruleCost
-	var m vm.VM
 	var buf []byte
+	var arena fastjson.Arena
 	for _, rs := range p.Rulesets {
-		envs := make([]map[string]any, costEvents)
+		envs := make([]*rules.Env, costEvents)
 		for i := range envs {
-			envs[i] = generatedEnv(rng, p, rs)
+			envs[i] = generatedEnv(rng, &arena, p, rs)
 		}
-		for _, r := range rs.Rules {
+		for i, r := range rs.Rules {
 			runs := 0
 			start := time.Now()
 			for runs < costMinRuns || runs < costMaxRuns && time.Since(start) < costRuleBudget {
-				env := envs[runs%len(envs)]
-				m.Run(r.When, env) // errors count as what they cost
-				if r.Graded != nil {
-					m.Run(r.Graded, env)
-				}
-				buf = r.Reason.Render(buf[:0], &m, env)
+				buf = envs[runs%len(envs)].Exercise(i, buf[:0])
 				runs++
 			}
 			out = append(out, ruleCost{ruleset: rs.Name, rule: r.ID, perEvent: time.Since(start) / time.Duration(runs), runs: runs})
@@ -63,36 +60,50 @@ func measureCosts(p *rules.Policy) []ruleCost {
 	return out
 }
 
-// generatedEnv is the expression environment of one made-up event for rs.
-func generatedEnv(rng *rand.Rand, p *rules.Policy, rs *rules.Ruleset) map[string]any {
-	env := make(map[string]any, len(rs.Reads)+len(rs.EventFields))
-	for _, fi := range rs.Reads {
-		f := p.Features.Features[fi]
-		var v any
-		switch {
-		case rng.IntN(8) == 0: // a key never seen, or a store that did not answer
-		case f.Kind.Bool():
-			v = rng.IntN(2) == 0
-		default:
-			v = float64(rng.IntN(1000))
+// generatedEnv is the expression environment of one made-up event for rs:
+// a declared field holds a value of its type, an undeclared one a string,
+// a number, a boolean or nothing.
+func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.Ruleset) *rules.Env {
+	env := rs.NewEnv()
+	env.Reset()
+	for i, slot := range rs.Slots {
+		if slot.Feature >= 0 {
+			f := p.Features.Features[slot.Feature]
+			var v features.Value
+			switch {
+			case rng.IntN(8) == 0: // a key never seen, or a store that did not answer
+			case f.Kind.Bool():
+				v = features.Value{Valid: true, Bool: rng.IntN(2) == 0}
+			default:
+				v = features.Value{Valid: true, Num: float64(rng.IntN(1000))}
+			}
+			env.SetFeature(i, v)
+			continue
 		}
-		env[rules.FeatureEnvKey(f.Name)] = v
-	}
-	for _, f := range rs.EventFields {
-		var v any
-		switch n := rng.IntN(20); {
-		case n < 9:
-			v = "v" + strconv.Itoa(rng.IntN(1000))
-		case n < 18:
-			v = float64(rng.IntN(100000)) / 100
-		case n < 19:
-			v = rng.IntN(2) == 0
+		str := a.NewString("v" + strconv.Itoa(rng.IntN(1000)))
+		num := a.NewNumberFloat64(float64(rng.IntN(100000)) / 100)
+		var v *fastjson.Value
+		switch slot.Type {
+		case schema.String:
+			v = str
+		case schema.Number, schema.Integer, schema.Time:
+			v = a.NewNumberInt(rng.IntN(100000))
+		case schema.Bool:
+			v = a.NewTrue()
+		case schema.Any:
+			switch n := rng.IntN(20); {
+			case n < 9:
+				v = str
+			case n < 18:
+				v = num
+			case n < 19:
+				v = a.NewFalse()
+			}
 		}
-		env[f.EnvKey] = v
+		env.SetField(i, v)
 	}
 	return env
 }
-
 // reportCosts writes every rule's cost to w when all is set, and a warning
 // to warn for each rule above threshold (0: no warnings).
 func reportCosts(costs []ruleCost, all bool, threshold time.Duration, w, warn io.Writer) {
