@@ -104,6 +104,7 @@ func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.
 	}
 	return env
 }
+
 // reportCosts writes every rule's cost to w when all is set, and a warning
 // to warn for each rule above threshold (0: no warnings).
 func reportCosts(costs []ruleCost, all bool, threshold time.Duration, w, warn io.Writer) {
