@@ -273,9 +273,6 @@ func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
 			es.At(v.Key, "%s: enum applies to string fields, not to %s", what, f.Type)
 		}
 		if vals, ok := policyfile.Strings(es, v.Value, what+": enum"); ok {
-			if len(vals) == 0 {
-				es.At(v.Value, "%s: enum is empty: no value would be accepted", what)
-			}
 			f.Enum = vals
 			f.enum = map[string]struct{}{}
 			for _, x := range vals {

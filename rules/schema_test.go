@@ -1,0 +1,119 @@
+package rules_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/riskd/riskd/features"
+)
+
+const schemaFeatures = `event_fields:
+  - {name: amount, type: number, required: true}
+  - {name: ip_country, type: string}
+  - {name: tags, type: list of string}
+  - {name: billing, type: object}
+  - {name: coupon, type: string, event_types: [checkout]}
+` + goodFeatures
+
+func ruleWhen(when string) string {
+	return strings.Replace(goodRuleset, "when: features.card_txn_count_1h >= 5", "when: "+when, 1)
+}
+
+// TestSchemaTypesRules: with a schema, rules are compiled against the
+// declared types, so type errors are load errors with their position.
+func TestSchemaTypesRules(t *testing.T) {
+	for _, tt := range []struct {
+		name, ruleset string
+		want          string
+	}{
+		{"number compared to text", ruleWhen(`event.amount > "x"`), `p/checkout.yaml:9:24: rule velocity: when: invalid operation: > (mismatched types float64 and string)`},
+		{"arithmetic on text", ruleWhen(`event.ip_country + 1 > 2`), `p/checkout.yaml:9:28: rule velocity: when: invalid operation: + (mismatched types string and int)`},
+		{"len of a number", ruleWhen(`len(event.amount) > 2`), `p/checkout.yaml:9:11: rule velocity: when: invalid argument for len (type float64)`},
+		{"graded score of text", strings.Replace(goodRuleset, "score: 40", `score: "event.ip_country"`, 1), `p/checkout.yaml:10:13: rule velocity: score: expected float64, but got string`},
+		{"reason hole", strings.Replace(goodRuleset, `{{features.card_txn_count_1h}}`, `{{event.amount + 'x'}}`, 1), `p/checkout.yaml:11:39: rule velocity: reason: invalid operation: + (mismatched types float64 and string)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := load(t, map[string]string{"features.yaml": schemaFeatures, "checkout.yaml": tt.ruleset})
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got %v\nwant %s", err, tt.want)
+			}
+			// Without a schema the same rule loads: it fails at run time.
+			if err := load(t, map[string]string{"features.yaml": goodFeatures, "checkout.yaml": tt.ruleset}); err != nil && !strings.Contains(tt.name, "graded") {
+				t.Errorf("without a schema: %v", err)
+			}
+		})
+	}
+}
+
+// TestSchemaWarnsOfUndeclaredFields: a rule reading a field the schema
+// does not declare (for every type its ruleset scores) loads with a
+// positioned warning; fields inside a declared object do not warn.
+func TestSchemaWarnsOfUndeclaredFields(t *testing.T) {
+	p := loadPolicy(t, schemaFeatures, ruleWhen(`event.amount > 10 && event.channel == "web" && event.billing.country == "FR" && event.coupon != nil`))
+	want := []string{`p/checkout.yaml:9:38: rule velocity: when: event.channel is not declared in event_fields for checkout events: rules read it untyped and events are not checked for it`}
+	if strings.Join(p.Warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(p.Warnings, "\n"), strings.Join(want, "\n"))
+	}
+	// coupon is declared for checkout only: a ruleset that also scores
+	// refunds reads it untyped.
+	rs := strings.Replace(ruleWhen(`event.coupon != nil`), "event_types: [checkout]", "event_types: [checkout, refund]", 1)
+	p = loadPolicy(t, schemaFeatures, rs)
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "event.coupon is not declared in event_fields for checkout, refund events") {
+		t.Errorf("warnings: %q", p.Warnings)
+	}
+	// No schema, no warnings.
+	if p := loadPolicy(t, goodFeatures, ruleWhen(`event.channel == "web"`)); len(p.Warnings) != 0 {
+		t.Errorf("warnings without a schema: %q", p.Warnings)
+	}
+}
+
+// TestSchemaTypesChallengers: a challenger is typed for its champion's
+// event types.
+func TestSchemaTypesChallengers(t *testing.T) {
+	challenger := "name: v2\nshadow_of: checkout\nthresholds: {step_up: 50, block: 90}\nrules:\n  - id: r\n    when: event.coupon > 1\n    score: 1\n"
+	_, err := loadFS(map[string]string{"features.yaml": schemaFeatures, "checkout.yaml": goodRuleset, "v2.yaml": challenger})
+	if err == nil || !strings.Contains(err.Error(), "p/v2.yaml:6:24: rule r: when: invalid operation: > (mismatched types string and int)") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestSchemaChecksFeatures: a feature cannot sum a declared string or key
+// on a list.
+func TestSchemaChecksFeatures(t *testing.T) {
+	f := schemaFeatures + `  - {name: s, kind: sum, key: card_id, field: ip_country, window: 1h}
+  - {name: k, kind: count, key: tags, window: 1h}
+`
+	err := load(t, map[string]string{"features.yaml": f, "checkout.yaml": goodRuleset})
+	for _, want := range []string{
+		`feature "s": field ip_country is declared as string; sum needs a number`,
+		`feature "k": tags is declared as list of string; keys and distinct values are strings, numbers or booleans`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	}
+}
+
+// TestTypedValuesReachRules: declared fields reach rules in their type
+// (integers as int, numeric strings coerced), undeclared ones as JSON has
+// them.
+func TestTypedValuesReachRules(t *testing.T) {
+	f := "event_fields:\n  - {name: qty, type: integer}\n  - {name: amount, type: number, coerce: true}\n" + goodFeatures
+	p := loadPolicy(t, f, ruleWhen(`event.qty % 2 == 1 && event.amount > 900 && event.free == "x"`))
+	rs := p.ForType("checkout")
+	for _, tt := range []struct {
+		event string
+		fired bool
+	}{
+		{`{"qty": 3, "amount": "950", "free": "x"}`, true},
+		{`{"qty": 3, "amount": 950.5, "free": "x"}`, true},
+		{`{"qty": 4, "amount": "950", "free": "x"}`, false},
+		{`{"qty": 3, "amount": "950", "free": 1}`, false},
+	} {
+		env := envFor(t, rs, tt.event, map[string]features.Value{"card_txn_count_1h": {Valid: true, Num: 1}})
+		res := rs.Eval(env, nil)
+		if res[0].Fired != tt.fired || res[0].Err != nil {
+			t.Errorf("%s: %+v, want fired %v", tt.event, res[0], tt.fired)
+		}
+	}
+}
