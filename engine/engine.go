@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ type Options struct {
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
 	StoreTimeout time.Duration
+	// Logger receives what the engine reports on its own: rules failing at
+	// run time. Default: discarded.
+	Logger *slog.Logger
 }
 
 // Engine scores events against the current policy. It is safe for
@@ -49,6 +53,7 @@ type Engine struct {
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
+	log      *slog.Logger
 	current  atomic.Pointer[compiled]
 }
 
@@ -63,6 +68,10 @@ func New(p *rules.Policy, opts Options) *Engine {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	e.log = opts.Logger
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.metrics = newMetrics(opts.Registerer)
 	e.current.Store(e.compile(p))
@@ -103,6 +112,7 @@ type prepared struct {
 	reads []int
 	// agreement[champion outcome][challenger outcome], on a challenger.
 	agreement [3][3]prometheus.Counter
+	health    *rulesetHealth
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
@@ -114,7 +124,7 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 	}
 	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
 	for _, rs := range p.Rulesets {
-		pr := &prepared{}
+		pr := &prepared{health: newRulesetHealth(rs)}
 		for _, o := range outcomes {
 			pr.outcomes[o] = e.metrics.decisions.WithLabelValues(rs.Name, o.String())
 			pr.shadowOutcomes[o] = e.metrics.shadowDecisions.WithLabelValues(rs.Name, o.String())
@@ -161,6 +171,7 @@ type scratch struct {
 	parser   fastjson.Parser
 	ev       *fastjson.Value // the event being scored, in parser
 	envs     map[*rules.Ruleset]*rules.Env
+	minute   int64 // Unix minute the event is scored in, for rule health
 	obs      features.Observation
 	itemOf   []int  // feature index -> index in obs.Items, -1 if none
 	reads    []bool // feature index -> the ruleset reads it
@@ -215,6 +226,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	c := e.current.Load()
 	s := c.pool.Get().(*scratch)
 	now := e.now()
+	s.minute = now.Unix() / 60
 	ev, h, err := parseEvent(&s.parser, body, now)
 	if err == nil {
 		err = checkStrict(body, ev, &s.strict)
@@ -455,10 +467,12 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	v.Ruleset, v.Version = rs.Name, rs.Version
 	forced := rules.Pass
 	s.results = rs.Eval(env, s.results)
+	pr.health.tick(s.minute, rs, e.log)
 	for i, r := range rs.Rules {
 		res := s.results[i]
 		if res.Err != nil {
 			pr.errors[i].Inc()
+			pr.health.failed(i, res.Err, d.EventID)
 		}
 		if !res.Fired {
 			if explain {

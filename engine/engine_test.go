@@ -126,9 +126,9 @@ func TestCompositeKeysDoNotCollide(t *testing.T) {
 	e := engine.New(examplePolicy(t), engine.Options{})
 	var d engine.Decision
 	for i, ev := range []string{
-		`{"id":"1","type":"checkout","ts":1780000000000,"account_id":"acc\u001fdevX","device_id":"tail"}`,
-		`{"id":"2","type":"checkout","ts":1780000001000,"account_id":"acc","device_id":"devX\u001ftail"}`,
-		`{"id":"3","type":"checkout","ts":1780000002000,"account_id":"acc\u001e\u001fdevX","device_id":"tail"}`,
+		`{"id":"1","type":"checkout","ts":1780000000000,"account_id":"acc\u001fdevX","device_id":"tail","amount":1}`,
+		`{"id":"2","type":"checkout","ts":1780000001000,"account_id":"acc","device_id":"devX\u001ftail","amount":1}`,
+		`{"id":"3","type":"checkout","ts":1780000002000,"account_id":"acc\u001e\u001fdevX","device_id":"tail","amount":1}`,
 	} {
 		if err := e.Score(context.Background(), []byte(ev), engine.ScoreOptions{Explain: true}, &d); err != nil {
 			t.Fatal(err)

@@ -191,18 +191,25 @@ type rulesetInfo struct {
 	ShadowOf string `json:"shadow_of,omitempty"`
 	Traffic  string `json:"traffic,omitempty"`
 	SplitKey string `json:"split_key,omitempty"`
+	// RuleErrors: each rule's last minute with run-time errors.
+	RuleErrors []RuleErrors `json:"rule_errors,omitempty"`
 }
 
 func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
-	p := h.engine.Policy()
+	c := h.engine.current.Load()
+	p := c.policy
 	out := struct {
 		Dir               string        `json:"dir"`
 		LoadedAt          string        `json:"loaded_at"`
 		Features          []string      `json:"features"`
+		Warnings          []string      `json:"warnings"`
 		Rulesets          []rulesetInfo `json:"rulesets"`
 		LastReloadError   *string       `json:"last_reload_error"`
 		LastReloadErrorAt *string       `json:"last_reload_error_at,omitempty"`
-	}{Dir: p.Dir, LoadedAt: p.LoadedAt.UTC().Format(time.RFC3339), Features: p.Features.Names(), Rulesets: []rulesetInfo{}}
+	}{Dir: p.Dir, LoadedAt: p.LoadedAt.UTC().Format(time.RFC3339), Features: p.Features.Names(), Warnings: p.Warnings, Rulesets: []rulesetInfo{}}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
 	if h.opts.Reloader != nil {
 		if err, at := h.opts.Reloader.LastError(); err != nil {
 			msg, when := err.Error(), at.UTC().Format(time.RFC3339)
@@ -214,6 +221,7 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 			Name: rs.Name, Version: rs.Version, Hash: rs.Hash, File: rs.File,
 			EventTypes: rs.EventTypes, Rules: len(rs.Rules), LoadedAt: out.LoadedAt, ShadowOf: rs.ShadowOf,
 		}
+		info.RuleErrors = c.rulesets[rs].health.lastMinutes()
 		if rs.TrafficPPM > 0 {
 			info.Traffic = strconv.FormatFloat(float64(rs.TrafficPPM)/1e4, 'f', -1, 64) + "%"
 			info.SplitKey = rs.SplitKey.Name

@@ -44,7 +44,10 @@ func TestHTTPScoreErrors(t *testing.T) {
 		{"ts in seconds", `{"id":"a","type":"checkout","ts":1763640000}`, 400, `{"error":"field \"ts\" 1970-01-21T09:54:00Z is outside 1990..2200 (Unix milliseconds expected, not seconds)"}`},
 		{"ts of wrong type", `{"id":"a","type":"checkout","ts":true}`, 400, `{"error":"field \"ts\" must be an RFC 3339 string or Unix milliseconds, got true"}`},
 		{"amount past what a sum keeps", `{"id":"a","type":"checkout","account_id":"x","card_id":"y","amount":1e13}`, 400, `{"error":"field \"amount\": 1e13: magnitude over 9e12, the largest a feature records"}`},
-		{"amount string past it", `{"id":"a","type":"checkout","card_id":"y","amount":"-90000000000000"}`, 400, `{"error":"field \"amount\": -90000000000000: magnitude over 9e12, the largest a feature records"}`},
+		{"amount as a string (the schema wants a number)", `{"id":"a","type":"checkout","card_id":"y","amount":"950"}`, 400, `{"error":"field \"amount\": want number, got string \"950\""}`},
+		{"required amount missing", `{"id":"a","type":"checkout","card_id":"y"}`, 400, `{"error":"field \"amount\": want number, got nothing: it is required in \"checkout\" events"}`},
+		{"country of the wrong type", `{"id":"a","type":"login","account_id":"y","ip_country":250}`, 400, `{"error":"field \"ip_country\": want string, got number 250"}`},
+		{"country too long", `{"id":"a","type":"login","account_id":"y","ip_country":"FRA"}`, 400, `{"error":"field \"ip_country\": want at most 2 characters, got 3"}`},
 		{"NaN", `{"id":"a","type":"checkout","amount":NaN}`, 400, `{"error":"field \"amount\": NaN is not a JSON number"}`},
 		{"Inf", `{"id":"a","type":"checkout","amount":-Inf}`, 400, `{"error":"field \"amount\": -Inf is not a JSON number"}`},
 		{"not finite", `{"id":"a","type":"checkout","amount":1e309}`, 400, `{"error":"field \"amount\": 1e309 is not a finite number"}`},
@@ -90,7 +93,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		}
 	}
 	post(`{"id":"e1","type":"checkout","account_id":"a","card_id":"c","amount":10}`)
-	post(`{"id":"e2","type":"checkout","ip_country":"KP"}`)
+	post(`{"id":"e2","type":"checkout","ip_country":"KP","amount":1}`)
 
 	for _, tt := range []struct {
 		path string
@@ -103,7 +106,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"/metrics", 200, []string{
 			`riskd_decisions_total{outcome="block",ruleset="checkout"} 1`,
 			`riskd_rule_hits_total{rule="sanctioned_country",ruleset="checkout"} 1`,
-			`riskd_rule_errors_total{rule="amount_over_limit",ruleset="checkout"} 1`,
+			`riskd_rule_errors_total{rule="card_velocity_1h",ruleset="checkout"} 1`, // e2 has no card: nil >= 5
 			`riskd_score_duration_seconds_count 2`,
 			`riskd_feature_store_duration_seconds_count 1`, // e2 has no entity key: no store call
 		}},
@@ -184,7 +187,7 @@ func TestHTTPFutureEventsAreRefused(t *testing.T) {
 		{strconv.FormatInt(now.Add(6*time.Minute).UnixMilli(), 10), 400, `{"error":"field \"ts\" 2026-11-29T10:06:00Z is 6m0s ahead of this server's clock, more than the 5m0s allowed"}`},
 		{`"2026-11-29T10:04:59Z"`, 200, `{"event_id":"f","type":"checkout","decision":"pass"`},
 	} {
-		resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"f","type":"checkout","card_id":"c","ts":`+tt.ts+`}`))
+		resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"f","type":"checkout","card_id":"c","amount":1,"ts":`+tt.ts+`}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +277,7 @@ rules:
 	}
 	srv := httptest.NewServer(engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
 	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"r1","type":"checkout","s":"`+strings.Repeat("ab", 50)+`"}`))
+	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"r1","type":"checkout","amount":1,"s":"`+strings.Repeat("ab", 50)+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,21 +163,23 @@ func TestKafkaDeadLetters(t *testing.T) {
 		`{"id":"x","type":"checkout",`,
 		`{"type":"checkout"}`,
 		`{"id":"big","type":"checkout","pad":"` + strings.Repeat("x", 600) + `"}`,
+		`{"id":"str","type":"checkout","card_id":"c","amount":"950"}`,
 	}
 	var msgs []kafka.Message
 	for i := range 30 {
 		msgs = append(msgs, cardEvents(fmt.Sprint("d", i), 1)...)
-		if i%10 == 0 {
-			msgs = append(msgs, kafka.Message{Key: []byte("k"), Value: []byte(bad[i/10])})
+		if i%8 == 0 {
+			msgs = append(msgs, kafka.Message{Key: []byte("k"), Value: []byte(bad[i/8])})
 		}
 	}
 	produce(t, addrs, msgs...)
 	consume(t, addrs, decisionsTopic, 30)
-	dead := consume(t, addrs, dlqTopic, 3)
+	dead := consume(t, addrs, dlqTopic, 4)
 	wantErr := map[string]string{
 		bad[0]: "invalid JSON: cannot parse JSON",
 		bad[1]: `missing required field "id"`,
 		bad[2]: "over the limit of 512 bytes",
+		bad[3]: `field "amount": want number, got string "950"`,
 	}
 	for _, m := range dead {
 		want, ok := wantErr[string(m.Value)]

@@ -48,6 +48,9 @@ type Summary struct {
 	RuleHits  []RuleHits     `json:"rule_hits"`
 	Scores    ScoreStats     `json:"scores"`
 	Labels    *LabelMetrics  `json:"labels,omitempty"`
+	// RuleErrors lists the rules that failed at run time (and so did not
+	// fire), how often, with an example.
+	RuleErrors []engine.RuleErrors `json:"rule_errors,omitempty"`
 }
 
 // Window is the event-time span the summary counts (RFC 3339, To
@@ -150,6 +153,7 @@ func (c *Comparison) finish() {
 func (t *tally) summary() *Summary {
 	s := t.live.summary()
 	s.Refused, s.Refusals = t.refused, t.refusals
+	s.RuleErrors = t.engine.RuleErrors()
 	return s
 }
 
@@ -345,6 +349,7 @@ func writeSummary(w io.Writer, prefix string, s *Summary) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	WriteRuleErrors(w, "  ", s.RuleErrors)
 	if l := s.Labels; l != nil {
 		fmt.Fprintf(w, "  labels: %d fraud, %d genuine, %d unlabelled (fraud rate %.3f%%)\n", l.Fraud, l.Genuine, l.Unlabelled, 100*float64(l.Fraud)/max(1, float64(l.Fraud+l.Genuine)))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -365,4 +370,17 @@ func orOpen(s string) string {
 		return "(open)"
 	}
 	return strings.TrimSuffix(s, "T00:00:00Z")
+}
+
+// WriteRuleErrors lists rules that failed at run time, one per line
+// after indent, with how often and an example.
+func WriteRuleErrors(w io.Writer, indent string, errs []engine.RuleErrors) {
+	if len(errs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%srules with run-time errors (they did not fire when they failed):\n", indent)
+	for _, e := range errs {
+		fmt.Fprintf(w, "%s  %s.%s: %d of %d evaluations (%.2f%%), e.g. event %s: %s\n", indent, e.Ruleset, e.Rule,
+			e.Errors, e.Evaluations, 100*float64(e.Errors)/max(1, float64(e.Evaluations)), e.EventID, strings.ReplaceAll(e.Error, "\n", " "))
+	}
 }

@@ -201,6 +201,9 @@ type Result struct {
 	Case     Case
 	Failures []string
 	Fired    map[string]map[string]bool // ruleset -> rule ids that fired
+	// RuleErrors are the rules that failed at run time on the case's
+	// events.
+	RuleErrors []engine.RuleErrors
 }
 
 // Run scores a case's events on a fresh in-memory store with policy p.
@@ -236,6 +239,7 @@ func Run(p *rules.Policy, c Case) Result {
 			r.Failures = append(r.Failures, check(at, x, &d, &verdicts[i])...)
 		}
 	}
+	r.RuleErrors = e.RuleErrors()
 	return r
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
 )
@@ -117,6 +118,9 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		n += len(rs.Rules)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d features, %d rulesets, %d rules\n", dir, len(p.Features.Features), len(p.Rulesets), n)
+	for _, w := range p.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	if *cost || *costWarn > 0 {
 		reportCosts(measureCosts(p), *cost, *costWarn, stdout, stderr)
 	}
@@ -168,6 +172,7 @@ func test(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "--- PASS: %s (%.2fs)\n", c.ID(), took)
 		}
 	}
+	replay.WriteRuleErrors(stdout, "", sumRuleErrors(results))
 	if *pattern == "" {
 		if un := ruletest.Uncovered(p, results); len(un) > 0 {
 			fmt.Fprintf(stdout, "rules no test makes fire: %s\n", strings.Join(un, ", "))
@@ -183,6 +188,27 @@ func test(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ok  \t%s\t%d tests\t%.3fs\n", dir, len(cases), time.Since(start).Seconds())
 	return 0
+}
+
+// sumRuleErrors adds up the run-time errors of every case, keeping the
+// first example of each rule.
+func sumRuleErrors(results []ruletest.Result) []engine.RuleErrors {
+	var out []engine.RuleErrors
+	at := map[string]int{}
+	for _, r := range results {
+		for _, e := range r.RuleErrors {
+			k := e.Ruleset + "." + e.Rule
+			i, ok := at[k]
+			if !ok {
+				at[k] = len(out)
+				out = append(out, e)
+				continue
+			}
+			out[i].Errors += e.Errors
+			out[i].Evaluations += e.Evaluations
+		}
+	}
+	return out
 }
 
 func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -30,8 +30,34 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ok  \t../../rules/example\t28 tests") {
 		t.Fatalf("test: exit %d\n%s%s", code, out, errOut)
 	}
-	if strings.Contains(out, "rules no test makes fire") {
-		t.Fatalf("the example's tests leave rules uncovered:\n%s", out)
+	if strings.Contains(out, "rules no test makes fire") || strings.Contains(out, "run-time errors") || errOut != "" {
+		t.Fatalf("the example's tests leave rules uncovered or failing:\n%s%s", out, errOut)
+	}
+}
+
+// TestValidateWarnsAndTestListsRuleErrors: validate prints the policy's
+// warnings (a field the schema does not declare); test lists the rules
+// that failed at run time, how often, with an example.
+func TestValidateWarnsAndTestListsRuleErrors(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"features.yaml": "event_fields:\n  - {name: amount, type: number}\nfeatures:\n  - {name: n, kind: count, key: card_id, window: 1h}\n",
+		"checkout.yaml": "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: big, when: event.amount > 100, score: 60}\n  - {id: code, when: event.code > 1, score: 1}\n",
+		"tests/t.yaml": "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
+	}
+	for name, body := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir)
+	if code != 0 || !strings.Contains(errOut, "warning: "+dir+"/checkout.yaml:6:28: rule code: when: event.code is not declared in event_fields for checkout events") {
+		t.Errorf("validate: exit %d\n%s", code, errOut)
+	}
+	code, out, errOut := riskctl(t, "", "test", dir)
+	if code != 0 || !strings.Contains(out, "rules with run-time errors (they did not fire when they failed):\n  checkout.code: 1 of 2 evaluations (50.00%), e.g. event a: invalid operation: string > int (1:12)\n") {
+		t.Errorf("test: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
