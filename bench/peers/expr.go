@@ -1,48 +1,82 @@
 package peers
 
 import (
-	"github.com/expr-lang/expr/vm"
+	"encoding/json"
+	"fmt"
 
+	"github.com/valyala/fastjson"
+
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
 
-// Expr runs the checkout ruleset as riskd compiles it: the same programs,
-// the same flat environment, one reused VM.
+// Expr runs the checkout ruleset the way riskd's engine does after the
+// store call: the same compiled ruleset, the same rules.Env filled slot by
+// slot (features from their values, event fields from the parsed event),
+// the same Eval.
 type Expr struct {
 	rs      *rules.Ruleset
-	envs    []map[string]any
-	vm      vm.VM
+	env     *rules.Env
+	inputs  []exprInput
 	results []rules.RuleResult
 }
 
-// NewExpr loads the example policy and prepares each input's environment
-// the way the engine fills it.
+type exprInput struct {
+	feats  []features.Value  // per slot; unused for event fields
+	fields []*fastjson.Value // per slot; nil for features
+}
+
+// NewExpr loads the example policy and prepares each input as the engine
+// holds it: feature values and a parsed event.
 func NewExpr(inputs []Input) (*Expr, error) {
 	p, err := rules.Load(example.FS, "rules/example")
 	if err != nil {
 		return nil, err
 	}
 	e := &Expr{rs: p.ForType("checkout")}
+	e.env = e.rs.NewEnv()
 	for _, in := range inputs {
-		env := map[string]any{}
-		for _, fi := range e.rs.Reads {
-			name := p.Features.Features[fi].Name
-			env[rules.FeatureEnvKey(name)] = in.Features[name]
+		body, err := json.Marshal(in.Event)
+		if err != nil {
+			return nil, err
 		}
-		for _, f := range e.rs.EventFields {
-			env[f.EnvKey] = in.Event[f.Path.Name]
+		ev, err := fastjson.ParseBytes(body)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", body, err)
 		}
-		e.envs = append(e.envs, env)
+		x := exprInput{feats: make([]features.Value, len(e.rs.Slots)), fields: make([]*fastjson.Value, len(e.rs.Slots))}
+		for i, s := range e.rs.Slots {
+			if s.Feature < 0 {
+				x.fields[i] = ev.Get(s.Path.Parts...)
+				continue
+			}
+			switch v := in.Features[p.Features.Features[s.Feature].Name].(type) {
+			case float64:
+				x.feats[i] = features.Value{Valid: true, Num: v}
+			case bool:
+				x.feats[i] = features.Value{Valid: true, Bool: v}
+			}
+		}
+		e.inputs = append(e.inputs, x)
 	}
 	return e, nil
 }
 
 // Eval scores input i.
 func (e *Expr) Eval(i int) Result {
+	in := &e.inputs[i]
+	e.env.Reset()
+	for j, s := range e.rs.Slots {
+		if s.Feature < 0 {
+			e.env.SetField(j, in.fields[j])
+		} else {
+			e.env.SetFeature(j, in.feats[j])
+		}
+	}
 	var score int64
 	forced := rules.Pass
-	e.results = e.rs.Eval(&e.vm, e.envs[i], e.results)
+	e.results = e.rs.Eval(e.env, e.results)
 	for j, r := range e.results {
 		if r.Fired {
 			score += r.Score
