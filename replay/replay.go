@@ -19,6 +19,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -175,6 +176,9 @@ type Options struct {
 	// MaxChanged bounds the changed events listed in the comparison
 	// (default 20; all are counted).
 	MaxChanged int
+	// KnownFraud, with a Field, leaves out of the counts the events whose
+	// entity already had a fraud known before them. They are still scored.
+	KnownFraud KnownFraud
 }
 
 // Run replays events with policy p and, when challenger is not nil, with
@@ -192,6 +196,16 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 	if challenger != nil {
 		chal = newTally(challenger, opts)
 		res.Comparison = &Comparison{}
+	}
+	known := newKnownFraud(opts.KnownFraud)
+	if known != nil {
+		res.KnownFraud = &KnownFraudResult{Field: known.Field, Delay: policyfile.FormatDuration(known.Delay)}
+		if known.Batch > 0 {
+			res.KnownFraud.Batch = policyfile.FormatDuration(known.Batch)
+		}
+		if known.From != 0 {
+			res.KnownFraud.From = time.UnixMilli(known.From).UTC().Format(time.RFC3339)
+		}
 	}
 	var out *bufio.Writer
 	if opts.Out != nil {
@@ -217,6 +231,10 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 		in := (opts.From == 0 || ev.TS >= opts.From) && (opts.To == 0 || ev.TS < opts.To)
 		if in && ev.Dup {
 			res.Repeats++
+			in = false
+		}
+		if known != nil && known.see(ev) && in {
+			res.KnownFraud.LeftOut++
 			in = false
 		}
 		okLive := live.score(ev, in, &d)
