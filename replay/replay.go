@@ -199,7 +199,10 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 	}
 	known := newKnownFraud(opts.KnownFraud)
 	if known != nil {
-		res.KnownFraud = &KnownFraudResult{Field: known.Field, Delay: policyfile.FormatDuration(known.Delay)}
+		res.KnownFraud = &KnownFraudResult{Field: known.Field, Delay: "0s"}
+		if known.Delay > 0 {
+			res.KnownFraud.Delay = policyfile.FormatDuration(known.Delay)
+		}
 		if known.Batch > 0 {
 			res.KnownFraud.Batch = policyfile.FormatDuration(known.Batch)
 		}

@@ -219,6 +219,14 @@ func TestReplay(t *testing.T) {
 	if b, err := os.ReadFile(decisions); err != nil || strings.Count(string(b), "\n") != 40 {
 		t.Errorf("decisions file: %v\n%s", err, b)
 	}
+	// Each customer's events after its first fraud are left out; e39 is
+	// u0's second fraud.
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "is_fraud",
+		"-from", "2027-01-15T08:05:00Z", "-known-fraud", "customer_id", "-known-delay", "0", "-known-every", "0")
+	if code != 0 || !strings.Contains(out, "left out 19 events whose customer_id had a fraud known before them (labels known 0s after the fraud, taken in as they arrive; frauds all history)") ||
+		!strings.Contains(out, "labels: 3 fraud, 13 genuine") {
+		t.Errorf("-known-fraud: exit %d\n%s%s", code, out, errOut)
+	}
 	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "amount")
 	if code != 1 || !strings.Contains(errOut, "events.jsonl:line 1: label field \"amount\": 20 is not a label") {
 		t.Errorf("bad labels: exit %d, stderr %s", code, errOut)
@@ -227,6 +235,9 @@ func TestReplay(t *testing.T) {
 		{"-rules", "../../rules/example"},
 		{"-rules", "../../rules/example", "-in", events, "-from", "yesterday"},
 		{"-rules", "../../rules/example", "-in", events, "-from", "2027-01-02", "-to", "2027-01-01"},
+		{"-rules", "../../rules/example", "-in", events, "-known-fraud", "customer_id"},
+		{"-rules", "../../rules/example", "-in", events, "-label", "is_fraud", "-known-fraud", "customer_id", "-known-delay", "a week"},
+		{"-rules", "../../rules/example", "-in", events, "-label", "is_fraud", "-known-fraud", "customer_id", "-known-from", "July"},
 	} {
 		if code, _, _ := riskctl(t, "", append([]string{"replay"}, args...)...); code != 2 {
 			t.Errorf("replay %v: exit %d, want 2", args, code)
