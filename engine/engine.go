@@ -103,6 +103,9 @@ type prepared struct {
 	// reads: the features a live ruleset and its challengers read, each
 	// once; they are fetched in one store call and shared.
 	reads []int
+	// unread: the features this ruleset does not read, which
+	// ScoreOptions.AllFeatures adds to the explanation.
+	unread []int
 	// agreement[champion outcome][challenger outcome], on a challenger.
 	agreement [3][3]prometheus.Counter
 }
@@ -131,6 +134,15 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 				for _, o := range outcomes {
 					pr.agreement[co][o] = e.metrics.agreement.WithLabelValues(rs.Champion.Name, rs.Name, co.String(), o.String())
 				}
+			}
+		}
+		read := make([]bool, len(p.Features.Features))
+		for _, fi := range rs.Reads {
+			read[fi] = true
+		}
+		for fi, r := range read {
+			if !r {
+				pr.unread = append(pr.unread, fi)
 			}
 		}
 		pr.reads = rs.Reads
@@ -194,6 +206,11 @@ type ScoreOptions struct {
 	// StoreTimeout, when positive, replaces the engine's store budget for
 	// this call: the Kafka path waits longer than a synchronous caller can.
 	StoreTimeout time.Duration
+	// AllFeatures reads every feature of the policy, not only those the
+	// ruleset reads, and with Explain lists them all (those the live
+	// ruleset reads first, as Explain alone does): training data for a
+	// model wants features no rule reads yet, answered as in serving.
+	AllFeatures bool
 }
 
 // pendingShadow is a scoring whose shadow verdicts are still to come.
@@ -239,7 +256,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	d.Explain = opts.Explain
 	rs := c.policy.ForType(h.typ)
 
-	if err := e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout); err != nil {
+	if err := e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout, opts.AllFeatures); err != nil {
 		c.pool.Put(s)
 		e.metrics.invalidEvents.Inc()
 		return err
@@ -261,6 +278,16 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			})
 		}
 		e.evaluate(c, s, live, d, &d.Verdict)
+		if opts.AllFeatures && d.Explain {
+			fs := c.policy.Features.Features
+			for _, fi := range c.rulesets[live].unread {
+				var val features.Value
+				if i := s.itemOf[fi]; i >= 0 {
+					val = s.obs.Items[i].Value
+				}
+				d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: val, Bool: fs[fi].Kind.Bool()})
+			}
+		}
 		if len(rs.Challengers) > 0 {
 			d.pending = pendingShadow{c: c, s: s, live: live} // the shadows need s
 			s = nil
@@ -312,9 +339,14 @@ func (e *Engine) Shadow(d *Decision) {
 // observe builds the store's view of the event (which logs it touches
 // under which keys, which features it reads) and makes the one store call.
 // It returns an *InputError for a field the store cannot record.
-func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration) error {
+func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration, all bool) error {
 	set := c.policy.Features
-	if rs != nil {
+	switch {
+	case rs != nil && all:
+		for fi := range s.reads {
+			s.reads[fi] = true
+		}
+	case rs != nil:
 		for _, fi := range c.rulesets[rs].reads {
 			s.reads[fi] = true
 		}
