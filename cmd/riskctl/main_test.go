@@ -221,11 +221,17 @@ func TestReplay(t *testing.T) {
 	}
 	// Each customer's events after its first fraud are left out; e39 is
 	// u0's second fraud.
+	training := filepath.Join(dir, "training.csv")
 	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "is_fraud",
-		"-from", "2027-01-15T08:05:00Z", "-known-fraud", "customer_id", "-known-delay", "0", "-known-every", "0")
+		"-from", "2027-01-15T08:05:00Z", "-known-fraud", "customer_id", "-known-delay", "0", "-known-every", "0", "-features-out", training)
 	if code != 0 || !strings.Contains(out, "left out 19 events whose customer_id had a fraud known before them (labels known 0s after the fraud, taken in as they arrive; frauds all history)") ||
 		!strings.Contains(out, "labels: 3 fraud, 13 genuine") {
 		t.Errorf("-known-fraud: exit %d\n%s%s", code, out, errOut)
+	}
+	// The rows are the 16 counted events; replay's tests check their values.
+	if b, err := os.ReadFile(training); err != nil || strings.Count(string(b), "\n") != 17 ||
+		!strings.HasPrefix(string(b), "event_id,ts,type,ruleset,label,score,decision,rules,event.amount,") {
+		t.Errorf("-features-out: %v\n%s", err, b)
 	}
 	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "amount")
 	if code != 1 || !strings.Contains(errOut, "events.jsonl:line 1: label field \"amount\": 20 is not a label") {

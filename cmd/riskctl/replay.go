@@ -24,6 +24,7 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 	from := fl.String("from", "", "count events from this time (2018-08-08 or RFC 3339); earlier ones still feed the features")
 	to := fl.String("to", "", "count events before this time (exclusive)")
 	out := fl.String("out", "", "write the live decisions as JSON lines to this file (- for standard output; the summary then goes to standard error)")
+	featuresOut := fl.String("features-out", "", "write training data to this CSV file: for every counted event scored, every feature as the engine answered it, the event fields the rules read, label, score, decision and rules fired")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	changed := fl.Int("changed", 20, "how many changed events to list with -challenger")
 	knownField := fl.String("known-fraud", "", "leave out of the counts the events whose entity, this event field (customer_id), had a fraud known before them; needs -label")
@@ -106,6 +107,15 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		defer f.Close()
 		opts.Out = f
+	}
+	if *featuresOut != "" {
+		f, err := os.Create(*featuresOut)
+		if err != nil {
+			fmt.Fprintln(stderr, "riskctl replay:", err)
+			return 1
+		}
+		defer f.Close()
+		opts.FeaturesOut = f
 	}
 	res, err := replay.Run(context.Background(), p, c, events, opts)
 	if err != nil {
