@@ -115,18 +115,30 @@ var (
 // files in the directory, so that a path leading elsewhere is never
 // opened. Problems are left for Load to report.
 func Files(data []byte) []string {
-	var doc struct {
-		Models []struct {
-			File string `yaml:"file"`
-		} `yaml:"models"`
-	}
-	if yaml.Unmarshal(data, &doc) != nil {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return nil
 	}
 	var out []string
-	for _, m := range doc.Models {
-		if plainName(m.File) {
-			out = append(out, m.File)
+	for _, list := range values(doc.Content[0], "models") {
+		for _, m := range list.Content { // nothing when not a list
+			for _, f := range values(m, "file") {
+				if f.Kind == yaml.ScalarNode && plainName(f.Value) {
+					out = append(out, f.Value)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// values returns the values of key in mapping n (more than one when the
+// key is repeated, which Load refuses); none when n is not a mapping.
+func values(n *yaml.Node, key string) []*yaml.Node {
+	var out []*yaml.Node
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			out = append(out, n.Content[i+1])
 		}
 	}
 	return out

@@ -155,8 +155,8 @@ func TestLoadBrokenFeature(t *testing.T) {
 }
 
 func TestFiles(t *testing.T) {
-	got := Files([]byte("models:\n  - {file: a.json}\n  - {file: ../b.json}\n  - {file: .c.json}\n  - {name: no file}\n  - {file: d.json}\n"))
-	if strings.Join(got, " ") != "a.json d.json" {
+	got := Files([]byte("models:\n  - {file: a.json}\n  - {file: ../b.json}\n  - {file: .c.json}\n  - {name: no file}\n  - {file: [x.json]}\n  - 7\n  - {file: d.json, file: e.json}\n"))
+	if strings.Join(got, " ") != "a.json d.json e.json" {
 		t.Errorf("files %v", got)
 	}
 	if Files([]byte("models: [")) != nil || Files([]byte("models: 7")) != nil {

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
 )
 
@@ -49,7 +50,8 @@ type source struct {
 	dir      string
 	features []byte
 	rulesets []policyFile // in name order
-	errs     []error      // files that could not be read
+	models   modelSource
+	errs     []error // files that could not be read
 }
 
 type policyFile struct {
@@ -60,7 +62,7 @@ type policyFile struct {
 // isRuleset reports whether a directory entry's name is a ruleset file.
 // Hidden files (editors' temporaries, Kubernetes' ..data) are not.
 func isRuleset(name string) bool {
-	return name != FeaturesFile && !strings.HasPrefix(name, ".") &&
+	return name != FeaturesFile && name != models.File && !strings.HasPrefix(name, ".") &&
 		(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
 }
 
@@ -86,6 +88,9 @@ func readFS(fsys fs.FS, dir string) (*source, error) {
 		}
 		src.rulesets = append(src.rulesets, policyFile{name: fn, data: data})
 	}
+	if src.models, err = readFSModels(fsys, dir); err != nil {
+		src.errs = append(src.errs, err)
+	}
 	return src, nil
 }
 
@@ -99,6 +104,10 @@ func (src *source) digest() [32]byte {
 		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.data))
 		h.Write(f.data)
 	}
+	src.models.hash(func(name string, data []byte) {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	})
 	var d [32]byte
 	copy(d[:], h.Sum(nil))
 	return d
@@ -117,6 +126,12 @@ func compile(src *source) (*Policy, error) {
 		errs = append(errs, featErr)
 	}
 	errs = append(errs, src.errs...)
+	// Models are checked with the rest of the directory, so a broken one
+	// fails the load (and a reload keeps the previous policy). Rules do
+	// not read model.<name> yet: that is the compiler's part.
+	if _, err := src.models.load(dir, set); err != nil {
+		errs = append(errs, err)
+	}
 	var parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
