@@ -128,6 +128,12 @@ rules:
 	if err != nil || len(bad) > 0 {
 		t.Fatal(err, bad)
 	}
+	frauds := map[int][]int64{} // by customer, their times
+	for _, g := range gens {
+		if g.fraud {
+			frauds[g.cust] = append(frauds[g.cust], g.ts)
+		}
+	}
 	from, to := start+25*dayMS, start+32*dayMS
 	for _, k := range []KnownFraud{
 		{Field: "customer_id", Delay: 7 * day, Batch: day, From: start + 18*dayMS},
@@ -142,11 +148,11 @@ rules:
 					continue
 				}
 				known := false
-				for _, f := range gens {
-					if !f.fraud || f.cust != e.cust || f.ts < k.From {
+				for _, f := range frauds[e.cust] {
+					if f < k.From {
 						continue
 					}
-					arrived := f.ts + k.Delay.Milliseconds()
+					arrived := f + k.Delay.Milliseconds()
 					if k.Batch > 0 && arrived/dayMS < e.ts/dayMS || k.Batch == 0 && arrived < e.ts {
 						known = true
 					}

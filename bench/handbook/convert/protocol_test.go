@@ -14,9 +14,9 @@ import (
 	"github.com/riskd/riskd/rules"
 )
 
-// handbookCSV is the handbook's data set where the repository's README
-// has it; the tests below skip when it is absent. The logic they check is
-// tested on generated history in the replay package.
+// handbookCSV is where docs/replay.md has the handbook's data set; the
+// test skips when it is absent. The rule it checks is tested on generated
+// history, always, in the replay package (TestKnownFraudMatchesTheProtocol).
 const handbookCSV = "../../../../shared/data/handbook-transactions.csv.gz"
 
 // TestProtocolTestSet reproduces the Fraud Detection Handbook's test set
