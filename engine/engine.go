@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -110,6 +111,9 @@ type prepared struct {
 	// reads: the features a live ruleset and its challengers read, each
 	// once; they are fetched in one store call and shared.
 	reads []int
+	// unread: the features this ruleset does not read, which
+	// ScoreOptions.AllFeatures adds to the explanation.
+	unread []int
 	// agreement[champion outcome][challenger outcome], on a challenger.
 	agreement [3][3]prometheus.Counter
 	health    *rulesetHealth
@@ -138,6 +142,15 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 				for _, o := range outcomes {
 					pr.agreement[co][o] = e.metrics.agreement.WithLabelValues(rs.Champion.Name, rs.Name, co.String(), o.String())
 				}
+			}
+		}
+		read := make([]bool, len(p.Features.Features))
+		for _, fi := range rs.Reads {
+			read[fi] = true
+		}
+		for fi, r := range read {
+			if !r {
+				pr.unread = append(pr.unread, fi)
 			}
 		}
 		pr.reads = rs.Reads
@@ -172,6 +185,7 @@ type scratch struct {
 	ev       *fastjson.Value // the event being scored, in parser
 	envs     map[*rules.Ruleset]*rules.Env
 	minute   int64 // Unix minute the event is scored in, for rule health
+	modelIn  []float64
 	obs      features.Observation
 	itemOf   []int  // feature index -> index in obs.Items, -1 if none
 	reads    []bool // feature index -> the ruleset reads it
@@ -199,6 +213,11 @@ type ScoreOptions struct {
 	// StoreTimeout, when positive, replaces the engine's store budget for
 	// this call: the Kafka path waits longer than a synchronous caller can.
 	StoreTimeout time.Duration
+	// AllFeatures reads every feature of the policy, not only those the
+	// ruleset reads, and with Explain lists them all (those the live
+	// ruleset reads first, as Explain alone does): training data for a
+	// model wants features no rule reads yet, answered as in serving.
+	AllFeatures bool
 }
 
 // pendingShadow is a scoring whose shadow verdicts are still to come.
@@ -250,7 +269,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	d.Explain = opts.Explain
 	rs := c.policy.ForType(h.typ)
 
-	if err := e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout); err != nil {
+	if err := e.observe(ctx, c, s, ev, h, rs, d, opts.StoreTimeout, opts.AllFeatures); err != nil {
 		c.pool.Put(s)
 		e.metrics.invalidEvents.Inc()
 		return err
@@ -272,6 +291,12 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			})
 		}
 		e.evaluate(c, s, live, d, &d.Verdict)
+		if opts.AllFeatures && d.Explain {
+			fs := c.policy.Features.Features
+			for _, fi := range c.rulesets[live].unread {
+				d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: s.feature(fi), Bool: fs[fi].Kind.Bool()})
+			}
+		}
 		if len(rs.Challengers) > 0 {
 			d.pending = pendingShadow{c: c, s: s, live: live} // the shadows need s
 			s = nil
@@ -323,9 +348,14 @@ func (e *Engine) Shadow(d *Decision) {
 // observe builds the store's view of the event (which logs it touches
 // under which keys, which features it reads) and makes the one store call.
 // It returns an *InputError for a field the store cannot record.
-func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration) error {
+func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastjson.Value, h header, rs *rules.Ruleset, d *Decision, timeout time.Duration, all bool) error {
 	set := c.policy.Features
-	if rs != nil {
+	switch {
+	case rs != nil && all:
+		for fi := range s.reads {
+			s.reads[fi] = true
+		}
+	case rs != nil:
 		for _, fi := range c.rulesets[rs].reads {
 			s.reads[fi] = true
 		}
@@ -435,6 +465,15 @@ func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Log)
 	return nil
 }
 
+// feature is feature fi's value for the event: nil when not read or not
+// answered.
+func (s *scratch) feature(fi int) features.Value {
+	if it := s.itemOf[fi]; it >= 0 {
+		return s.obs.Items[it].Value
+	}
+	return features.Value{}
+}
+
 // evaluate runs every rule of rs on the event and features in s and fills
 // v, which is d's live verdict or one of its shadows, and returns v's
 // outcome. The live verdict also fills d's explanation.
@@ -450,18 +489,29 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	}
 	env.Reset()
 	for i, slot := range rs.Slots {
-		if slot.Feature < 0 {
+		switch {
+		case slot.Model != nil:
+			// Evaluated only for rulesets that read it, once the features
+			// are in: its inputs in training order, NaN for missing.
+			s.modelIn = s.modelIn[:0]
+			for _, in := range slot.Model.Inputs {
+				x := models.FieldInput(lookup(s.ev, in.Field))
+				if in.Feature >= 0 {
+					x = models.FeatureInput(s.feature(in.Feature), fs[in.Feature].Kind.Bool())
+				}
+				s.modelIn = append(s.modelIn, x)
+			}
+			env.SetModel(i, slot.Model.Predict(s.modelIn))
+		case slot.Feature < 0:
 			env.SetField(i, lookup(s.ev, slot.Path))
-			continue
+		default:
+			env.SetFeature(i, s.feature(slot.Feature))
 		}
-		var val features.Value
-		if it := s.itemOf[slot.Feature]; it >= 0 {
-			val = s.obs.Items[it].Value
-		}
-		env.SetFeature(i, val)
-		if explain {
-			f := fs[slot.Feature]
-			d.Features = append(d.Features, FeatureValue{Name: f.Name, Value: val, Bool: f.Kind.Bool()})
+	}
+	if explain {
+		for _, fi := range rs.Reads {
+			f := fs[fi]
+			d.Features = append(d.Features, FeatureValue{Name: f.Name, Value: s.feature(fi), Bool: f.Kind.Bool()})
 		}
 	}
 	v.Ruleset, v.Version = rs.Name, rs.Version

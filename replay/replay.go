@@ -19,6 +19,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -175,6 +176,13 @@ type Options struct {
 	// MaxChanged bounds the changed events listed in the comparison
 	// (default 20; all are counted).
 	MaxChanged int
+	// KnownFraud, with a Field, leaves out of the counts the events whose
+	// entity already had a fraud known before them. They are still scored.
+	KnownFraud KnownFraud
+	// FeaturesOut receives training data as CSV: for every counted event
+	// the live policy scored, every feature as the engine answered it, the
+	// event fields its rules read, its label and decision; nil: none.
+	FeaturesOut io.Writer
 }
 
 // Run replays events with policy p and, when challenger is not nil, with
@@ -193,9 +201,30 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 		chal = newTally(challenger, opts)
 		res.Comparison = &Comparison{}
 	}
+	known := newKnownFraud(opts.KnownFraud)
+	if known != nil {
+		res.KnownFraud = &KnownFraudResult{Field: known.Field, Delay: "0s"}
+		if known.Delay > 0 {
+			res.KnownFraud.Delay = policyfile.FormatDuration(known.Delay)
+		}
+		if known.Batch > 0 {
+			res.KnownFraud.Batch = policyfile.FormatDuration(known.Batch)
+		}
+		if known.From != 0 {
+			res.KnownFraud.From = time.UnixMilli(known.From).UTC().Format(time.RFC3339)
+		}
+	}
 	var out *bufio.Writer
 	if opts.Out != nil {
 		out = bufio.NewWriterSize(opts.Out, 1<<20)
+	}
+	var export *featureWriter
+	if opts.FeaturesOut != nil {
+		var err error
+		if export, err = newFeatureWriter(opts.FeaturesOut, p); err != nil {
+			return nil, err
+		}
+		live.scoreOpts = engine.ScoreOptions{Explain: true, AllFeatures: true}
 	}
 	var d, dc engine.Decision
 	var buf []byte
@@ -219,7 +248,16 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 			res.Repeats++
 			in = false
 		}
+		if known != nil && known.see(ev) && in {
+			res.KnownFraud.LeftOut++
+			in = false
+		}
 		okLive := live.score(ev, in, &d)
+		if export != nil && okLive && in && !d.Unscored {
+			if err := export.write(ev, &d); err != nil {
+				return nil, err
+			}
+		}
 		if out != nil && okLive {
 			// Engine time says nothing about history and differs run to
 			// run; without it a replay's decisions are the same bytes
@@ -238,6 +276,11 @@ func Run(ctx context.Context, p, challenger *rules.Policy, events []Event, opts 
 		}
 	}
 	elapsed := time.Since(start)
+	if export != nil {
+		if err := export.flush(); err != nil {
+			return nil, err
+		}
+	}
 	if out != nil {
 		if err := out.Flush(); err != nil {
 			return nil, fmt.Errorf("writing decisions: %w", err)
@@ -274,6 +317,9 @@ type tally struct {
 	refusals []string
 	shadows  map[string]*shadowTally // by challenger name
 	opts     Options
+	// scoreOpts: the live policy's tally explains every feature when
+	// features are exported.
+	scoreOpts engine.ScoreOptions
 }
 
 // shadowTally follows one in-directory challenger against its champion.
@@ -307,7 +353,7 @@ func newTally(p *rules.Policy, opts Options) *tally {
 // score scores one event into d and counts it when in the window; false
 // when the engine refused it.
 func (t *tally) score(ev *Event, in bool, d *engine.Decision) bool {
-	if err := t.engine.Score(context.Background(), ev.Body, engine.ScoreOptions{}, d); err != nil {
+	if err := t.engine.Score(context.Background(), ev.Body, t.scoreOpts, d); err != nil {
 		t.refused++
 		if len(t.refusals) < 20 {
 			t.refusals = append(t.refusals, (&LineError{ev.Line, err}).Error())

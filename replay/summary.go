@@ -16,15 +16,29 @@ type Result struct {
 	Events int `json:"events"`
 	// Repeats are events in the window whose id came before: scored (the
 	// engine answers them as the first) but counted once.
-	Repeats         int         `json:"repeats"`
-	Seconds         float64     `json:"seconds"`
-	EventsPerSecond float64     `json:"events_per_second"`
-	Live            *Summary    `json:"live"`
-	Challenger      *Summary    `json:"challenger,omitempty"`
-	Comparison      *Comparison `json:"comparison,omitempty"`
+	Repeats int `json:"repeats"`
+	// KnownFraud says which events in the window were left out because
+	// their entity's fraud was known before them (Options.KnownFraud).
+	KnownFraud      *KnownFraudResult `json:"known_fraud,omitempty"`
+	Seconds         float64           `json:"seconds"`
+	EventsPerSecond float64           `json:"events_per_second"`
+	Live            *Summary          `json:"live"`
+	Challenger      *Summary          `json:"challenger,omitempty"`
+	Comparison      *Comparison       `json:"comparison,omitempty"`
 	// Shadows are the challengers inside the live policy directory, each
 	// against its champion.
 	Shadows []*ShadowResult `json:"shadows,omitempty"`
+}
+
+// KnownFraudResult is how Options.KnownFraud was applied.
+type KnownFraudResult struct {
+	Field string `json:"field"`
+	Delay string `json:"delay"`
+	Batch string `json:"batch,omitempty"` // empty: known as they arrive
+	From  string `json:"from,omitempty"`  // RFC 3339; empty: all history
+	// LeftOut counts the events in the window left out, scored but not
+	// counted.
+	LeftOut int `json:"left_out"`
 }
 
 // ShadowResult is an in-directory challenger's verdicts on every event its
@@ -276,6 +290,17 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "replayed %d events in %.1fs (%.0f events/s)\n", r.Events, r.Seconds, r.EventsPerSecond)
 	if r.Repeats > 0 {
 		fmt.Fprintf(w, "%d repeated event ids (retries, redeliveries) counted once\n", r.Repeats)
+	}
+	if k := r.KnownFraud; k != nil {
+		from := "all history"
+		if k.From != "" {
+			from = "from " + orOpen(k.From)
+		}
+		batch := "as they arrive"
+		if k.Batch != "" {
+			batch = "every " + k.Batch
+		}
+		fmt.Fprintf(w, "left out %d events whose %s had a fraud known before them (labels known %s after the fraud, taken in %s; frauds %s)\n", k.LeftOut, k.Field, k.Delay, batch, from)
 	}
 	writeSummary(w, "", r.Live)
 	for _, sh := range r.Shadows {

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
 )
 
@@ -33,6 +34,7 @@ type compiler struct {
 	es       *policyfile.Errors
 	warns    *policyfile.Errors
 	features *features.Set
+	models   *models.Set
 	lists    map[string]*List
 	pending  []*pending
 }
@@ -46,6 +48,7 @@ type pending struct {
 	what   string
 	opts   []expr.Option
 	feats  map[string]bool
+	models map[string]bool
 	fields map[string]ast.Node // event fields read, each at its first read
 }
 
@@ -56,6 +59,7 @@ type flattener struct {
 	errs   []nodeError
 	fields map[string]ast.Node // event fields read, at their first read
 	feats  map[string]bool     // features read
+	models map[string]bool     // models read
 }
 
 type nodeError struct {
@@ -83,7 +87,7 @@ func (v *flattener) Visit(n *ast.Node) {
 		return
 	}
 	root, _, _ := strings.Cut(id.Value, ".")
-	if root != "event" && root != "features" && root != "lists" {
+	if root != "event" && root != "features" && root != "lists" && root != "model" {
 		return
 	}
 	if root != "event" && id.Value != root {
@@ -107,6 +111,17 @@ func (v *flattener) Visit(n *ast.Node) {
 			v.fail(m, "%s", msg)
 		}
 		v.feats[name] = true
+	case "model":
+		if v.c.models.Model(name) == nil {
+			msg := fmt.Sprintf("unknown model %s", policyfile.Quote(name))
+			if s := policyfile.Suggest(name, v.c.models.Names()); s != "" {
+				msg += fmt.Sprintf(" (did you mean model.%s?)", s)
+			} else {
+				msg += " (models are declared in models.yaml)"
+			}
+			v.fail(m, "%s", msg)
+		}
+		v.models[name] = true
 	case "lists":
 		if _, ok := v.c.lists[name]; !ok {
 			names := make([]string, 0, len(v.c.lists))
@@ -176,7 +191,7 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		c.exprError(node, src, offset, what, err)
 		return nil
 	}
-	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}}
+	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}}
 	ast.Walk(&tree.Node, pre)
 	if len(pre.errs) > 0 {
 		for _, e := range pre.errs {
@@ -185,7 +200,7 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		}
 		return nil
 	}
-	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, fields: pre.fields}
+	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields}
 	c.pending = append(c.pending, p)
 	return p.prog
 }
@@ -196,9 +211,13 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 func (c *compiler) finish(rs *Ruleset, types []string) {
 	feats := map[string]bool{}
 	fields := map[string]*pending{}
+	used := map[string]bool{}
 	for _, p := range c.pending {
 		for name := range p.feats {
 			feats[name] = true
+		}
+		for name := range p.models {
+			used[name] = true
 		}
 		for f := range p.fields {
 			if fields[f] == nil {
@@ -206,10 +225,26 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 			}
 		}
 	}
+	// A model reads its inputs' features: they are fetched with the
+	// rules' own, whether or not a rule reads them.
+	fetch := map[int]bool{}
+	if c.models != nil {
+		for _, m := range c.models.Models {
+			if used[m.Name] {
+				for _, in := range m.Inputs {
+					if in.Feature >= 0 {
+						fetch[in.Feature] = true
+					}
+				}
+			}
+		}
+	}
 	var slots []Slot
 	for i, f := range c.features.Features {
 		if feats[f.Name] {
 			slots = append(slots, Slot{Name: FeatureEnvKey(f.Name), Feature: i, isBool: f.Kind.Bool()})
+		}
+		if feats[f.Name] || fetch[i] {
 			rs.Reads = append(rs.Reads, i)
 		}
 	}
@@ -242,6 +277,13 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 		}
 		slots = append(slots, s)
 	}
+	if c.models != nil {
+		for _, m := range c.models.Models {
+			if used[m.Name] {
+				slots = append(slots, Slot{Name: "model." + m.Name, Feature: -1, Model: m})
+			}
+		}
+	}
 	rs.Slots = slots
 	rs.layout = newLayout(rs.Slots)
 	slotOf := map[string]int{}
@@ -261,6 +303,9 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 		for f := range p.fields {
 			mark("event." + f)
 		}
+		for name := range p.models {
+			mark("model." + name)
+		}
 		p.prog.fast = c.compileIn(p, rs.layout.zero(typed))
 		if p.prog.fast == nil {
 			continue
@@ -275,7 +320,7 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 func (c *compiler) compileIn(p *pending, env any) *vm.Program {
 	all := append([]expr.Option{
 		expr.Env(env),
-		expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}}),
+		expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}}),
 	}, p.opts...)
 	prog, err := expr.Compile(p.src, all...)
 	if err != nil {
@@ -312,10 +357,10 @@ func (c *compiler) exprError(node *yaml.Node, src string, offset int, what strin
 		if strings.HasPrefix(msg, "unknown name ") {
 			name := strings.TrimPrefix(msg, "unknown name ")
 			switch name {
-			case "event", "features", "lists":
+			case "event", "features", "lists", "model":
 				msg = fmt.Sprintf("%s cannot be used on its own: write %s.name", name, name)
 			default:
-				msg += " (expressions see event.*, features.* and lists.*)"
+				msg += " (expressions see event.*, features.*, lists.* and model.*)"
 			}
 		}
 		c.at(c.es, node, offset, line, col, "%s: %s", what, msg)

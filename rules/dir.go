@@ -8,9 +8,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/riskd/riskd/models"
 )
 
 // Defaults of DirOptions. A policy is a few kilobytes of YAML; the room
@@ -138,6 +141,17 @@ func readDir(dir string, opts DirOptions) (*source, error) {
 		case !skip:
 			src.rulesets = append(src.rulesets, policyFile{name: fn, data: data})
 		}
+	}
+	hasModels := slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return e.Name() == models.File })
+	src.models, err = readModels(hasModels, func(name string) ([]byte, error) {
+		data, skip, err := r.read(name)
+		if err == nil && skip {
+			err = fmt.Errorf("%s: is a directory, not a file", path.Join(dir, name))
+		}
+		return data, err
+	})
+	if err != nil {
+		src.errs = append(src.errs, err)
 	}
 	return src, nil
 }

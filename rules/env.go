@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/schema"
 )
 
@@ -25,6 +26,9 @@ type Slot struct {
 	Feature int
 	// Path is the event field read, for an event field.
 	Path features.Path
+	// Model is the model whose prediction the slot holds (model.<name>),
+	// nil for a feature or an event field.
+	Model *models.Model
 	// Type is the event field's declared type (schema.Any: undeclared, or
 	// not declared for every event type the ruleset scores). Features are
 	// typed by their kind.
@@ -61,6 +65,9 @@ var anyType = reflect.TypeFor[any]()
 
 // goType is how the typed environment holds a slot.
 func (s *Slot) goType() reflect.Type {
+	if s.Model != nil {
+		return reflect.TypeFor[float64]()
+	}
 	if s.Feature >= 0 {
 		if s.isBool {
 			return reflect.TypeFor[bool]()
@@ -188,6 +195,12 @@ func (e *Env) SetFeature(i int, v features.Value) {
 	} else {
 		*(*float64)(e.at(i, typed)) = v.Num
 	}
+	e.setPresent(i)
+}
+
+// SetModel sets slot i, a model, to its prediction.
+func (e *Env) SetModel(i int, p float64) {
+	*(*float64)(e.at(i, typed)) = p
 	e.setPresent(i)
 }
 

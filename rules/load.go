@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
 )
 
@@ -48,7 +49,8 @@ type source struct {
 	dir      string
 	features []byte
 	rulesets []policyFile // in name order
-	errs     []error      // files that could not be read
+	models   modelSource
+	errs     []error // files that could not be read
 }
 
 type policyFile struct {
@@ -59,7 +61,7 @@ type policyFile struct {
 // isRuleset reports whether a directory entry's name is a ruleset file.
 // Hidden files (editors' temporaries, Kubernetes' ..data) are not.
 func isRuleset(name string) bool {
-	return name != FeaturesFile && !strings.HasPrefix(name, ".") &&
+	return name != FeaturesFile && name != models.File && !strings.HasPrefix(name, ".") &&
 		(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
 }
 
@@ -85,6 +87,9 @@ func readFS(fsys fs.FS, dir string) (*source, error) {
 		}
 		src.rulesets = append(src.rulesets, policyFile{name: fn, data: data})
 	}
+	if src.models, err = readFSModels(fsys, dir); err != nil {
+		src.errs = append(src.errs, err)
+	}
 	return src, nil
 }
 
@@ -98,6 +103,10 @@ func (src *source) digest() [32]byte {
 		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.data))
 		h.Write(f.data)
 	}
+	src.models.hash(func(name string, data []byte) {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	})
 	var d [32]byte
 	copy(d[:], h.Sum(nil))
 	return d
@@ -116,11 +125,18 @@ func compile(src *source) (*Policy, error) {
 		errs = append(errs, featErr)
 	}
 	errs = append(errs, src.errs...)
+	// Models are checked with the rest of the directory, so a broken one
+	// fails the load (and a reload keeps the previous policy).
+	ms, err := src.models.load(dir, set)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.Models = ms
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
 		warns := &policyfile.Errors{File: name(f.name)}
-		rs := parseRuleset(es, warns, set, f.data)
+		rs := parseRuleset(es, warns, set, ms, f.data)
 		if rs == nil {
 			errs = append(errs, es.Err())
 			continue
@@ -338,7 +354,7 @@ func parseTraffic(n *yaml.Node) (int, error) {
 // parseRuleset reads a ruleset file and parses its expressions; they are
 // compiled by the compiler's finish once the ruleset's event types are
 // known. It returns nil for a file that is not a mapping at all.
-func parseRuleset(es, warns *policyfile.Errors, set *features.Set, data []byte) *parsedRuleset {
+func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Set, data []byte) *parsedRuleset {
 	root, err := policyfile.Parse(es.File, data)
 	if err != nil {
 		es.Add(err)
@@ -399,7 +415,7 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, data []byte) 
 	if f, ok := m["lists"]; ok {
 		parseLists(es, rs, f.Value)
 	}
-	c := &compiler{es: es, warns: warns, features: set, lists: rs.Lists}
+	c := &compiler{es: es, warns: warns, features: set, models: ms, lists: rs.Lists}
 	out.c = c
 	if f, ok := m["rules"]; ok {
 		if f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) == 0 {

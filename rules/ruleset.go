@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 )
 
 // Outcome is a decision: pass, step_up or block, ordered by severity.
@@ -36,7 +37,8 @@ func (o Outcome) String() string {
 type Policy struct {
 	Dir      string
 	Features *features.Set
-	Rulesets []*Ruleset // sorted by name
+	Models   *models.Set // models.yaml; nil without one
+	Rulesets []*Ruleset  // sorted by name
 	LoadedAt time.Time
 	// Warnings are what the policy may not mean, each as file:line:col:
 	// message: rules reading event fields the schema does not declare.

@@ -28,7 +28,8 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
   riskctl score -rules DIR [-explain] < events.jsonl > decisions.jsonl
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
-                 [-from DATE] [-to DATE] [-out decisions.jsonl] [-json]
+                 [-from DATE] [-to DATE] [-out decisions.jsonl] [-features-out FILE.csv] [-json]
+                 [-known-fraud FIELD [-known-delay 7d] [-known-every 1d] [-known-from DATE]]
 
 validate, test, score and replay read DIR as riskd does and take its
 -rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.

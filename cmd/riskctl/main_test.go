@@ -43,7 +43,7 @@ func TestValidateWarnsAndTestListsRuleErrors(t *testing.T) {
 	files := map[string]string{
 		"features.yaml": "event_fields:\n  - {name: amount, type: number}\nfeatures:\n  - {name: n, kind: count, key: card_id, window: 1h}\n",
 		"checkout.yaml": "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: big, when: event.amount > 100, score: 60}\n  - {id: code, when: event.code > 1, score: 1}\n",
-		"tests/t.yaml": "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
+		"tests/t.yaml":  "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
 	}
 	for name, body := range files {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
@@ -245,6 +245,20 @@ func TestReplay(t *testing.T) {
 	if b, err := os.ReadFile(decisions); err != nil || strings.Count(string(b), "\n") != 40 {
 		t.Errorf("decisions file: %v\n%s", err, b)
 	}
+	// Each customer's events after its first fraud are left out; e39 is
+	// u0's second fraud.
+	training := filepath.Join(dir, "training.csv")
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "is_fraud",
+		"-from", "2027-01-15T08:05:00Z", "-known-fraud", "customer_id", "-known-delay", "0", "-known-every", "0", "-features-out", training)
+	if code != 0 || !strings.Contains(out, "left out 19 events whose customer_id had a fraud known before them (labels known 0s after the fraud, taken in as they arrive; frauds all history)") ||
+		!strings.Contains(out, "labels: 3 fraud, 13 genuine") {
+		t.Errorf("-known-fraud: exit %d\n%s%s", code, out, errOut)
+	}
+	// The rows are the 16 counted events; replay's tests check their values.
+	if b, err := os.ReadFile(training); err != nil || strings.Count(string(b), "\n") != 17 ||
+		!strings.HasPrefix(string(b), "event_id,ts,type,ruleset,label,score,decision,rules,event.amount,") {
+		t.Errorf("-features-out: %v\n%s", err, b)
+	}
 	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "amount")
 	if code != 1 || !strings.Contains(errOut, "events.jsonl:line 1: label field \"amount\": 20 is not a label") {
 		t.Errorf("bad labels: exit %d, stderr %s", code, errOut)
@@ -253,6 +267,9 @@ func TestReplay(t *testing.T) {
 		{"-rules", "../../rules/example"},
 		{"-rules", "../../rules/example", "-in", events, "-from", "yesterday"},
 		{"-rules", "../../rules/example", "-in", events, "-from", "2027-01-02", "-to", "2027-01-01"},
+		{"-rules", "../../rules/example", "-in", events, "-known-fraud", "customer_id"},
+		{"-rules", "../../rules/example", "-in", events, "-label", "is_fraud", "-known-fraud", "customer_id", "-known-delay", "a week"},
+		{"-rules", "../../rules/example", "-in", events, "-label", "is_fraud", "-known-fraud", "customer_id", "-known-from", "July"},
 	} {
 		if code, _, _ := riskctl(t, "", append([]string{"replay"}, args...)...); code != 2 {
 			t.Errorf("replay %v: exit %d, want 2", args, code)

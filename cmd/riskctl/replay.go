@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/rules"
 )
@@ -23,8 +24,13 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 	from := fl.String("from", "", "count events from this time (2018-08-08 or RFC 3339); earlier ones still feed the features")
 	to := fl.String("to", "", "count events before this time (exclusive)")
 	out := fl.String("out", "", "write the live decisions as JSON lines to this file (- for standard output; the summary then goes to standard error)")
+	featuresOut := fl.String("features-out", "", "write training data to this CSV file: for every counted event scored, every feature as the engine answered it, the event fields the rules read, label, score, decision and rules fired")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
 	changed := fl.Int("changed", 20, "how many changed events to list with -challenger")
+	knownField := fl.String("known-fraud", "", "leave out of the counts the events whose entity, this event field (customer_id), had a fraud known before them; needs -label")
+	knownDelay := fl.String("known-delay", "7d", "with -known-fraud: how long after a fraud its label is known (a chargeback)")
+	knownEvery := fl.String("known-every", "1d", "with -known-fraud: labels that arrived are taken in at every multiple of this (1d: each UTC midnight); 0: as they arrive")
+	knownFrom := fl.String("known-from", "", "with -known-fraud: only frauds from this time on are known (the handbook's protocol: its training week's start)")
 	dirOpts := dirFlags(fl)
 	if err := fl.Parse(args); err != nil {
 		return 2
@@ -45,6 +51,10 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if opts.From != 0 && opts.To != 0 && opts.To <= opts.From {
 		fmt.Fprintf(stderr, "riskctl replay: -to %s is not after -from %s\n", *to, *from)
+		return 2
+	}
+	if opts.KnownFraud, err = knownFraud(*knownField, *knownDelay, *knownEvery, *knownFrom, *label); err != nil {
+		fmt.Fprintf(stderr, "riskctl replay: %v\n", err)
 		return 2
 	}
 	opts.MaxChanged = *changed
@@ -98,6 +108,15 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		opts.Out = f
 	}
+	if *featuresOut != "" {
+		f, err := os.Create(*featuresOut)
+		if err != nil {
+			fmt.Fprintln(stderr, "riskctl replay:", err)
+			return 1
+		}
+		defer f.Close()
+		opts.FeaturesOut = f
+	}
 	res, err := replay.Run(context.Background(), p, c, events, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "riskctl replay:", err)
@@ -118,6 +137,35 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// knownFraud reads the -known-* flags.
+func knownFraud(field, delay, every, from, label string) (replay.KnownFraud, error) {
+	k := replay.KnownFraud{Field: field}
+	if field == "" {
+		return k, nil
+	}
+	if label == "" {
+		return k, fmt.Errorf("-known-fraud needs -label: frauds are known from their labels")
+	}
+	// 0 is a duration here: a label known at once, taken in as it comes.
+	dur := func(s string) (time.Duration, error) {
+		if s == "0" {
+			return 0, nil
+		}
+		return policyfile.ParseDuration(s)
+	}
+	var err error
+	if k.Delay, err = dur(delay); err != nil {
+		return k, fmt.Errorf("-known-delay: %v", err)
+	}
+	if k.Batch, err = dur(every); err != nil {
+		return k, fmt.Errorf("-known-every: %v", err)
+	}
+	if k.From, err = parseTime(from); err != nil {
+		return k, fmt.Errorf("-known-from: %v", err)
+	}
+	return k, nil
 }
 
 // parseTime reads a date or an RFC 3339 time as Unix ms; "" is 0 (open).
