@@ -26,7 +26,9 @@ const (
 )
 
 // schemaFor names the schema of a file in a policy directory, or "" for
-// a file the loader does not read (the same test as rules.LoadDir's).
+// a file the loader does not read (the same test as rules.LoadDir's). A
+// new kind of policy file (the event schema of issue 15, should it get a
+// file of its own) gets its schema here, and the tests hold it to that.
 func schemaFor(name string) string {
 	switch {
 	case name == rules.FeaturesFile:
