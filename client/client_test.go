@@ -32,8 +32,14 @@ func riskd(t *testing.T) http.Handler {
 	return apitest.Handler(t, engine.NewHandler(engine.New(p, engine.Options{MaxEventBytes: 1024}), engine.HandlerOptions{}))
 }
 
+// newClient returns a client of url. Unless a case sets its own, the
+// timeout is long: the race detector and the document's checks make the
+// handler slow, and only the cases about budgets are about time.
 func newClient(t *testing.T, url string, opts client.Options) *client.Client {
 	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute
+	}
 	c, err := client.New(url, opts)
 	if err != nil {
 		t.Fatal(err)

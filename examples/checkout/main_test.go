@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/riskd/riskd/client"
 	"github.com/riskd/riskd/engine"
@@ -36,7 +37,8 @@ func TestPay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			risk, err := client.New(tt.riskd, client.Options{Fallback: client.StepUp})
+			// A long timeout: this is not about riskd's speed.
+			risk, err := client.New(tt.riskd, client.Options{Timeout: time.Minute, Fallback: client.StepUp})
 			if err != nil {
 				t.Fatal(err)
 			}
