@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs riskd's tests on a fresh machine: installs what they need where it
 # is missing (redis-server and redis-cli for the Redis store's tests, kcat
-# for the Kafka end-to-end test), then vets and runs every test with the
-# race detector.
+# for the Kafka end-to-end test, curl for the docs' examples), then vets
+# and runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -10,6 +10,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v kcat >/dev/null || need+=(kcat)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -53,6 +54,8 @@ func TestExamplePolicyGolden(t *testing.T) {
 		if sum != d.Score {
 			t.Errorf("event %s: reasons add up to %d, score is %d", d.EventID, sum, d.Score)
 		}
+		// The format HTTP answers and the decisions topic carries.
+		apitest.CheckSchema(t, "Decision", d.AppendJSON(nil))
 		out.Write(elapsedRE.ReplaceAll(d.AppendJSON(nil), []byte(`"elapsed_us":0`)))
 		out.WriteByte('\n')
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/riskd/riskd/api"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -62,45 +63,47 @@ type httpScratch struct {
 }
 
 // NewHandler returns the HTTP API, or the part of it opts.Endpoints
-// names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz and
-// /readyz.
+// names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz,
+// /readyz and /openapi.yaml (api/openapi.yaml describes them all).
 func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux()}
 	h.buffers.New = func() any { return &httpScratch{} }
 	public := opts.Endpoints != AdminEndpoints
 	admin := opts.Endpoints != PublicEndpoints
 	var served []string
-	elsewhere := func(pattern, where string) {
-		h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	// An endpoint asked for on the wrong listener is answered 404 naming
+	// the listener that serves it (and 405 for a method it never serves).
+	elsewhere := func(path, method, where string) {
+		h.route(path, method, func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, r.Method+" "+r.URL.Path+" is served on riskd's "+where+" listener, not this one")
 		})
 	}
 	if public {
-		h.mux.HandleFunc("POST /v1/score", h.score)
-		h.mux.HandleFunc("/v1/score", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, r.Method+" /v1/score: events are scored with POST")
-		})
+		h.route("/v1/score", "POST", h.score)
 		served = append(served, "/v1/score")
 	} else {
-		elsewhere("/v1/score", "public (-listen)")
+		elsewhere("/v1/score", "POST", "public (-listen)")
 	}
 	if admin {
-		h.mux.HandleFunc("GET /v1/rulesets", h.rulesets)
-		h.mux.HandleFunc("POST /v1/reload", h.reload)
+		h.route("/v1/rulesets", "GET", h.rulesets)
+		h.route("/v1/reload", "POST", h.reload)
 		served = append(served, "/v1/rulesets", "/v1/reload")
 		if opts.Gatherer != nil {
-			h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+			h.route("/metrics", "GET", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 			served = append(served, "/metrics")
 		}
 	} else {
-		for _, p := range []string{"/v1/rulesets", "/v1/reload", "/metrics"} {
-			elsewhere(p, "admin (-admin-listen)")
-		}
+		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
+		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
+		elsewhere("/metrics", "GET", "admin (-admin-listen)")
 	}
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	h.mux.HandleFunc("GET /readyz", h.ready)
-	served = append(served, "/healthz", "/readyz")
+	h.route("/healthz", "GET", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	h.route("/readyz", "GET", h.ready)
+	h.route("/openapi.yaml", "GET", serveOpenAPI)
+	served = append(served, "/healthz", "/readyz", "/openapi.yaml")
 	see := strings.Join(served, ", ")
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see "+see+")")
@@ -109,6 +112,28 @@ func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// route serves path with one method and answers any other with 405 and
+// Allow. Without the path's own fallback the mux's catch-all would answer
+// 404, as if the endpoint did not exist.
+func (h *Handler) route(path, method string, serve http.HandlerFunc) {
+	h.mux.HandleFunc(method+" "+path, serve)
+	allow := method
+	if method == http.MethodGet {
+		allow += ", " + http.MethodHead // the mux serves HEAD with GET's handler
+	}
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, r.Method+" "+path+": method not allowed, use "+method)
+	})
+}
+
+// serveOpenAPI serves the API's description, so a caller's tooling reads
+// the contract of the riskd it talks to.
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(api.OpenAPI)
+}
 
 func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	s := h.buffers.Get().(*httpScratch)
@@ -285,6 +310,7 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "feature store not ready: "+err.Error())
 		return
 	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "ready\n")
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -21,9 +22,7 @@ func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg, MaxEventBytes: 1024})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
-	t.Cleanup(srv.Close)
-	return srv
+	return apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
 }
 
 func TestHTTPScoreErrors(t *testing.T) {
@@ -111,7 +110,9 @@ func TestHTTPEndpoints(t *testing.T) {
 			`riskd_feature_store_duration_seconds_count 1`, // e2 has no entity key: no store call
 		}},
 		{"/nope", 404, []string{`{"error":"no such endpoint: GET /nope`}},
-		{"/v1/score", 405, []string{`{"error":"GET /v1/score: events are scored with POST"}`}},
+		{"/v1/score", 405, []string{`{"error":"GET /v1/score: method not allowed, use POST"}`}},
+		{"/v1/reload", 405, []string{`{"error":"GET /v1/reload: method not allowed, use POST"}`}},
+		{"/openapi.yaml", 200, []string{"openapi: 3.1.0", "/v1/score:"}},
 	} {
 		resp, err := http.Get(srv.URL + tt.path)
 		if err != nil {
@@ -176,8 +177,7 @@ func TestHTTPUnscoredTypesKeepMetricsSane(t *testing.T) {
 func TestHTTPFutureEventsAreRefused(t *testing.T) {
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	e := engine.New(examplePolicy(t), engine.Options{Now: func() time.Time { return now }, MaxFutureSkew: 5 * time.Minute})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
-	defer srv.Close()
+	srv := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{}))
 	for _, tt := range []struct {
 		ts   string
 		code int
@@ -205,10 +205,8 @@ func TestHTTPFutureEventsAreRefused(t *testing.T) {
 func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	public := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.PublicEndpoints}))
-	defer public.Close()
-	admin := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.AdminEndpoints}))
-	defer admin.Close()
+	public := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.PublicEndpoints}))
+	admin := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.AdminEndpoints}))
 	score := `{"id":"s1","type":"checkout","card_id":"c","amount":10}`
 	for _, tt := range []struct {
 		srv          *httptest.Server
@@ -222,20 +220,21 @@ func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 		{public, "GET", "/v1/rulesets", 404, `{"error":"GET /v1/rulesets is served on riskd's admin (-admin-listen) listener, not this one"}`},
 		{public, "POST", "/v1/reload", 404, `{"error":"POST /v1/reload is served on riskd's admin (-admin-listen) listener, not this one"}`},
 		{public, "GET", "/metrics", 404, `{"error":"GET /metrics is served on riskd's admin (-admin-listen) listener, not this one"}`},
-		{public, "GET", "/debug/pprof/", 404, `{"error":"no such endpoint: GET /debug/pprof/ (see /v1/score, /healthz, /readyz)"}`},
+		{public, "GET", "/debug/pprof/", 404, `{"error":"no such endpoint: GET /debug/pprof/ (see /v1/score, /healthz, /readyz, /openapi.yaml)"}`},
 		{admin, "GET", "/v1/rulesets", 200, `"name": "checkout"`},
 		{admin, "GET", "/metrics", 200, `riskd_decisions_total{outcome="pass",ruleset="checkout"} 1`},
 		{admin, "POST", "/v1/reload", 401, `admin endpoint: missing or wrong bearer token`},
 		{admin, "GET", "/healthz", 200, "ok"},
 		{admin, "GET", "/readyz", 200, "ready"},
 		{admin, "POST", "/v1/score", 404, `{"error":"POST /v1/score is served on riskd's public (-listen) listener, not this one"}`},
-		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /metrics, /healthz, /readyz)"}`},
+		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /metrics, /healthz, /readyz, /openapi.yaml)"}`},
 	} {
 		var body io.Reader
 		if tt.method == "POST" {
 			body = strings.NewReader(score)
 		}
 		req, _ := http.NewRequest(tt.method, tt.srv.URL+tt.path, body)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -275,8 +274,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
-	defer srv.Close()
+	srv := apitest.NewServer(t, engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
 	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"r1","type":"checkout","amount":1,"s":"`+strings.Repeat("ab", 50)+`"}`))
 	if err != nil {
 		t.Fatal(err)

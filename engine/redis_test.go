@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
@@ -154,8 +154,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
 	defer r.Close()
-	h := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
-	defer h.Close()
+	h := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{}))
 	status := func() int {
 		resp, err := http.Get(h.URL + "/readyz")
 		if err != nil {

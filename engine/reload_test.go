@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -115,10 +115,8 @@ func TestReloadEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	copyExample(t, dir, "v1")
 	e, rl := reloadable(t, dir)
-	open := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl}))
-	defer open.Close()
-	guarded := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
-	defer guarded.Close()
+	open := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Reloader: rl}))
+	guarded := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
 
 	do := func(url, method, token string) (int, string) {
 		req, _ := http.NewRequest(method, url, nil)
@@ -205,8 +203,7 @@ func TestReloadEndpointsSurviveHostileFiles(t *testing.T) {
 	dir := t.TempDir()
 	copyExample(t, dir, "v1")
 	e, rl := reloadable(t, dir)
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
-	defer srv.Close()
+	srv := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
 	client := &http.Client{Timeout: 10 * time.Second} // a hang fails the test instead of stalling it
 	do := func(method, path string) (int, string) {
 		t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -193,11 +194,13 @@ func TestSplitIsStableByKey(t *testing.T) {
 func TestHTTPAnswersBeforeShadows(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := engine.New(challengerPolicy(t, "5%"), engine.Options{Registerer: reg})
-	h := engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg})
+	h := apitest.Handler(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
 	for i := 0; i < 3; i++ {
 		rec := httptest.NewRecorder()
 		body := fmt.Sprintf(`{"id":"h%d","type":"checkout","ts":1780000000000,"card_id":"c"}`, i)
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score", strings.NewReader(body)))
+		req := httptest.NewRequest(http.MethodPost, "/v1/score", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		if rec.Code != 200 || rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) || !rec.Flushed {
 			t.Fatalf("answer %d, Content-Length %q for %d bytes, flushed %v: %s", rec.Code, rec.Header().Get("Content-Length"), rec.Body.Len(), rec.Flushed, rec.Body)
 		}

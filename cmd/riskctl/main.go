@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -33,6 +34,8 @@ const usage = `riskctl: the analyst's tool for riskd policies
 
 validate, test, score and replay read DIR as riskd does and take its
 -rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.
+riskctl COMMAND -h (or riskctl help COMMAND) explains a command's
+arguments and flags.
 
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
@@ -57,6 +60,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "replay":
 		return replayCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if len(args) == 2 && args[0] == "help" && args[1] != "help" {
+			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -82,32 +88,74 @@ func load(dir string, opts *rules.DirOptions) (*rules.Policy, error) {
 // give riskctl the values riskd runs with.
 func dirFlags(fl *flag.FlagSet) *rules.DirOptions {
 	o := &rules.DirOptions{}
-	fl.Int64Var(&o.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes (as riskd's flag)")
-	fl.Int64Var(&o.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from one directory (as riskd's flag)")
+	fl.Int64Var(&o.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in `BYTES` (as riskd's flag)")
+	fl.Int64Var(&o.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most `BYTES` of policy files read from one directory (as riskd's flag)")
 	fl.BoolVar(&o.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the directory (as riskd's flag)")
 	return o
 }
 
-func oneDir(fl *flag.FlagSet, args []string, stderr io.Writer) (string, bool) {
-	if err := fl.Parse(args); err != nil {
-		return "", false
+// command returns the flags of a riskctl command, whose -h shows its
+// synopsis and what it does before the flags.
+func command(name, synopsis, about string) *flag.FlagSet {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.Usage = func() {
+		fmt.Fprintf(fl.Output(), "usage: riskctl %s %s\n\n%s\nflags:\n", name, synopsis, about)
+		fl.PrintDefaults()
+	}
+	return fl
+}
+
+// parse parses a command's arguments. Asked for with -h, the usage goes
+// to standard output and the exit status is 0; a usage error goes to
+// standard error with the usage, status 2. ok is false in both cases.
+func parse(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	var msg bytes.Buffer
+	fl.SetOutput(&msg)
+	err := fl.Parse(args)
+	fl.SetOutput(stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stdout.Write(msg.Bytes())
+		return 0, false
+	case err != nil:
+		stderr.Write(msg.Bytes())
+		return 2, false
+	}
+	return 0, true
+}
+
+// usageError reports wrong arguments with the command's usage; the exit
+// status is 2.
+func usageError(fl *flag.FlagSet, msg string) int {
+	fmt.Fprintf(fl.Output(), "riskctl %s: %s\n\n", fl.Name(), msg)
+	fl.Usage()
+	return 2
+}
+
+// oneDir parses a command that takes one policy directory.
+func oneDir(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (dir string, code int, ok bool) {
+	if code, ok := parse(fl, args, stdout, stderr); !ok {
+		return "", code, false
 	}
 	if fl.NArg() != 1 {
-		fmt.Fprintf(stderr, "riskctl %s: want one policy directory\n", fl.Name())
-		return "", false
+		return "", usageError(fl, "want one policy directory"), false
 	}
-	return fl.Arg(0), true
+	return fl.Arg(0), 0, true
 }
 
 func validate(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := command("validate", "[flags] DIR", `Loads the policy directory DIR (features.yaml and its ruleset files) as
+riskd does and reports every problem of every file, one per line as
+file:line:col: message, with a did-you-mean where it can (exit 1). When
+DIR loads, prints what it holds and runs each rule on generated events,
+warning of rules that cost more than -cost-warn per event (exit 0).
+`)
 	dirOpts := dirFlags(fl)
 	cost := fl.Bool("cost", false, "print what each rule costs per event, measured on generated events")
-	costWarn := fl.Duration("cost-warn", 100*time.Microsecond, "warn of rules costing more than this per event on generated events; 0: no warnings")
-	dir, ok := oneDir(fl, args, stderr)
+	costWarn := fl.Duration("cost-warn", 100*time.Microsecond, "warn of rules costing more than `DURATION` per event on generated events; 0: no warnings")
+	dir, code, ok := oneDir(fl, args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	p, err := load(dir, dirOpts)
 	if err != nil {
@@ -129,14 +177,19 @@ func validate(args []string, stdout, stderr io.Writer) int {
 }
 
 func test(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("test", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	pattern := fl.String("run", "", "run only tests whose file/name matches this regular expression")
+	fl := command("test", "[flags] DIR", `Runs the rule tests DIR/tests/*.yaml on the policy in DIR: each test
+scores its events in order on a fresh in-memory store and checks the
+decisions, fired rules, scores and features it expects (docs/policy.md,
+Rule tests). The output reads like go test's and ends with the rules no
+test makes fire. Exit 1 when a test fails or DIR does not load, 2 when a
+test file cannot be read.
+`)
+	pattern := fl.String("run", "", "run only the tests whose file/name matches `REGEXP`")
 	verbose := fl.Bool("v", false, "print every test, not only failures")
 	dirOpts := dirFlags(fl)
-	dir, ok := oneDir(fl, args, stderr)
+	dir, code, ok := oneDir(fl, args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	p, err := load(dir, dirOpts)
 	if err != nil {
@@ -213,17 +266,20 @@ func sumRuleErrors(results []ruletest.Result) []engine.RuleErrors {
 }
 
 func score(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("score", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	dir := fl.String("rules", "", "policy directory")
-	explain := fl.Bool("explain", false, "add feature values and the rules that did not fire")
+	fl := command("score", "-rules DIR [flags] < events.jsonl > decisions.jsonl", `Scores events, one JSON object a line on standard input, with the policy
+in DIR on a fresh in-memory store whose clock is the newest event time
+seen, and writes each decision as a JSON line on standard output, as
+riskd answers it. A line riskd would refuse is reported on standard
+error with its number and makes the exit status 1.
+`)
+	dir := fl.String("rules", "", "the policy directory `DIR` (required)")
+	explain := fl.Bool("explain", false, "add feature values and the rules that did not fire, as riskd's ?explain=1")
 	dirOpts := dirFlags(fl)
-	if err := fl.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fl, args, stdout, stderr); !ok {
+		return code
 	}
 	if *dir == "" || fl.NArg() > 0 {
-		fmt.Fprintln(stderr, "riskctl score: want -rules DIR and events on standard input")
-		return 2
+		return usageError(fl, "want -rules DIR and events on standard input")
 	}
 	p, err := load(*dir, dirOpts)
 	if err != nil {

@@ -278,9 +278,45 @@ func TestReplay(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"frobnicate"}, {"validate"}, {"score"}, {"test", "a", "b"}} {
-		if code, _, _ := riskctl(t, "", args...); code != 2 {
-			t.Errorf("riskctl %v: exit %d, want 2", args, code)
+	for _, tt := range []struct {
+		args []string
+		want string // on standard error
+	}{
+		{nil, "riskctl COMMAND -h"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"validate"}, "riskctl validate: want one policy directory\n\nusage: riskctl validate [flags] DIR"},
+		{[]string{"score"}, "riskctl score: want -rules DIR and events on standard input\n\nusage: riskctl score -rules DIR"},
+		{[]string{"test", "a", "b"}, "usage: riskctl test [flags] DIR"},
+		{[]string{"replay", "-label"}, "flag needs an argument: -label\nusage: riskctl replay -rules DIR -in FILE [flags]"},
+	} {
+		if code, _, errOut := riskctl(t, "", tt.args...); code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("riskctl %v: exit %d, want 2 and %q in\n%s", tt.args, code, tt.want, errOut)
+		}
+	}
+}
+
+// TestCommandHelp: every command's -h (or help COMMAND) says what it
+// takes and does, then each flag, on standard output with exit 0.
+func TestCommandHelp(t *testing.T) {
+	for _, tt := range []struct {
+		command string
+		want    []string
+	}{
+		{"validate", []string{"usage: riskctl validate [flags] DIR\n", "file:line:col: message", "  -cost-warn DURATION\n", "  -rules-max-file-bytes BYTES\n"}},
+		{"test", []string{"usage: riskctl test [flags] DIR\n", "DIR/tests/*.yaml", "  -run REGEXP\n", "  -v\t"}},
+		{"score", []string{"usage: riskctl score -rules DIR [flags] < events.jsonl > decisions.jsonl\n", "one JSON object a line on standard input", "  -rules DIR\n", "  -explain\n"}},
+		{"replay", []string{"usage: riskctl replay -rules DIR -in FILE [flags]\n", "ROC AUC", "  -in FILE\n", "  -label FIELD\n", "  -from TIME\n", "  -challenger DIR\n", "  -changed N\n", "  -out FILE\n"}},
+	} {
+		for _, args := range [][]string{{tt.command, "-h"}, {"help", tt.command}} {
+			code, out, errOut := riskctl(t, "", args...)
+			if code != 0 || errOut != "" {
+				t.Errorf("riskctl %v: exit %d, standard error %q", args, code, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("riskctl %v: no %q in\n%s", args, w, out)
+				}
+			}
 		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,29 +14,35 @@ import (
 )
 
 func replayCmd(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	dir := fl.String("rules", "", "policy directory")
-	in := fl.String("in", "", "events as JSON lines, gzip-compressed or not (- for standard input)")
-	challenger := fl.String("challenger", "", "a second policy directory to replay beside -rules and compare")
-	label := fl.String("label", "", "event field with the fraud label (true/false or 1/0)")
-	from := fl.String("from", "", "count events from this time (2018-08-08 or RFC 3339); earlier ones still feed the features")
-	to := fl.String("to", "", "count events before this time (exclusive)")
-	out := fl.String("out", "", "write the live decisions as JSON lines to this file (- for standard output; the summary then goes to standard error)")
-	featuresOut := fl.String("features-out", "", "write training data to this CSV file: for every counted event scored, every feature as the engine answered it, the event fields the rules read, label, score, decision and rules fired")
+	fl := command("replay", "-rules DIR -in FILE [flags]", `Replays recorded events (JSON lines, gzip-compressed or not) through
+riskd's engine in event-time order on a fresh in-memory store and
+prints a summary: decisions per outcome, hits per rule, the score
+distribution and, with -label, precision, recall, ROC AUC and average
+precision; with -challenger, the same for a second policy and where the
+two disagree. Lines that cannot be replayed are named on standard error
+and make the exit status 1. -features-out writes training data and
+-known-fraud follows the handbook's test protocol. See docs/replay.md.
+`)
+	dir := fl.String("rules", "", "the policy directory `DIR` to replay (required)")
+	in := fl.String("in", "", "the events, JSON lines in `FILE`, gzip-compressed or not; - for standard input (required)")
+	challenger := fl.String("challenger", "", "a second policy directory `DIR` to replay beside -rules and compare")
+	label := fl.String("label", "", "the event `FIELD` holding the fraud label (true/false or 1/0)")
+	from := fl.String("from", "", "count events from `TIME` on (2018-08-08 or RFC 3339); earlier ones still feed the features")
+	to := fl.String("to", "", "count events before `TIME` (exclusive)")
+	out := fl.String("out", "", "write the live decisions as JSON lines to `FILE` (- for standard output; the summary then goes to standard error)")
 	asJSON := fl.Bool("json", false, "print the summary as JSON")
-	changed := fl.Int("changed", 20, "how many changed events to list with -challenger")
-	knownField := fl.String("known-fraud", "", "leave out of the counts the events whose entity, this event field (customer_id), had a fraud known before them; needs -label")
+	changed := fl.Int("changed", 20, "list the first `N` events whose outcome the challenger changes")
+	featuresOut := fl.String("features-out", "", "write training data to `FILE` (CSV): for every counted event scored, every feature as the engine answered it, the event fields the rules read, label, score, decision and rules fired")
+	knownField := fl.String("known-fraud", "", "leave out of the counts the events whose entity, this event `FIELD` (customer_id), had a fraud known before them; needs -label")
 	knownDelay := fl.String("known-delay", "7d", "with -known-fraud: how long after a fraud its label is known (a chargeback)")
 	knownEvery := fl.String("known-every", "1d", "with -known-fraud: labels that arrived are taken in at every multiple of this (1d: each UTC midnight); 0: as they arrive")
-	knownFrom := fl.String("known-from", "", "with -known-fraud: only frauds from this time on are known (the handbook's protocol: its training week's start)")
+	knownFrom := fl.String("known-from", "", "with -known-fraud: only frauds from `TIME` on are known (the handbook's protocol: its training week's start)")
 	dirOpts := dirFlags(fl)
-	if err := fl.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fl, args, stdout, stderr); !ok {
+		return code
 	}
 	if *dir == "" || *in == "" || fl.NArg() > 0 {
-		fmt.Fprintln(stderr, "riskctl replay: want -rules DIR -in events.jsonl (see riskctl help)")
-		return 2
+		return usageError(fl, "want -rules DIR -in FILE")
 	}
 	var opts replay.Options
 	var err error

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/riskd/riskd/internal/apitest"
 )
 
 // TestKafkaEndToEndWithKcat runs the riskd binary against a Kafka-protocol
@@ -224,11 +226,15 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 		return m != nil
 	}, p.output)
 
-	client := &http.Client{Timeout: 10 * time.Second}
+	// Every exchange with the binary is held to api/openapi.yaml too.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: apitest.Transport(t, nil)}
 	do := func(method, url, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer s3cret")
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v\nriskd:\n%s", method, url, err, p.output())

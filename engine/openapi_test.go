@@ -1,0 +1,218 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/riskd/riskd/api"
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/rules"
+)
+
+// documented lists every operation of api/openapi.yaml ("POST
+// /v1/score") with the statuses it documents.
+func documented(t *testing.T) map[string][]int {
+	t.Helper()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]any `yaml:"responses"`
+		} `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(api.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string][]int{}
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			key := strings.ToUpper(method) + " " + path
+			for code := range op.Responses {
+				n, err := strconv.Atoi(code)
+				if err != nil {
+					t.Fatalf("%s: response %q is not a status", key, code)
+				}
+				ops[key] = append(ops[key], n)
+			}
+			slices.Sort(ops[key])
+		}
+	}
+	return ops
+}
+
+// TestHTTPMethodsAndPathsMatchTheDocument asks every listener for every
+// documented path with every method, and for a path the document does
+// not have: the wrapper holds each answer to the document (405 with the
+// Allow it lists, 404 for the unknown path), and with every endpoint on
+// one listener no documented operation is missing.
+func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
+	ops := documented(t)
+	paths := []string{"/v1/nope"}
+	for op := range ops {
+		_, path, _ := strings.Cut(op, " ")
+		if !slices.Contains(paths, path) {
+			paths = append(paths, path)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
+	for _, ep := range []engine.Endpoints{engine.AllEndpoints, engine.PublicEndpoints, engine.AdminEndpoints} {
+		srv := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Endpoints: ep, Gatherer: reg, AdminToken: "s3cret"}))
+		for _, path := range paths {
+			for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+				req, _ := http.NewRequest(method, srv.URL+path, nil)
+				req.Header.Set("Authorization", "Bearer s3cret")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				_, isOp := ops[method+" "+path]
+				if ep == engine.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
+					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
+				}
+			}
+		}
+	}
+}
+
+// downStore is a feature store that cannot be reached.
+type downStore struct{}
+
+var errDown = errors.New("dial tcp 10.0.0.1:6379: connect: connection refused")
+
+func (downStore) Observe(context.Context, *features.Observation) error { return errDown }
+func (downStore) Ready(context.Context) error                          { return errDown }
+func (downStore) Close() error                                         { return nil }
+
+// TestHTTPAnswersEveryDocumentedResponse makes riskd give every response
+// the document lists, each answer held to it by the wrapper, and fails
+// when the document lists one that no case here produces: an answer no
+// test gets is an answer the document may misdescribe.
+func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir, "v1")
+	p, err := rules.Load(os.DirFS(dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	live := engine.New(p, engine.Options{Registerer: reg})
+	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: live.SetPolicy})
+	rl.Loaded(p)
+	opts := engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret", Gatherer: reg}
+	all := apitest.NewServer(t, engine.NewHandler(live, opts))
+	public, admin := opts, opts
+	public.Endpoints, admin.Endpoints = engine.PublicEndpoints, engine.AdminEndpoints
+	publicSrv := apitest.NewServer(t, engine.NewHandler(live, public))
+	adminSrv := apitest.NewServer(t, engine.NewHandler(live, admin))
+	builtin := apitest.NewServer(t, engine.NewHandler(engine.New(examplePolicy(t), engine.Options{MaxEventBytes: 1024}), engine.HandlerOptions{AdminToken: "s3cret"}))
+	closed := apitest.NewServer(t, engine.NewHandler(live, engine.HandlerOptions{Reloader: rl}))
+	shadows := apitest.NewServer(t, engine.NewHandler(engine.New(challengerPolicy(t, "5%"), engine.Options{}), engine.HandlerOptions{}))
+	failClosed, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte("name: checkout\nversion: \"1\"\nevent_types: [checkout]\non_store_error: fail_closed\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: velocity, when: features.card_count_1h >= 5, score: 60}\n")},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := apitest.NewServer(t, engine.NewHandler(engine.New(failClosed, engine.Options{Store: downStore{}}), engine.HandlerOptions{}))
+
+	const checkout = `{"id":"d1","type":"checkout","ts":"2026-11-25T10:00:00Z","account_id":"acc-1","card_id":"card-1","amount":80}`
+	tests := []struct {
+		name         string
+		srv          *httptest.Server
+		before       func()
+		method, path string
+		token, body  string
+		code         int
+		want         string
+	}{
+		{name: "decision", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"decision":"pass"`},
+		{name: "retry", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"retry":true`},
+		{name: "explained", srv: all, method: "POST", path: "/v1/score?explain=1", body: `{"id":"d2","type":"checkout","card_id":"card-1","amount":1}`, code: 200, want: `"error":"invalid operation: <nil> >= int`},
+		{name: "unscored", srv: all, method: "POST", path: "/v1/score", body: `{"id":"d3","type":"chargeback","card_id":"card-1"}`, code: 200, want: `"unscored":true`},
+		{name: "shadows explained", srv: shadows, method: "POST", path: "/v1/score?explain=true", body: `{"id":"d4","type":"checkout","card_id":"c","account_id":"a"}`, code: 200, want: `"shadow":[{"decision":"pass","score":0,"ruleset":"checkout"`},
+		{name: "degraded", srv: down, method: "POST", path: "/v1/score", body: `{"id":"d5","type":"checkout","card_id":"c"}`, code: 200, want: `"degraded":true,"store_policy":"fail_closed"`},
+		{name: "refused", srv: all, method: "POST", path: "/v1/score", body: `{"id":"d6"}`, code: 400, want: `missing required field \"type\"`},
+		{name: "too large", srv: builtin, method: "POST", path: "/v1/score", body: `{"id":"d7","type":"checkout","pad":"` + strings.Repeat("x", 2000) + `"}`, code: 413, want: "over the limit of 1024 bytes"},
+		{name: "score on the admin listener", srv: adminSrv, method: "POST", path: "/v1/score", body: checkout, code: 404, want: "public (-listen) listener"},
+		{name: "score by GET", srv: all, method: "GET", path: "/v1/score", code: 405, want: "use POST"},
+		{name: "status", srv: all, method: "GET", path: "/v1/rulesets", code: 200, want: `"last_reload_error": null`},
+		{name: "status on the public listener", srv: publicSrv, method: "GET", path: "/v1/rulesets", code: 404, want: "admin (-admin-listen) listener"},
+		{name: "status by POST", srv: all, method: "POST", path: "/v1/rulesets", code: 405, want: "use GET"},
+		{name: "reload unchanged", srv: all, method: "POST", path: "/v1/reload", token: "s3cret", code: 200, want: `"reason":"unchanged"`},
+		{name: "reload", srv: all, before: func() { copyExample(t, dir, "v2") }, method: "POST", path: "/v1/reload", token: "s3cret", code: 200, want: `"reloaded":true`},
+		{name: "reload refused", srv: all, before: func() {
+			os.WriteFile(filepath.Join(dir, "login.yaml"), []byte("name: login\nbogus: 1\n"), 0o644)
+		}, method: "POST", path: "/v1/reload", token: "s3cret", code: 422, want: `unknown key \"bogus\"`},
+		{name: "status after a refused reload", srv: all, method: "GET", path: "/v1/rulesets", code: 200, want: `"last_reload_error_at"`},
+		{name: "wrong token", srv: all, method: "POST", path: "/v1/reload", token: "guess", code: 401, want: "wrong bearer token"},
+		{name: "admin closed", srv: closed, method: "POST", path: "/v1/reload", token: "s3cret", code: 403, want: "admin endpoints are disabled"},
+		{name: "built-in policy", srv: builtin, method: "POST", path: "/v1/reload", token: "s3cret", code: 409, want: "built-in example policy"},
+		{name: "reload on the public listener", srv: publicSrv, method: "POST", path: "/v1/reload", token: "s3cret", code: 404, want: "admin (-admin-listen) listener"},
+		{name: "reload by GET", srv: all, method: "GET", path: "/v1/reload", code: 405, want: "use POST"},
+		{name: "metrics", srv: all, method: "GET", path: "/metrics", code: 200, want: "riskd_decisions_total"},
+		{name: "metrics on the public listener", srv: publicSrv, method: "GET", path: "/metrics", code: 404, want: "admin (-admin-listen) listener"},
+		{name: "metrics by POST", srv: all, method: "POST", path: "/metrics", code: 405, want: "use GET"},
+		{name: "alive", srv: all, method: "GET", path: "/healthz", code: 200, want: "ok"},
+		{name: "alive by DELETE", srv: all, method: "DELETE", path: "/healthz", code: 405, want: "use GET"},
+		{name: "ready", srv: all, method: "GET", path: "/readyz", code: 200, want: "ready"},
+		{name: "not ready", srv: down, method: "GET", path: "/readyz", code: 503, want: "connection refused"},
+		{name: "ready by POST", srv: all, method: "POST", path: "/readyz", code: 405, want: "use GET"},
+		{name: "document", srv: publicSrv, method: "GET", path: "/openapi.yaml", code: 200, want: "openapi: 3.1.0"},
+		{name: "document by PUT", srv: adminSrv, method: "PUT", path: "/openapi.yaml", code: 405, want: "use GET"},
+	}
+	ops := documented(t)
+	got := map[string][]int{}
+	for _, tt := range tests {
+		if tt.before != nil {
+			tt.before()
+		}
+		req, _ := http.NewRequest(tt.method, tt.srv.URL+tt.path, strings.NewReader(tt.body))
+		if tt.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
+			t.Errorf("%s: %s %s: %d %.400s\nwant %d and %s", tt.name, tt.method, tt.path, resp.StatusCode, b, tt.code, tt.want)
+		}
+		path, _, _ := strings.Cut(tt.path, "?")
+		for op := range ops {
+			// A 405 answers a method the path does not document, so it
+			// counts for the operations the path does.
+			if op == tt.method+" "+path || tt.code == 405 && strings.HasSuffix(op, " "+path) {
+				got[op] = append(got[op], tt.code)
+			}
+		}
+	}
+	for op, codes := range ops {
+		for _, code := range codes {
+			if !slices.Contains(got[op], code) {
+				t.Errorf("%s: the document lists %d, which no case here answers", op, code)
+			}
+		}
+	}
+}
