@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ type Options struct {
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
 	StoreTimeout time.Duration
+	// Logger reports feature store failures; nil discards. Every failed
+	// event logs, so give it a rate-limited handler (internal/logs).
+	Logger *slog.Logger
 }
 
 // Engine scores events against the current policy. It is safe for
@@ -50,6 +54,7 @@ type Engine struct {
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
+	log      *slog.Logger
 	current  atomic.Pointer[compiled]
 }
 
@@ -64,6 +69,10 @@ func New(p *rules.Policy, opts Options) *Engine {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	e.log = opts.Logger
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.metrics = newMetrics(opts.Registerer)
 	e.current.Store(e.compile(p))
@@ -395,6 +404,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if errors.Is(err, context.DeadlineExceeded) {
 			e.metrics.storeTimeouts.Inc()
 		}
+		e.log.Warn("feature store failed; the decision is degraded", "err", err)
 		d.Degraded = true
 	}
 	d.Retry = s.obs.Retry
