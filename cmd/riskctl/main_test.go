@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -238,6 +239,16 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{nil, {"frobnicate"}, {"validate"}, {"score"}, {"test", "a", "b"}} {
 		if code, _, _ := riskctl(t, "", args...); code != 2 {
 			t.Errorf("riskctl %v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version", "version"} {
+		code, out, errOut := riskctl(t, "", arg)
+		// A test binary has no module version or VCS stamp of its own.
+		if want := "riskctl (devel) (revision unknown, " + runtime.Version() + ")\n"; code != 0 || out != want || errOut != "" {
+			t.Errorf("riskctl %s: exit %d, %q %q; want 0, %q", arg, code, out, errOut, want)
 		}
 	}
 }
