@@ -102,14 +102,16 @@ func (r *Readiness) Watch(ctx context.Context, every time.Duration) {
 			if s.OK {
 				r.up.WithLabelValues(s.Name).Set(1)
 				if failed[i] >= failAfter {
-					r.opts.Logger.Info("dependency ready again", "dependency", s.Name)
+					r.opts.Logger.Info(s.Name+" ready again", "dependency", s.Name)
 				}
 				failed[i] = 0
 				continue
 			}
 			r.up.WithLabelValues(s.Name).Set(0)
+			// The name is in the message: a rate-limited handler tells
+			// lines apart by message, and each dependency's is news.
 			if failed[i]++; failed[i] == failAfter {
-				r.opts.Logger.Error("dependency failing: riskd is not ready", "dependency", s.Name, "err", s.Error)
+				r.opts.Logger.Error(s.Name+" failing: riskd is not ready", "dependency", s.Name, "err", s.Error)
 			}
 		}
 		select {

@@ -141,8 +141,8 @@ func TestReadinessWatch(t *testing.T) {
 		got = append(got, rec.Level+" "+rec.Msg+" "+rec.Dependency+" "+rec.Err)
 	}
 	want := []string{
-		"ERROR dependency failing: riskd is not ready redis connection refused",
-		"INFO dependency ready again redis ",
+		"ERROR redis failing: riskd is not ready redis connection refused",
+		"INFO redis ready again redis ",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("logs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
