@@ -62,10 +62,8 @@ type config struct {
 	version           bool
 }
 
-// parseFlags reads flags, each also settable as RISKD_<FLAG> in the
-// environment; a flag on the command line wins over the environment.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
-	c := &config{}
+// flagSet defines riskd's flags into c.
+func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl := flag.NewFlagSet("riskd", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
@@ -97,6 +95,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
 	fl.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least severe log lines written: debug, info, warn or error")
 	fl.BoolVar(&c.version, "version", false, "print riskd's version, VCS revision and Go version, and exit")
+	return fl
+}
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return "RISKD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlags reads flags, each also settable as RISKD_<FLAG> in the
+// environment; a flag on the command line wins over the environment.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fl := flagSet(c, stderr)
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -107,7 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fl.VisitAll(func(f *flag.Flag) {
-		env := "RISKD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v := getenv(env); v != "" && !set[f.Name] {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("environment %s=%q: %v", env, v, err))
