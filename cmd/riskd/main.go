@@ -98,6 +98,11 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	return fl
 }
 
+// actions are the flags that do something instead of setting something:
+// no environment variable sets them (RISKD_VERSION, set for a deployment's
+// own bookkeeping, must not turn riskd into a version printer).
+var actions = map[string]bool{"version": true}
+
 // envName is the environment variable that sets flag name.
 func envName(name string) string {
 	return "RISKD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
@@ -119,7 +124,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	var errs []error
 	fl.VisitAll(func(f *flag.Flag) {
 		env := envName(f.Name)
-		if v := getenv(env); v != "" && !set[f.Name] {
+		if v := getenv(env); v != "" && !set[f.Name] && !actions[f.Name] {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("environment %s=%q: %v", env, v, err))
 			}

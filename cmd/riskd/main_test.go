@@ -111,6 +111,12 @@ func TestParseFlags(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "the environment does not ask for the version", listen: ":8080", env: map[string]string{"RISKD_VERSION": "1.4.0"}, check: func(c *config) string {
+			if c.version {
+				return "RISKD_VERSION set -version"
+			}
+			return ""
+		}},
 		{name: "bad log format", args: []string{"-log-format", "logfmt"}, wantErr: `-log-format "logfmt": want auto, json or text`},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: `invalid value "loud" for flag -log-level`},
 		{name: "bad kafka store timeout environment value", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "1"}, wantErr: `environment RISKD_KAFKA_STORE_TIMEOUT="1": parse error`},
