@@ -80,10 +80,10 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
-	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
+	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated: riskd consumes the events topic and writes HTTP decisions to the decisions topic too; empty: no Kafka")
 	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
 	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
-	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic")
+	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic: every decision, Kafka's and HTTP's (header source: kafka or http)")
 	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
 	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
@@ -93,7 +93,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
 	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
-	fl.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least severe log lines written: debug, info, warn or error")
+	fl.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least severe `level` of the log lines written: debug, info, warn or error")
 	fl.BoolVar(&c.version, "version", false, "print riskd's version, VCS revision and Go version, and exit")
 	return fl
 }
@@ -310,10 +310,16 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "riskd:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "riskd:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// loggedError is an error riskd already logged: once the logger is set
+// up, even the last line is in its format.
+type loggedError struct{ error }
 
 // run reads the flags, sets up logging and serves until a signal.
 func run(args []string, stdout, stderr io.Writer) error {
@@ -338,7 +344,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// go through the same handler.
 	slog.SetDefault(log)
 	redis.SetLogger(logs.GoRedis{Log: log})
-	return serve(cfg, log)
+	if err := serve(cfg, log); err != nil {
+		log.Error("riskd stopped", "err", err)
+		return loggedError{err}
+	}
+	return nil
 }
 
 // serve runs riskd as cfg says until a signal or a failure.
