@@ -84,8 +84,8 @@ func dashboardQueries(t *testing.T) map[string][]string {
 var metricNameRE = regexp.MustCompile(`\briskd_[a-z0-9_]+`)
 
 // exposedFamilies scrapes url and returns its metric families by name,
-// with their type.
-func exposedFamilies(t *testing.T, url string) map[string]string {
+// with their type, and the text it read.
+func exposedFamilies(t *testing.T, url string) (map[string]string, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -99,7 +99,7 @@ func exposedFamilies(t *testing.T, url string) map[string]string {
 			out[f[2]] = f[3]
 		}
 	}
-	return out
+	return out, string(b)
 }
 
 // exposes says whether name, as a query may use it, is in families: a
@@ -171,10 +171,11 @@ rules:
 		t.Fatal(err)
 	}
 	var families map[string]string
-	pollUntil(t, 50*time.Millisecond, 60*time.Second, "the Kafka event to be decided and the audit record written", func() bool {
-		families = exposedFamilies(t, public+"/metrics")
-		return exposes(families, "riskd_kafka_consumer_lag") && exposes(families, "riskd_kafka_commit_duration_seconds_count") &&
-			exposes(families, "riskd_audit_records_total")
+	pollUntil(t, 50*time.Millisecond, 60*time.Second, "the Kafka event to be decided and the HTTP one written to the audit stream", func() bool {
+		var text string
+		families, text = exposedFamilies(t, public+"/metrics")
+		written, _ := metricValue(text, `riskd_audit_records_total{result="written"}`)
+		return exposes(families, "riskd_kafka_consumer_lag") && exposes(families, "riskd_kafka_commit_duration_seconds_count") && written == 1
 	}, p.output)
 
 	used := map[string][]string{} // metric -> where it is used
