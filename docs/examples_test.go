@@ -138,7 +138,8 @@ func (s *server) output() string {
 
 var (
 	riskdRE   = regexp.MustCompile(`go run \./cmd/riskd(\s|$)`)
-	servingRE = regexp.MustCompile(`msg="riskd serving" addr=(\S+) admin_addr=(\S*)`)
+	// riskd logs JSON when its output is not a terminal (-log-format auto).
+	servingRE = regexp.MustCompile(`"msg":"riskd serving","addr":"([^"]+)","admin_addr":"([^"]*)"`)
 )
 
 // start runs the line of a block that starts riskd: the built binary, on

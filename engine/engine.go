@@ -40,8 +40,10 @@ type Options struct {
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
 	StoreTimeout time.Duration
-	// Logger receives what the engine reports on its own: rules failing at
-	// run time. Default: discarded.
+	// Logger receives what the engine reports on its own: feature store
+	// failures and rules failing at run time; nil discards. A store failure
+	// logs for every event it hits, so give it a rate-limited handler
+	// (internal/logs).
 	Logger *slog.Logger
 }
 
@@ -436,6 +438,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if errors.Is(err, context.DeadlineExceeded) {
 			e.metrics.storeTimeouts.Inc()
 		}
+		e.log.Warn("feature store failed; the decision is degraded", "err", err)
 		d.Degraded = true
 	}
 	d.Retry = s.obs.Retry

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -21,10 +20,12 @@ import (
 
 // Handler serves riskd's HTTP API around an engine.
 type Handler struct {
-	engine  *Engine
-	opts    HandlerOptions
-	mux     *http.ServeMux
-	buffers sync.Pool // *httpScratch
+	engine    *Engine
+	opts      HandlerOptions
+	mux       *http.ServeMux
+	served    http.Handler // mux, instrumented when opts.Metrics is set
+	readiness *Readiness
+	buffers   sync.Pool // *httpScratch
 }
 
 // Endpoints selects which of the API's endpoints a Handler serves.
@@ -54,6 +55,13 @@ type HandlerOptions struct {
 	// AdminToken is the bearer token admin endpoints require; empty: admin
 	// endpoints answer 403.
 	AdminToken string
+	// Readiness is what GET /readyz checks; nil: the engine's feature
+	// store, as "feature_store".
+	Readiness *Readiness
+	// Metrics counts and times the requests; nil: not instrumented.
+	Metrics *HTTPMetrics
+	// Audit receives every decision answered; nil: none is kept.
+	Audit *AuditStream
 }
 
 type httpScratch struct {
@@ -66,8 +74,15 @@ type httpScratch struct {
 // names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz,
 // /readyz and /openapi.yaml (api/openapi.yaml describes them all).
 func NewHandler(e *Engine, opts HandlerOptions) *Handler {
-	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux()}
+	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux(), readiness: opts.Readiness}
 	h.buffers.New = func() any { return &httpScratch{} }
+	if h.readiness == nil {
+		h.readiness = NewReadiness(ReadinessOptions{Dependencies: []Dependency{{Name: "feature_store", Check: e.store.Ready}}})
+	}
+	h.served = h.mux
+	if opts.Metrics != nil {
+		h.served = opts.Metrics.instrument(h.mux)
+	}
 	public := opts.Endpoints != AdminEndpoints
 	admin := opts.Endpoints != PublicEndpoints
 	var served []string
@@ -111,7 +126,7 @@ func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.served.ServeHTTP(w, r) }
 
 // route serves path with one method and answers any other with 405 and
 // Allow. Without the path's own fallback the mux's catch-all would answer
@@ -169,6 +184,9 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	s.out = append(s.out, '\n')
 	// A shared slice: Header.Set would allocate a new one per response.
 	w.Header()["Content-Type"] = jsonContentType
+	if h.opts.Audit != nil {
+		h.opts.Audit.Record(&s.d, s.out[:len(s.out)-1])
+	}
 	if s.d.pending.s == nil {
 		w.Write(s.out)
 		return
@@ -303,15 +321,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// ready checks every dependency and names those failing: 200 when none
+// is, else 503 with "error" summing them up.
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := h.engine.store.Ready(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "feature store not ready: "+err.Error())
-		return
+	deps := h.readiness.Check(r.Context())
+	out := struct {
+		Ready        bool               `json:"ready"`
+		Error        string             `json:"error,omitempty"`
+		Dependencies []DependencyStatus `json:"dependencies"`
+	}{Ready: true, Dependencies: deps}
+	code := http.StatusOK
+	if msg := notReady(deps); msg != "" {
+		out.Ready, out.Error, code = false, "not ready: "+msg, http.StatusServiceUnavailable
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "ready\n")
+	writeJSON(w, code, out)
 }
 
 var jsonContentType = []string{"application/json"}

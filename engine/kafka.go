@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/riskd/riskd/internal/logs"
 )
 
 // KafkaOptions configure stream scoring. Zero values take the defaults in
@@ -61,6 +66,10 @@ type KafkaOptions struct {
 	// one whose event may never have been recorded, so committing it loses
 	// history that later events' features should count.
 	Degraded bool
+	// ClientID names this consumer to the brokers, and so in its group:
+	// the readiness check looks for it among the group's members.
+	// Default "riskd-<hostname>-<random>", unique per process.
+	ClientID string
 	// Registerer receives the consumer's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger reports broker trouble; nil discards.
@@ -111,6 +120,12 @@ func (o *KafkaOptions) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.ClientID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		rand.Read(b[:])
+		o.ClientID = "riskd-" + host + "-" + hex.EncodeToString(b[:])
+	}
 }
 
 // Consumer scores the events topic in a consumer group, at least once:
@@ -130,10 +145,14 @@ func (o *KafkaOptions) defaults() {
 // store did not answer: such an event is scored again with backoff and its
 // partition waits for it (see KafkaOptions.Degraded).
 type Consumer struct {
-	engine    *Engine
-	opts      KafkaOptions
-	score     ScoreOptions
-	reader    *kafka.Reader
+	engine *Engine
+	opts   KafkaOptions
+	score  ScoreOptions
+	reader *kafka.Reader
+	// client asks the brokers about the group for the readiness checks,
+	// over transport's connections.
+	client    *kafka.Client
+	transport *kafka.Transport
 	decisions *kafka.Writer
 	dlq       *kafka.Writer
 	shadow    *kafka.Writer
@@ -160,37 +179,11 @@ type kafkaMetrics struct {
 func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 	opts.defaults()
 	c := &Consumer{engine: e, opts: opts, slots: make(chan struct{}, opts.Concurrency), keySeed: maphash.MakeSeed()}
+	readerError := logs.Printf(opts.Logger, slog.LevelWarn, "kafka-go")
 	c.decisionPool.New = func() any { return new(Decision) }
 	if opts.StoreTimeout > 0 {
 		c.score.StoreTimeout = opts.StoreTimeout
 	}
-	c.reader = kafka.NewReader(kafka.ReaderConfig{
-		Brokers: opts.Brokers,
-		GroupID: opts.Group,
-		Topic:   opts.Topic,
-		// Offsets are committed by the partition workers once decisions
-		// are written, never by a timer.
-		CommitInterval: 0,
-		StartOffset:    kafka.FirstOffset,
-		MaxWait:        250 * time.Millisecond,
-		MaxBytes:       16 << 20,
-		QueueCapacity:  opts.BatchSize,
-		ReadBackoffMax: backoffMax,
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { opts.Logger.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
-	})
-	writer := func(topic string) *kafka.Writer {
-		return &kafka.Writer{
-			Addr:                   kafka.TCP(opts.Brokers...),
-			Topic:                  topic,
-			Balancer:               &kafka.Hash{}, // by event id
-			RequiredAcks:           kafka.RequireAll,
-			BatchSize:              opts.BatchSize,
-			BatchTimeout:           time.Millisecond, // a worker hands over whole batches: do not wait for more
-			AllowAutoTopicCreation: true,
-			MaxAttempts:            1, // the worker retries with backoff, and counts it
-		}
-	}
-	c.decisions, c.dlq, c.shadow = writer(opts.DecisionsTopic), writer(opts.DLQTopic), writer(opts.ShadowTopic)
 	c.metrics = &kafkaMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_kafka_messages_total", Help: "Events consumed from Kafka, by result: decided or dead_lettered.",
@@ -199,7 +192,7 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 			Name: "riskd_kafka_shadow_decisions_total", Help: "Shadow verdicts written to the shadow decisions topic.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_kafka_errors_total", Help: "Kafka operations that failed and were retried, by operation: fetch, write, commit.",
+			Name: "riskd_kafka_errors_total", Help: "Kafka operations that failed and were retried, by operation: fetch, write, commit, and reader (the consumer group client could not reach the brokers, join the group or fetch).",
 		}, []string{"op"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "riskd_kafka_commit_duration_seconds", Help: "Time to commit one batch's offsets.", Buckets: latencyBuckets,
@@ -214,10 +207,99 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 			Name: "riskd_kafka_partitions_waiting_on_store", Help: "Partitions holding at an event the feature store has not answered yet: nothing after it is decided or committed meanwhile.",
 		}),
 	}
+	c.reader = kafka.NewReader(kafka.ReaderConfig{
+		Brokers: opts.Brokers,
+		GroupID: opts.Group,
+		Topic:   opts.Topic,
+		// Offsets are committed by the partition workers once decisions
+		// are written, never by a timer.
+		CommitInterval: 0,
+		StartOffset:    kafka.FirstOffset,
+		MaxWait:        250 * time.Millisecond,
+		MaxBytes:       16 << 20,
+		QueueCapacity:  opts.BatchSize,
+		ReadBackoffMax: backoffMax,
+		Dialer:         &kafka.Dialer{ClientID: opts.ClientID, Timeout: 10 * time.Second, DualStack: true},
+		// The reader retries a broker it cannot reach, or a group it
+		// cannot join, by itself: FetchMessage only waits. What it
+		// reports here is all there is to see of it, so it is a warning
+		// and a counted error.
+		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
+			c.metrics.errors.WithLabelValues("reader").Inc()
+			readerError(f, a...)
+		}),
+		Logger: kafka.LoggerFunc(logs.Printf(opts.Logger, slog.LevelDebug, "kafka-go")),
+	})
+	c.transport = &kafka.Transport{ClientID: opts.ClientID}
+	c.client = &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Transport: c.transport}
+	writer := func(topic string) *kafka.Writer {
+		return &kafka.Writer{
+			Addr:                   kafka.TCP(opts.Brokers...),
+			Topic:                  topic,
+			Balancer:               &kafka.Hash{}, // by event id
+			RequiredAcks:           kafka.RequireAll,
+			BatchSize:              opts.BatchSize,
+			BatchTimeout:           time.Millisecond, // a worker hands over whole batches: do not wait for more
+			AllowAutoTopicCreation: true,
+			MaxAttempts:            1, // the worker retries with backoff, and counts it
+			Logger:                 kafka.LoggerFunc(logs.Printf(opts.Logger, slog.LevelDebug, "kafka-go")),
+			ErrorLogger:            kafka.LoggerFunc(logs.Printf(opts.Logger, slog.LevelWarn, "kafka-go")),
+		}
+	}
+	c.decisions, c.dlq, c.shadow = writer(opts.DecisionsTopic), writer(opts.DLQTopic), writer(opts.ShadowTopic)
+	// Every operation's series exists from the start, at 0: an alert on
+	// its rate needs one to compare with.
+	for _, op := range []string{"fetch", "write", "commit", "reader"} {
+		c.metrics.errors.WithLabelValues(op)
+	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag, c.metrics.storeRetries, c.metrics.storeWaiting)
 	}
 	return c
+}
+
+// Dependencies are what the consumer needs, for the readiness checks:
+// "kafka", the brokers answer and know the events topic; "kafka_group",
+// this consumer is a member of its group (it has joined, and not been
+// dropped for missing heartbeats). A consumer outside its group fetches
+// nothing while every call succeeds, so only asking the group tells.
+func (c *Consumer) Dependencies() []Dependency {
+	return []Dependency{
+		{Name: "kafka", Check: c.checkBrokers},
+		{Name: "kafka_group", Check: c.checkGroup},
+	}
+}
+
+func (c *Consumer) checkBrokers(ctx context.Context) error {
+	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.opts.Topic}})
+	if err != nil {
+		return fmt.Errorf("brokers %s: %w", strings.Join(c.opts.Brokers, ","), err)
+	}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return fmt.Errorf("events topic %s: %w", t.Name, t.Error)
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) checkGroup(ctx context.Context) error {
+	resp, err := c.client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{c.opts.Group}})
+	if err != nil {
+		return fmt.Errorf("describing consumer group %s: %w", c.opts.Group, err)
+	}
+	for _, g := range resp.Groups {
+		if g.Error != nil {
+			return fmt.Errorf("describing consumer group %s: %w", c.opts.Group, g.Error)
+		}
+		for _, m := range g.Members {
+			if m.ClientID == c.opts.ClientID {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not a member of consumer group %s (group %s, %d members)", c.opts.ClientID, c.opts.Group, g.GroupState, len(g.Members))
+	}
+	return fmt.Errorf("consumer group %s: not described by the brokers", c.opts.Group)
 }
 
 // worker is one partition's scoring goroutine, fed in offset order.
@@ -255,6 +337,7 @@ func (c *Consumer) Run(ctx context.Context) {
 		c.dlq.Close()
 		c.shadow.Close()
 		c.reader.Close()
+		c.transport.CloseIdleConnections()
 	}()
 	backoff := newBackoff(backoffMax)
 	for {
@@ -503,9 +586,12 @@ func decisionMessage(d *Decision) kafka.Message {
 		Headers: []kafka.Header{
 			{Key: "ruleset", Value: []byte(d.Ruleset)},
 			{Key: "version", Value: []byte(d.Version)},
+			{Key: "source", Value: sourceKafka},
 		},
 	}
 }
+
+var sourceKafka = []byte("kafka")
 
 // shadowMessages are d's shadow verdicts as written to the shadow topic.
 func shadowMessages(d *Decision) []kafka.Message {

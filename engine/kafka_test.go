@@ -123,7 +123,7 @@ func TestKafkaHappyPath(t *testing.T) {
 		for _, h := range m.Headers {
 			headers = append(headers, h.Key+"="+string(h.Value))
 		}
-		if strings.Join(headers, ",") != "ruleset=checkout,version=2026-11-25.1" {
+		if strings.Join(headers, ",") != "ruleset=checkout,version=2026-11-25.1,source=kafka" {
 			t.Fatalf("headers %v", headers)
 		}
 		seen[d.EventID] = true

@@ -21,9 +21,18 @@ type metrics struct {
 	invalidEvents   prometheus.Counter
 }
 
-// latencyBuckets span 10 µs to 100 ms: engine time is microseconds, a slow
-// store shows up in the milliseconds.
-var latencyBuckets = prometheus.ExponentialBucketsRange(10e-6, 0.1, 17)
+// latencyBuckets span 10 µs to 1 s in steps of 1, 2.5 and 5: engine time
+// is microseconds, a slow store shows up in the milliseconds and a Kafka
+// commit under trouble in the hundreds. Written out so that every
+// boundary prints round (le="0.0025", not le="0.0024999999999999996").
+var latencyBuckets = []float64{
+	10e-6, 25e-6, 50e-6,
+	100e-6, 250e-6, 500e-6,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1,
+}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{

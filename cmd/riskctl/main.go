@@ -17,6 +17,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/replay"
+	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
 )
@@ -31,6 +32,7 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
                  [-from DATE] [-to DATE] [-out decisions.jsonl] [-features-out FILE.csv] [-json]
                  [-known-fraud FIELD [-known-delay 7d] [-known-every 1d] [-known-from DATE]]
+  riskctl -version                 print the version, VCS revision and Go version
 
 validate, test, score and replay read DIR as riskd does and take its
 -rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.
@@ -64,6 +66,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, buildinfo.Read().String("riskctl"))
 		return 0
 	}
 	fmt.Fprintf(stderr, "riskctl: unknown command %q\n\n%s", args[0], usage)

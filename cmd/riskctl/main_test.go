@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -317,6 +318,16 @@ func TestCommandHelp(t *testing.T) {
 					t.Errorf("riskctl %v: no %q in\n%s", args, w, out)
 				}
 			}
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version", "version"} {
+		code, out, errOut := riskctl(t, "", arg)
+		// A test binary has no module version or VCS stamp of its own.
+		if want := "riskctl (devel) (revision unknown, " + runtime.Version() + ")\n"; code != 0 || out != want || errOut != "" {
+			t.Errorf("riskctl %s: exit %d, %q %q; want 0, %q", arg, code, out, errOut, want)
 		}
 	}
 }

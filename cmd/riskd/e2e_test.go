@@ -38,10 +38,7 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	defer broker.Close()
 	addr := broker.ListenAddrs()[0]
 
-	bin := filepath.Join(t.TempDir(), "riskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := riskdBinary(t)
 	// The example policy plus a challenger live for half the accounts.
 	rules := t.TempDir()
 	yamls, _ := filepath.Glob("../../rules/example/*.yaml")
@@ -175,10 +172,7 @@ type record struct {
 // metrics; the admin port serves those; and a swap of ..data (the
 // kubelet's atomic update) is picked up by the watcher.
 func TestAdminListenerAndConfigMapReload(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "riskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := riskdBinary(t)
 	dir := t.TempDir()
 	publish := func(gen int, version string) {
 		ts := filepath.Join(dir, fmt.Sprintf("..2026_11_29_10_00_00.%03d", gen))
@@ -211,20 +205,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 
 	logs := filepath.Join(t.TempDir(), "riskd.log")
 	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret")
-	addrRE := regexp.MustCompile(`msg="riskd serving" addr=(\S+) admin_addr=(\S+)`)
-	var public, admin string
-	waitUntil(t, 30*time.Second, "riskd to serve", func() bool {
-		select {
-		case <-p.exited:
-			t.Fatalf("riskd exited: %v\n%s", p.err, p.output())
-		default:
-		}
-		m := addrRE.FindStringSubmatch(p.output())
-		if m != nil {
-			public, admin = "http://"+m[1], "http://"+m[2]
-		}
-		return m != nil
-	}, p.output)
+	public, admin := serving(t, p)
 
 	// Every exchange with the binary is held to api/openapi.yaml too.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: apitest.Transport(t, nil)}

@@ -121,15 +121,21 @@ func committedTotal(t *testing.T, addr, group, topic string, partitions int) int
 	return n
 }
 
-// waitUntil polls cond until it holds or timeout passes.
+// waitUntil polls cond every millisecond until it holds or timeout passes.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool, logs func() string) {
+	t.Helper()
+	pollUntil(t, time.Millisecond, timeout, what, cond, logs)
+}
+
+// pollUntil polls cond every interval until it holds or timeout passes.
+func pollUntil(t *testing.T, every, timeout time.Duration, what string, cond func() bool, logs func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited %v for %s\nriskd:\n%s", timeout, what, logs())
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
@@ -153,10 +159,7 @@ func TestKafkaKillNineExactFeatures(t *testing.T) {
 	addr := broker.ListenAddrs()[0]
 
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "riskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := riskdBinary(t)
 	policy := filepath.Join(dir, "policy")
 	if err := os.Mkdir(policy, 0o755); err != nil {
 		t.Fatal(err)

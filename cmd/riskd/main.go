@@ -21,10 +21,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/net/netutil"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/buildinfo"
+	"github.com/riskd/riskd/internal/logs"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -54,12 +57,13 @@ type config struct {
 	adminToken        string
 	maxEventBytes     int
 	shutdown          time.Duration
+	logFormat         string
+	logLevel          slog.Level
+	version           bool
 }
 
-// parseFlags reads flags, each also settable as RISKD_<FLAG> in the
-// environment; a flag on the command line wins over the environment.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
-	c := &config{}
+// flagSet defines riskd's flags into c.
+func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl := flag.NewFlagSet("riskd", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.StringVar(&c.listen, "listen", ":8080", "HTTP address")
@@ -76,10 +80,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
-	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated; empty: no Kafka consumer")
+	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated: riskd consumes the events topic and writes HTTP decisions to the decisions topic too; empty: no Kafka")
 	fl.StringVar(&c.kafkaTopic, "kafka-topic", "risk.events", "events topic")
 	fl.StringVar(&c.kafkaGroup, "kafka-group", "riskd", "consumer group")
-	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic")
+	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic: every decision, Kafka's and HTTP's (header source: kafka or http)")
 	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
 	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
@@ -88,6 +92,27 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
 	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
+	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
+	fl.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least severe `level` of the log lines written: debug, info, warn or error")
+	fl.BoolVar(&c.version, "version", false, "print riskd's version, VCS revision and Go version, and exit")
+	return fl
+}
+
+// actions are the flags that do something instead of setting something:
+// no environment variable sets them (RISKD_VERSION, set for a deployment's
+// own bookkeeping, must not turn riskd into a version printer).
+var actions = map[string]bool{"version": true}
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return "RISKD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlags reads flags, each also settable as RISKD_<FLAG> in the
+// environment; a flag on the command line wins over the environment.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fl := flagSet(c, stderr)
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -98,8 +123,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fl.VisitAll(func(f *flag.Flag) {
-		env := "RISKD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(env); v != "" && !set[f.Name] {
+		env := envName(f.Name)
+		if v := getenv(env); v != "" && !set[f.Name] && !actions[f.Name] {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("environment %s=%q: %v", env, v, err))
 			}
@@ -107,6 +132,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	switch c.logFormat {
+	case logs.FormatAuto, logs.FormatJSON, logs.FormatText:
+	default:
+		return nil, fmt.Errorf("-log-format %q: want auto, json or text", c.logFormat)
 	}
 	if c.maxEventBytes < 256 {
 		return nil, fmt.Errorf("-max-event-bytes %d is too small (at least 256)", c.maxEventBytes)
@@ -248,6 +278,22 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 	return r, name, nil
 }
 
+// readinessEvery is how often the dependencies are checked for the logs
+// and riskd_dependency_up (GET /readyz checks them when asked).
+const readinessEvery = 5 * time.Second
+
+// buildInfoGauge is riskd_build_info: always 1, its labels say which
+// build is running, so a dashboard can show a rollout.
+func buildInfoGauge(b buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "riskd_build_info",
+		Help:        "Always 1; the labels name the running build: module version, VCS revision, Go version.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
+	})
+	g.Set(1)
+	return g
+}
+
 // splitList splits a comma-separated flag, dropping blanks.
 func splitList(s string) []string {
 	var out []string
@@ -260,32 +306,64 @@ func splitList(s string) []string {
 }
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(os.Args[1:], log); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "riskd:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "riskd:", err)
+		}
 		os.Exit(1)
 	}
 }
 
-func run(args []string, log *slog.Logger) error {
-	cfg, err := parseFlags(args, os.Getenv, os.Stderr)
+// loggedError is an error riskd already logged: once the logger is set
+// up, even the last line is in its format.
+type loggedError struct{ error }
+
+// run reads the flags, sets up logging and serves until a signal.
+func run(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, os.Getenv, stderr)
 	if err != nil {
 		return err
 	}
+	if cfg.version {
+		fmt.Fprintln(stdout, buildinfo.Read().String("riskd"))
+		return nil
+	}
+	h, err := logs.NewHandler(stderr, cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	lim := logs.Limit(h, logs.DefaultEvery)
+	// What the limiter held back when riskd stops is still counted.
+	defer lim.Flush(context.Background())
+	log := slog.New(lim)
+	// Lines of the standard log package (net/http's among them) and
+	// go-redis's, which logs through a process-wide logger of its own,
+	// go through the same handler.
+	slog.SetDefault(log)
+	redis.SetLogger(logs.GoRedis{Log: log})
+	if err := serve(cfg, log); err != nil {
+		log.Error("riskd stopped", "err", err)
+		return loggedError{err}
+	}
+	return nil
+}
+
+// serve runs riskd as cfg says until a signal or a failure.
+func serve(cfg *config, log *slog.Logger) error {
 	policy, err := loadPolicy(cfg.rulesDir, cfg.rulesRead)
 	if err != nil {
 		return fmt.Errorf("loading the policy:\n%w", err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(buildinfo.Read()))
 	store, storeName, err := openStore(cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew}
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
@@ -303,11 +381,18 @@ func run(args []string, log *slog.Logger) error {
 			return fmt.Errorf("-admin-listen: %w", err)
 		}
 	}
-	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken}
+	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: engine.NewHTTPMetrics(reg)}
+	// What /readyz checks: the memory store is riskd itself, Redis and
+	// Kafka are not.
+	var deps []engine.Dependency
+	if cfg.redis != "" {
+		deps = append(deps, engine.Dependency{Name: "redis", Check: store.Ready})
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// The policy watcher and the Kafka consumer are owned here: started
-	// with the server, stopped by the signal and waited for on shutdown. If
+	// The policy watcher, the Kafka consumer and the readiness watch are
+	// owned here: started with the server, stopped by the signal and
+	// waited for on shutdown. If
 	// the watcher cannot watch, riskd stops rather than serve a policy that
 	// silently no longer follows its directory.
 	var background sync.WaitGroup
@@ -341,10 +426,34 @@ func run(args []string, log *slog.Logger) error {
 			kopts.StoreTimeout = cfg.kafkaStoreTimeout
 		}
 		consumer := engine.NewConsumer(eng, kopts)
+		deps = append(deps, consumer.Dependencies()...)
 		background.Add(1)
 		go func() {
 			defer background.Done()
 			consumer.Run(ctx)
+		}()
+	}
+	readiness := engine.NewReadiness(engine.ReadinessOptions{Dependencies: deps, Registerer: reg, Logger: log})
+	hopts.Readiness = readiness
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		readiness.Watch(ctx, readinessEvery)
+	}()
+
+	// With Kafka, HTTP decisions go to the decisions topic too. The audit
+	// stream stops after the HTTP servers, so that the decisions of the
+	// requests they finish are still written.
+	auditCtx, stopAudit := context.WithCancel(context.Background())
+	defer stopAudit()
+	if cfg.kafkaBrokers != "" {
+		audit := engine.NewAuditStream(engine.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.decisions,
+			ShutdownTimeout: cfg.shutdown, Registerer: reg, Logger: log})
+		hopts.Audit = audit
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			audit.Run(auditCtx)
 		}()
 	}
 
@@ -362,6 +471,7 @@ func run(args []string, log *slog.Logger) error {
 			WriteTimeout:      10 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
 	var listeners []listener
@@ -406,6 +516,7 @@ func run(args []string, log *slog.Logger) error {
 			serveErr = err
 		}
 	}
+	stopAudit()
 	background.Wait()
 	if serveErr != nil {
 		return serveErr

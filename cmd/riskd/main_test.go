@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +93,32 @@ func TestParseFlags(t *testing.T) {
 		{name: "negative key cap", args: []string{"-memory-max-keys", "-1"}, wantErr: "-memory-max-keys -1 must not be negative"},
 		{name: "no future skew", args: []string{"-max-future-skew", "0s"}, wantErr: "-max-future-skew 0s must be positive"},
 		{name: "no lateness", args: []string{"-max-lateness", "0s"}, wantErr: "-max-lateness 0s must be positive"},
+		{name: "log format and level", listen: ":8080", args: []string{"-log-format", "json", "-log-level", "debug"}, check: func(c *config) string {
+			if c.logFormat != "json" || c.logLevel != slog.LevelDebug {
+				return fmt.Sprintf("log format %q, level %v", c.logFormat, c.logLevel)
+			}
+			return ""
+		}},
+		{name: "log defaults", listen: ":8080", check: func(c *config) string {
+			if c.logFormat != "auto" || c.logLevel != slog.LevelInfo {
+				return fmt.Sprintf("log format %q, level %v; want auto, INFO", c.logFormat, c.logLevel)
+			}
+			return ""
+		}},
+		{name: "log level from the environment", listen: ":8080", env: map[string]string{"RISKD_LOG_LEVEL": "WARN", "RISKD_LOG_FORMAT": "text"}, check: func(c *config) string {
+			if c.logFormat != "text" || c.logLevel != slog.LevelWarn {
+				return fmt.Sprintf("log format %q, level %v", c.logFormat, c.logLevel)
+			}
+			return ""
+		}},
+		{name: "the environment does not ask for the version", listen: ":8080", env: map[string]string{"RISKD_VERSION": "1.4.0"}, check: func(c *config) string {
+			if c.version {
+				return "RISKD_VERSION set -version"
+			}
+			return ""
+		}},
+		{name: "bad log format", args: []string{"-log-format", "logfmt"}, wantErr: `-log-format "logfmt": want auto, json or text`},
+		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: `invalid value "loud" for flag -log-level`},
 		{name: "bad kafka store timeout environment value", env: map[string]string{"RISKD_KAFKA_STORE_TIMEOUT": "1"}, wantErr: `environment RISKD_KAFKA_STORE_TIMEOUT="1": parse error`},
 	}
 	for _, tt := range tests {
@@ -113,6 +142,17 @@ func TestParseFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"-version"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	// A test binary has no module version or VCS stamp of its own.
+	if want := "riskd (devel) (revision unknown, " + runtime.Version() + ")\n"; out.String() != want || errOut.Len() != 0 {
+		t.Errorf("riskd -version: %q %q, want %q", out.String(), errOut.String(), want)
 	}
 }
 
