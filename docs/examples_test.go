@@ -137,7 +137,7 @@ func (s *server) output() string {
 }
 
 var (
-	riskdRE   = regexp.MustCompile(`go run \./cmd/riskd(\s|$)`)
+	riskdRE = regexp.MustCompile(`go run \./cmd/riskd(\s|$)`)
 	// riskd logs JSON when its output is not a terminal (-log-format auto).
 	servingRE = regexp.MustCompile(`"msg":"riskd serving","addr":"([^"]+)","admin_addr":"([^"]*)"`)
 )

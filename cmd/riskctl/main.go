@@ -16,8 +16,8 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
-	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/internal/buildinfo"
+	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
 )
