@@ -97,7 +97,10 @@ type compiled struct {
 	// own copy of the name: metric labels must never alias an event's
 	// bytes (the parser reuses them), and are bounded to these and "other".
 	recorded map[string]string
-	pool     sync.Pool
+	// whereErrors: per log (Log.Index), the counters of its features'
+	// where errors; nil for a log without a condition.
+	whereErrors [][]prometheus.Counter
+	pool        sync.Pool
 }
 
 // prepared is a ruleset's share of compiled: its metric children and, for
@@ -120,6 +123,15 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 	for _, f := range p.Features.Features {
 		for _, t := range f.EventTypes {
 			c.recorded[t] = t
+		}
+	}
+	c.whereErrors = make([][]prometheus.Counter, len(p.Filters))
+	for li, f := range p.Filters {
+		if f == nil {
+			continue
+		}
+		for _, name := range f.Features {
+			c.whereErrors[li] = append(c.whereErrors[li], e.metrics.whereErrors.WithLabelValues(name))
 		}
 	}
 	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
@@ -175,7 +187,10 @@ type scratch struct {
 	obs      features.Observation
 	itemOf   []int  // feature index -> index in obs.Items, -1 if none
 	reads    []bool // feature index -> the ruleset reads it
-	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent
+	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
+	// filterEnvs: per log, where its condition is evaluated (made on
+	// first use).
+	filterEnvs []*rules.Env
 	numBuf   []byte
 	strict   strictScratch
 	keyBuf   []byte
@@ -186,7 +201,7 @@ type scratch struct {
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
 	return &scratch{envs: map[*rules.Ruleset]*rules.Env{}, itemOf: make([]int, n), reads: make([]bool, n),
-		entryOf: make([]int, len(c.policy.Features.Logs))}
+		entryOf: make([]int, len(c.policy.Features.Logs)), filterEnvs: make([]*rules.Env, len(c.policy.Features.Logs))}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -369,6 +384,16 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 				s.entryOf[li] = -2
 				continue
 			}
+			// A filtered log records the event only when its condition
+			// holds, asked once per event; reading it is unaffected.
+			if record && c.policy.Filters[li] != nil {
+				record = ei != -3 && e.where(c, s, li)
+			}
+			if !read && !record {
+				s.keyBuf = s.keyBuf[:start]
+				s.entryOf[li] = -3
+				continue
+			}
 			ei = s.obs.AddEntry(f.Log, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
 			s.entryOf[li] = ei
 			if record {
@@ -410,6 +435,29 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 	}
 	d.Retry = s.obs.Retry
 	return nil
+}
+
+// where evaluates the condition of log li on the event in s. An error
+// (a missing field compared with a number, say) counts against the log's
+// features and the event is not recorded.
+func (e *Engine) where(c *compiled, s *scratch, li int) bool {
+	f := c.policy.Filters[li]
+	env := s.filterEnvs[li]
+	if env == nil {
+		env = f.NewEnv()
+		s.filterEnvs[li] = env
+	}
+	env.Reset()
+	for i, slot := range f.Slots() {
+		env.SetField(i, lookup(s.ev, slot.Path))
+	}
+	ok, err := f.Eval(env)
+	if err != nil {
+		for _, m := range c.whereErrors[li] {
+			m.Inc()
+		}
+	}
+	return ok
 }
 
 // fields sets the values entry ei records: the log's numeric fields as

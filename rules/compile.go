@@ -35,6 +35,9 @@ type compiler struct {
 	features *features.Set
 	lists    map[string]*List
 	pending  []*pending
+	// filter: the expressions are a feature's where, which reads the
+	// event and lists but not features.
+	filter bool
 }
 
 // pending is an expression waiting for its environment.
@@ -97,6 +100,10 @@ func (v *flattener) Visit(n *ast.Node) {
 	name := prop.Value
 	switch root {
 	case "features":
+		if v.c.filter {
+			v.fail(m, "a where reads event.* and lists.*, not features: it decides whether the event is recorded, before any feature is read")
+			return
+		}
 		if _, ok := v.c.features.Index(name); !ok && !v.c.features.Broken(name) {
 			msg := fmt.Sprintf("unknown feature %s", policyfile.Quote(name))
 			if s := policyfile.Suggest(name, v.c.features.Names()); s != "" {
@@ -237,8 +244,12 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 			p := fields[path]
 			n := p.fields[path]
 			line, col := position(p.src, n.Location().From)
-			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields for %s events: rules read it untyped and events are not checked for it",
-				p.what, path, strings.Join(types, ", "))
+			for_ := "for " + strings.Join(types, ", ") + " events"
+			if len(types) == 0 {
+				for_ = "for every event type"
+			}
+			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields %s: rules read it untyped and events are not checked for it",
+				p.what, path, for_)
 		}
 		slots = append(slots, s)
 	}

@@ -116,6 +116,13 @@ func compile(src *source) (*Policy, error) {
 		errs = append(errs, featErr)
 	}
 	errs = append(errs, src.errs...)
+	fes := &policyfile.Errors{File: name(FeaturesFile)}
+	fwarns := &policyfile.Errors{File: name(FeaturesFile)}
+	p.Filters = compileFilters(set, fes, fwarns)
+	if err := fes.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	p.Warnings = append(p.Warnings, fwarns.Messages()...)
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}

@@ -37,6 +37,9 @@ type Policy struct {
 	Dir      string
 	Features *features.Set
 	Rulesets []*Ruleset // sorted by name
+	// Filters holds, per log of Features (by Log.Index), the where
+	// condition its events must meet to be recorded; nil: none.
+	Filters  []*Filter
 	LoadedAt time.Time
 	// Warnings are what the policy may not mean, each as file:line:col:
 	// message: rules reading event fields the schema does not declare.
