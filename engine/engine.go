@@ -180,22 +180,22 @@ const storeUnavailableReason = "risk history could not be read in time; this rul
 // scratch is the per-goroutine working space of one Score: reused through
 // the policy's pool so the hot path does not allocate it.
 type scratch struct {
-	parser   fastjson.Parser
-	ev       *fastjson.Value // the event being scored, in parser
-	envs     map[*rules.Ruleset]*rules.Env
-	minute   int64 // Unix minute the event is scored in, for rule health
-	obs      features.Observation
-	itemOf   []int  // feature index -> index in obs.Items, -1 if none
-	reads    []bool // feature index -> the ruleset reads it
-	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
+	parser  fastjson.Parser
+	ev      *fastjson.Value // the event being scored, in parser
+	envs    map[*rules.Ruleset]*rules.Env
+	minute  int64 // Unix minute the event is scored in, for rule health
+	obs     features.Observation
+	itemOf  []int  // feature index -> index in obs.Items, -1 if none
+	reads   []bool // feature index -> the ruleset reads it
+	entryOf []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
 	// filterEnvs: per log, where its condition is evaluated (made on
 	// first use).
 	filterEnvs []*rules.Env
-	numBuf   []byte
-	strict   strictScratch
-	keyBuf   []byte
-	splitBuf []byte
-	results  []rules.RuleResult
+	numBuf     []byte
+	strict     strictScratch
+	keyBuf     []byte
+	splitBuf   []byte
+	results    []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {
