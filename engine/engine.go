@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -42,6 +43,10 @@ type Options struct {
 	// Logger receives what the engine reports on its own: rules failing at
 	// run time. Default: discarded.
 	Logger *slog.Logger
+	// Lists holds the mutable lists rules read. Default: a new in-memory
+	// registry, not synced (riskctl's tests and replays: the lists are
+	// empty unless changed through it).
+	Lists *lists.Registry
 }
 
 // Engine scores events against the current policy. It is safe for
@@ -54,6 +59,7 @@ type Engine struct {
 	maxBytes int
 	now      func() time.Time
 	log      *slog.Logger
+	lists    *lists.Registry
 	current  atomic.Pointer[compiled]
 }
 
@@ -73,6 +79,10 @@ func New(p *rules.Policy, opts Options) *Engine {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.lists = opts.Lists
+	if e.lists == nil {
+		e.lists = lists.NewMemory(lists.Options{})
+	}
 	e.metrics = newMetrics(opts.Registerer)
 	e.current.Store(e.compile(p))
 	return e
@@ -88,6 +98,9 @@ func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
 // Store returns the feature store.
 func (e *Engine) Store() features.Store { return e.store }
 
+// Lists returns the registry of mutable lists.
+func (e *Engine) Lists() *lists.Registry { return e.lists }
+
 // compiled is a policy prepared for scoring: metric children resolved and
 // a pool of scratch space sized for it.
 type compiled struct {
@@ -100,6 +113,9 @@ type compiled struct {
 	// whereErrors: per log (Log.Index), the counters of its features'
 	// where errors; nil for a log without a condition.
 	whereErrors [][]prometheus.Counter
+	// filterLists: per log, the mutable list each slot of its condition
+	// holds (nil for an event field).
+	filterLists [][]*lists.Mutable
 	pool        sync.Pool
 }
 
@@ -116,6 +132,8 @@ type prepared struct {
 	// agreement[champion outcome][challenger outcome], on a challenger.
 	agreement [3][3]prometheus.Counter
 	health    *rulesetHealth
+	// lists: the mutable list each slot holds (nil for the others).
+	lists []*lists.Mutable
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
@@ -125,7 +143,15 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 			c.recorded[t] = t
 		}
 	}
+	// The mutable lists the policy declares are read from the store
+	// before it serves, so it never starts with an empty copy of one.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := e.lists.Declare(ctx, p.MutableLists); err != nil {
+		e.log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
+	}
+	cancel()
 	c.whereErrors = make([][]prometheus.Counter, len(p.Filters))
+	c.filterLists = make([][]*lists.Mutable, len(p.Filters))
 	for li, f := range p.Filters {
 		if f == nil {
 			continue
@@ -133,6 +159,7 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 		for _, name := range f.Features {
 			c.whereErrors[li] = append(c.whereErrors[li], e.metrics.whereErrors.WithLabelValues(name))
 		}
+		c.filterLists[li] = e.bindLists(f.Slots())
 	}
 	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
 	for _, rs := range p.Rulesets {
@@ -152,6 +179,7 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 				}
 			}
 		}
+		pr.lists = e.bindLists(rs.Slots)
 		pr.reads = rs.Reads
 		if len(rs.Challengers) > 0 {
 			seen := map[int]bool{}
@@ -169,6 +197,17 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 	}
 	c.pool.New = func() any { return c.newScratch() }
 	return c
+}
+
+// bindLists finds the mutable list of each list slot.
+func (e *Engine) bindLists(slots []rules.Slot) []*lists.Mutable {
+	out := make([]*lists.Mutable, len(slots))
+	for i, s := range slots {
+		if s.List != "" {
+			out[i] = e.lists.List(s.List)
+		}
+	}
+	return out
 }
 
 // StoreUnavailableRule names the reason added when a fail_closed ruleset
@@ -449,6 +488,10 @@ func (e *Engine) where(c *compiled, s *scratch, li int) bool {
 	}
 	env.Reset()
 	for i, slot := range f.Slots() {
+		if m := c.filterLists[li][i]; m != nil {
+			env.SetList(i, m.Snapshot())
+			continue
+		}
 		env.SetField(i, lookup(s.ev, slot.Path))
 	}
 	ok, err := f.Eval(env)
@@ -498,6 +541,10 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	}
 	env.Reset()
 	for i, slot := range rs.Slots {
+		if m := pr.lists[i]; m != nil {
+			env.SetList(i, m.Snapshot())
+			continue
+		}
 		if slot.Feature < 0 {
 			env.SetField(i, lookup(s.ev, slot.Path))
 			continue
@@ -535,7 +582,11 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		pr.hits[i].Inc()
 		start := len(d.buf)
 		d.buf = r.Reason.Render(d.buf, env)
-		v.Reasons = append(v.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
+		reason := Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action}
+		n := len(d.lists)
+		d.lists = env.ListVersions(d.lists, i)
+		reason.Lists = d.lists[n:len(d.lists):len(d.lists)]
+		v.Reasons = append(v.Reasons, reason)
 		v.Score += res.Score
 		forced = max(forced, r.Action)
 	}

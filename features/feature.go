@@ -175,9 +175,12 @@ type Set struct {
 	// Schema is the event schema features.yaml declares (event_fields);
 	// never nil, and empty when nothing is declared.
 	Schema *schema.Schema
-	Logs   []*Log
-	byName map[string]int
-	broken []string // names of features that failed to parse
+	// ListsNode is features.yaml's lists: mapping, if any: lists every
+	// ruleset and every where can read, which package rules compiles.
+	ListsNode *yaml.Node
+	Logs      []*Log
+	byName    map[string]int
+	broken    []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool

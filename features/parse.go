@@ -28,7 +28,10 @@ func Parse(file string, data []byte) (*Set, error) {
 		return set, err
 	}
 	es := &policyfile.Errors{File: file}
-	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields")
+	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields", "lists")
+	if f, ok := top["lists"]; ok {
+		set.ListsNode = f.Value
+	}
 	set.Schema = &schema.Schema{}
 	if f, ok := top["event_fields"]; ok {
 		set.Schema = schema.Parse(es, f.Value)

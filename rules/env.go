@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/schema"
 )
 
@@ -25,6 +26,9 @@ type Slot struct {
 	Feature int
 	// Path is the event field read, for an event field.
 	Path features.Path
+	// List names the mutable list the slot holds, filled per event with
+	// SetList; "" for a feature or an event field.
+	List string
 	// Type is the event field's declared type (schema.Any: undeclared, or
 	// not declared for every event type the ruleset scores). Features are
 	// typed by their kind.
@@ -61,6 +65,9 @@ var anyType = reflect.TypeFor[any]()
 
 // goType is how the typed environment holds a slot.
 func (s *Slot) goType() reflect.Type {
+	if s.List != "" {
+		return reflect.TypeFor[func(string) bool]()
+	}
 	if s.Feature >= 0 {
 		if s.isBool {
 			return reflect.TypeFor[bool]()
@@ -97,7 +104,9 @@ func newLayout(slots []Slot) *layout {
 		fields := []reflect.StructField{{Name: "Pad", Type: reflect.TypeFor[uint64](), Tag: `expr:"-"`}}
 		for i := range slots {
 			t := anyType
-			if env == typed {
+			if env == typed || slots[i].List != "" {
+				// A mutable list is never nil: the loose twin holds its
+				// test in its type too, so expr calls it directly.
 				t = slots[i].goType()
 			}
 			fields = append(fields, reflect.StructField{
@@ -138,6 +147,7 @@ type Env struct {
 	looseMem unsafe.Pointer
 	looseSet bool // filled for this event
 	present  []uint64
+	snaps    []*lists.Snapshot // per slot: a mutable list's snapshot
 	floats   floatArena
 	strs     map[string]any
 }
@@ -188,6 +198,19 @@ func (e *Env) SetFeature(i int, v features.Value) {
 	} else {
 		*(*float64)(e.at(i, typed)) = v.Num
 	}
+	e.setPresent(i)
+}
+
+// SetList sets slot i, a mutable list, to the snapshot of its values the
+// event is evaluated against; a rule that fires names its version
+// (ListVersions). The snapshot must not change while it is set.
+func (e *Env) SetList(i int, snap *lists.Snapshot) {
+	*(*func(string) bool)(e.at(i, typed)) = snap.Has
+	*(*func(string) bool)(e.at(i, loose)) = snap.Has
+	if e.snaps == nil {
+		e.snaps = make([]*lists.Snapshot, len(e.rs.Slots))
+	}
+	e.snaps[i] = snap
 	e.setPresent(i)
 }
 
@@ -267,13 +290,15 @@ func (e *Env) fillLoose() {
 	e.looseSet = true
 	for i := range e.rs.Slots {
 		s := &e.rs.Slots[i]
-		if !s.typed {
-			continue
+		if !s.typed || s.List != "" {
+			continue // written to both when set
 		}
 		var x any
 		if e.isPresent(i) {
 			p := e.at(i, typed)
 			switch s.goType().Kind() {
+			case reflect.Map:
+				x = *(*map[string]any)(p)
 			case reflect.Float64:
 				x = e.floats.box(*(*float64)(p))
 			case reflect.Bool:
@@ -282,8 +307,6 @@ func (e *Env) fillLoose() {
 				x = e.str(*(*string)(p))
 			case reflect.Int:
 				x = *(*int)(p)
-			case reflect.Map:
-				x = *(*map[string]any)(p)
 			case reflect.Slice:
 				x = *(*[]any)(p)
 			default:
@@ -300,6 +323,8 @@ type program struct {
 	// needs is the bit set of the typed slots the expression reads: fast
 	// runs only when all of them are present.
 	needs []uint64
+	// lists names the file and mutable lists the expression reads.
+	lists []string
 }
 
 func (e *Env) run(p *program) (any, error) {

@@ -28,7 +28,7 @@ func TestWhereIsCompiledLikeARule(t *testing.T) {
 		{"type error", `event.amount > "x"`, `p/features.yaml:25:25: feature "big_count_24h": where: invalid operation: > (mismatched types float64 and string)`},
 		{"not a condition", `event.amount`, `p/features.yaml:25:12: feature "big_count_24h": where: expected bool, but got float64`},
 		{"reads a feature", `features.card_txn_count_1h > 2`, `p/features.yaml:25:21: feature "big_count_24h": where: a where reads event.* and lists.*, not features: it decides whether the event is recorded, before any feature is read`},
-		{"unknown list", `event.ip_country in lists.nope`, `p/features.yaml:25:38: feature "big_count_24h": where: unknown list "nope" (lists are declared under lists: in this ruleset)`},
+		{"unknown list", `event.ip_country in lists.nope`, `p/features.yaml:25:38: feature "big_count_24h": where: unknown list "nope" (a where reads the lists declared under lists: in features.yaml)`},
 		{"syntax", `event.amount >`, `p/features.yaml:25:25: feature "big_count_24h": where: unexpected token EOF`},
 		{"empty", `"  "`, `p/features.yaml:25:12: feature "big_count_24h": where is empty: give a condition on the event (e.g. where: event.amount > 500) or leave it out`},
 	} {
