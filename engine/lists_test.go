@@ -89,4 +89,3 @@ func TestListsInDecisions(t *testing.T) {
 		t.Errorf("watched_card_payments_1h = %+v, want 1", got)
 	}
 }
-
