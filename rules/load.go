@@ -184,6 +184,9 @@ func compile(src *source) (*Policy, error) {
 	}
 	p.Warnings = append(p.Warnings, files.warnings()...)
 	p.ListFiles = files.described()
+	for _, f := range src.lists {
+		p.ListBytes += len(f.data)
+	}
 	local := []map[string]*List{p.Lists}
 	for _, rs := range parsed {
 		local = append(local, rs.Lists)

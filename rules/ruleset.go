@@ -44,8 +44,11 @@ type Policy struct {
 	// Lists are features.yaml's lists, which every ruleset and where
 	// reads; a ruleset's own are in Ruleset.Lists.
 	Lists map[string]*List
-	// ListFiles are the list files the policy's lists read.
+	// ListFiles are the list files the policy's lists read; ListBytes
+	// counts every list file of the directory, read or not, against
+	// DirOptions.MaxListBytes.
 	ListFiles []ListFile
+	ListBytes int
 	// MutableLists names the mutable lists declared anywhere in the
 	// policy: the admin API changes these.
 	MutableLists []string

@@ -29,9 +29,12 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl score -rules DIR [-explain] < events.jsonl > decisions.jsonl
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
                  [-from DATE] [-to DATE] [-out decisions.jsonl] [-json]
+  riskctl lists add|remove|show [-url URL] NAME [VALUE...]
+                                   change a running riskd's mutable lists
 
 validate, test, score and replay read DIR as riskd does and take its
--rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.
+-rules-max-file-bytes, -rules-max-dir-bytes, -rules-max-list-bytes and
+-rules-follow-symlinks.
 
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
@@ -55,6 +58,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return score(args[1:], stdin, stdout, stderr)
 	case "replay":
 		return replayCmd(args[1:], stdout, stderr)
+	case "lists":
+		return listsCmd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -84,6 +89,7 @@ func dirFlags(fl *flag.FlagSet) *rules.DirOptions {
 	fl.Int64Var(&o.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes (as riskd's flag)")
 	fl.Int64Var(&o.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from one directory (as riskd's flag)")
 	fl.BoolVar(&o.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the directory (as riskd's flag)")
+	fl.Int64Var(&o.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from one directory (as riskd's flag)")
 	return o
 }
 
@@ -118,6 +124,7 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		n += len(rs.Rules)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d features, %d rulesets, %d rules\n", dir, len(p.Features.Features), len(p.Rulesets), n)
+	reportLists(p, dir, dirOpts.MaxListBytes, stdout, stderr)
 	for _, w := range p.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
