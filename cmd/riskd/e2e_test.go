@@ -183,7 +183,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 		if err := os.Mkdir(ts, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+		for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
 			data, err := os.ReadFile(filepath.Join("../../rules/example", name))
 			if err != nil {
 				t.Fatal(err)
@@ -191,9 +191,13 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 			if name == "checkout.yaml" {
 				data = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(data, []byte(`version: "`+version+`"`))
 			}
+			os.MkdirAll(filepath.Dir(filepath.Join(ts, name)), 0o755)
 			os.WriteFile(filepath.Join(ts, name), data, 0o644)
-			if gen == 1 {
-				os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+			// A ConfigMap item with path lists/blocked_cards.txt: the
+			// kubelet links the top-level entry, the directory, through
+			// ..data.
+			if top := strings.Split(name, "/")[0]; gen == 1 {
+				os.Symlink(filepath.Join("..data", top), filepath.Join(dir, top))
 			}
 		}
 		old, _ := os.Readlink(filepath.Join(dir, "..data"))
