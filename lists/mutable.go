@@ -34,6 +34,10 @@ type Snapshot struct {
 
 var empty = newSnapshot(Values{}, 0, 0)
 
+// Empty is the snapshot of a list with no values, at version 0: what a
+// list slot holds where no registry fills it (cost estimates, benchmarks).
+func Empty() *Snapshot { return empty }
+
 func newSnapshot(v Values, version, now int64) *Snapshot {
 	s := &Snapshot{Values: v, Version: version, VersionText: strconv.FormatInt(version, 10)}
 	for k, exp := range v {

@@ -221,6 +221,11 @@ func (e *Env) SetList(i int, snap *lists.Snapshot) {
 // map[string]any, []any or nil.
 func (e *Env) SetField(i int, v *fastjson.Value) {
 	s := &e.rs.Slots[i]
+	if s.List != "" {
+		// Its field holds a function, not a value: writing one there
+		// would corrupt the environment.
+		panic("rules: SetField on " + s.Name + ", a mutable list: fill it with SetList")
+	}
 	if !s.typed {
 		x := e.toAny(v)
 		*(*any)(e.at(i, typed)) = x

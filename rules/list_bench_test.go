@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -80,9 +81,12 @@ func BenchmarkListIn(b *testing.B) {
 				ev := events[i%len(events)]
 				env.Reset()
 				for j, s := range rs.Slots {
-					if s.Feature >= 0 {
+					switch {
+					case s.List != "":
+						env.SetList(j, lists.Empty())
+					case s.Feature >= 0:
 						env.SetFeature(j, feats[s.Feature])
-					} else {
+					default:
 						env.SetField(j, ev.Get(s.Path.Parts...))
 					}
 				}
