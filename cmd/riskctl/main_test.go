@@ -43,7 +43,7 @@ func TestValidateWarnsAndTestListsRuleErrors(t *testing.T) {
 	files := map[string]string{
 		"features.yaml": "event_fields:\n  - {name: amount, type: number}\nfeatures:\n  - {name: n, kind: count, key: card_id, window: 1h}\n",
 		"checkout.yaml": "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: big, when: event.amount > 100, score: 60}\n  - {id: code, when: event.code > 1, score: 1}\n",
-		"tests/t.yaml": "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
+		"tests/t.yaml":  "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
 	}
 	for name, body := range files {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
