@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -83,8 +85,10 @@ func (s *redisStore) write(ctx context.Context, m *Mutable, c *Change, now int64
 	k := s.keys(m.Name)
 	var version int64
 	// WATCH makes the version and the log entry agree when two instances
-	// change the list at once: the loser tries again.
-	for attempt := 0; ; attempt++ {
+	// change the list at once: the loser tries again, after a random
+	// pause so the losers do not collide again, until ctx (the admin
+	// request's) gives up.
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		err := s.client.Watch(ctx, func(tx *redis.Tx) error {
 			v, err := tx.Get(ctx, k.version).Int64()
 			if err != nil && !errors.Is(err, redis.Nil) {
@@ -120,8 +124,15 @@ func (s *redisStore) write(ctx context.Context, m *Mutable, c *Change, now int64
 			})
 			return err
 		}, k.version)
-		if !errors.Is(err, redis.TxFailedErr) || attempt >= 10 {
+		if !errors.Is(err, redis.TxFailedErr) {
 			return version, err
+		}
+		t := time.NewTimer(rand.N(wait) + 1)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("other changes to the list kept conflicting with this one: %w", ctx.Err())
+		case <-t.C:
 		}
 	}
 }

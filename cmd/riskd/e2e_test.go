@@ -42,13 +42,16 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	}
 	// The example policy plus a challenger live for half the accounts.
 	rules := t.TempDir()
-	yamls, _ := filepath.Glob("../../rules/example/*.yaml")
-	for _, f := range yamls {
+	files, _ := filepath.Glob("../../rules/example/*.yaml")
+	lists, _ := filepath.Glob("../../rules/example/lists/*.txt")
+	os.Mkdir(filepath.Join(rules, "lists"), 0o755)
+	for _, f := range append(files, lists...) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(rules, filepath.Base(f)), data, 0o644)
+		rel, _ := filepath.Rel("../../rules/example", f)
+		os.WriteFile(filepath.Join(rules, rel), data, 0o644)
 	}
 	os.WriteFile(filepath.Join(rules, "next.yaml"), []byte(`name: checkout_next
 shadow_of: checkout
