@@ -38,7 +38,8 @@ type Decision struct {
 	// traffic split), on the same features.
 	Shadows []Verdict
 
-	buf []byte // backing store for the strings above
+	buf   []byte              // backing store for the strings above
+	lists []rules.ListVersion // backing store of the reasons' Lists
 
 	// pending holds a scoring's scratch while its shadows wait for
 	// Engine.Shadow (ScoreOptions.DeferShadow).
@@ -63,6 +64,10 @@ type Reason struct {
 	Score  int64
 	Text   string
 	Action rules.Outcome // Pass: the rule forced nothing
+	// Lists are the file and mutable lists the rule read, each with the
+	// version the event was evaluated against: which list, as it stood,
+	// decided.
+	Lists []rules.ListVersion
 }
 
 // FeatureValue is one feature as the rules saw it.
@@ -80,8 +85,8 @@ type NotFired struct {
 }
 
 func (d *Decision) reset() {
-	buf, reasons, fv, nf, sh := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0]
-	*d = Decision{buf: buf, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh}
+	buf, reasons, fv, nf, sh, ls := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0], d.lists[:0]
+	*d = Decision{buf: buf, lists: ls, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh}
 }
 
 // addShadow appends a cleared verdict to d.Shadows, reusing the reasons
@@ -234,6 +239,18 @@ func appendReasons(dst []byte, reasons []Reason) []byte {
 			dst = append(dst, `,"action":"`...)
 			dst = append(dst, r.Action.String()...)
 			dst = append(dst, '"')
+		}
+		if len(r.Lists) > 0 {
+			dst = append(dst, `,"lists":{`...)
+			for j, l := range r.Lists {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendJSONString(dst, l.Name)
+				dst = append(dst, ':')
+				dst = appendJSONString(dst, l.Version)
+			}
+			dst = append(dst, '}')
 		}
 		dst = append(dst, '}')
 	}

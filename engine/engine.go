@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/rules"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// logs for every event it hits, so give it a rate-limited handler
 	// (internal/logs).
 	Logger *slog.Logger
+	// Lists holds the mutable lists rules read. Default: a new in-memory
+	// registry, not synced (riskctl's tests and replays: the lists are
+	// empty unless changed through it).
+	Lists *lists.Registry
 }
 
 // Engine scores events against the current policy. It is safe for
@@ -57,6 +62,7 @@ type Engine struct {
 	maxBytes int
 	now      func() time.Time
 	log      *slog.Logger
+	lists    *lists.Registry
 	current  atomic.Pointer[compiled]
 }
 
@@ -76,6 +82,10 @@ func New(p *rules.Policy, opts Options) *Engine {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.lists = opts.Lists
+	if e.lists == nil {
+		e.lists = lists.NewMemory(lists.Options{})
+	}
 	e.metrics = newMetrics(opts.Registerer)
 	e.current.Store(e.compile(p))
 	return e
@@ -91,6 +101,9 @@ func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
 // Store returns the feature store.
 func (e *Engine) Store() features.Store { return e.store }
 
+// Lists returns the registry of mutable lists.
+func (e *Engine) Lists() *lists.Registry { return e.lists }
+
 // compiled is a policy prepared for scoring: metric children resolved and
 // a pool of scratch space sized for it.
 type compiled struct {
@@ -100,7 +113,13 @@ type compiled struct {
 	// own copy of the name: metric labels must never alias an event's
 	// bytes (the parser reuses them), and are bounded to these and "other".
 	recorded map[string]string
-	pool     sync.Pool
+	// whereErrors: per log (Log.Index), the counters of its features'
+	// where errors; nil for a log without a condition.
+	whereErrors [][]prometheus.Counter
+	// filterLists: per log, the mutable list each slot of its condition
+	// holds (nil for an event field).
+	filterLists [][]*lists.Mutable
+	pool        sync.Pool
 }
 
 // prepared is a ruleset's share of compiled: its metric children and, for
@@ -119,6 +138,8 @@ type prepared struct {
 	// agreement[champion outcome][challenger outcome], on a challenger.
 	agreement [3][3]prometheus.Counter
 	health    *rulesetHealth
+	// lists: the mutable list each slot holds (nil for the others).
+	lists []*lists.Mutable
 }
 
 func (e *Engine) compile(p *rules.Policy) *compiled {
@@ -127,6 +148,24 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 		for _, t := range f.EventTypes {
 			c.recorded[t] = t
 		}
+	}
+	// The mutable lists the policy declares are read from the store
+	// before it serves, so it never starts with an empty copy of one.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := e.lists.Declare(ctx, p.MutableLists); err != nil {
+		e.log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
+	}
+	cancel()
+	c.whereErrors = make([][]prometheus.Counter, len(p.Filters))
+	c.filterLists = make([][]*lists.Mutable, len(p.Filters))
+	for li, f := range p.Filters {
+		if f == nil {
+			continue
+		}
+		for _, name := range f.Features {
+			c.whereErrors[li] = append(c.whereErrors[li], e.metrics.whereErrors.WithLabelValues(name))
+		}
+		c.filterLists[li] = e.bindLists(f.Slots())
 	}
 	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
 	for _, rs := range p.Rulesets {
@@ -155,6 +194,7 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 				pr.unread = append(pr.unread, fi)
 			}
 		}
+		pr.lists = e.bindLists(rs.Slots)
 		pr.reads = rs.Reads
 		if len(rs.Challengers) > 0 {
 			seen := map[int]bool{}
@@ -174,6 +214,17 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 	return c
 }
 
+// bindLists finds the mutable list of each list slot.
+func (e *Engine) bindLists(slots []rules.Slot) []*lists.Mutable {
+	out := make([]*lists.Mutable, len(slots))
+	for i, s := range slots {
+		if s.List != "" {
+			out[i] = e.lists.List(s.List)
+		}
+	}
+	return out
+}
+
 // StoreUnavailableRule names the reason added when a fail_closed ruleset
 // could not read its features.
 const StoreUnavailableRule = "store_unavailable"
@@ -183,26 +234,29 @@ const storeUnavailableReason = "risk history could not be read in time; this rul
 // scratch is the per-goroutine working space of one Score: reused through
 // the policy's pool so the hot path does not allocate it.
 type scratch struct {
-	parser   fastjson.Parser
-	ev       *fastjson.Value // the event being scored, in parser
-	envs     map[*rules.Ruleset]*rules.Env
-	minute   int64 // Unix minute the event is scored in, for rule health
-	modelIn  []float64
-	obs      features.Observation
-	itemOf   []int  // feature index -> index in obs.Items, -1 if none
-	reads    []bool // feature index -> the ruleset reads it
-	entryOf  []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent
-	numBuf   []byte
-	strict   strictScratch
-	keyBuf   []byte
-	splitBuf []byte
-	results  []rules.RuleResult
+	parser  fastjson.Parser
+	ev      *fastjson.Value // the event being scored, in parser
+	envs    map[*rules.Ruleset]*rules.Env
+	minute  int64 // Unix minute the event is scored in, for rule health
+	modelIn []float64
+	obs     features.Observation
+	itemOf  []int  // feature index -> index in obs.Items, -1 if none
+	reads   []bool // feature index -> the ruleset reads it
+	entryOf []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
+	// filterEnvs: per log, where its condition is evaluated (made on
+	// first use).
+	filterEnvs []*rules.Env
+	numBuf     []byte
+	strict     strictScratch
+	keyBuf     []byte
+	splitBuf   []byte
+	results    []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
 	return &scratch{envs: map[*rules.Ruleset]*rules.Env{}, itemOf: make([]int, n), reads: make([]bool, n),
-		entryOf: make([]int, len(c.policy.Features.Logs))}
+		entryOf: make([]int, len(c.policy.Features.Logs)), filterEnvs: make([]*rules.Env, len(c.policy.Features.Logs))}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -401,6 +455,16 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 				s.entryOf[li] = -2
 				continue
 			}
+			// A filtered log records the event only when its condition
+			// holds, asked once per event; reading it is unaffected.
+			if record && c.policy.Filters[li] != nil {
+				record = ei != -3 && e.where(c, s, li)
+			}
+			if !read && !record {
+				s.keyBuf = s.keyBuf[:start]
+				s.entryOf[li] = -3
+				continue
+			}
 			ei = s.obs.AddEntry(f.Log, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
 			s.entryOf[li] = ei
 			if record {
@@ -443,6 +507,33 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 	}
 	d.Retry = s.obs.Retry
 	return nil
+}
+
+// where evaluates the condition of log li on the event in s. An error
+// (a missing field compared with a number, say) counts against the log's
+// features and the event is not recorded.
+func (e *Engine) where(c *compiled, s *scratch, li int) bool {
+	f := c.policy.Filters[li]
+	env := s.filterEnvs[li]
+	if env == nil {
+		env = f.NewEnv()
+		s.filterEnvs[li] = env
+	}
+	env.Reset()
+	for i, slot := range f.Slots() {
+		if m := c.filterLists[li][i]; m != nil {
+			env.SetList(i, m.Snapshot())
+			continue
+		}
+		env.SetField(i, lookup(s.ev, slot.Path))
+	}
+	ok, err := f.Eval(env)
+	if err != nil {
+		for _, m := range c.whereErrors[li] {
+			m.Inc()
+		}
+	}
+	return ok
 }
 
 // fields sets the values entry ei records: the log's numeric fields as
@@ -492,6 +583,10 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	}
 	env.Reset()
 	for i, slot := range rs.Slots {
+		if m := pr.lists[i]; m != nil {
+			env.SetList(i, m.Snapshot())
+			continue
+		}
 		switch {
 		case slot.Model != nil:
 			// Evaluated only for rulesets that read it, once the features
@@ -540,7 +635,11 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		pr.hits[i].Inc()
 		start := len(d.buf)
 		d.buf = r.Reason.Render(d.buf, env)
-		v.Reasons = append(v.Reasons, Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action})
+		reason := Reason{Rule: r.ID, Score: res.Score, Text: bstr(d.buf[start:len(d.buf):len(d.buf)]), Action: r.Action}
+		n := len(d.lists)
+		d.lists = env.ListVersions(d.lists, i)
+		reason.Lists = d.lists[n:len(d.lists):len(d.lists)]
+		v.Reasons = append(v.Reasons, reason)
 		v.Score += res.Score
 		forced = max(forced, r.Action)
 	}

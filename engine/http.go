@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -53,7 +52,8 @@ type HandlerOptions struct {
 	// /v1/rulesets; nil: the policy cannot be reloaded (built-in example).
 	Reloader *rules.Reloader
 	// AdminToken is the bearer token admin endpoints require; empty: admin
-	// endpoints answer 403.
+	// endpoints answer 403 (unless AdminTokens has some). Changes made
+	// with it are logged as made by "admin".
 	AdminToken string
 	// Readiness is what GET /readyz checks; nil: the engine's feature
 	// store, as "feature_store".
@@ -62,6 +62,9 @@ type HandlerOptions struct {
 	Metrics *HTTPMetrics
 	// Audit receives every decision answered; nil: none is kept.
 	Audit *AuditStream
+	// AdminTokens are more admin tokens, each with the name changes made
+	// with it are logged under.
+	AdminTokens []NamedToken
 }
 
 type httpScratch struct {
@@ -102,7 +105,7 @@ func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 	if admin {
 		h.route("/v1/rulesets", "GET", h.rulesets)
 		h.route("/v1/reload", "POST", h.reload)
-		served = append(served, "/v1/rulesets", "/v1/reload")
+		served = append(served, "/v1/rulesets", "/v1/reload", h.routeLists(""))
 		if opts.Gatherer != nil {
 			h.route("/metrics", "GET", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 			served = append(served, "/metrics")
@@ -111,6 +114,7 @@ func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
 		elsewhere("/metrics", "GET", "admin (-admin-listen)")
+		h.routeLists("admin (-admin-listen)")
 	}
 	h.route("/healthz", "GET", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -247,9 +251,10 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 		Features          []string      `json:"features"`
 		Warnings          []string      `json:"warnings"`
 		Rulesets          []rulesetInfo `json:"rulesets"`
+		Lists             []listInfo    `json:"lists"`
 		LastReloadError   *string       `json:"last_reload_error"`
 		LastReloadErrorAt *string       `json:"last_reload_error_at,omitempty"`
-	}{Dir: p.Dir, LoadedAt: p.LoadedAt.UTC().Format(time.RFC3339), Features: p.Features.Names(), Warnings: p.Warnings, Rulesets: []rulesetInfo{}}
+	}{Dir: p.Dir, LoadedAt: p.LoadedAt.UTC().Format(time.RFC3339), Features: p.Features.Names(), Warnings: p.Warnings, Rulesets: []rulesetInfo{}, Lists: h.listInfos(p)}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}
@@ -302,17 +307,8 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 // admin checks the bearer token in constant time. Without a configured
 // token admin endpoints are closed, not open.
 func (h *Handler) admin(w http.ResponseWriter, r *http.Request) bool {
-	if h.opts.AdminToken == "" {
-		writeError(w, http.StatusForbidden, "admin endpoints are disabled: start riskd with -admin-token (or RISKD_ADMIN_TOKEN)")
-		return false
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.AdminToken)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="riskd admin"`)
-		writeError(w, http.StatusUnauthorized, "admin endpoint: missing or wrong bearer token")
-		return false
-	}
-	return true
+	_, ok := h.adminName(w, r)
+	return ok
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

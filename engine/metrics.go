@@ -13,6 +13,7 @@ type metrics struct {
 	shadowLatency   prometheus.Histogram
 	ruleHits        *prometheus.CounterVec
 	ruleErrors      *prometheus.CounterVec
+	whereErrors     *prometheus.CounterVec
 	unscored        *prometheus.CounterVec
 	scoreLatency    prometheus.Histogram
 	storeLatency    prometheus.Histogram
@@ -54,6 +55,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_errors_total", Help: "Rule expressions that failed at run time (the rule did not fire), by ruleset and rule.",
 		}, []string{"ruleset", "rule"}),
+		whereErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_feature_where_errors_total", Help: "Events a filtered feature's where condition failed on at run time (the event was not recorded into it), by feature.",
+		}, []string{"feature"}),
 		unscored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_unscored_events_total", Help: "Events of a type no ruleset scores (recorded for features, answered pass), by type; types no feature records either are counted as \"other\".",
 		}, []string{"type"}),
@@ -74,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.shadowDecisions, m.agreement, m.shadowLatency, m.ruleHits, m.ruleErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.storeTimeouts, m.invalidEvents)
+		reg.MustRegister(m.decisions, m.shadowDecisions, m.agreement, m.shadowLatency, m.ruleHits, m.ruleErrors, m.whereErrors, m.unscored, m.scoreLatency, m.storeLatency, m.storeErrors, m.storeTimeouts, m.invalidEvents)
 	}
 	return m
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -63,6 +66,8 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 	paths := []string{"/v1/nope"}
 	for op := range ops {
 		_, path, _ := strings.Cut(op, " ")
+		// The example policy's mutable list, and a value in it.
+		path = strings.NewReplacer("{name}", "blocked_cards_api", "{value}", "card-7").Replace(path)
 		if !slices.Contains(paths, path) {
 			paths = append(paths, path)
 		}
@@ -81,7 +86,10 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				_, isOp := ops[method+" "+path]
+				isOp := false
+				for op := range ops {
+					isOp = isOp || templateMatch(op, method+" "+path)
+				}
 				if ep == engine.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
 					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
 				}
@@ -132,6 +140,19 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	}
 	down := apitest.NewServer(t, engine.NewHandler(engine.New(failClosed, engine.Options{Store: downStore{}}), engine.HandlerOptions{}))
 
+	// Mutable lists in a Redis that is not there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	downLists, err := lists.NewRedis(lists.RedisOptions{Addrs: []string{ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { downLists.Close() })
+	listsDown := apitest.NewServer(t, engine.NewHandler(engine.New(examplePolicy(t), engine.Options{Lists: downLists}), engine.HandlerOptions{AdminToken: "s3cret"}))
+
 	const checkout = `{"id":"d1","type":"checkout","ts":"2026-11-25T10:00:00Z","account_id":"acc-1","card_id":"card-1","amount":80}`
 	tests := []struct {
 		name         string
@@ -176,6 +197,25 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		{name: "ready by POST", srv: all, method: "POST", path: "/readyz", code: 405, want: "use GET"},
 		{name: "document", srv: publicSrv, method: "GET", path: "/openapi.yaml", code: 200, want: "openapi: 3.1.0"},
 		{name: "document by PUT", srv: adminSrv, method: "PUT", path: "/openapi.yaml", code: 405, want: "use GET"},
+		{name: "list add", srv: all, method: "POST", path: "/v1/lists/blocked_cards_api", token: "s3cret", body: `{"values":["card-7"],"ttl":"30d"}`, code: 200, want: `"by":"admin"`},
+		{name: "list add, bad body", srv: all, method: "POST", path: "/v1/lists/blocked_cards_api", token: "s3cret", body: `{"values":"card-7"}`, code: 400, want: "body: want"},
+		{name: "list add, wrong token", srv: all, method: "POST", path: "/v1/lists/blocked_cards_api", token: "guess", body: `{"values":["x"]}`, code: 401, want: "wrong bearer token"},
+		{name: "list add, admin closed", srv: closed, method: "POST", path: "/v1/lists/blocked_cards_api", token: "s3cret", body: `{"values":["x"]}`, code: 403, want: "admin endpoints are disabled"},
+		{name: "list add, not a mutable list", srv: all, method: "POST", path: "/v1/lists/nope", token: "s3cret", body: `{"values":["x"]}`, code: 404, want: "nope"},
+		{name: "list add, store down", srv: listsDown, method: "POST", path: "/v1/lists/blocked_cards_api", token: "s3cret", body: `{"values":["x"]}`, code: 503, want: "refused"},
+		{name: "list by PUT", srv: all, method: "PUT", path: "/v1/lists/blocked_cards_api", token: "s3cret", code: 405, want: "GET, HEAD, POST"},
+		{name: "list page", srv: all, method: "GET", path: "/v1/lists/blocked_cards_api", token: "s3cret", code: 200, want: `"value":"card-7"`},
+		{name: "list page, bad limit", srv: all, method: "GET", path: "/v1/lists/blocked_cards_api?limit=0", token: "s3cret", code: 400, want: "limit"},
+		{name: "list page, wrong token", srv: all, method: "GET", path: "/v1/lists/blocked_cards_api", token: "guess", code: 401, want: "wrong bearer token"},
+		{name: "list page, admin closed", srv: closed, method: "GET", path: "/v1/lists/blocked_cards_api", token: "s3cret", code: 403, want: "disabled"},
+		{name: "list page, on the public listener", srv: publicSrv, method: "GET", path: "/v1/lists/blocked_cards_api", token: "s3cret", code: 404, want: "admin (-admin-listen) listener"},
+		{name: "list remove", srv: all, method: "DELETE", path: "/v1/lists/blocked_cards_api/card-7", token: "s3cret", code: 200, want: `"op":"remove"`},
+		{name: "list remove, no value", srv: all, method: "DELETE", path: "/v1/lists/blocked_cards_api/", token: "s3cret", code: 400, want: "empty"},
+		{name: "list remove, wrong token", srv: all, method: "DELETE", path: "/v1/lists/blocked_cards_api/card-7", token: "guess", code: 401, want: "wrong bearer token"},
+		{name: "list remove, admin closed", srv: closed, method: "DELETE", path: "/v1/lists/blocked_cards_api/card-7", token: "s3cret", code: 403, want: "disabled"},
+		{name: "list remove, not a mutable list", srv: all, method: "DELETE", path: "/v1/lists/nope/x", token: "s3cret", code: 404, want: "nope"},
+		{name: "list remove, store down", srv: listsDown, method: "DELETE", path: "/v1/lists/blocked_cards_api/x", token: "s3cret", code: 503, want: "refused"},
+		{name: "list remove by GET", srv: all, method: "GET", path: "/v1/lists/blocked_cards_api/x", token: "s3cret", code: 405, want: "use DELETE"},
 	}
 	ops := documented(t)
 	got := map[string][]int{}
@@ -203,7 +243,8 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		for op := range ops {
 			// A 405 answers a method the path does not document, so it
 			// counts for the operations the path does.
-			if op == tt.method+" "+path || tt.code == 405 && strings.HasSuffix(op, " "+path) {
+			_, opPath, _ := strings.Cut(op, " ")
+			if templateMatch(op, tt.method+" "+path) || tt.code == 405 && templateMatch(opPath, path) {
 				got[op] = append(got[op], tt.code)
 			}
 		}
@@ -215,4 +256,13 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 			}
 		}
 	}
+}
+
+// templateMatch reports whether "METHOD /path" matches a documented
+// "METHOD /path/{param}": a parameter is one segment, {value} the rest.
+func templateMatch(op, req string) bool {
+	pattern := regexp.QuoteMeta(op)
+	pattern = strings.ReplaceAll(pattern, `\{value\}`, `.*`)
+	pattern = regexp.MustCompile(`\\\{[a-z]+\\\}`).ReplaceAllString(pattern, `[^/]+`)
+	return regexp.MustCompile("^" + pattern + "$").MatchString(req)
 }

@@ -82,7 +82,7 @@ func TestRedisFaultDegradesAndRecovers(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	srv := redistest.Start(t)
 	fsys := fstest.MapFS{}
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
 		data, err := example.FS.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)

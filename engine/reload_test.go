@@ -24,7 +24,8 @@ import (
 // the checkout ruleset's version set to v.
 func copyExample(t *testing.T, dir, version string) {
 	t.Helper()
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+	os.MkdirAll(filepath.Join(dir, "lists"), 0o755)
+	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
 		data, err := example.FS.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
@@ -32,7 +33,7 @@ func copyExample(t *testing.T, dir, version string) {
 		if name == "checkout.yaml" {
 			data = []byte(strings.Replace(string(data), `version: "2026-11-25.1"`, `version: "`+version+`"`, 1))
 		}
-		tmp := filepath.Join(dir, "."+name)
+		tmp := filepath.Join(dir, filepath.Dir(name), "."+filepath.Base(name))
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -3,10 +3,14 @@
 package features
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/schema"
@@ -61,7 +65,13 @@ type Feature struct {
 	EventTypes []string      // recorded for these event types; empty means all
 	Field      Path          // sum, avg, max
 	Of         Path          // distinct
-	Line       int           // line in features.yaml, for messages
+	// Where is the condition an event must meet to be recorded (an expr
+	// expression over event.* and lists.*, compiled by package rules);
+	// empty: every event of EventTypes. WhereNode is its YAML value, for
+	// messages.
+	Where     string
+	WhereNode *yaml.Node
+	Line      int // line in features.yaml, for messages
 	// Entity names the key's fields ("card_id", "account_id+device_id"):
 	// features with the same Entity share one history record per key
 	// value in the stores.
@@ -82,13 +92,19 @@ type Feature struct {
 // features keyed by that entity and recording those types read, so an
 // event is written once per log rather than once per feature. Windowed
 // kinds (count, sum, avg, max, distinct) and windowless ones (seen, age,
-// since_last, per retention) keep separate logs.
+// since_last, per retention) keep separate logs, and so do features with
+// different where conditions: a log holds exactly the events its
+// features record, so no store ever needs to know about conditions.
 type Log struct {
 	// Name identifies the log within its entity, stable across reloads:
-	// "w:checkout,login" or "s:*:400d" (windowless, with its retention).
+	// "w:checkout,login" or "s:*:400d" (windowless, with its retention),
+	// followed by ":where=" and a hash of the condition for a filtered
+	// log ("w:payment:where=1f0c3a9be2d4"), so editing a condition starts
+	// a new history rather than mixing events recorded under the old one.
 	Name       string
 	Entity     string
 	EventTypes []string // empty: all
+	Where      string   // the features' where condition; empty: none
 	Windowless bool
 	// Horizon is how far back the log is read: the widest window of its
 	// features, or their retention.
@@ -159,9 +175,12 @@ type Set struct {
 	// Schema is the event schema features.yaml declares (event_fields);
 	// never nil, and empty when nothing is declared.
 	Schema *schema.Schema
-	Logs   []*Log
-	byName map[string]int
-	broken []string // names of features that failed to parse
+	// ListsNode is features.yaml's lists: mapping, if any: lists every
+	// ruleset and every where can read, which package rules compiles.
+	ListsNode *yaml.Node
+	Logs      []*Log
+	byName    map[string]int
+	broken    []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool
@@ -211,10 +230,13 @@ func (s *Set) link() {
 		if !f.Kind.Windowed() {
 			name = "s" + name[1:] + ":" + policyfile.FormatDuration(f.Retention)
 		}
+		if f.Where != "" {
+			name += ":where=" + whereHash(f.Where)
+		}
 		id := f.Entity + "\x00" + name
 		l := byName[id]
 		if l == nil {
-			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Windowless: !f.Kind.Windowed(), Index: len(s.Logs)}
+			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Where: f.Where, Windowless: !f.Kind.Windowed(), Index: len(s.Logs)}
 			byName[id] = l
 			s.Logs = append(s.Logs, l)
 		}
@@ -241,6 +263,13 @@ func (s *Set) link() {
 		}
 		sort.Slice(l.fields, func(i, j int) bool { return l.fields[i].name < l.fields[j].name })
 	}
+}
+
+// whereHash names a condition in its log's name: 48 bits of SHA-256 of
+// its text, enough that two conditions of one entity never meet.
+func whereHash(where string) string {
+	h := sha256.Sum256([]byte(where))
+	return hex.EncodeToString(h[:6])
 }
 
 func slot(paths *[]Path, p Path) int {

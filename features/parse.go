@@ -28,7 +28,10 @@ func Parse(file string, data []byte) (*Set, error) {
 		return set, err
 	}
 	es := &policyfile.Errors{File: file}
-	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields")
+	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields", "lists")
+	if f, ok := top["lists"]; ok {
+		set.ListsNode = f.Value
+	}
 	set.Schema = &schema.Schema{}
 	if f, ok := top["event_fields"]; ok {
 		set.Schema = schema.Parse(es, f.Value)
@@ -66,7 +69,7 @@ func Parse(file string, data []byte) (*Set, error) {
 // parseFeature returns the feature, or nil and whatever name it has when
 // it is broken.
 func parseFeature(es *policyfile.Errors, n *yaml.Node) (*Feature, string) {
-	m := policyfile.Mapping(es, n, "feature", "!name", "!kind", "!key", "window", "retention", "event_types", "field", "of")
+	m := policyfile.Mapping(es, n, "feature", "!name", "!kind", "!key", "window", "retention", "event_types", "field", "of", "where")
 	if m == nil {
 		return nil, ""
 	}
@@ -135,6 +138,15 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) (*Feature, string) {
 		return NewPath(s)
 	}
 	f.Field, f.Of = pathField("field"), pathField("of")
+	if v, ok := m["where"]; ok {
+		s, good := policyfile.String(es, v.Value, what+": where")
+		if good && strings.TrimSpace(s) == "" {
+			es.At(v.Value, "%s: where is empty: give a condition on the event (e.g. where: event.amount > 500) or leave it out", what)
+			good = false
+		}
+		bad = bad || !good
+		f.Where, f.WhereNode = s, v.Value
+	}
 
 	if f.Kind == 0 {
 		return nil, f.Name

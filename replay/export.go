@@ -47,7 +47,7 @@ func newFeatureWriter(w io.Writer, p *rules.Policy) (*featureWriter, error) {
 			continue // never decides
 		}
 		for _, f := range rs.Slots {
-			if f.Feature < 0 && f.Model == nil && !seen[f.Path.Name] {
+			if f.Feature < 0 && f.Model == nil && f.List == "" && !seen[f.Path.Name] {
 				seen[f.Path.Name] = true
 				fw.fields = append(fw.fields, f.Path)
 			}

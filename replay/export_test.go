@@ -183,7 +183,7 @@ func TestFeaturesOutEqualsExplain(t *testing.T) {
 	if unreadSet == 0 {
 		t.Error("no row holds a value of a feature its ruleset does not read")
 	}
-	if want := []string{"event.amount", "event.card_country", "event.currency", "event.email", "event.ip_country"}; !slices.Equal(head[len(exportHead):len(exportHead)+len(want)], want) {
+	if want := []string{"event.amount", "event.card_country", "event.card_id", "event.currency", "event.email", "event.ip_country"}; !slices.Equal(head[len(exportHead):len(exportHead)+len(want)], want) {
 		t.Errorf("event columns %v, want %v", head[len(exportHead):], want)
 	}
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -24,7 +25,9 @@ import (
 // Expressions are written with three roots, event.x, features.x and
 // lists.x. Each access is flattened into a single identifier
 // ("features.card_txn_count_1h"), a field of the ruleset's environment
-// structs (see env.go), and each list is inlined as a constant.
+// structs (see env.go). An inline list is inlined as a constant array, a
+// file list as its set (a constant map: `in` is one lookup); a mutable
+// list is a field, filled per event with its current values.
 //
 // Compiling is in two steps: compile parses an expression and checks its
 // names, noting what it reads; once every expression of the ruleset is
@@ -37,6 +40,9 @@ type compiler struct {
 	models   *models.Set
 	lists    map[string]*List
 	pending  []*pending
+	// filter: the expressions are a feature's where, which reads the
+	// event and lists but not features.
+	filter bool
 }
 
 // pending is an expression waiting for its environment.
@@ -50,16 +56,19 @@ type pending struct {
 	feats  map[string]bool
 	models map[string]bool
 	fields map[string]ast.Node // event fields read, each at its first read
+	lists  map[string]bool     // file and mutable lists read
 }
 
 // flattener rewrites event/features/lists member accesses into flat
 // identifiers and checks the names against the policy.
 type flattener struct {
 	c      *compiler
+	typed  bool // patching for the typed environment
 	errs   []nodeError
 	fields map[string]ast.Node // event fields read, at their first read
 	feats  map[string]bool     // features read
 	models map[string]bool     // models read
+	lists  map[string]bool     // file and mutable lists read
 }
 
 type nodeError struct {
@@ -75,6 +84,29 @@ func (v *flattener) Visit(n *ast.Node) {
 	if b, ok := (*n).(*ast.BinaryNode); ok && b.Operator == "matches" {
 		if name := dataIn(b.Right); name != "" {
 			v.fail(b, "matches needs a constant pattern (a string in quotes), not one built from %s: such a pattern is compiled anew on every event, and whoever sends the event chooses how slow it is", name)
+		}
+		return
+	}
+	// A file or mutable list (its children are visited first, so it is a
+	// setRef by now) is read by `in` and len() only.
+	switch x := (*n).(type) {
+	case *ast.BinaryNode:
+		if r, ok := setRefOf(x.Right); ok && x.Operator == "in" {
+			// A call of the set's func(string) bool, which expr makes
+			// directly (OpCallTyped), without boxing its argument. Where
+			// values may be nil (the loose twin), an absent needle is ""
+			// and in no list; with a type, a needle that is not a string
+			// is a load error.
+			needle := x.Left
+			if !v.typed {
+				needle = &ast.BinaryNode{Operator: "??", Left: x.Left, Right: &ast.StringNode{Value: ""}}
+			}
+			ast.Patch(n, &ast.CallNode{Callee: r.callee(), Arguments: []ast.Node{needle}})
+		}
+		return
+	case *ast.BuiltinNode:
+		if r, ok := setRefOf(firstArg(x)); ok && x.Name == "len" && !r.l.Mutable {
+			ast.Patch(n, &ast.IntegerNode{Value: r.l.Set.Len()})
 		}
 		return
 	}
@@ -101,6 +133,10 @@ func (v *flattener) Visit(n *ast.Node) {
 	name := prop.Value
 	switch root {
 	case "features":
+		if v.c.filter {
+			v.fail(m, "a where reads event.* and lists.*, not features: it decides whether the event is recorded, before any feature is read")
+			return
+		}
 		if _, ok := v.c.features.Index(name); !ok && !v.c.features.Broken(name) {
 			msg := fmt.Sprintf("unknown feature %s", policyfile.Quote(name))
 			if s := policyfile.Suggest(name, v.c.features.Names()); s != "" {
@@ -129,10 +165,13 @@ func (v *flattener) Visit(n *ast.Node) {
 				names = append(names, n)
 			}
 			msg := fmt.Sprintf("unknown list %s", policyfile.Quote(name))
-			if s := policyfile.Suggest(name, names); s != "" {
+			switch s := policyfile.Suggest(name, names); {
+			case s != "":
 				msg += fmt.Sprintf(" (did you mean lists.%s?)", s)
-			} else {
-				msg += " (lists are declared under lists: in this ruleset)"
+			case v.c.filter:
+				msg += " (a where reads the lists declared under lists: in features.yaml)"
+			default:
+				msg += " (lists are declared under lists: in this ruleset or in features.yaml)"
 			}
 			v.fail(m, "%s", msg)
 		}
@@ -145,7 +184,15 @@ func (v *flattener) Visit(n *ast.Node) {
 		}
 	}
 	if root == "lists" {
-		if l, ok := v.c.lists[name]; ok {
+		l, ok := v.c.lists[name]
+		switch {
+		case !ok:
+		case l.Broken:
+			ast.Patch(n, &ast.ArrayNode{})
+		case l.Mutable, l.File != "":
+			v.lists[name] = true
+			ast.Patch(n, &ast.ConstantNode{Value: setRef{l}})
+		default:
 			ast.Patch(n, listNode(l))
 		}
 		return
@@ -191,8 +238,9 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		c.exprError(node, src, offset, what, err)
 		return nil
 	}
-	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}}
+	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}, lists: map[string]bool{}}
 	ast.Walk(&tree.Node, pre)
+	ast.Walk(&tree.Node, &setRefFinder{f: pre})
 	if len(pre.errs) > 0 {
 		for _, e := range pre.errs {
 			line, col := position(src, e.node.Location().From)
@@ -200,7 +248,7 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		}
 		return nil
 	}
-	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields}
+	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields, lists: pre.lists}
 	c.pending = append(c.pending, p)
 	return p.prog
 }
@@ -212,12 +260,18 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 	feats := map[string]bool{}
 	fields := map[string]*pending{}
 	used := map[string]bool{}
+	mutable := map[string]bool{}
 	for _, p := range c.pending {
 		for name := range p.feats {
 			feats[name] = true
 		}
 		for name := range p.models {
 			used[name] = true
+		}
+		for name := range p.lists {
+			if c.lists[name].Mutable {
+				mutable[name] = true
+			}
 		}
 		for f := range p.fields {
 			if fields[f] == nil {
@@ -272,10 +326,22 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 			p := fields[path]
 			n := p.fields[path]
 			line, col := position(p.src, n.Location().From)
-			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields for %s events: rules read it untyped and events are not checked for it",
-				p.what, path, strings.Join(types, ", "))
+			for_ := "for " + strings.Join(types, ", ") + " events"
+			if len(types) == 0 {
+				for_ = "for every event type"
+			}
+			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields %s: rules read it untyped and events are not checked for it",
+				p.what, path, for_)
 		}
 		slots = append(slots, s)
+	}
+	var names []string
+	for name := range mutable {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		slots = append(slots, Slot{Name: "lists." + name, Feature: -1, List: name})
 	}
 	if c.models != nil {
 		for _, m := range c.models.Models {
@@ -306,21 +372,28 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 		for name := range p.models {
 			mark("model." + name)
 		}
-		p.prog.fast = c.compileIn(p, rs.layout.zero(typed))
+		for name := range p.lists {
+			p.prog.lists = append(p.prog.lists, name)
+			if c.lists[name].Mutable {
+				mark("lists." + name)
+			}
+		}
+		sort.Strings(p.prog.lists)
+		p.prog.fast = c.compileIn(p, rs.layout.zero(typed), true)
 		if p.prog.fast == nil {
 			continue
 		}
-		if p.prog.slow = c.compileIn(p, rs.layout.zero(loose)); p.prog.slow == nil {
+		if p.prog.slow = c.compileIn(p, rs.layout.zero(loose), false); p.prog.slow == nil {
 			c.at(c.es, p.node, p.offset, 1, 0, "%s: compiles with typed values but not with nil ones (a riskd bug: please report it)", p.what)
 		}
 	}
 }
 
 // compileIn compiles p against env, recording its errors.
-func (c *compiler) compileIn(p *pending, env any) *vm.Program {
+func (c *compiler) compileIn(p *pending, env any, typed bool) *vm.Program {
 	all := append([]expr.Option{
 		expr.Env(env),
-		expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}}),
+		expr.Patch(&flattener{c: c, typed: typed, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}, lists: map[string]bool{}}),
 	}, p.opts...)
 	prog, err := expr.Compile(p.src, all...)
 	if err != nil {
@@ -328,6 +401,51 @@ func (c *compiler) compileIn(p *pending, env any) *vm.Program {
 		return nil
 	}
 	return prog
+}
+
+// setRef stands, while an expression is patched, for a file or mutable
+// list until `in` or len() consumes it.
+type setRef struct{ l *List }
+
+func setRefOf(n ast.Node) (setRef, bool) {
+	c, ok := n.(*ast.ConstantNode)
+	if !ok {
+		return setRef{}, false
+	}
+	r, ok := c.Value.(setRef)
+	return r, ok
+}
+
+// callee is the list's membership test at run time: a file list's, a
+// constant; a mutable list's, a field of the environment filled per
+// event from its current snapshot.
+func (r setRef) callee() ast.Node {
+	if r.l.Mutable {
+		return &ast.IdentifierNode{Value: "lists." + r.l.Name}
+	}
+	return &ast.ConstantNode{Value: r.l.Set.Has}
+}
+
+func firstArg(b *ast.BuiltinNode) ast.Node {
+	if len(b.Arguments) != 1 {
+		return nil
+	}
+	return b.Arguments[0]
+}
+
+// setRefFinder reports the file and mutable lists used otherwise than
+// by `in` or len().
+type setRefFinder struct{ f *flattener }
+
+func (s *setRefFinder) Visit(n *ast.Node) {
+	if r, ok := setRefOf(*n); ok {
+		name := r.l.Name
+		if r.l.Mutable {
+			s.f.fail(*n, "lists.%s is a mutable list, a set of strings that changes at run time: `x in lists.%s` and `x not in lists.%s` read it (only inline lists can be scanned)", name, name, name)
+			return
+		}
+		s.f.fail(*n, "lists.%s is a file list, a set of strings: `x in lists.%s`, `x not in lists.%s` and len(lists.%s) read it (only inline lists can be scanned)", name, name, name, name)
+	}
 }
 
 // listNode inlines a list as a constant array: lists are fixed for the
@@ -346,6 +464,10 @@ func listNode(l *List) ast.Node {
 	return &ast.ArrayNode{Nodes: nodes}
 }
 
+// inListArgRE is expr's message for a needle of the wrong type: `in` a
+// file list calls an unnamed function, a mutable list's is lists.name.
+var inListArgRE = regexp.MustCompile(`^cannot use (\S+) as argument \(type string\) to call (function|lists\.\w+) *$`)
+
 func (c *compiler) exprError(node *yaml.Node, src string, offset int, what string, err error) {
 	var fe *file.Error
 	if errors.As(err, &fe) {
@@ -354,6 +476,9 @@ func (c *compiler) exprError(node *yaml.Node, src string, offset int, what strin
 			line, col = fe.Line, fe.Column
 		}
 		msg := fe.Message
+		if m := inListArgRE.FindStringSubmatch(msg); m != nil {
+			msg = fmt.Sprintf("`in` a file or mutable list needs a string, not %s: the list's values are strings", m[1])
+		}
 		if strings.HasPrefix(msg, "unknown name ") {
 			name := strings.TrimPrefix(msg, "unknown name ")
 			switch name {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
 )
 
@@ -23,6 +24,9 @@ const (
 	DefaultMaxFileBytes = 4 << 20
 	DefaultMaxDirBytes  = 32 << 20
 	DefaultReadTimeout  = 10 * time.Second
+	// DefaultMaxListBytes bounds the list files (lists/*.txt) together:
+	// a million card fingerprints of 32 hex digits take 33 MiB.
+	DefaultMaxListBytes = 256 << 20
 )
 
 // DirOptions bound what reading a policy directory from disk may cost.
@@ -34,6 +38,10 @@ type DirOptions struct {
 	// MaxDirBytes bounds the policy files of the directory together.
 	// Default DefaultMaxDirBytes (32 MiB).
 	MaxDirBytes int64
+	// MaxListBytes bounds the list files (lists/*.txt) together, apart
+	// from the policy files: block lists are data, and far larger than
+	// rules. Default DefaultMaxListBytes (256 MiB).
+	MaxListBytes int64
 	// FollowSymlinks allows policy files that are symlinks to files
 	// outside the directory. Symlinks that stay inside it, as in a
 	// Kubernetes ConfigMap volume (checkout.yaml -> ..data/checkout.yaml,
@@ -52,6 +60,9 @@ func (o DirOptions) withDefaults() DirOptions {
 	if o.MaxDirBytes <= 0 {
 		o.MaxDirBytes = DefaultMaxDirBytes
 	}
+	if o.MaxListBytes <= 0 {
+		o.MaxListBytes = DefaultMaxListBytes
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultReadTimeout
 	}
@@ -66,9 +77,10 @@ func (o DirOptions) withDefaults() DirOptions {
 // is refused without being opened, so it can neither hang the read nor
 // feed it without end; a file over opts.MaxFileBytes, or files together
 // over opts.MaxDirBytes, are refused unread; a symlink leading outside the
-// directory is refused unless opts.FollowSymlinks. Files that are not
-// policy files (notes.txt, hidden files, subdirectories) are not looked
-// at.
+// directory is refused unless opts.FollowSymlinks. List files
+// (lists/*.txt) are read under the same rules, bounded together by
+// opts.MaxListBytes. Files that are not policy or list files (notes.txt,
+// hidden files, other subdirectories) are not looked at.
 func LoadDir(dir string, opts DirOptions) (*Policy, error) {
 	src, _, err := readWithin(dir, opts.withDefaults())
 	if err != nil {
@@ -120,7 +132,11 @@ func readDir(dir string, opts DirOptions) (*source, error) {
 		return nil, fmt.Errorf("%s: %w", dir, unwrapPathError(err))
 	}
 	src := &source{dir: dir}
-	r := &dirReader{root: root, dir: dir, opts: opts}
+	r := &dirReader{root: root, dir: dir, opts: opts,
+		policy: bound{file: opts.MaxFileBytes, total: opts.MaxDirBytes, what: "a policy file",
+			fileFlag: "-rules-max-file-bytes", dir: "the policy files up to this one are larger than the limit of %d bytes for a directory (-rules-max-dir-bytes raises it)"},
+		listBound: bound{file: opts.MaxListBytes, total: opts.MaxListBytes, what: "list files",
+			fileFlag: "-rules-max-list-bytes", dir: "the list files up to this one are larger than the limit of %d bytes for list files (-rules-max-list-bytes raises it)"}}
 	data, skip, err := r.read(FeaturesFile)
 	switch {
 	case err != nil:
@@ -153,21 +169,83 @@ func readDir(dir string, opts DirOptions) (*source, error) {
 	if err != nil {
 		src.errs = append(src.errs, err)
 	}
+	r.readLists(src)
 	return src, nil
+}
+
+// readLists reads the list files, lists/*.txt, into src. The lists
+// directory may be a symlink (a ConfigMap item's path puts it behind
+// ..data), inside the policy directory unless FollowSymlinks.
+func (r *dirReader) readLists(src *source) {
+	display := path.Join(r.dir, lists.Dir)
+	target := filepath.Join(r.root, lists.Dir)
+	li, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return
+	case err != nil:
+		src.errs = append(src.errs, fmt.Errorf("%s: %w", display, unwrapPathError(err)))
+		return
+	}
+	if li.Mode()&fs.ModeSymlink != 0 {
+		resolved, err := filepath.EvalSymlinks(target)
+		if err != nil {
+			src.errs = append(src.errs, fmt.Errorf("%s: a symlink that leads nowhere: %w", display, unwrapPathError(err)))
+			return
+		}
+		if !r.opts.FollowSymlinks && !within(r.root, resolved) {
+			src.errs = append(src.errs, fmt.Errorf("%s: a symlink to %s, outside the policy directory: refused (-rules-follow-symlinks allows it)", display, resolved))
+			return
+		}
+	}
+	entries, err := os.ReadDir(target)
+	if err != nil {
+		if !errors.Is(err, syscall.ENOTDIR) {
+			src.errs = append(src.errs, fmt.Errorf("%s: %w", display, unwrapPathError(err)))
+		}
+		return
+	}
+	for _, e := range entries {
+		fn := e.Name()
+		if !isListFile(fn) {
+			continue
+		}
+		data, skip, err := r.readBounded(lists.Dir+"/"+fn, &r.listBound)
+		switch {
+		case err != nil:
+			src.errs = append(src.errs, err)
+		case !skip:
+			src.lists = append(src.lists, policyFile{name: lists.Dir + "/" + fn, data: data})
+		}
+	}
 }
 
 // dirReader reads the files of one directory, keeping count of the bytes
 // read so far against the directory's bound.
 type dirReader struct {
-	root  string // the directory, its own symlinks resolved
-	dir   string // as given, to name files in messages
-	opts  DirOptions
-	total int64
+	root      string // the directory, its own symlinks resolved
+	dir       string // as given, to name files in messages
+	opts      DirOptions
+	policy    bound // policy files
+	listBound bound // list files
+}
+
+// bound is a byte budget: a file may not exceed file, all of them
+// together total; what the flags that raise them are called.
+type bound struct {
+	file, total   int64
+	read          int64
+	what          string // "a policy file", "a list file"
+	fileFlag, dir string
 }
 
 // read returns the contents of the policy file name, or skip when it is a
 // directory (as a directory named *.yaml always was).
 func (r *dirReader) read(name string) (data []byte, skip bool, err error) {
+	return r.readBounded(name, &r.policy)
+}
+
+func (r *dirReader) readBounded(name string, b *bound) (data []byte, skip bool, err error) {
 	display := path.Join(r.dir, name)
 	target := filepath.Join(r.root, name)
 	li, err := os.Lstat(target)
@@ -191,7 +269,7 @@ func (r *dirReader) read(name string) (data []byte, skip bool, err error) {
 	if fi.IsDir() {
 		return nil, true, nil
 	}
-	if err := r.check(display, fi); err != nil {
+	if err := r.check(display, fi, b); err != nil {
 		return nil, false, err
 	}
 	// O_NONBLOCK: should the file have been swapped for a FIFO since it
@@ -205,48 +283,44 @@ func (r *dirReader) read(name string) (data []byte, skip bool, err error) {
 	if fi, err = f.Stat(); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", display, unwrapPathError(err))
 	}
-	if err := r.check(display, fi); err != nil {
+	if err := r.check(display, fi, b); err != nil {
 		return nil, false, err
 	}
 	// A file may grow after its size was seen (and some report none): the
 	// bound holds on what is read.
-	data, err = io.ReadAll(io.LimitReader(f, r.opts.MaxFileBytes+1))
+	data, err = io.ReadAll(io.LimitReader(f, b.file+1))
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", display, unwrapPathError(err))
 	}
-	if int64(len(data)) > r.opts.MaxFileBytes {
-		return nil, false, fmt.Errorf("%s: grew past the limit of %d bytes for a policy file while read (-rules-max-file-bytes raises it)", display, r.opts.MaxFileBytes)
+	if int64(len(data)) > b.file {
+		return nil, false, fmt.Errorf("%s: grew past the limit of %d bytes for %s while read (%s raises it)", display, b.file, b.what, b.fileFlag)
 	}
-	r.total += int64(len(data))
-	if r.total > r.opts.MaxDirBytes {
-		return nil, false, r.dirTooLarge(display)
+	b.read += int64(len(data))
+	if b.read > b.total {
+		return nil, false, b.dirTooLarge(display)
 	}
 	return data, false, nil
 }
 
 // check refuses what is not a regular file, or is over a bound, before it
 // is read.
-func (r *dirReader) check(display string, fi fs.FileInfo) error {
+func (r *dirReader) check(display string, fi fs.FileInfo, b *bound) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file (%s): only regular files are read", display, fileKind(fi.Mode()))
 	}
-	if fi.Size() > r.opts.MaxFileBytes {
-		return r.tooLarge(display, fi.Size())
+	if fi.Size() > b.file {
+		return fmt.Errorf("%s: %d bytes, larger than the limit of %d bytes for %s (%s raises it)", display, fi.Size(), b.file, b.what, b.fileFlag)
 	}
-	if r.total+fi.Size() > r.opts.MaxDirBytes {
-		return r.dirTooLarge(display)
+	if b.read+fi.Size() > b.total {
+		return b.dirTooLarge(display)
 	}
 	return nil
 }
 
 // The messages name the flag that raises a bound: riskd and riskctl
 // both call it so.
-func (r *dirReader) tooLarge(display string, size int64) error {
-	return fmt.Errorf("%s: %d bytes, larger than the limit of %d bytes for a policy file (-rules-max-file-bytes raises it)", display, size, r.opts.MaxFileBytes)
-}
-
-func (r *dirReader) dirTooLarge(display string) error {
-	return fmt.Errorf("%s: the policy files up to this one are larger than the limit of %d bytes for a directory (-rules-max-dir-bytes raises it)", display, r.opts.MaxDirBytes)
+func (b *bound) dirTooLarge(display string) error {
+	return fmt.Errorf("%s: "+b.dir, display, b.total)
 }
 
 // within reports whether path p (symlinks resolved) lies inside root.

@@ -97,6 +97,30 @@ func TestLoadDirReadsOnlyRegularFilesWithinBounds(t *testing.T) {
 		{name: "files together over the limit", opts: rules.DirOptions{MaxDirBytes: 1200}, setup: func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("# "+strings.Repeat("x", 800)), 0o644)
 		}, want: "/checkout.yaml: the policy files up to this one are larger than the limit of 1200 bytes for a directory (-rules-max-dir-bytes raises it)"},
+		{name: "a FIFO named lists/*.txt", setup: func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "lists"), 0o755)
+			mkfifo(t, filepath.Join(dir, "lists", "pipe.txt"))
+		}, want: "/lists/pipe.txt: not a regular file (a named pipe): only regular files are read"},
+		{name: "a list file to /dev/zero", setup: func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "lists"), 0o755)
+			symlink(t, "/dev/zero", filepath.Join(dir, "lists", "zero.txt"))
+		}, want: "/lists/zero.txt: a symlink to /dev/zero, outside the policy directory: refused (-rules-follow-symlinks allows it)"},
+		{name: "the lists directory a symlink outside", setup: func(t *testing.T, dir string) {
+			symlink(t, outside, filepath.Join(dir, "lists"))
+		}, want: "/lists: a symlink to " + outside + ", outside the policy directory: refused (-rules-follow-symlinks allows it)"},
+		{name: "list files are bounded apart from policy files", opts: rules.DirOptions{MaxDirBytes: 1200, MaxFileBytes: 1200}, setup: func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "lists"), 0o755)
+			os.WriteFile(filepath.Join(dir, "lists", "big.txt"), []byte(strings.Repeat("x\n", 3000)), 0o644)
+		}},
+		{name: "a list file over the list limit", opts: rules.DirOptions{MaxListBytes: 5000}, setup: func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "lists"), 0o755)
+			os.WriteFile(filepath.Join(dir, "lists", "big.txt"), []byte(strings.Repeat("x\n", 3000)), 0o644)
+		}, want: "/lists/big.txt: 6000 bytes, larger than the limit of 5000 bytes for list files (-rules-max-list-bytes raises it)"},
+		{name: "list files together over the list limit", opts: rules.DirOptions{MaxListBytes: 5000}, setup: func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "lists"), 0o755)
+			os.WriteFile(filepath.Join(dir, "lists", "a.txt"), []byte(strings.Repeat("x\n", 1500)), 0o644)
+			os.WriteFile(filepath.Join(dir, "lists", "b.txt"), []byte(strings.Repeat("y\n", 1500)), 0o644)
+		}, want: "/lists/b.txt: the list files up to this one are larger than the limit of 5000 bytes for list files (-rules-max-list-bytes raises it)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/schema"
 )
@@ -29,6 +30,9 @@ type Slot struct {
 	// Model is the model whose prediction the slot holds (model.<name>),
 	// nil for a feature or an event field.
 	Model *models.Model
+	// List names the mutable list the slot holds, filled per event with
+	// SetList; "" for a feature or an event field.
+	List string
 	// Type is the event field's declared type (schema.Any: undeclared, or
 	// not declared for every event type the ruleset scores). Features are
 	// typed by their kind.
@@ -68,6 +72,9 @@ func (s *Slot) goType() reflect.Type {
 	if s.Model != nil {
 		return reflect.TypeFor[float64]()
 	}
+	if s.List != "" {
+		return reflect.TypeFor[func(string) bool]()
+	}
 	if s.Feature >= 0 {
 		if s.isBool {
 			return reflect.TypeFor[bool]()
@@ -104,7 +111,9 @@ func newLayout(slots []Slot) *layout {
 		fields := []reflect.StructField{{Name: "Pad", Type: reflect.TypeFor[uint64](), Tag: `expr:"-"`}}
 		for i := range slots {
 			t := anyType
-			if env == typed {
+			if env == typed || slots[i].List != "" {
+				// A mutable list is never nil: the loose twin holds its
+				// test in its type too, so expr calls it directly.
 				t = slots[i].goType()
 			}
 			fields = append(fields, reflect.StructField{
@@ -145,6 +154,7 @@ type Env struct {
 	looseMem unsafe.Pointer
 	looseSet bool // filled for this event
 	present  []uint64
+	snaps    []*lists.Snapshot // per slot: a mutable list's snapshot
 	floats   floatArena
 	strs     map[string]any
 }
@@ -204,6 +214,19 @@ func (e *Env) SetModel(i int, p float64) {
 	e.setPresent(i)
 }
 
+// SetList sets slot i, a mutable list, to the snapshot of its values the
+// event is evaluated against; a rule that fires names its version
+// (ListVersions). The snapshot must not change while it is set.
+func (e *Env) SetList(i int, snap *lists.Snapshot) {
+	*(*func(string) bool)(e.at(i, typed)) = snap.Has
+	*(*func(string) bool)(e.at(i, loose)) = snap.Has
+	if e.snaps == nil {
+		e.snaps = make([]*lists.Snapshot, len(e.rs.Slots))
+	}
+	e.snaps[i] = snap
+	e.setPresent(i)
+}
+
 // SetField sets slot i, an event field, from the event's value (nil when
 // absent). A declared field holds its type's Go value; a value that does
 // not conform (the event was not validated against the schema) is absent.
@@ -211,6 +234,11 @@ func (e *Env) SetModel(i int, p float64) {
 // map[string]any, []any or nil.
 func (e *Env) SetField(i int, v *fastjson.Value) {
 	s := &e.rs.Slots[i]
+	if s.List != "" {
+		// Its field holds a function, not a value: writing one there
+		// would corrupt the environment.
+		panic("rules: SetField on " + s.Name + ", a mutable list: fill it with SetList")
+	}
 	if !s.typed {
 		x := e.toAny(v)
 		*(*any)(e.at(i, typed)) = x
@@ -280,13 +308,15 @@ func (e *Env) fillLoose() {
 	e.looseSet = true
 	for i := range e.rs.Slots {
 		s := &e.rs.Slots[i]
-		if !s.typed {
-			continue
+		if !s.typed || s.List != "" {
+			continue // written to both when set
 		}
 		var x any
 		if e.isPresent(i) {
 			p := e.at(i, typed)
 			switch s.goType().Kind() {
+			case reflect.Map:
+				x = *(*map[string]any)(p)
 			case reflect.Float64:
 				x = e.floats.box(*(*float64)(p))
 			case reflect.Bool:
@@ -295,8 +325,6 @@ func (e *Env) fillLoose() {
 				x = e.str(*(*string)(p))
 			case reflect.Int:
 				x = *(*int)(p)
-			case reflect.Map:
-				x = *(*map[string]any)(p)
 			case reflect.Slice:
 				x = *(*[]any)(p)
 			default:
@@ -313,6 +341,8 @@ type program struct {
 	// needs is the bit set of the typed slots the expression reads: fast
 	// runs only when all of them are present.
 	needs []uint64
+	// lists names the file and mutable lists the expression reads.
+	lists []string
 }
 
 func (e *Env) run(p *program) (any, error) {

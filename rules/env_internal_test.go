@@ -1,8 +1,10 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -19,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules/example"
 	"github.com/riskd/riskd/schema"
@@ -154,10 +157,12 @@ func newMapEval(t testing.TB, lc loadedCase, rs *Ruleset) *mapEval {
 			env[s.Name] = types.Any
 		}
 	}
-	c := &compiler{es: &policyfile.Errors{}, features: lc.p.Features, lists: rs.Lists}
+	visible := maps.Clone(lc.p.Lists)
+	maps.Copy(visible, rs.Lists)
+	c := &compiler{es: &policyfile.Errors{}, features: lc.p.Features, lists: visible}
 	compile := func(src string, opt expr.Option) *vm.Program {
 		prog, err := expr.Compile(src, expr.Env(env), opt,
-			expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}}))
+			expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, lists: map[string]bool{}}))
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
@@ -265,7 +270,7 @@ func genInput(rng *rand.Rand, p *Policy, rs *Ruleset) input {
 	}
 	obj := map[string]string{}
 	for _, s := range rs.Slots {
-		if s.Feature >= 0 || rng.IntN(6) == 0 {
+		if s.Feature >= 0 || s.List != "" || rng.IntN(6) == 0 {
 			continue
 		}
 		top := s.Path.Parts[0]
@@ -309,12 +314,28 @@ func fill(t testing.TB, e *Env, p *fastjson.Parser, in input) {
 	}
 	e.Reset()
 	for i, s := range e.rs.Slots {
-		if s.Feature >= 0 {
+		switch {
+		case s.List != "":
+			e.SetList(i, testListSnapshot(t, s.List))
+		case s.Feature >= 0:
 			e.SetFeature(i, in.feats[strings.TrimPrefix(s.Name, "features.")])
-		} else {
+		default:
 			e.SetField(i, ev.Get(s.Path.Parts...))
 		}
 	}
+}
+
+// testListSnapshot is a mutable list holding NG and FR, values the
+// generated events have.
+func testListSnapshot(t testing.TB, name string) *lists.Snapshot {
+	r := lists.NewMemory(lists.Options{})
+	if err := r.Declare(context.Background(), []string{name}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add(context.Background(), name, []string{"NG", "FR"}, 0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return r.List(name).Snapshot()
 }
 
 func sameResults(a, b []RuleResult) bool {

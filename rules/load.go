@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"path"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
 )
@@ -50,7 +52,8 @@ type source struct {
 	features []byte
 	rulesets []policyFile // in name order
 	models   modelSource
-	errs     []error // files that could not be read
+	lists    []policyFile // lists/*.txt, in name order
+	errs     []error      // files that could not be read
 }
 
 type policyFile struct {
@@ -63,6 +66,11 @@ type policyFile struct {
 func isRuleset(name string) bool {
 	return name != FeaturesFile && name != models.File && !strings.HasPrefix(name, ".") &&
 		(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
+}
+
+// isListFile reports whether an entry of lists/ is a list file.
+func isListFile(name string) bool {
+	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".txt")
 }
 
 func readFS(fsys fs.FS, dir string) (*source, error) {
@@ -90,6 +98,22 @@ func readFS(fsys fs.FS, dir string) (*source, error) {
 	if src.models, err = readFSModels(fsys, dir); err != nil {
 		src.errs = append(src.errs, err)
 	}
+	listEntries, err := fs.ReadDir(fsys, lists.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		src.errs = append(src.errs, fmt.Errorf("%s: %w", path.Join(dir, lists.Dir), unwrapPathError(err)))
+	}
+	for _, e := range listEntries {
+		fn := lists.Dir + "/" + e.Name()
+		if e.IsDir() || !isListFile(e.Name()) {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, fn)
+		if err != nil {
+			src.errs = append(src.errs, fmt.Errorf("%s: %w", path.Join(dir, fn), unwrapPathError(err)))
+			continue
+		}
+		src.lists = append(src.lists, policyFile{name: fn, data: data})
+	}
 	return src, nil
 }
 
@@ -99,7 +123,7 @@ func (src *source) digest() [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%d\x00", FeaturesFile, len(src.features))
 	h.Write(src.features)
-	for _, f := range src.rulesets {
+	for _, f := range append(src.rulesets[:len(src.rulesets):len(src.rulesets)], src.lists...) {
 		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.data))
 		h.Write(f.data)
 	}
@@ -132,11 +156,23 @@ func compile(src *source) (*Policy, error) {
 		errs = append(errs, err)
 	}
 	p.Models = ms
+	fes := &policyfile.Errors{File: name(FeaturesFile)}
+	fwarns := &policyfile.Errors{File: name(FeaturesFile)}
+	files := newListFiles(dir, src.lists)
+	p.Lists = map[string]*List{}
+	if set.ListsNode != nil {
+		p.Lists = parseLists(fes, set.ListsNode, files, nil, FeaturesFile)
+	}
+	p.Filters = compileFilters(set, p.Lists, fes, fwarns)
+	if err := fes.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	p.Warnings = append(p.Warnings, fwarns.Messages()...)
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
 		warns := &policyfile.Errors{File: name(f.name)}
-		rs := parseRuleset(es, warns, set, ms, f.data)
+		rs := parseRuleset(es, warns, set, ms, p.Lists, files, f.name, f.data)
 		if rs == nil {
 			errs = append(errs, es.Err())
 			continue
@@ -152,6 +188,7 @@ func compile(src *source) (*Policy, error) {
 	linkErrs := link(parsed)
 	for _, rs := range all {
 		rs.c.finish(rs.Ruleset, rs.EventTypes)
+		rs.linkLists(rs.c.lists)
 		if err := rs.es.Err(); err != nil {
 			errs = append(errs, err)
 		}
@@ -161,6 +198,16 @@ func compile(src *source) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	p.Warnings = append(p.Warnings, files.warnings()...)
+	p.ListFiles = files.described()
+	for _, f := range src.lists {
+		p.ListBytes += len(f.data)
+	}
+	local := []map[string]*List{p.Lists}
+	for _, rs := range parsed {
+		local = append(local, rs.Lists)
+	}
+	p.MutableLists = mutableNames(local...)
 	for _, rs := range parsed {
 		p.Rulesets = append(p.Rulesets, rs.Ruleset)
 	}
@@ -354,7 +401,7 @@ func parseTraffic(n *yaml.Node) (int, error) {
 // parseRuleset reads a ruleset file and parses its expressions; they are
 // compiled by the compiler's finish once the ruleset's event types are
 // known. It returns nil for a file that is not a mapping at all.
-func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Set, data []byte) *parsedRuleset {
+func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Set, policyLists map[string]*List, files *listFiles, file string, data []byte) *parsedRuleset {
 	root, err := policyfile.Parse(es.File, data)
 	if err != nil {
 		es.Add(err)
@@ -413,9 +460,11 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 		}
 	}
 	if f, ok := m["lists"]; ok {
-		parseLists(es, rs, f.Value)
+		rs.Lists = parseLists(es, f.Value, files, policyLists, file)
 	}
-	c := &compiler{es: es, warns: warns, features: set, models: ms, lists: rs.Lists}
+	visible := maps.Clone(policyLists)
+	maps.Copy(visible, rs.Lists)
+	c := &compiler{es: es, warns: warns, features: set, models: ms, lists: visible}
 	out.c = c
 	if f, ok := m["rules"]; ok {
 		if f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) == 0 {
@@ -437,45 +486,6 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 		}
 	}
 	return out
-}
-
-func parseLists(es *policyfile.Errors, rs *Ruleset, n *yaml.Node) {
-	if n.Kind != yaml.MappingNode {
-		es.At(n, "lists must be a mapping of list names to lists of values")
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !idRE.MatchString(k.Value) {
-			es.At(k, "list name %s must be lower case letters, digits and _", policyfile.Quote(k.Value))
-			continue
-		}
-		if _, dup := rs.Lists[k.Value]; dup {
-			es.At(k, "duplicate list %s", policyfile.Quote(k.Value))
-			continue
-		}
-		if v.Kind != yaml.SequenceNode {
-			es.At(v, "list %s must be a list of values, e.g. [NG, RU]", policyfile.Quote(k.Value))
-			continue
-		}
-		l := &List{Name: k.Value}
-		for _, item := range v.Content {
-			switch {
-			case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
-				es.At(item, "list %s: items must be strings or numbers", policyfile.Quote(k.Value))
-			case item.Tag == "!!int" || item.Tag == "!!float":
-				f, err := strconv.ParseFloat(item.Value, 64)
-				if err != nil {
-					es.At(item, "list %s: %s is not a number", policyfile.Quote(k.Value), policyfile.Quote(item.Value))
-					continue
-				}
-				l.Values = append(l.Values, f)
-			default:
-				l.Values = append(l.Values, item.Value)
-			}
-		}
-		rs.Lists[k.Value] = l
-	}
 }
 
 func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riskd/riskd/lists"
 )
 
 // ReloaderOptions configure a Reloader.
@@ -182,6 +185,11 @@ func (r *Reloader) Run(ctx context.Context) error {
 	if err := w.Add(r.opts.Dir); err != nil {
 		return fmt.Errorf("watching %s: %w", r.opts.Dir, err)
 	}
+	// List files are in a subdirectory, which a watch on the directory
+	// does not cover. It may come and go (or, in a ConfigMap, be a
+	// symlink that moves): it is watched again after every change.
+	watchLists := func() { w.Add(filepath.Join(r.opts.Dir, lists.Dir)) }
+	watchLists()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -203,6 +211,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 			}
 			r.opts.Logger.Warn("policy watcher", "dir", r.opts.Dir, "err", err)
 		case <-timer.C:
+			watchLists()
 			r.Reload() // errors are recorded and logged by Reload
 		}
 	}

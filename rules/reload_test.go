@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,55 @@ func TestReloaderWatchesTheDirectory(t *testing.T) {
 			t.Fatal("the change was not picked up within 10s")
 		}
 		writePolicy(t, dir, strings.Replace(goodRuleset, `version: "1"`, `version: "`+string(rune('0'+i%10))+`"`, 1))
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReloaderWatchesListFiles: a change to a list file alone reloads,
+// including in a lists/ directory created after riskd started.
+func TestReloaderWatchesListFiles(t *testing.T) {
+	dir := t.TempDir()
+	current, rl := watched(t, dir, 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- rl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	values := func() int {
+		if fs := current.Load().ListFiles; len(fs) == 1 {
+			return fs[0].Values
+		}
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	writeList := func(n int) {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "card-%d\n", i)
+		}
+		os.MkdirAll(filepath.Join(dir, "lists"), 0o755)
+		os.WriteFile(filepath.Join(dir, "lists", ".blocked.tmp"), []byte(b.String()), 0o644)
+		os.Rename(filepath.Join(dir, "lists", ".blocked.tmp"), filepath.Join(dir, "lists", "blocked.txt"))
+	}
+	// Retry each change until it is seen: the watches are set up by the
+	// goroutine above, in its own time.
+	for values() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new list was not picked up within 10s")
+		}
+		writeList(2)
+		writePolicy(t, dir, strings.Replace(goodRuleset, "  bad: [NG, RU]\n", "  blocked: {file: lists/blocked.txt}\n", 1))
+		time.Sleep(50 * time.Millisecond)
+	}
+	for n := 3; values() == 2; n++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the list file's change was not picked up within 10s")
+		}
+		writeList(n)
 		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -5,6 +5,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"time"
 
@@ -39,7 +40,21 @@ type Policy struct {
 	Features *features.Set
 	Models   *models.Set // models.yaml; nil without one
 	Rulesets []*Ruleset  // sorted by name
-	LoadedAt time.Time
+	// Filters holds, per log of Features (by Log.Index), the where
+	// condition its events must meet to be recorded; nil: none.
+	Filters []*Filter
+	// Lists are features.yaml's lists, which every ruleset and where
+	// reads; a ruleset's own are in Ruleset.Lists.
+	Lists map[string]*List
+	// ListFiles are the list files the policy's lists read; ListBytes
+	// counts every list file of the directory, read or not, against
+	// DirOptions.MaxListBytes.
+	ListFiles []ListFile
+	ListBytes int
+	// MutableLists names the mutable lists declared anywhere in the
+	// policy: the admin API changes these.
+	MutableLists []string
+	LoadedAt     time.Time
 	// Warnings are what the policy may not mean, each as file:line:col:
 	// message: rules reading event fields the schema does not declare.
 	Warnings []string
@@ -63,8 +78,10 @@ type Ruleset struct {
 	// decision is at least step_up. Default: fail open, score with what
 	// there is.
 	FailClosed bool
-	Lists      map[string]*List
-	Rules      []*Rule
+	// Lists are the ruleset's own lists (features.yaml's are
+	// Policy.Lists).
+	Lists map[string]*List
+	Rules []*Rule
 
 	// ShadowOf names the live ruleset this one challenges; empty for a
 	// live ruleset. Champion is that ruleset once loaded.
@@ -148,6 +165,72 @@ type Rule struct {
 	Reason Template
 	when   *program
 	graded *program // score: "expression"
+	lists  []listRef
+}
+
+// ListVersion names a file or mutable list a fired rule read, and the
+// version of it the event was evaluated against: the decision says which
+// list, as it stood, blocked it.
+type ListVersion struct {
+	Name    string
+	Version string
+}
+
+// listRef is a file or mutable list a rule reads: a file list's version
+// is fixed, a mutable list's is its snapshot's in the slot.
+type listRef struct {
+	name, version string
+	slot          int // mutable: its slot; -1 for a file list
+}
+
+// linkLists notes, on each rule, the file and mutable lists its
+// expressions read (visible: the lists the ruleset sees).
+func (rs *Ruleset) linkLists(visible map[string]*List) {
+	slotOf := map[string]int{}
+	for i, s := range rs.Slots {
+		if s.List != "" {
+			slotOf[s.List] = i
+		}
+	}
+	for _, r := range rs.Rules {
+		progs := []*program{r.when, r.graded}
+		for _, p := range r.Reason.parts {
+			progs = append(progs, p.prog)
+		}
+		seen := map[string]bool{}
+		for _, p := range progs {
+			if p == nil {
+				continue
+			}
+			for _, name := range p.lists {
+				if seen[name] {
+					continue
+				}
+				seen[name] = true
+				ref := listRef{name: name, slot: -1}
+				if l := visible[name]; l.Mutable {
+					ref.slot = slotOf[name]
+				} else {
+					ref.version = l.Version
+				}
+				r.lists = append(r.lists, ref)
+			}
+		}
+		sort.Slice(r.lists, func(i, j int) bool { return r.lists[i].name < r.lists[j].name })
+	}
+}
+
+// ListVersions appends to dst the file and mutable lists rule i reads,
+// each with the version the event in e was evaluated against.
+func (e *Env) ListVersions(dst []ListVersion, i int) []ListVersion {
+	for _, ref := range e.rs.Rules[i].lists {
+		v := ref.version
+		if ref.slot >= 0 && e.snaps != nil && e.snaps[ref.slot] != nil {
+			v = e.snaps[ref.slot].VersionText
+		}
+		dst = append(dst, ListVersion{Name: ref.name, Version: v})
+	}
+	return dst
 }
 
 // Outcome applies the thresholds to a score.
@@ -163,14 +246,6 @@ func (rs *Ruleset) Outcome(score int64) Outcome {
 
 // FeatureEnvKey is the expression-environment name of a feature.
 func FeatureEnvKey(name string) string { return "features." + name }
-
-// List is a named list of values for membership tests: `x in lists.name`.
-// Each use is compiled into a constant array, which expr turns into a set
-// when the values are all strings.
-type List struct {
-	Name   string
-	Values []any // string or float64
-}
 
 // ScoreOf converts a graded score's result into the whole points the
 // decision carries: rounding each rule's share keeps the attribution exact

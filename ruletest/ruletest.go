@@ -19,6 +19,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
@@ -33,6 +34,9 @@ type Case struct {
 	Name   string
 	Events [][]byte // JSON
 	Expect []Expectation
+	// Lists are the values of mutable lists before the first event: what
+	// the admin API would have put in them.
+	Lists map[string][]string
 }
 
 // Expectation is what one event's decision must be.
@@ -107,11 +111,16 @@ func parse(file string, data []byte) ([]Case, error) {
 }
 
 func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
-	m := policyfile.Mapping(es, n, "test", "!name", "!events", "!expect")
+	m := policyfile.Mapping(es, n, "test", "!name", "lists", "!events", "!expect")
 	c := Case{File: file}
 	before := es.Len()
 	if f, ok := m["name"]; ok {
 		c.Name, _ = policyfile.String(es, f.Value, "name")
+	}
+	if f, ok := m["lists"]; ok {
+		if err := f.Value.Decode(&c.Lists); err != nil || f.Value.Kind != yaml.MappingNode {
+			es.At(f.Value, "lists must map mutable list names to their values, e.g. lists: {blocked_cards_api: [card-9]}")
+		}
 	}
 	ids := map[string]bool{}
 	if f, ok := m["events"]; ok {
@@ -209,7 +218,18 @@ type Result struct {
 // Run scores a case's events on a fresh in-memory store with policy p.
 func Run(p *rules.Policy, c Case) Result {
 	r := Result{Case: c, Fired: map[string]map[string]bool{}}
-	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})})
+	reg := lists.NewMemory(lists.Options{})
+	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true}), Lists: reg})
+	names := make([]string, 0, len(c.Lists))
+	for name := range c.Lists {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, err := reg.Add(context.Background(), name, c.Lists[name], 0, "riskctl test"); err != nil {
+			r.Failures = append(r.Failures, fmt.Sprintf("%s: test %q: lists: %v", c.File, c.Name, err))
+		}
+	}
 	byEvent := map[string][]Expectation{}
 	for _, x := range c.Expect {
 		byEvent[x.Event] = append(byEvent[x.Event], x)

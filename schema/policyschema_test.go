@@ -16,6 +16,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -33,6 +34,8 @@ func schemaFor(name string) string {
 	switch {
 	case name == rules.FeaturesFile:
 		return featuresSchema
+	case name == models.File:
+		return "" // models.yaml is checked by the models package's loader
 	case !strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")):
 		return rulesetSchema
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -47,6 +48,9 @@ func NewExpr(inputs []Input) (*Expr, error) {
 		}
 		x := exprInput{feats: make([]features.Value, len(e.rs.Slots)), fields: make([]*fastjson.Value, len(e.rs.Slots))}
 		for i, s := range e.rs.Slots {
+			if s.List != "" {
+				continue
+			}
 			if s.Feature < 0 {
 				x.fields[i] = ev.Get(s.Path.Parts...)
 				continue
@@ -68,9 +72,12 @@ func (e *Expr) Eval(i int) Result {
 	in := &e.inputs[i]
 	e.env.Reset()
 	for j, s := range e.rs.Slots {
-		if s.Feature < 0 {
+		switch {
+		case s.List != "":
+			e.env.SetList(j, lists.Empty()) // the checkout ruleset's mutable block list, empty here
+		case s.Feature < 0:
 			e.env.SetField(j, in.fields[j])
-		} else {
+		default:
 			e.env.SetFeature(j, in.feats[j])
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/schema"
 )
@@ -67,6 +68,10 @@ func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.
 	env := rs.NewEnv()
 	env.Reset()
 	for i, slot := range rs.Slots {
+		if slot.List != "" {
+			env.SetList(i, lists.Empty()) // what a list holds does not change what a lookup costs
+			continue
+		}
 		if slot.Feature >= 0 {
 			f := p.Features.Features[slot.Feature]
 			var v features.Value

@@ -32,12 +32,14 @@ const usage = `riskctl: the analyst's tool for riskd policies
   riskctl replay -rules DIR -in events.jsonl[.gz] [-challenger DIR] [-label FIELD]
                  [-from DATE] [-to DATE] [-out decisions.jsonl] [-features-out FILE.csv] [-json]
                  [-known-fraud FIELD [-known-delay 7d] [-known-every 1d] [-known-from DATE]]
+  riskctl lists add|remove|show [-url URL] NAME [VALUE...]
+                                   change a running riskd's mutable lists
   riskctl -version                 print the version, VCS revision and Go version
 
 validate, test, score and replay read DIR as riskd does and take its
--rules-max-file-bytes, -rules-max-dir-bytes and -rules-follow-symlinks.
-riskctl COMMAND -h (or riskctl help COMMAND) explains a command's
-arguments and flags.
+-rules-max-file-bytes, -rules-max-dir-bytes, -rules-max-list-bytes and
+-rules-follow-symlinks. riskctl COMMAND -h (or riskctl help COMMAND)
+explains a command's arguments and flags.
 
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
@@ -61,6 +63,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return score(args[1:], stdin, stdout, stderr)
 	case "replay":
 		return replayCmd(args[1:], stdout, stderr)
+	case "lists":
+		return listsCmd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) == 2 && args[0] == "help" && args[1] != "help" {
 			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
@@ -96,6 +100,7 @@ func dirFlags(fl *flag.FlagSet) *rules.DirOptions {
 	fl.Int64Var(&o.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in `BYTES` (as riskd's flag)")
 	fl.Int64Var(&o.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most `BYTES` of policy files read from one directory (as riskd's flag)")
 	fl.BoolVar(&o.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the directory (as riskd's flag)")
+	fl.Int64Var(&o.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from one directory (as riskd's flag)")
 	return o
 }
 
@@ -172,6 +177,7 @@ warning of rules that cost more than -cost-warn per event (exit 0).
 		n += len(rs.Rules)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d features, %d rulesets, %d rules\n", dir, len(p.Features.Features), len(p.Rulesets), n)
+	reportLists(p, dir, dirOpts.MaxListBytes, stdout, stderr)
 	for _, w := range p.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}

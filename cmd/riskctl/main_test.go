@@ -28,7 +28,7 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 		t.Fatalf("validate: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := riskctl(t, "", "test", "../../rules/example")
-	if code != 0 || !strings.HasPrefix(out, "ok  \t../../rules/example\t28 tests") {
+	if code != 0 || !strings.HasPrefix(out, "ok  \t../../rules/example\t32 tests") {
 		t.Fatalf("test: exit %d\n%s%s", code, out, errOut)
 	}
 	if strings.Contains(out, "rules no test makes fire") || strings.Contains(out, "run-time errors") || errOut != "" {
@@ -93,13 +93,7 @@ func TestBrokenPolicies(t *testing.T) {
 
 func TestFailingRuleTestsReportAndExit1(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
-		data, err := os.ReadFile(filepath.Join("../../rules/example", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, name), data, 0o644)
-	}
+	copyExample(t, dir)
 	os.Mkdir(filepath.Join(dir, "tests"), 0o755)
 	os.WriteFile(filepath.Join(dir, "tests", "wrong.yaml"), []byte(`tests:
   - name: expects the wrong thing
@@ -121,7 +115,7 @@ func TestFailingRuleTestsReportAndExit1(t *testing.T) {
 		wrong + ":6: event g1: fired [sanctioned_country], want [cross_border]",
 		wrong + ":6: event g1: score 0, want 5",
 		"FAIL\t" + dir + "\t1 of 2 tests failed",
-		"rules no test makes fire: checkout/card_charged_back, checkout/terminal_chargebacks, checkout/card_velocity_1h",
+		"rules no test makes fire: checkout/blocked_card, checkout/blocked_card_api, checkout/card_charged_back, checkout/terminal_chargebacks, checkout/card_velocity_1h",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -335,7 +329,8 @@ func TestVersion(t *testing.T) {
 // copyExample copies the example policy's files into dir.
 func copyExample(t *testing.T, dir string) {
 	t.Helper()
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+	os.MkdirAll(filepath.Join(dir, "lists"), 0o755)
+	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
 		data, err := os.ReadFile(filepath.Join("../../rules/example", name))
 		if err != nil {
 			t.Fatal(err)
@@ -370,7 +365,7 @@ func TestValidateReadsTheDirectoryAsRiskdDoes(t *testing.T) {
 			os.Mkdir(ts, 0o755)
 			copyExample(t, ts)
 			os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data"))
-			for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+			for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists"} {
 				os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
 			}
 		}},

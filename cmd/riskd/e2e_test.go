@@ -41,13 +41,16 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	bin := riskdBinary(t)
 	// The example policy plus a challenger live for half the accounts.
 	rules := t.TempDir()
-	yamls, _ := filepath.Glob("../../rules/example/*.yaml")
-	for _, f := range yamls {
+	files, _ := filepath.Glob("../../rules/example/*.yaml")
+	lists, _ := filepath.Glob("../../rules/example/lists/*.txt")
+	os.Mkdir(filepath.Join(rules, "lists"), 0o755)
+	for _, f := range append(files, lists...) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(rules, filepath.Base(f)), data, 0o644)
+		rel, _ := filepath.Rel("../../rules/example", f)
+		os.WriteFile(filepath.Join(rules, rel), data, 0o644)
 	}
 	os.WriteFile(filepath.Join(rules, "next.yaml"), []byte(`name: checkout_next
 shadow_of: checkout
@@ -179,7 +182,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 		if err := os.Mkdir(ts, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml"} {
+		for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
 			data, err := os.ReadFile(filepath.Join("../../rules/example", name))
 			if err != nil {
 				t.Fatal(err)
@@ -187,9 +190,13 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 			if name == "checkout.yaml" {
 				data = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(data, []byte(`version: "`+version+`"`))
 			}
+			os.MkdirAll(filepath.Dir(filepath.Join(ts, name)), 0o755)
 			os.WriteFile(filepath.Join(ts, name), data, 0o644)
-			if gen == 1 {
-				os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+			// A ConfigMap item with path lists/blocked_cards.txt: the
+			// kubelet links the top-level entry, the directory, through
+			// ..data.
+			if top := strings.Split(name, "/")[0]; gen == 1 {
+				os.Symlink(filepath.Join("..data", top), filepath.Join(dir, top))
 			}
 		}
 		old, _ := os.Readlink(filepath.Join(dir, "..data"))

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/internal/logs"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -55,6 +57,7 @@ type config struct {
 	kafkaDegraded     bool
 	kafkaConcurrency  int
 	adminToken        string
+	adminTokensFile   string
 	maxEventBytes     int
 	shutdown          time.Duration
 	logFormat         string
@@ -72,6 +75,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.Int64Var(&c.rulesRead.MaxFileBytes, "rules-max-file-bytes", rules.DefaultMaxFileBytes, "largest policy file read, in bytes; a larger one fails the load")
 	fl.Int64Var(&c.rulesRead.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from the -rules directory together")
 	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
+	fl.Int64Var(&c.rulesRead.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from the -rules directory together")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
@@ -89,7 +93,8 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
 	fl.IntVar(&c.kafkaConcurrency, "kafka-concurrency", engine.DefaultKafkaConcurrency, "events scored at once from Kafka, across partitions (a key's events always in order); lower it to leave Redis room for HTTP while Kafka catches up")
 	fl.BoolVar(&c.kafkaDegraded, "kafka-degraded", false, "on Kafka, write and commit degraded decisions (as HTTP answers them) instead of waiting for the feature store; events the store missed are then lost from feature history")
-	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints")
+	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints (changes made with it are logged as made by \"admin\")")
+	fl.StringVar(&c.adminTokensFile, "admin-tokens-file", "", "file of named admin tokens, one \"NAME TOKEN\" a line (# comments): changes to mutable lists are logged with the name of the token that made them")
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
 	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
@@ -151,6 +156,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.rulesRead.MaxFileBytes <= 0 {
 		return nil, fmt.Errorf("-rules-max-file-bytes %d must be positive", c.rulesRead.MaxFileBytes)
+	}
+	if c.rulesRead.MaxListBytes <= 0 {
+		return nil, fmt.Errorf("-rules-max-list-bytes %d must be positive", c.rulesRead.MaxListBytes)
 	}
 	if c.rulesRead.MaxDirBytes < c.rulesRead.MaxFileBytes {
 		return nil, fmt.Errorf("-rules-max-dir-bytes %d must be at least -rules-max-file-bytes %d", c.rulesRead.MaxDirBytes, c.rulesRead.MaxFileBytes)
@@ -294,6 +302,55 @@ func buildInfoGauge(b buildinfo.Info) prometheus.Collector {
 	return g
 }
 
+// openLists returns the registry of mutable lists: in Redis, shared with
+// every riskd on it, when -redis is set; else in this process alone.
+func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists.Registry, error) {
+	opts := lists.Options{Registerer: reg, Logger: log}
+	if cfg.redis == "" {
+		return lists.NewMemory(opts), nil
+	}
+	r, err := lists.NewRedis(lists.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	if err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	return r, nil
+}
+
+// readTokens reads -admin-tokens-file: "NAME TOKEN" a line, # comments.
+func readTokens(path string) ([]engine.NamedToken, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-tokens-file: %w", err)
+	}
+	var out []engine.NamedToken
+	names := map[string]bool{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) != 2:
+			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: want NAME TOKEN", path, i+1)
+		case !tokenNameRE.MatchString(f[0]):
+			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %q: letters, digits, _, - and . only", path, i+1, f[0])
+		case len(f[1]) < 16:
+			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: the token of %s is shorter than 16 characters", path, i+1, f[0])
+		case names[f[0]]:
+			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %s is used twice", path, i+1, f[0])
+		}
+		names[f[0]] = true
+		out = append(out, engine.NamedToken{Name: f[0], Token: f[1]})
+	}
+	return out, nil
+}
+
+var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
 // splitList splits a comma-separated flag, dropping blanks.
 func splitList(s string) []string {
 	var out []string
@@ -359,11 +416,21 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(buildinfo.Read()))
+	tokens, err := readTokens(cfg.adminTokensFile)
+	if err != nil {
+		return err
+	}
 	store, storeName, err := openStore(cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Logger: log}
+	valueLists, err := openLists(cfg, log, reg)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	defer valueLists.Close()
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
@@ -381,7 +448,7 @@ func serve(cfg *config, log *slog.Logger) error {
 			return fmt.Errorf("-admin-listen: %w", err)
 		}
 	}
-	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: engine.NewHTTPMetrics(reg)}
+	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: engine.NewHTTPMetrics(reg), AdminTokens: tokens}
 	// What /readyz checks: the memory store is riskd itself, Redis and
 	// Kafka are not.
 	var deps []engine.Dependency
@@ -410,6 +477,14 @@ func serve(cfg *config, log *slog.Logger) error {
 			}
 		}()
 	}
+
+	// Mutable lists are kept up to date (from Redis, and past their
+	// values' expiries) until the signal.
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		valueLists.Run(ctx)
+	}()
 
 	// On the signal the consumer drains: finishes its batches, writes,
 	// commits and closes, within -shutdown-timeout.

@@ -1,5 +1,6 @@
 // Package example embeds the example policy that riskd serves when started
-// without -rules: checkout, login and signup rulesets and their features.
+// without -rules: checkout, login and signup rulesets, their features and
+// lists.
 package example
 
 import (
@@ -10,9 +11,9 @@ import (
 	"testing/fstest"
 )
 
-// FS holds features.yaml and the ruleset files.
+// FS holds features.yaml, the ruleset files and the list files.
 //
-//go:embed *.yaml
+//go:embed *.yaml lists/*.txt
 var FS embed.FS
 
 // WithChallengers returns the example policy plus n shadow challengers of
@@ -20,11 +21,13 @@ var FS embed.FS
 // the policy the benchmarks measure a challenger's cost on.
 func WithChallengers(n int) fs.FS {
 	fsys := fstest.MapFS{}
-	entries, _ := fs.ReadDir(FS, ".")
-	for _, e := range entries {
-		data, _ := FS.ReadFile(e.Name())
-		fsys[e.Name()] = &fstest.MapFile{Data: data}
-	}
+	fs.WalkDir(FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := FS.ReadFile(name)
+			fsys[name] = &fstest.MapFile{Data: data}
+		}
+		return nil
+	})
 	checkout := string(fsys["checkout.yaml"].Data)
 	for i := range n {
 		c := strings.Replace(checkout, "name: checkout", "name: checkout_next"+strconv.Itoa(i)+"\nshadow_of: checkout", 1)

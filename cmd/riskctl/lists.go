@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/rules"
+)
+
+const listsUsage = `riskctl lists: change riskd's mutable lists (declared {mutable: true})
+
+  riskctl lists add [-ttl 30d] NAME VALUE...    add values (VALUE - reads them from stdin, one a line)
+  riskctl lists remove NAME VALUE...            remove values (- reads them from stdin)
+  riskctl lists show NAME                       print the values, one a line, with their expiry
+
+Flags: -url (default $RISKD_URL or http://localhost:8080; riskd's admin
+address with -admin-listen), -token-file (default: the token in
+$RISKD_ADMIN_TOKEN). Every change is logged by riskd with the token's name.
+`
+
+// listsCmd runs riskctl lists: add, remove and show, through riskd's
+// admin API.
+func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, listsUsage)
+		return 2
+	}
+	op := args[0]
+	fl := flag.NewFlagSet("lists "+op, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	base := fl.String("url", envOr("RISKD_URL", "http://localhost:8080"), "riskd's address (its admin address with -admin-listen)")
+	tokenFile := fl.String("token-file", "", "file holding the admin token (default: $RISKD_ADMIN_TOKEN)")
+	ttl := fl.String("ttl", "", "add: how long the values stay (30d, 12h); default: until removed")
+	if err := fl.Parse(args[1:]); err != nil {
+		return 2
+	}
+	token := os.Getenv("RISKD_ADMIN_TOKEN")
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "riskctl lists:", err)
+			return 2
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	c := &listClient{base: strings.TrimRight(*base, "/"), token: token, http: &http.Client{Timeout: time.Minute}}
+	rest := fl.Args()
+	switch {
+	case op == "show" && len(rest) == 1:
+		return report(stderr, c.show(rest[0], stdout))
+	case (op == "add" || op == "remove") && len(rest) >= 2:
+		values, err := valuesOf(rest[1:], stdin)
+		if err != nil {
+			fmt.Fprintln(stderr, "riskctl lists:", err)
+			return 2
+		}
+		if op == "add" {
+			return report(stderr, c.add(rest[0], values, *ttl, stdout))
+		}
+		if *ttl != "" {
+			fmt.Fprintln(stderr, "riskctl lists remove: -ttl is for add")
+			return 2
+		}
+		return report(stderr, c.remove(rest[0], values, stdout))
+	}
+	fmt.Fprint(stderr, listsUsage)
+	return 2
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func report(stderr io.Writer, err error) int {
+	if err != nil {
+		fmt.Fprintln(stderr, "riskctl lists:", err)
+		return 1
+	}
+	return 0
+}
+
+// valuesOf is the values given as arguments, "-" standing for stdin's
+// lines (blank ones and # comments skipped, as in a list file).
+func valuesOf(args []string, stdin io.Reader) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if a != "-" {
+			out = append(out, a)
+			continue
+		}
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			if v := strings.TrimSpace(sc.Text()); v != "" && !strings.HasPrefix(v, "#") {
+				out = append(out, v)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("reading values from stdin: %w", err)
+		}
+	}
+	return out, nil
+}
+
+type listClient struct {
+	base, token string
+	http        *http.Client
+}
+
+// do sends a request and decodes a 200's JSON into out; any other status
+// is an error carrying riskd's message.
+func (c *listClient) do(method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, e.Error)
+		}
+		return fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return json.Unmarshal(b, out)
+}
+
+type changed struct {
+	Op        string  `json:"op"`
+	Values    int     `json:"values"`
+	Version   int64   `json:"version"`
+	By        string  `json:"by"`
+	ExpiresAt *string `json:"expires_at"`
+}
+
+func (c *listClient) add(name string, values []string, ttl string, stdout io.Writer) error {
+	for len(values) > 0 {
+		n := min(len(values), lists.MaxValuesPerChange)
+		var out changed
+		if err := c.do("POST", "/v1/lists/"+url.PathEscape(name), map[string]any{"values": values[:n], "ttl": ttl}, &out); err != nil {
+			return err
+		}
+		exp := "never"
+		if out.ExpiresAt != nil {
+			exp = *out.ExpiresAt
+		}
+		fmt.Fprintf(stdout, "%s: added %d values (expire: %s) as %s: version %d\n", name, out.Values, exp, out.By, out.Version)
+		values = values[n:]
+	}
+	return nil
+}
+
+func (c *listClient) remove(name string, values []string, stdout io.Writer) error {
+	for _, v := range values {
+		var out changed
+		if err := c.do("DELETE", "/v1/lists/"+url.PathEscape(name)+"/"+url.PathEscape(v), nil, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: removed %q as %s: version %d\n", name, v, out.By, out.Version)
+	}
+	return nil
+}
+
+func (c *listClient) show(name string, stdout io.Writer) error {
+	after := ""
+	for {
+		var page struct {
+			Values []struct {
+				Value     string  `json:"value"`
+				ExpiresAt *string `json:"expires_at"`
+			} `json:"values"`
+			Next *string `json:"next"`
+		}
+		q := url.Values{"limit": {"10000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		if err := c.do("GET", "/v1/lists/"+url.PathEscape(name)+"?"+q.Encode(), nil, &page); err != nil {
+			return err
+		}
+		for _, v := range page.Values {
+			if v.ExpiresAt != nil {
+				fmt.Fprintf(stdout, "%s\texpires %s\n", v.Value, *v.ExpiresAt)
+			} else {
+				fmt.Fprintln(stdout, v.Value)
+			}
+		}
+		if page.Next == nil {
+			return nil
+		}
+		after = *page.Next
+	}
+}
+
+// reportLists prints what validate found of the policy's list files:
+// their sizes, and a warning when together they near the bound riskd
+// reads them under.
+func reportLists(p *rules.Policy, dir string, maxBytes int64, stdout, stderr io.Writer) {
+	for _, f := range p.ListFiles {
+		fmt.Fprintf(stdout, "%s/%s: %d values, %s, version %s\n", dir, f.Path, f.Values, byteSize(f.Bytes), f.Version)
+	}
+	if int64(p.ListBytes) > maxBytes/2 {
+		fmt.Fprintf(stderr, "warning: list files take %s, more than half of the %s riskd reads (-rules-max-list-bytes): past it the directory is refused\n", byteSize(p.ListBytes), byteSize(int(maxBytes)))
+	}
+}
+
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

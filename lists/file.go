@@ -1,0 +1,128 @@
+// Package lists holds the value lists rules test membership in beyond
+// those written inline in YAML: lists read from files of the policy
+// directory, and mutable lists changed at run time through riskd's admin
+// API, kept in memory or, shared by every instance, in Redis.
+package lists
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Dir is where list files live in a policy directory: lists/NAME.txt.
+const Dir = "lists"
+
+// File is a parsed list file.
+type File struct {
+	Values *Set
+	// Version names the file's content in decisions: the first 12 hex
+	// digits of its SHA-256.
+	Version string
+	Bytes   int
+	// Warnings are what riskctl validate reports and riskd logs: each
+	// "line N: message" (or a count of lines).
+	Warnings []string
+}
+
+// maxWarnedDuplicates bounds the duplicates named one by one: a file
+// pasted twice would otherwise warn a million times.
+const maxWarnedDuplicates = 5
+
+// ParseFile reads a list file: one value per line, blanks around it
+// trimmed. A line whose first non-blank character is # is a comment, and
+// so is the rest of a line from a blank followed by # ("4111… # test
+// card"). Values are kept as written: compare lower(event.email) with a
+// list of lower-case addresses for a case-blind match.
+//
+// The values share one copy of data: a million values cost the map and
+// the file's bytes, not a million allocations.
+func ParseFile(data []byte) *File {
+	sum := sha256.Sum256(data)
+	f := &File{Version: hex.EncodeToString(sum[:6]), Bytes: len(data)}
+	type dup struct {
+		v    string
+		line int
+	}
+	var named []dup
+	dups, empty, firstEmpty := 0, 0, 0
+	text := string(data)
+	f.Values = NewSet(strings.Count(text, "\n")+1, func(add func(string) bool) {
+		eachLine(text, func(n int, line string) {
+			v := value(line)
+			switch {
+			case v == "" && strings.TrimSpace(line) == "":
+				empty++
+				if firstEmpty == 0 {
+					firstEmpty = n
+				}
+				return
+			case v == "":
+				return // a comment
+			}
+			if !add(v) {
+				if dups++; dups <= maxWarnedDuplicates {
+					named = append(named, dup{v, n})
+				}
+			}
+		})
+	})
+	if len(named) > 0 {
+		// Where each named duplicate first appears: a second pass over
+		// the file rather than a line number kept for every value.
+		first := map[string]int{}
+		for _, d := range named {
+			first[d.v] = 0
+		}
+		eachLine(text, func(n int, line string) {
+			if at, ok := first[value(line)]; ok && at == 0 {
+				first[value(line)] = n
+			}
+		})
+		for _, d := range named {
+			f.Warnings = append(f.Warnings, fmt.Sprintf("line %d: duplicate value %q (first at line %d)", d.line, cut(d.v), first[d.v]))
+		}
+	}
+	if dups > maxWarnedDuplicates {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("%d more duplicate values", dups-maxWarnedDuplicates))
+	}
+	if empty > 0 {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("line %d: %d empty lines (the first here); they are skipped", firstEmpty, empty))
+	}
+	return f
+}
+
+// eachLine calls fn with each line of text and its number; a final
+// newline does not start another line. The lines share text's bytes.
+func eachLine(text string, fn func(n int, line string)) {
+	for n := 1; len(text) > 0; n++ {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		fn(n, line)
+	}
+}
+
+// value is a line's value: the line without its comment and surrounding
+// blanks.
+func value(line string) string {
+	line = strings.TrimRight(line, "\r")
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			line = line[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(line)
+}
+
+func cut(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

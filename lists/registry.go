@@ -1,0 +1,316 @@
+package lists
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Limits on what a change may hold: values are identifiers (card
+// fingerprints, e-mail addresses, device ids), not documents.
+const (
+	MaxValueBytes      = 512
+	MaxValuesPerChange = 100_000
+)
+
+// DefaultSyncEvery is how often a registry brings its lists up to date:
+// from the store (Redis: one GET a list, and the new changes when there
+// are any) and past expiries. A value added on another instance, or
+// expired, is seen within it.
+const DefaultSyncEvery = 250 * time.Millisecond
+
+// Options configure a Registry. Zero values are safe.
+type Options struct {
+	// SyncEvery: see DefaultSyncEvery.
+	SyncEvery time.Duration
+	// Now is the clock values expire by. Default time.Now.
+	Now func() time.Time
+	// Registerer receives the lists' metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger records every change (who, when, what) and sync failures;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// Registry holds the mutable lists of one riskd: their current snapshots,
+// which events read, and the way changes reach them from its store.
+type Registry struct {
+	store store
+	opts  Options
+
+	mu       sync.Mutex
+	lists    map[string]*Mutable
+	declared map[string]bool
+
+	changes    *prometheus.CounterVec
+	syncErrors *prometheus.CounterVec
+	size       *prometheus.GaugeVec
+
+	errMu   sync.Mutex
+	errLast map[string]time.Time // per list: the last sync failure logged
+}
+
+// store is where a registry's lists live: process memory, or Redis
+// shared by every instance.
+type store interface {
+	// write makes c durable and returns its version (c.Version is 0).
+	write(ctx context.Context, m *Mutable, c *Change, now int64) (int64, error)
+	// sync brings m up to date with what the store holds. m.mu is held.
+	sync(ctx context.Context, m *Mutable, now int64) error
+	// describe says where the lists live, for /v1/rulesets.
+	describe() string
+	close() error
+}
+
+// NewMemory returns a registry whose lists live in this process alone:
+// lost on restart and not shared with other instances.
+func NewMemory(opts Options) *Registry { return newRegistry(memoryStore{}, opts) }
+
+func newRegistry(s store, opts Options) *Registry {
+	if opts.SyncEvery <= 0 {
+		opts.SyncEvery = DefaultSyncEvery
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Registry{store: s, opts: opts, lists: map[string]*Mutable{}, declared: map[string]bool{}, errLast: map[string]time.Time{},
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove).",
+		}, []string{"list", "op"}),
+		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_list_sync_errors_total", Help: "Failed attempts to bring a mutable list up to date from its store (it keeps its last values meanwhile), by list.",
+		}, []string{"list"}),
+		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "riskd_list_values", Help: "Values a mutable list holds, as this riskd sees it, by list.",
+		}, []string{"list"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(r.changes, r.syncErrors, r.size)
+	}
+	return r
+}
+
+// Describe says where the registry's lists live.
+func (r *Registry) Describe() string { return r.store.describe() }
+
+// Declare makes names the lists the policy declares: the only ones
+// changes are accepted for. A list seen for the first time is brought up
+// to date from the store before Declare returns (within ctx), so a policy
+// is not served with an empty copy of a list the store holds; one that
+// fails is retried by Run. Lists no longer declared keep their values for
+// a policy that declares them again.
+func (r *Registry) Declare(ctx context.Context, names []string) error {
+	r.mu.Lock()
+	var fresh []*Mutable
+	clear(r.declared)
+	for _, n := range names {
+		r.declared[n] = true
+		if r.lists[n] == nil {
+			m := newMutable(n)
+			r.lists[n] = m
+			fresh = append(fresh, m)
+		}
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, m := range fresh {
+		if err := r.sync(ctx, m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// List returns the list called name, made empty if it was never declared.
+// The engine binds a policy's lists once, when it is swapped in.
+func (r *Registry) List(name string) *Mutable {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.lists[name]
+	if m == nil {
+		m = newMutable(name)
+		r.lists[name] = m
+	}
+	return m
+}
+
+// ErrUnknownList is returned for a change to a list the policy does not
+// declare mutable.
+var ErrUnknownList = errors.New("no such mutable list")
+
+// ErrBadChange is returned for a change that is not well formed.
+var ErrBadChange = errors.New("bad change")
+
+// Declared returns the declared list called name, or ErrUnknownList.
+func (r *Registry) Declared(name string) (*Mutable, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.declared[name] {
+		names := make([]string, 0, len(r.declared))
+		for n := range r.declared {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%w %q: the policy declares none (declare one under lists:, e.g. %s: {mutable: true})", ErrUnknownList, name, name)
+		}
+		return nil, fmt.Errorf("%w %q (the policy declares %s)", ErrUnknownList, name, strings.Join(names, ", "))
+	}
+	return r.lists[name], nil
+}
+
+// Add adds values to the declared list name, each expiring after ttl (0:
+// never), on behalf of who, and returns the change with its version. The
+// list this riskd reads has the change when Add returns.
+func (r *Registry) Add(ctx context.Context, name string, values []string, ttl time.Duration, who string) (*Change, error) {
+	if ttl < 0 {
+		return nil, fmt.Errorf("%w: ttl %v is negative", ErrBadChange, ttl)
+	}
+	c := &Change{Op: Add, Values: values, Who: who}
+	return r.change(ctx, name, c, ttl)
+}
+
+// Remove removes values from the declared list name on behalf of who.
+func (r *Registry) Remove(ctx context.Context, name string, values []string, who string) (*Change, error) {
+	return r.change(ctx, name, &Change{Op: Remove, Values: values, Who: who}, 0)
+}
+
+func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.Duration) (*Change, error) {
+	m, err := r.Declared(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkValues(c.Values); err != nil {
+		return nil, err
+	}
+	now := r.opts.Now()
+	c.At = now.UnixMilli()
+	if ttl > 0 {
+		c.Expires = now.Add(ttl).UnixMilli()
+	}
+	v, err := r.store.write(ctx, m, c, c.At)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %s: %w", name, c.Op, err)
+	}
+	c.Version = v
+	r.changes.WithLabelValues(name, string(c.Op)).Add(float64(len(c.Values)))
+	shown := c.Values[:min(len(c.Values), 10)]
+	r.opts.Logger.Info("list changed", "list", name, "op", string(c.Op), "values", len(c.Values), "first_values", shown,
+		"expires", expiry(c.Expires), "by", c.Who, "at", now.UTC().Format(time.RFC3339Nano), "version", v)
+	// This riskd sees its own change at once: the next event is scored
+	// with it, and a GET right after the change shows it.
+	if err := r.sync(ctx, m); err != nil {
+		return c, fmt.Errorf("list %s: the change (version %d) is stored, but this riskd could not read it back yet: %w", name, v, err)
+	}
+	return c, nil
+}
+
+func expiry(ms int64) string {
+	if ms == 0 {
+		return "never"
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}
+
+func checkValues(vs []string) error {
+	if len(vs) == 0 {
+		return fmt.Errorf("%w: no values", ErrBadChange)
+	}
+	if len(vs) > MaxValuesPerChange {
+		return fmt.Errorf("%w: %d values, more than the %d a change may hold", ErrBadChange, len(vs), MaxValuesPerChange)
+	}
+	for i, v := range vs {
+		switch {
+		case v == "":
+			return fmt.Errorf("%w: value %d is empty", ErrBadChange, i)
+		case len(v) > MaxValueBytes:
+			return fmt.Errorf("%w: value %d is %d bytes, more than %d", ErrBadChange, i, len(v), MaxValueBytes)
+		case !utf8.ValidString(v) || strings.ContainsAny(v, "\n\r\x00"):
+			return fmt.Errorf("%w: value %d is not a single line of UTF-8 text", ErrBadChange, i)
+		}
+	}
+	return nil
+}
+
+// sync brings m up to date and past its expiries.
+func (r *Registry) sync(ctx context.Context, m *Mutable) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := r.opts.Now().UnixMilli()
+	err := r.store.sync(ctx, m, now)
+	m.expire(now)
+	r.size.WithLabelValues(m.Name).Set(float64(m.Snapshot().Len()))
+	if err != nil {
+		r.syncErrors.WithLabelValues(m.Name).Inc()
+		return fmt.Errorf("list %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// Run keeps the declared lists up to date, every SyncEvery, until ctx is
+// done. A list that cannot be synced keeps the values it has; the failure
+// is counted and logged at most once a minute a list.
+func (r *Registry) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		var ms []*Mutable
+		for n := range r.declared {
+			ms = append(ms, r.lists[n])
+		}
+		r.mu.Unlock()
+		for _, m := range ms {
+			sctx, cancel := context.WithTimeout(ctx, max(r.opts.SyncEvery, time.Second))
+			err := r.sync(sctx, m)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				r.logSyncError(m.Name, err)
+			}
+		}
+	}
+}
+
+func (r *Registry) logSyncError(name string, err error) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	if now := time.Now(); now.Sub(r.errLast[name]) >= time.Minute {
+		r.errLast[name] = now
+		r.opts.Logger.Warn("mutable list could not be brought up to date; it keeps its last values", "list", name, "err", err)
+	}
+}
+
+// memoryStore keeps lists in the registry's own snapshots.
+type memoryStore struct{}
+
+func (memoryStore) write(_ context.Context, m *Mutable, c *Change, now int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c.Version = m.Snapshot().Version + 1
+	m.apply([]Change{*c}, now)
+	return c.Version, nil
+}
+
+func (memoryStore) sync(context.Context, *Mutable, int64) error { return nil }
+
+func (memoryStore) close() error { return nil }
+
+func (memoryStore) describe() string {
+	return "memory: this riskd's own, lost on restart and not shared with other instances (start riskd with -redis to share them)"
+}
