@@ -128,14 +128,7 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	defer broker.Close()
 	addr := broker.ListenAddrs()[0]
 	rules := t.TempDir()
-	yamls, _ := filepath.Glob("../../rules/example/*.yaml")
-	for _, f := range yamls {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(rules, filepath.Base(f)), data, 0o644)
-	}
+	copyExample(t, rules)
 	os.WriteFile(filepath.Join(rules, "next.yaml"), []byte(`name: checkout_next
 shadow_of: checkout
 thresholds: {step_up: 50, block: 90}
@@ -269,5 +262,26 @@ func TestDashboardQueriesParse(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules on the dashboard's queries: %v\n%s", err, out)
+	}
+}
+
+// copyExample copies the example policy, its list files included, into
+// dir.
+func copyExample(t *testing.T, dir string) {
+	t.Helper()
+	files, _ := filepath.Glob("../../rules/example/*.yaml")
+	lists, _ := filepath.Glob("../../rules/example/lists/*.txt")
+	if err := os.MkdirAll(filepath.Join(dir, "lists"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, lists...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel("../../rules/example", f)
+		if err := os.WriteFile(filepath.Join(dir, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

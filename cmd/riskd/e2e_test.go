@@ -41,17 +41,7 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	bin := riskdBinary(t)
 	// The example policy plus a challenger live for half the accounts.
 	rules := t.TempDir()
-	files, _ := filepath.Glob("../../rules/example/*.yaml")
-	lists, _ := filepath.Glob("../../rules/example/lists/*.txt")
-	os.Mkdir(filepath.Join(rules, "lists"), 0o755)
-	for _, f := range append(files, lists...) {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rel, _ := filepath.Rel("../../rules/example", f)
-		os.WriteFile(filepath.Join(rules, rel), data, 0o644)
-	}
+	copyExample(t, rules)
 	os.WriteFile(filepath.Join(rules, "next.yaml"), []byte(`name: checkout_next
 shadow_of: checkout
 traffic: 50%
