@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 )
 
 // Input is one event and its features, as the engine would have them after
@@ -72,7 +73,7 @@ func Generate(n int, seed uint64) []Input {
 			seen = nil
 		}
 		out[i] = Input{
-			Event: map[string]any{"amount": amount, "currency": "EUR", "ip_country": ip, "card_country": card},
+			Event: map[string]any{"amount": amount, "currency": "EUR", "ip_country": ip, "card_country": card, "card_id": "card-" + strconv.Itoa(rng.IntN(1000))},
 			Features: map[string]any{
 				"card_txn_count_1h":          count(8),
 				"card_txn_count_24h":         count(20),
@@ -89,6 +90,11 @@ func Generate(n int, seed uint64) []Input {
 				"account_profile_changes_7d": count(5),
 				"terminal_chargebacks_28d":   maybe(0.3, count(4)),
 				"card_charged_back":          rng.IntN(100) == 0,
+				// The example's declined and large-checkout counts: below
+				// the rules' thresholds, which the other engines do not
+				// implement, so riskd evaluates them without their firing.
+				"card_declined_24h":        float64(rng.IntN(4)),
+				"card_large_checkouts_24h": float64(rng.IntN(3)),
 			},
 		}
 	}
