@@ -66,9 +66,15 @@ type flattener struct {
 	typed  bool // patching for the typed environment
 	errs   []nodeError
 	fields map[string]ast.Node // event fields read, at their first read
+	count  map[string]int      // how many times each of fields is read
 	feats  map[string]bool     // features read
 	models map[string]bool     // models read
 	lists  map[string]bool     // file and mutable lists read
+}
+
+func newFlattener(c *compiler, typed bool) *flattener {
+	return &flattener{c: c, typed: typed, fields: map[string]ast.Node{}, count: map[string]int{},
+		feats: map[string]bool{}, models: map[string]bool{}, lists: map[string]bool{}}
 }
 
 type nodeError struct {
@@ -177,9 +183,17 @@ func (v *flattener) Visit(n *ast.Node) {
 		}
 	case "event":
 		if id.Value != "event" {
-			delete(v.fields, strings.TrimPrefix(id.Value, "event.")) // only the full path is read
+			// event.a.b: the walk saw event.a first, as a read of its own;
+			// it is the path to a.b, not a read of a, unless a is also
+			// read elsewhere in the expression.
+			parent := strings.TrimPrefix(id.Value, "event.")
+			if v.count[parent]--; v.count[parent] == 0 {
+				delete(v.fields, parent)
+			}
 		}
-		if p := strings.TrimPrefix(id.Value+"."+name, "event."); v.fields[p] == nil {
+		p := strings.TrimPrefix(id.Value+"."+name, "event.")
+		v.count[p]++
+		if v.fields[p] == nil {
 			v.fields[p] = m
 		}
 	}
@@ -238,7 +252,7 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		c.exprError(node, src, offset, what, err)
 		return nil
 	}
-	pre := &flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}, lists: map[string]bool{}}
+	pre := newFlattener(c, false)
 	ast.Walk(&tree.Node, pre)
 	ast.Walk(&tree.Node, &setRefFinder{f: pre})
 	if len(pre.errs) > 0 {
@@ -393,7 +407,7 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 func (c *compiler) compileIn(p *pending, env any, typed bool) *vm.Program {
 	all := append([]expr.Option{
 		expr.Env(env),
-		expr.Patch(&flattener{c: c, typed: typed, fields: map[string]ast.Node{}, feats: map[string]bool{}, models: map[string]bool{}, lists: map[string]bool{}}),
+		expr.Patch(newFlattener(c, typed)),
 	}, p.opts...)
 	prog, err := expr.Compile(p.src, all...)
 	if err != nil {

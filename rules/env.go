@@ -198,6 +198,7 @@ func (e *Env) isPresent(i int) bool { return e.present[i/64]&(1<<(i%64)) != 0 }
 // SetFeature sets slot i, a feature, to v (nil when not valid).
 func (e *Env) SetFeature(i int, v features.Value) {
 	if !v.Valid {
+		e.clear(i)
 		return
 	}
 	if e.rs.Slots[i].isBool {
@@ -206,6 +207,27 @@ func (e *Env) SetFeature(i int, v features.Value) {
 		*(*float64)(e.at(i, typed)) = v.Num
 	}
 	e.setPresent(i)
+}
+
+// clear zeroes typed slot i.
+func (e *Env) clear(i int) {
+	p := e.at(i, typed)
+	switch e.rs.Slots[i].goType().Kind() {
+	case reflect.Float64:
+		*(*float64)(p) = 0
+	case reflect.Bool:
+		*(*bool)(p) = false
+	case reflect.String:
+		*(*string)(p) = ""
+	case reflect.Int:
+		*(*int)(p) = 0
+	case reflect.Map:
+		*(*map[string]any)(p) = nil
+	case reflect.Slice:
+		*(*[]any)(p) = nil
+	case reflect.Struct:
+		*(*time.Time)(p) = time.Time{}
+	}
 }
 
 // SetModel sets slot i, a model, to its prediction.
@@ -245,6 +267,9 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 		*(*any)(e.at(i, loose)) = x
 		return
 	}
+	// An absent or non-conforming value leaves the slot absent, and zero:
+	// nothing of an earlier event stays in the environment.
+	e.clear(i)
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return
 	}

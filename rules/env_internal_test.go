@@ -14,7 +14,6 @@ import (
 	"testing/fstest"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"github.com/valyala/fastjson"
@@ -162,7 +161,7 @@ func newMapEval(t testing.TB, lc loadedCase, rs *Ruleset) *mapEval {
 	c := &compiler{es: &policyfile.Errors{}, features: lc.p.Features, lists: visible}
 	compile := func(src string, opt expr.Option) *vm.Program {
 		prog, err := expr.Compile(src, expr.Env(env), opt,
-			expr.Patch(&flattener{c: c, fields: map[string]ast.Node{}, feats: map[string]bool{}, lists: map[string]bool{}}))
+			expr.Patch(newFlattener(c, false)))
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}

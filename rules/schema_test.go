@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/riskd/riskd/features"
 )
 
@@ -114,6 +116,60 @@ func TestTypedValuesReachRules(t *testing.T) {
 		res := rs.Eval(env, nil)
 		if res[0].Fired != tt.fired || res[0].Err != nil {
 			t.Errorf("%s: %+v, want fired %v", tt.event, res[0], tt.fired)
+		}
+	}
+}
+
+// TestParentAndChildFieldsInOneExpression: a rule reading event.billing
+// and event.billing.country reads both; one Env scoring event after event
+// never sees an earlier event's billing.
+func TestParentAndChildFieldsInOneExpression(t *testing.T) {
+	rs := `name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: no_country
+    when: event.billing != nil && (event.billing.country ?? "none") == "none"
+    score: 1
+  - id: no_billing
+    when: event.billing == nil
+    score: 1
+  - id: french
+    when: event.billing != nil && event.billing.country == "FR"
+    score: 1
+`
+	// Alone in its ruleset, the rule reading both still loads: its reads
+	// are event.billing and event.billing.country, not the latter only.
+	loadPolicy(t, schemaFeatures, "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: only, when: 'event.billing != nil && event.billing.country == \"DE\"', score: 1}\n")
+	p := loadPolicy(t, schemaFeatures, rs)
+	checkout := p.ForType("checkout")
+	feats := map[string]features.Value{}
+	env := envFor(t, checkout, `{"amount":1}`, feats) // one environment, reused below
+	var parser fastjson.Parser
+	for _, tt := range []struct {
+		event string
+		fired []bool // no_country, no_billing, french
+	}{
+		{`{"amount":1,"billing":{"country":"FR"}}`, []bool{false, false, true}},
+		{`{"amount":1}`, []bool{false, true, false}},
+		{`{"amount":1,"billing":null}`, []bool{false, true, false}},
+		{`{"amount":1,"billing":{}}`, []bool{true, false, false}},
+	} {
+		ev, err := parser.Parse(tt.event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Reset()
+		for i, s := range checkout.Slots {
+			if s.Feature < 0 {
+				env.SetField(i, ev.Get(s.Path.Parts...))
+			}
+		}
+		res := checkout.Eval(env, nil)
+		for i, want := range tt.fired {
+			if res[i].Fired != want {
+				t.Errorf("%s: rule %s fired %v, want %v (%v)", tt.event, checkout.Rules[i].ID, res[i].Fired, want, res[i].Err)
+			}
 		}
 	}
 }

@@ -392,17 +392,23 @@ func (f *Field) want(v *fastjson.Value) error {
 	return &Error{f.Name, fmt.Sprintf("want %s, got %s", f.Type, describe(v))}
 }
 
-// Number reads a number field's value: a JSON number or, when the field
-// coerces, a string holding a finite one.
+// Number reads a number field's value: a finite JSON number or, when the
+// field coerces, a string holding a plain decimal number ("950",
+// "-12.5e3"): what features take from it too, so rules and features read
+// one value. Hexadecimal, "Inf", "NaN" and digit separators are refused.
 func (f *Field) Number(v *fastjson.Value) (float64, bool) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		return v.GetFloat64(), true
+		x := v.GetFloat64()
+		return x, !math.IsInf(x, 0) && !math.IsNaN(x)
 	case fastjson.TypeString:
 		if !f.Coerce {
 			return 0, false
 		}
 		b := v.GetStringBytes()
+		if !decimal(b) {
+			return 0, false
+		}
 		x, err := strconv.ParseFloat(string(b), 64)
 		if err != nil || math.IsInf(x, 0) || math.IsNaN(x) {
 			return 0, false
@@ -410,6 +416,20 @@ func (f *Field) Number(v *fastjson.Value) (float64, bool) {
 		return x, true
 	}
 	return 0, false
+}
+
+// decimal reports whether b is made of what a decimal number is written
+// with; ParseFloat then tells whether it is one.
+func decimal(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E') {
+			return false
+		}
+	}
+	return true
 }
 
 // isInteger: whole and exactly representable, as a rule's int sees it.

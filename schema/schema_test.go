@@ -52,6 +52,11 @@ func TestValidate(t *testing.T) {
 		{"checkout", `"amount": "950", "billing": {"country": "FR"}`, `field "amount": want number, got string "950"`},
 		{"refund", `"amount": "950"`, ""},
 		{"refund", `"amount": "9x"`, `field "amount": want number, got string "9x"`},
+		{"refund", `"amount": "0x1p40"`, `field "amount": want number, got string "0x1p40"`}, // features would not read it
+		{"refund", `"amount": "Inf"`, `field "amount": want number, got string "Inf"`},
+		{"refund", `"amount": "1_000"`, `field "amount": want number, got string "1_000"`},
+		{"refund", `"amount": "-12.5e3"`, ""},
+		{"refund", `"amount": 1e999`, `field "amount": want number, got number 1e999`},
 		{"refund", `"amount": null`, ""},
 		{"login", `"amount": "950"`, ""}, // amount is not declared for login
 		{"checkout", `"amount": null, "billing": {"country": "FR"}`, `field "amount": want number, got null`},
