@@ -40,7 +40,8 @@ type Slot struct {
 	field  *schema.Field // the declaration, for coercion
 	isBool bool          // a feature of a boolean kind
 
-	typed  bool // held in its Go type in the typed environment; else any
+	typed  bool         // held in its Go type in the typed environment; else any
+	kind   reflect.Kind // of that Go type, for the writes that depend on it
 	offset [2]uintptr
 }
 
@@ -124,7 +125,8 @@ func newLayout(slots []Slot) *layout {
 		l.types[env] = reflect.StructOf(fields)
 		for i := range slots {
 			slots[i].offset[env] = l.types[env].Field(i + 1).Offset
-			slots[i].typed = slots[i].goType() != anyType
+			slots[i].kind = slots[i].goType().Kind()
+			slots[i].typed = slots[i].kind != reflect.Interface
 		}
 	}
 	return l
@@ -212,7 +214,7 @@ func (e *Env) SetFeature(i int, v features.Value) {
 // clear zeroes typed slot i.
 func (e *Env) clear(i int) {
 	p := e.at(i, typed)
-	switch e.rs.Slots[i].goType().Kind() {
+	switch e.rs.Slots[i].kind {
 	case reflect.Float64:
 		*(*float64)(p) = 0
 	case reflect.Bool:
@@ -339,7 +341,7 @@ func (e *Env) fillLoose() {
 		var x any
 		if e.isPresent(i) {
 			p := e.at(i, typed)
-			switch s.goType().Kind() {
+			switch s.kind {
 			case reflect.Map:
 				x = *(*map[string]any)(p)
 			case reflect.Float64:
