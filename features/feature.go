@@ -12,8 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/policyfile"
-	"github.com/riskd/riskd/schema"
 )
 
 // Kind is what a feature computes over an entity's history.
@@ -174,7 +174,7 @@ type Set struct {
 	Features []*Feature
 	// Schema is the event schema features.yaml declares (event_fields);
 	// never nil, and empty when nothing is declared.
-	Schema *schema.Schema
+	Schema *eventschema.Schema
 	// ListsNode is features.yaml's lists: mapping, if any: lists every
 	// ruleset and every where can read, which package rules compiles.
 	ListsNode *yaml.Node

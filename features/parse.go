@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/policyfile"
-	"github.com/riskd/riskd/schema"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -32,9 +32,9 @@ func Parse(file string, data []byte) (*Set, error) {
 	if f, ok := top["lists"]; ok {
 		set.ListsNode = f.Value
 	}
-	set.Schema = &schema.Schema{}
+	set.Schema = &eventschema.Schema{}
 	if f, ok := top["event_fields"]; ok {
-		set.Schema = schema.Parse(es, f.Value)
+		set.Schema = eventschema.Parse(es, f.Value)
 	}
 	list, ok := top["features"]
 	if !ok {
@@ -221,7 +221,7 @@ func kindList() []string {
 // checkTypes refuses a feature that reads a declared event field it cannot
 // use: a sum, avg or max of something other than a number, a key or a
 // distinct count of an object or a list.
-func checkTypes(es *policyfile.Errors, s *schema.Schema, f *Feature, n *yaml.Node) {
+func checkTypes(es *policyfile.Errors, s *eventschema.Schema, f *Feature, n *yaml.Node) {
 	if !s.Declared() {
 		return
 	}
@@ -235,7 +235,7 @@ func checkTypes(es *policyfile.Errors, s *schema.Schema, f *Feature, n *yaml.Nod
 		if p.Name == "" {
 			continue
 		}
-		if t, ok := s.Lookup(p.Name, f.EventTypes); ok && (t == schema.Object || t >= schema.List) {
+		if t, ok := s.Lookup(p.Name, f.EventTypes); ok && (t == eventschema.Object || t >= eventschema.List) {
 			es.AtPos(f.Line, n.Column, "%s: %s is declared as %s; keys and distinct values are strings, numbers or booleans", what, p.Name, t)
 		}
 	}

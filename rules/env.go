@@ -10,10 +10,10 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/valyala/fastjson"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
-	"github.com/riskd/riskd/schema"
 )
 
 // Slot is one value the expressions of a ruleset read: a feature or an
@@ -33,12 +33,12 @@ type Slot struct {
 	// List names the mutable list the slot holds, filled per event with
 	// SetList; "" for a feature or an event field.
 	List string
-	// Type is the event field's declared type (schema.Any: undeclared, or
+	// Type is the event field's declared type (eventschema.Any: undeclared, or
 	// not declared for every event type the ruleset scores). Features are
 	// typed by their kind.
-	Type   schema.Type
-	field  *schema.Field // the declaration, for coercion
-	isBool bool          // a feature of a boolean kind
+	Type   eventschema.Type
+	field  *eventschema.Field // the declaration, for coercion
+	isBool bool               // a feature of a boolean kind
 
 	typed  bool         // held in its Go type in the typed environment; else any
 	kind   reflect.Kind // of that Go type, for the writes that depend on it
@@ -83,19 +83,19 @@ func (s *Slot) goType() reflect.Type {
 		return reflect.TypeFor[float64]()
 	}
 	switch s.Type {
-	case schema.String:
+	case eventschema.String:
 		return reflect.TypeFor[string]()
-	case schema.Number:
+	case eventschema.Number:
 		return reflect.TypeFor[float64]()
-	case schema.Integer:
+	case eventschema.Integer:
 		return reflect.TypeFor[int]()
-	case schema.Bool:
+	case eventschema.Bool:
 		return reflect.TypeFor[bool]()
-	case schema.Time:
+	case eventschema.Time:
 		return reflect.TypeFor[time.Time]()
-	case schema.Object:
+	case eventschema.Object:
 		return reflect.TypeFor[map[string]any]()
-	case schema.List, schema.ListOfString, schema.ListOfNumber:
+	case eventschema.List, eventschema.ListOfString, eventschema.ListOfNumber:
 		return reflect.TypeFor[[]any]()
 	}
 	return anyType
@@ -277,17 +277,17 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 	}
 	p := e.at(i, typed)
 	switch s.Type {
-	case schema.String:
+	case eventschema.String:
 		if v.Type() != fastjson.TypeString {
 			return
 		}
 		*(*string)(p) = bstr(v.GetStringBytes())
-	case schema.Number, schema.Integer:
+	case eventschema.Number, eventschema.Integer:
 		x, ok := s.field.Number(v)
 		if !ok {
 			return
 		}
-		if s.Type == schema.Integer {
+		if s.Type == eventschema.Integer {
 			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
 				return
 			}
@@ -295,7 +295,7 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 		} else {
 			*(*float64)(p) = x
 		}
-	case schema.Bool:
+	case eventschema.Bool:
 		switch v.Type() {
 		case fastjson.TypeTrue:
 			*(*bool)(p) = true
@@ -304,13 +304,13 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 		default:
 			return
 		}
-	case schema.Time:
-		t, ok := schema.ParseTime(v)
+	case eventschema.Time:
+		t, ok := eventschema.ParseTime(v)
 		if !ok {
 			return
 		}
 		*(*time.Time)(p) = t
-	case schema.Object:
+	case eventschema.Object:
 		m, ok := e.toAny(v).(map[string]any)
 		if !ok {
 			return

@@ -19,11 +19,11 @@ import (
 	"github.com/valyala/fastjson"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules/example"
-	"github.com/riskd/riskd/schema"
 )
 
 // typedFeatures declares a schema and features of every kind for the
@@ -275,17 +275,17 @@ func genInput(rng *rand.Rand, p *Policy, rs *Ruleset) input {
 		top := s.Path.Parts[0]
 		var v string
 		switch s.Type {
-		case schema.String:
+		case eventschema.String:
 			v = strconv.Quote([]string{"EUR", "USD", "NG", "FR", "RU", "nz"}[rng.IntN(6)])
-		case schema.Number:
+		case eventschema.Number:
 			v = strconv.FormatFloat(num(), 'f', -1, 64)
-		case schema.Integer:
+		case eventschema.Integer:
 			v = strconv.Itoa(rng.IntN(25) - 3)
-		case schema.Bool:
+		case eventschema.Bool:
 			v = strconv.FormatBool(rng.IntN(2) == 0)
-		case schema.Time:
+		case eventschema.Time:
 			v = strconv.Quote([]string{"2026-01-02T03:04:05Z", "2026-11-29T00:00:00+01:00"}[rng.IntN(2)])
-		case schema.ListOfString:
+		case eventschema.ListOfString:
 			v = []string{`[]`, `["x1"]`, `["promo","y"]`, `["xa","xb","c"]`}[rng.IntN(4)]
 		default:
 			v = anyValue()

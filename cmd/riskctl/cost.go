@@ -9,10 +9,10 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/schema"
 )
 
 // ruleCost is what one rule costs per event, measured on generated events:
@@ -89,13 +89,13 @@ func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.
 		num := a.NewNumberFloat64(float64(rng.IntN(100000)) / 100)
 		var v *fastjson.Value
 		switch slot.Type {
-		case schema.String:
+		case eventschema.String:
 			v = str
-		case schema.Number, schema.Integer, schema.Time:
+		case eventschema.Number, eventschema.Integer, eventschema.Time:
 			v = a.NewNumberInt(rng.IntN(100000))
-		case schema.Bool:
+		case eventschema.Bool:
 			v = a.NewTrue()
-		case schema.Any:
+		case eventschema.Any:
 			switch n := rng.IntN(20); {
 			case n < 9:
 				v = str

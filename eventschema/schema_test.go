@@ -1,4 +1,4 @@
-package schema_test
+package eventschema_test
 
 import (
 	"strings"
@@ -6,18 +6,18 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/policyfile"
-	"github.com/riskd/riskd/schema"
 )
 
-func parse(t testing.TB, src string) (*schema.Schema, error) {
+func parse(t testing.TB, src string) (*eventschema.Schema, error) {
 	t.Helper()
 	root, err := policyfile.Parse("features.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	es := &policyfile.Errors{File: "features.yaml"}
-	s := schema.Parse(es, root.Content[1]) // root is the mapping: event_fields and its list
+	s := eventschema.Parse(es, root.Content[1]) // root is the mapping: event_fields and its list
 	return s, es.Err()
 }
 
@@ -130,18 +130,18 @@ func TestLookup(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		types  []string
-		want   schema.Type
+		want   eventschema.Type
 		ok     bool
 		covers bool
 	}{
-		{"amount", []string{"checkout"}, schema.Number, true, false},
-		{"amount", []string{"checkout", "refund"}, schema.Number, true, false},
-		{"amount", []string{"checkout", "login"}, schema.Any, false, false},
-		{"currency", []string{"login"}, schema.String, true, false},
-		{"currency", nil, schema.String, true, false},
-		{"billing.country", []string{"checkout"}, schema.String, true, true},
-		{"billing.street", []string{"login"}, schema.Any, false, true},
-		{"nothing", []string{"checkout"}, schema.Any, false, false},
+		{"amount", []string{"checkout"}, eventschema.Number, true, false},
+		{"amount", []string{"checkout", "refund"}, eventschema.Number, true, false},
+		{"amount", []string{"checkout", "login"}, eventschema.Any, false, false},
+		{"currency", []string{"login"}, eventschema.String, true, false},
+		{"currency", nil, eventschema.String, true, false},
+		{"billing.country", []string{"checkout"}, eventschema.String, true, true},
+		{"billing.street", []string{"login"}, eventschema.Any, false, true},
+		{"nothing", []string{"checkout"}, eventschema.Any, false, false},
 	} {
 		got, ok := s.Lookup(tt.name, tt.types)
 		if got != tt.want || ok != tt.ok || s.Covers(tt.name, tt.types) != tt.covers {
@@ -188,7 +188,7 @@ func FuzzValidate(f *testing.F) {
 		if err == nil {
 			return
 		}
-		e, ok := err.(*schema.Error)
+		e, ok := err.(*eventschema.Error)
 		if !ok || s.Field(e.Field, []string{typ}) == nil && s.Field(e.Field, nil) == nil {
 			t.Fatalf("%v: not about a declared field", err)
 		}

@@ -1,8 +1,8 @@
-// Package schema holds the event schema a policy may declare in
+// Package eventschema holds the event schema a policy may declare in
 // features.yaml (event_fields): which fields events carry, of which type,
 // which are required. With a schema, an event that breaks it is refused
 // naming the field, and rules are type-checked against it at load.
-package schema
+package eventschema
 
 import (
 	"fmt"
