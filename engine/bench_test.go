@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -123,7 +124,7 @@ func BenchmarkHTTPScore(b *testing.B) {
 
 func benchHTTP(b *testing.B, p *rules.Policy) {
 	e := engine.New(p, engine.Options{})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	defer srv.Close()
 	client := srv.Client()
 	url := srv.URL + "/v1/score"

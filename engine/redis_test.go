@@ -12,6 +12,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/rules"
@@ -154,7 +155,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
 	defer r.Close()
-	h := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{}))
+	h := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	status := func() int {
 		resp, err := http.Get(h.URL + "/readyz")
 		if err != nil {

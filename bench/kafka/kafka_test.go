@@ -22,6 +22,7 @@ import (
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/stream"
 )
 
 func BenchmarkKafkaMemory(b *testing.B) {
@@ -60,7 +61,7 @@ func pipeline(b *testing.B, store features.Store, challengers int) []string {
 	}
 	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
-	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: broker.ListenAddrs()})
+	consumer := stream.NewConsumer(e, stream.KafkaOptions{Brokers: broker.ListenAddrs()})
 	done := make(chan struct{})
 	go func() { consumer.Run(ctx); close(done) }()
 	b.Cleanup(func() {

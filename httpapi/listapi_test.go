@@ -1,4 +1,4 @@
-package engine_test
+package httpapi_test
 
 import (
 	"context"
@@ -15,12 +15,47 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 )
 
-func listServer(t *testing.T, opts engine.HandlerOptions) (*httptest.Server, *prometheus.Registry) {
+// listsFeatures (as in engine's tests) declares a mutable list.
+const listsFeatures = `lists:
+  watched_cards: {mutable: true}
+features:
+  - name: card_payments_1h
+    kind: count
+    key: card_id
+    window: 1h
+    event_types: [payment]
+  - name: watched_card_payments_1h
+    kind: count
+    key: account_id
+    window: 1h
+    event_types: [payment]
+    where: event.card_id in lists.watched_cards
+`
+
+const listsRuleset = `name: payment
+event_types: [payment]
+thresholds: {step_up: 50, block: 90}
+lists:
+  blocked_cards: {file: lists/blocked_cards.txt}
+  blocked_cards_api: {mutable: true}
+rules:
+  - id: blocked_card
+    when: event.card_id in lists.blocked_cards || event.card_id in lists.blocked_cards_api
+    action: block
+    reason: "card {{event.card_id}} is blocked"
+  - id: watched
+    when: features.watched_card_payments_1h >= 1 && features.card_payments_1h >= 0
+    score: 10
+`
+
+func listServer(t *testing.T, opts httpapi.HandlerOptions) (*httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	p, err := rules.Load(fstest.MapFS{
 		"features.yaml":           {Data: []byte(listsFeatures)},
@@ -32,7 +67,7 @@ func listServer(t *testing.T, opts engine.HandlerOptions) (*httptest.Server, *pr
 	}
 	reg := prometheus.NewRegistry()
 	e := engine.New(p, engine.Options{Registerer: reg, Lists: lists.NewMemory(lists.Options{Registerer: reg})})
-	srv := httptest.NewServer(engine.NewHandler(e, opts))
+	srv := httptest.NewServer(httpapi.NewHandler(e, opts))
 	t.Cleanup(srv.Close)
 	return srv, reg
 }
@@ -56,7 +91,7 @@ func call(t *testing.T, method, url, token, body string) (int, string) {
 // removed through the admin API, behind a named token whose name every
 // change carries; mistakes get the status that says what is wrong.
 func TestListAPI(t *testing.T) {
-	srv, reg := listServer(t, engine.HandlerOptions{AdminToken: "root-secret", AdminTokens: []engine.NamedToken{{Name: "case-tool", Token: "ct-secret"}}})
+	srv, reg := listServer(t, httpapi.HandlerOptions{AdminToken: "root-secret", AdminTokens: []httpapi.NamedToken{{Name: "case-tool", Token: "ct-secret"}}})
 	u := srv.URL + "/v1/lists/"
 	for _, tt := range []struct {
 		name, method, path, token, body string
@@ -85,7 +120,7 @@ func TestListAPI(t *testing.T) {
 			}
 		})
 	}
-	if got := metric(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 3 {
+	if got := metrictest.Value(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 3 {
 		t.Errorf("values added: %v, want 3", got)
 	}
 	// The page after c2 with limit 2 ended the list: no next.
@@ -104,7 +139,7 @@ func TestListAPI(t *testing.T) {
 
 // TestListAPIClosedWithoutTokens: no token configured, no change.
 func TestListAPIClosedWithoutTokens(t *testing.T) {
-	srv, _ := listServer(t, engine.HandlerOptions{})
+	srv, _ := listServer(t, httpapi.HandlerOptions{})
 	if code, body := call(t, "POST", srv.URL+"/v1/lists/blocked_cards_api", "x", `{"values":["c1"]}`); code != 403 || !strings.Contains(body, "admin endpoints are disabled") {
 		t.Errorf("%d %s", code, body)
 	}
@@ -113,7 +148,7 @@ func TestListAPIClosedWithoutTokens(t *testing.T) {
 // TestRulesetsShowLists: GET /v1/rulesets says what each list is and,
 // for mutable ones, where they live.
 func TestRulesetsShowLists(t *testing.T) {
-	srv, _ := listServer(t, engine.HandlerOptions{})
+	srv, _ := listServer(t, httpapi.HandlerOptions{})
 	code, body := call(t, "GET", srv.URL+"/v1/rulesets", "", "")
 	var out struct {
 		Lists []map[string]any `json:"lists"`
@@ -159,7 +194,7 @@ func TestListAPISharedOnRedis(t *testing.T) {
 		}
 		t.Cleanup(func() { reg.Close() })
 		e := engine.New(p, engine.Options{Lists: reg})
-		s := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{AdminTokens: []engine.NamedToken{{Name: "ops", Token: "ops-secret-0123456"}}}))
+		s := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{AdminTokens: []httpapi.NamedToken{{Name: "ops", Token: "ops-secret-0123456"}}}))
 		t.Cleanup(s.Close)
 		return s, reg
 	}
