@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ttlMargin is how long past its horizon (plus the lateness allowance)
@@ -46,6 +48,9 @@ type MemoryOptions struct {
 	// called often and with a store lock held: it must be quick, must
 	// not call the store, and rate-limits its own logs.
 	OnEvict func(n int)
+	// Registerer receives the store's metrics, riskd_memory_store_keys
+	// and riskd_memory_store_evicted_keys_total; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Memory is the embedded store: exact history in process memory. It is
@@ -147,6 +152,14 @@ func NewMemory(opts MemoryOptions) *Memory {
 	for i := range m.ids {
 		m.ids[i].answers = map[hash128]answer{}
 		m.entities[i].entities = map[hash128]*entity{}
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "riskd_memory_store_keys", Help: "Keys (entity values) the memory store holds."},
+				func() float64 { return float64(m.Keys()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "riskd_memory_store_evicted_keys_total", Help: "Keys the memory store evicted at its -memory-max-keys cap, their history lost."},
+				func() float64 { return float64(m.Evicted()) }),
+		)
 	}
 	return m
 }

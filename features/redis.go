@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -55,6 +56,10 @@ type RedisOptions struct {
 	// vanished or changed. Checked every EpochEvery (default 5s).
 	OnHistoryLost func(node string)
 	EpochEvery    time.Duration
+	// Registerer receives the store's metric
+	// riskd_redis_history_lost_total, counted when OnHistoryLost is
+	// called; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Redis keeps feature history in Redis (a standalone server or a Cluster)
@@ -126,8 +131,20 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if !cluster {
 		r.batch = newBatcher(client)
 	}
-	if opts.OnHistoryLost != nil {
-		r.watchEpoch(opts.EpochEvery, opts.OnHistoryLost)
+	if opts.OnHistoryLost != nil || opts.Registerer != nil {
+		lost := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_redis_history_lost_total",
+			Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
+		}, []string{"node"})
+		if opts.Registerer != nil {
+			opts.Registerer.MustRegister(lost)
+		}
+		r.watchEpoch(opts.EpochEvery, func(node string) {
+			lost.WithLabelValues(node).Inc()
+			if opts.OnHistoryLost != nil {
+				opts.OnHistoryLost(node)
+			}
+		})
 	}
 	return r, nil
 }

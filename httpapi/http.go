@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ const (
 	// /v1/score, GET /healthz and GET /readyz.
 	PublicEndpoints
 	// AdminEndpoints serves what operators need: GET /v1/rulesets, POST
-	// /v1/reload, GET /metrics, and GET /healthz and GET /readyz.
+	// /v1/reload, the list endpoints, GET /metrics, GET /debug/pprof/,
+	// and GET /healthz and GET /readyz.
 	AdminEndpoints
 )
 
@@ -117,6 +119,7 @@ func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 			h.route("/metrics", "GET", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 			served = append(served, "/metrics")
 		}
+		served = append(served, h.routeProfiles())
 	} else {
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
@@ -152,6 +155,30 @@ func (h *Handler) route(path, method string, serve http.HandlerFunc) {
 		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, r.Method+" "+path+": method not allowed, use "+method)
 	})
+}
+
+// routeProfiles serves the runtime's profiles (net/http/pprof) under
+// /debug/pprof/, behind the admin token as every admin endpoint: a
+// profile shows the process's code and data, and collecting one costs
+// CPU. The handlers are registered on h's mux by name; the package's
+// own registration on http.DefaultServeMux is never served. A CPU
+// profile or trace must ask for fewer seconds than the server's write
+// timeout (10s): ?seconds=5.
+func (h *Handler) routeProfiles() string {
+	for path, serve := range map[string]http.HandlerFunc{
+		"/debug/pprof/":        pprof.Index, // and the named profiles: heap, goroutine, allocs, ...
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	} {
+		h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if h.admin(w, r) {
+				serve(w, r)
+			}
+		})
+	}
+	return "/debug/pprof/"
 }
 
 // serveOpenAPI serves the API's description, so a caller's tooling reads

@@ -229,12 +229,12 @@ func (c *config) storeOptions() features.Options {
 	return features.Options{IdempotencyWindow: c.idempotency, Lateness: c.lateness}
 }
 
-// openMemory returns the memory store with its metrics, and a log line
+// openMemory returns the memory store, registering its metrics, with a log line
 // (at most one a minute) whenever its key cap evicts.
 func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *features.Memory {
 	var pending atomic.Int64
 	var last atomic.Int64
-	m := features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys,
+	return features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
@@ -242,13 +242,6 @@ func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *featu
 				log.Warn("memory store at its key cap: least recently seen keys evicted, their history lost", "evicted", pending.Swap(0), "max_keys", cfg.memoryMaxKeys)
 			}
 		}})
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "riskd_memory_store_keys", Help: "Keys (entity values) the memory store holds."},
-			func() float64 { return float64(m.Keys()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "riskd_memory_store_evicted_keys_total", Help: "Keys the memory store evicted at its -memory-max-keys cap, their history lost."},
-			func() float64 { return float64(m.Evicted()) }),
-	)
-	return m
 }
 
 // openStore returns the Redis store when -redis is set, else the memory
@@ -265,14 +258,8 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	lost := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "riskd_redis_history_lost_total",
-		Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
-	}, []string{"node"})
-	reg.MustRegister(lost)
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(),
+	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
 		OnHistoryLost: func(node string) {
-			lost.WithLabelValues(node).Inc()
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})
 	if err != nil {
