@@ -17,6 +17,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
@@ -208,19 +209,15 @@ func TestListAPISharedOnRedis(t *testing.T) {
 	if code, body := call(t, "POST", a.URL+"/v1/lists/blocked_cards_api", "ops-secret-0123456", `{"values":["c-9"],"ttl":"30d"}`); code != 200 {
 		t.Fatalf("add: %d %s", code, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
-		_, body := call(t, "POST", b.URL+"/v1/score", "", `{"id":"b`+strconv.Itoa(i)+`","type":"payment","card_id":"c-9","account_id":"a"}`)
-		if strings.Contains(body, `"decision":"block"`) {
-			if !strings.Contains(body, `"blocked_cards_api":"1"`) {
-				t.Errorf("the block does not name version 1 of the list: %s", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the other instance did not block within 10s: %s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var body string
+	i := 0
+	poll.Wait{Explain: func() string { return "last answer: " + body }}.Until(t, "the other instance to block", func() bool {
+		_, body = call(t, "POST", b.URL+"/v1/score", "", `{"id":"b`+strconv.Itoa(i)+`","type":"payment","card_id":"c-9","account_id":"a"}`)
+		i++
+		return strings.Contains(body, `"decision":"block"`)
+	})
+	if !strings.Contains(body, `"blocked_cards_api":"1"`) {
+		t.Errorf("the block does not name version 1 of the list: %s", body)
 	}
 	code, body := call(t, "GET", b.URL+"/v1/lists/blocked_cards_api", "ops-secret-0123456", "")
 	if code != 200 || !strings.Contains(body, `"store":"redis: shared by every riskd on it`) || !strings.Contains(body, `"value":"c-9","expires_at":"`) {

@@ -16,6 +16,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/stream"
 )
 
@@ -290,18 +291,11 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	broker.Close()
 	p, _ := strconv.Atoi(port)
 	var again *kfake.Cluster
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var err error
+	var err error
+	poll.Wait{Every: 50 * time.Millisecond, Explain: func() string { return err.Error() }}.Until(t, fmt.Sprintf("the broker to restart on port %d", p), func() bool {
 		again, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(3, eventsTopic, decisionsTopic, decisionsTopic+".shadow", dlqTopic))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarting the broker on port %d: %v", p, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	defer again.Close()
 	produce(t, addrs, cardEvents("after", 20)...)
 	for _, m := range consume(t, addrs, decisionsTopic, 20) {

@@ -12,11 +12,34 @@ import (
 // what it waited for.
 func Until(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	Wait{}.Until(t, what, cond)
+}
+
+// Wait says how to poll. Zero values take the defaults in the comments.
+type Wait struct {
+	Every time.Duration // between two calls of the condition; default 10ms
+	For   time.Duration // before failing; default 30s
+	// Explain, if set, says what the test saw, after the failure's message.
+	Explain func() string
+}
+
+// Until polls cond until it holds, or fails t naming what it waited for.
+func (w Wait) Until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if w.Every <= 0 {
+		w.Every = 10 * time.Millisecond
+	}
+	if w.For <= 0 {
+		w.For = 30 * time.Second
+	}
+	deadline := time.Now().Add(w.For)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited 30s for %s", what)
+			if w.Explain != nil {
+				t.Fatalf("waited %v for %s\n%s", w.For, what, w.Explain())
+			}
+			t.Fatalf("waited %v for %s", w.For, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(w.Every)
 	}
 }
