@@ -1,5 +1,7 @@
-// Package engine scores events: event → features → rules → decision. HTTP
-// and Kafka transports are thin shells around one Engine.
+// Package engine scores events: event → features → rules → decision. The
+// transports, httpapi (HTTP) and stream (Kafka), are packages of their own
+// around one Engine, so that the scorer links neither net/http's server
+// nor kafka-go (riskctl replay and ruletest score without them).
 package engine
 
 import (
