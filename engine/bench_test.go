@@ -12,7 +12,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
 )
 
 // eventGen rewrites one checkout body in place so every iteration scores a
@@ -58,7 +58,7 @@ func (g *eventGen) next() []byte {
 // exampleWithChallengers is the example policy plus n shadow challengers
 // of checkout, each a copy of its rules.
 func exampleWithChallengers(b *testing.B, n int) *rules.Policy {
-	p, err := rules.Load(example.WithChallengers(n), "example")
+	p, err := rules.Load(exampletest.WithChallengers(n), "example")
 	if err != nil {
 		b.Fatal(err)
 	}

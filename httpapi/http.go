@@ -269,7 +269,7 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 		out.Warnings = []string{}
 	}
 	if h.opts.Reloader != nil {
-		if err, at := h.opts.Reloader.LastError(); err != nil {
+		if at, err := h.opts.Reloader.LastError(); err != nil {
 			msg, when := err.Error(), at.UTC().Format(time.RFC3339)
 			out.LastReloadError, out.LastReloadErrorAt = &msg, &when
 		}

@@ -21,7 +21,7 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
 	"github.com/riskd/riskd/stream"
 )
 
@@ -54,7 +54,7 @@ func pipeline(b *testing.B, store features.Store, challengers int) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := rules.Load(example.WithChallengers(challengers), "rules/example")
+	p, err := rules.Load(exampletest.WithChallengers(challengers), "rules/example")
 	if err != nil {
 		broker.Close()
 		b.Fatal(err)
