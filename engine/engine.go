@@ -16,6 +16,7 @@ import (
 
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/rules"
 )
@@ -70,7 +71,7 @@ type Engine struct {
 func New(p *rules.Policy, opts Options) *Engine {
 	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew}
 	if e.store == nil {
-		e.store = features.NewMemory(features.MemoryOptions{})
+		e.store = memstore.New(memstore.Options{})
 	}
 	if e.maxBytes <= 0 {
 		e.maxBytes = DefaultMaxEventBytes
@@ -429,7 +430,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if !read && !record {
 			continue
 		}
-		li := f.Log.Index
+		li := f.EventLog.Index
 		ei := s.entryOf[li]
 		if ei == -2 {
 			continue // the log's key is absent
@@ -465,10 +466,10 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 				s.entryOf[li] = -3
 				continue
 			}
-			ei = s.obs.AddEntry(f.Log, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
+			ei = s.obs.AddEntry(f.EventLog, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
 			s.entryOf[li] = ei
 			if record {
-				if err := e.fields(s, ev, ei, f.Log); err != nil && bad == nil {
+				if err := e.fields(s, ev, ei, f.EventLog); err != nil && bad == nil {
 					bad = err
 				}
 			}
@@ -538,7 +539,7 @@ func (e *Engine) where(c *compiled, s *scratch, li int) bool {
 
 // fields sets the values entry ei records: the log's numeric fields as
 // exact micro-units and its distinct fields as key parts.
-func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Log) error {
+func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.EventLog) error {
 	for slot, p := range l.Nums {
 		n, ok, buf, err := micro(lookup(ev, p), s.numBuf)
 		s.numBuf = buf

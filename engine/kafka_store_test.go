@@ -16,6 +16,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/memstore"
 )
 
 // failingStore fails the Observe calls fail picks, without recording
@@ -29,7 +30,7 @@ type failingStore struct {
 }
 
 func newFailingStore(fail func(*features.Observation) bool) *failingStore {
-	return &failingStore{Store: features.NewMemory(features.MemoryOptions{}), fail: fail}
+	return &failingStore{Store: memstore.New(memstore.Options{}), fail: fail}
 }
 
 func (s *failingStore) Observe(ctx context.Context, obs *features.Observation) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/memstore"
 )
 
 const (
@@ -201,7 +202,7 @@ func TestKafkaCrashMidStream(t *testing.T) {
 	addrs := broker.ListenAddrs()
 	// A store that takes a millisecond keeps the consumer busy long enough
 	// to be caught in the middle.
-	e := engine.New(examplePolicy(t), engine.Options{Store: slowStore{features.NewMemory(features.MemoryOptions{})}})
+	e := engine.New(examplePolicy(t), engine.Options{Store: slowStore{memstore.New(memstore.Options{})}})
 	const n = 3000
 	produce(t, addrs, cardEvents("c", n)...)
 	reg := prometheus.NewRegistry()
@@ -253,7 +254,7 @@ func TestKafkaTwoConsumersShareThePartitions(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
 	p := examplePolicy(t)
-	store := features.NewMemory(features.MemoryOptions{})
+	store := memstore.New(memstore.Options{})
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	for _, reg := range regs {
 		e := engine.New(p, engine.Options{Store: store})

@@ -30,6 +30,8 @@ import (
 	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/internal/logs"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -77,7 +79,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
 	fl.Int64Var(&c.rulesRead.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from the -rules directory together")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
-	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
+	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
@@ -229,10 +231,10 @@ func (c *config) storeOptions() features.Options {
 
 // openMemory returns the memory store with its metrics, and a log line
 // (at most one a minute) whenever its key cap evicts.
-func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *features.Memory {
+func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memstore.Store {
 	var pending atomic.Int64
 	var last atomic.Int64
-	m := features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys,
+	m := memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
@@ -268,7 +270,7 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 		Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
 	}, []string{"node"})
 	reg.MustRegister(lost)
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(),
+	r, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(),
 		OnHistoryLost: func(node string) {
 			lost.WithLabelValues(node).Inc()
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
@@ -309,7 +311,7 @@ func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists
 	if cfg.redis == "" {
 		return lists.NewMemory(opts), nil
 	}
-	r, err := lists.NewRedis(lists.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	r, err := redisstore.NewLists(redisstore.ListOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}

@@ -1,4 +1,7 @@
-package features
+// Package storetest holds what every feature store is tested with: an
+// oracle that computes features the slow, obvious way, a conformance run
+// of random streams against it, and a table of window edges per kind.
+package storetest
 
 import (
 	"fmt"
@@ -6,19 +9,21 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/riskd/riskd/features"
 )
 
 // oracle computes features the slow, obvious way from every record, with
 // the trims the semantics define: the reference every store is held to.
 // It decides on its own which events each feature records (its types and
 // its where condition, from the test event) and which features share a
-// history (same entity, kind of log, types, retention and condition), so
+// History (same entity, kind of log, types, retention and condition), so
 // the stores' own grouping into logs is checked, not assumed.
 type oracle struct {
 	window, lateness int64
 	clock            int64
 	seq              uint64
-	features         []*Feature
+	features         []*features.Feature
 	answers          map[string]oanswer
 	logs             map[string][]orec // entity key + group -> records
 	written          map[string]int64  // entity key + group -> clock when last recorded into
@@ -26,17 +31,17 @@ type oracle struct {
 
 type oanswer struct {
 	at   int64
-	vals map[string]Value
+	vals map[string]features.Value
 }
 
 // orec is a recorded event as the oracle keeps it: values as they came.
 type orec struct {
-	pos  position
+	pos  features.Position
 	nums map[string]int64
 	ofs  map[string]string
 }
 
-func newOracle(fs []*Feature, window, lateness time.Duration) *oracle {
+func newOracle(fs []*features.Feature, window, lateness time.Duration) *oracle {
 	return &oracle{window: window.Milliseconds(), lateness: lateness.Milliseconds(), features: fs,
 		answers: map[string]oanswer{}, logs: map[string][]orec{}, written: map[string]int64{}}
 }
@@ -44,7 +49,7 @@ func newOracle(fs []*Feature, window, lateness time.Duration) *oracle {
 // group names the history f reads and records, independently of
 // Set.link: events of the same types meeting the same condition, kept
 // for windows or for sightings with one retention.
-func group(f *Feature) string {
+func group(f *features.Feature) string {
 	types := slices.Clone(f.EventTypes)
 	slices.Sort(types)
 	g := fmt.Sprint(f.Kind.Windowed(), types, "where:", f.Where)
@@ -55,7 +60,7 @@ func group(f *Feature) string {
 }
 
 // horizon is how far back the features of f's group look.
-func (o *oracle) horizon(f *Feature) int64 {
+func (o *oracle) horizon(f *features.Feature) int64 {
 	var h time.Duration
 	for _, g := range o.features {
 		if g.Entity == f.Entity && group(g) == group(f) {
@@ -65,58 +70,58 @@ func (o *oracle) horizon(f *Feature) int64 {
 	return h.Milliseconds()
 }
 
-func (o *oracle) observe(e tevent) []Value {
-	o.clock = max(o.clock, e.ts)
-	var read []*Feature
+func (o *oracle) observe(e Event) []features.Value {
+	o.clock = max(o.clock, e.TS)
+	var read []*features.Feature
 	for _, f := range o.features {
 		if _, ok := keyOf(f, e); ok {
 			read = append(read, f)
 		}
 	}
-	out := make([]Value, len(read))
-	if a, ok := o.answers[e.id]; ok && o.clock-a.at < o.window {
+	out := make([]features.Value, len(read))
+	if a, ok := o.answers[e.ID]; ok && o.clock-a.at < o.window {
 		for i, f := range read {
 			v, ok := a.vals[f.Name]
 			if !ok {
-				v = o.value(f, e, position{ts: e.ts, seq: o.seq + 1})
+				v = o.value(f, e, features.Position{TS: e.TS, Seq: o.seq + 1})
 			}
 			out[i] = v
 		}
 		return out
 	}
 	o.seq++
-	p := position{ts: e.ts, seq: o.seq}
-	a := oanswer{at: o.clock, vals: map[string]Value{}}
+	p := features.Position{TS: e.TS, Seq: o.seq}
+	a := oanswer{at: o.clock, vals: map[string]features.Value{}}
 	for i, f := range read {
 		out[i] = o.value(f, e, p)
 		a.vals[f.Name] = out[i]
 	}
-	o.answers[e.id] = a
+	o.answers[e.ID] = a
 	done := map[string]bool{}
 	for _, f := range read {
 		key, _ := keyOf(f, e)
 		k := f.Entity + "=" + key + "/" + group(f)
-		if done[k] || !f.Records(e.typ) || !testWheres[f.Where](e) {
+		if done[k] || !f.Records(e.Type) || !testWheres[f.Where](e) {
 			continue
 		}
 		done[k] = true
 		rec := orec{pos: p, nums: map[string]int64{}, ofs: map[string]string{}}
-		if e.amount != nil {
-			rec.nums["amount"] = *e.amount
+		if e.Amount != nil {
+			rec.nums["amount"] = *e.Amount
 		}
-		if v, ok := e.fields["of"]; ok {
+		if v, ok := e.Fields["of"]; ok {
 			rec.ofs["of"] = v
 		}
 		recs := o.logs[k]
 		horizon := o.horizon(f)
-		if w, ok := o.written[k]; ok && w <= o.clock-horizon-o.lateness-ttlMargin.Milliseconds() {
+		if w, ok := o.written[k]; ok && w <= o.clock-horizon-o.lateness-features.TTLMargin.Milliseconds() {
 			recs = nil // past keeping: the log starts over
 		}
 		if f.Kind.Windowed() {
 			// Recording an event drops what no event within the
 			// lateness allowance of it can see.
-			cut := p.ts - horizon - o.lateness
-			recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.ts <= cut })
+			cut := p.TS - horizon - o.lateness
+			recs = slices.DeleteFunc(recs, func(r orec) bool { return r.pos.TS <= cut })
 		}
 		o.logs[k] = append(recs, rec)
 		o.written[k] = o.clock
@@ -127,25 +132,25 @@ func (o *oracle) observe(e tevent) []Value {
 // testWheres are the conditions the test features use, as predicates on
 // test events: the stores never see a condition, only whether the engine
 // records an event, which observation decides with these.
-var testWheres = map[string]func(tevent) bool{
-	"":                    func(tevent) bool { return true },
-	"event.amount > 500":  func(e tevent) bool { return e.amount != nil && *e.amount > 500_000_000 },
-	"event.of in lists.o": func(e tevent) bool { return slices.Contains([]string{"v1", "v2", "v3", "v4"}, e.fields["of"]) },
+var testWheres = map[string]func(Event) bool{
+	"":                    func(Event) bool { return true },
+	"event.amount > 500":  func(e Event) bool { return e.Amount != nil && *e.Amount > 500_000_000 },
+	"event.of in lists.o": func(e Event) bool { return slices.Contains([]string{"v1", "v2", "v3", "v4"}, e.Fields["of"]) },
 }
 
-func (o *oracle) value(f *Feature, e tevent, p position) Value {
+func (o *oracle) value(f *features.Feature, e Event, p features.Position) features.Value {
 	key, _ := keyOf(f, e)
 	k := f.Entity + "=" + key + "/" + group(f)
 	all := o.logs[k]
-	if w, ok := o.written[k]; ok && w <= o.clock-o.horizon(f)-o.lateness-ttlMargin.Milliseconds() {
+	if w, ok := o.written[k]; ok && w <= o.clock-o.horizon(f)-o.lateness-features.TTLMargin.Milliseconds() {
 		all = nil // kept its horizon and a day past its last write, then gone
 	}
 	if !f.Kind.Windowed() {
-		return o.sighting(f, all, p)
+		return o.Sighting(f, all, p)
 	}
 	var in []orec
 	for _, r := range all {
-		if r.pos.before(p) && r.pos.ts > p.ts-f.Window.Milliseconds() {
+		if r.pos.Before(p) && r.pos.TS > p.TS-f.Window.Milliseconds() {
 			in = append(in, r)
 		}
 	}
@@ -156,192 +161,182 @@ func (o *oracle) value(f *Feature, e tevent, p position) Value {
 		}
 	}
 	switch f.Kind {
-	case Count:
-		return Value{Valid: true, Num: float64(len(in))}
-	case Sum:
+	case features.Count:
+		return features.Value{Valid: true, Num: float64(len(in))}
+	case features.Sum:
 		var s int64
 		for _, n := range nums {
 			s += n
 		}
-		return Value{Valid: true, Num: float64(s) / 1e6}
-	case Avg:
+		return features.Value{Valid: true, Num: float64(s) / 1e6}
+	case features.Avg:
 		if len(nums) == 0 {
-			return Value{}
+			return features.Value{}
 		}
 		var s int64
 		for _, n := range nums {
 			s += n
 		}
-		return Value{Valid: true, Num: float64(s) / float64(len(nums)) / 1e6}
-	case Max:
+		return features.Value{Valid: true, Num: float64(s) / float64(len(nums)) / 1e6}
+	case features.Max:
 		if len(nums) == 0 {
-			return Value{}
+			return features.Value{}
 		}
-		return Value{Valid: true, Num: float64(slices.Max(nums)) / 1e6}
-	case Distinct:
+		return features.Value{Valid: true, Num: float64(slices.Max(nums)) / 1e6}
+	case features.Distinct:
 		set := map[string]bool{}
 		for _, r := range in {
 			if v, ok := r.ofs[f.Of.Name]; ok {
 				set[v] = true
 			}
 		}
-		return Value{Valid: true, Num: float64(len(set))}
+		return features.Value{Valid: true, Num: float64(len(set))}
 	}
 	panic("unknown kind")
 }
 
-// sighting: the stores keep a key's latest sightingsKept events and the
+// sighting: the stores keep a key's latest SightingsKept events and the
 // start of its run; with no gap of a whole retention in these tests, the
 // run starts at the key's first event.
-func (o *oracle) sighting(f *Feature, all []orec, p position) Value {
+func (o *oracle) Sighting(f *features.Feature, all []orec, p features.Position) features.Value {
 	sorted := slices.Clone(all)
 	slices.SortFunc(sorted, func(a, b orec) int {
-		if a.pos.before(b.pos) {
+		if a.pos.Before(b.pos) {
 			return -1
 		}
 		return 1
 	})
-	var first position
+	var first features.Position
 	hasFirst := len(sorted) > 0
 	if hasFirst {
 		first = sorted[0].pos
 	}
-	kept := sorted[max(0, len(sorted)-sightingsKept):]
-	var pred position
+	kept := sorted[max(0, len(sorted)-features.SightingsKept):]
+	var pred features.Position
 	hasPred := false
 	for _, r := range kept {
-		if r.pos.before(p) {
+		if r.pos.Before(p) {
 			pred, hasPred = r.pos, true
 		}
 	}
 	ret := f.Retention.Milliseconds()
-	within := hasPred && p.ts-pred.ts < ret
-	seen := within || (!hasPred && hasFirst && first.before(p))
+	within := hasPred && p.TS-pred.TS < ret
+	seen := within || (!hasPred && hasFirst && first.Before(p))
 	switch f.Kind {
-	case Seen:
-		return Value{Valid: true, Bool: seen}
-	case Age:
-		if !seen || !first.before(p) {
-			return Value{Valid: true}
+	case features.Seen:
+		return features.Value{Valid: true, Bool: seen}
+	case features.Age:
+		if !seen || !first.Before(p) {
+			return features.Value{Valid: true}
 		}
-		return Value{Valid: true, Num: float64(p.ts-first.ts) / 1000}
-	case SinceLast:
+		return features.Value{Valid: true, Num: float64(p.TS-first.TS) / 1000}
+	case features.SinceLast:
 		if !within {
-			return Value{}
+			return features.Value{}
 		}
-		return Value{Valid: true, Num: float64(p.ts-pred.ts) / 1000}
+		return features.Value{Valid: true, Num: float64(p.TS-pred.TS) / 1000}
 	}
 	panic("unknown kind")
 }
 
 // oracleSet covers every kind, two windows for the windowed ones, logs of
 // different event types on one entity, and a composite key.
-func oracleSet() *Set {
-	var fs []*Feature
-	add := func(name string, k Kind, w time.Duration, types []string, key ...string) {
-		f := &Feature{Name: name, Kind: k, Window: w, EventTypes: types, Field: NewPath("amount"), Of: NewPath("of")}
+func OracleSet() *features.Set {
+	var fs []*features.Feature
+	add := func(name string, k features.Kind, w time.Duration, types []string, key ...string) {
+		f := &features.Feature{Name: name, Kind: k, Window: w, EventTypes: types, Field: features.NewPath("amount"), Of: features.NewPath("of")}
 		for _, p := range key {
-			f.Key = append(f.Key, NewPath(p))
+			f.Key = append(f.Key, features.NewPath(p))
 		}
 		f.Entity = fmt.Sprint(key)
 		if !k.Windowed() {
-			f.Retention = DefaultRetention
+			f.Retention = features.DefaultRetention
 		}
 		fs = append(fs, f)
 	}
-	for _, k := range []Kind{Count, Sum, Avg, Max, Distinct} {
+	for _, k := range []features.Kind{features.Count, features.Sum, features.Avg, features.Max, features.Distinct} {
 		add(k.String()+"_1m", k, time.Minute, nil, "k")
 		add(k.String()+"_10m", k, 10*time.Minute, nil, "k")
 	}
-	for _, k := range []Kind{Age, SinceLast, Seen} {
+	for _, k := range []features.Kind{features.Age, features.SinceLast, features.Seen} {
 		add(k.String(), k, 0, nil, "k")
 	}
-	add("b_count_10m", Count, 10*time.Minute, []string{"b"}, "k")
-	add("b_sum_1m", Sum, time.Minute, []string{"b"}, "k")
-	add("b_since_last", SinceLast, 0, []string{"b"}, "k")
-	add("b_seen", Seen, 0, []string{"b"}, "k")
-	add("pair_count_10m", Count, 10*time.Minute, nil, "k", "k2")
-	add("pair_seen", Seen, 0, nil, "k", "k2")
+	add("b_count_10m", features.Count, 10*time.Minute, []string{"b"}, "k")
+	add("b_sum_1m", features.Sum, time.Minute, []string{"b"}, "k")
+	add("b_since_last", features.SinceLast, 0, []string{"b"}, "k")
+	add("b_seen", features.Seen, 0, []string{"b"}, "k")
+	add("pair_count_10m", features.Count, 10*time.Minute, nil, "k", "k2")
+	add("pair_seen", features.Seen, 0, nil, "k", "k2")
 	// Filtered features: the same entity and types as unfiltered ones
 	// above, so a store (or link) that let them share a history fails.
 	where := func(w string) { fs[len(fs)-1].Where = w }
-	add("big_count_10m", Count, 10*time.Minute, nil, "k")
+	add("big_count_10m", features.Count, 10*time.Minute, nil, "k")
 	where("event.amount > 500")
-	add("big_sum_1m", Sum, time.Minute, nil, "k")
+	add("big_sum_1m", features.Sum, time.Minute, nil, "k")
 	where("event.amount > 500")
-	add("big_max_10m", Max, 10*time.Minute, nil, "k")
+	add("big_max_10m", features.Max, 10*time.Minute, nil, "k")
 	where("event.amount > 500")
-	add("b_short_distinct_10m", Distinct, 10*time.Minute, []string{"b"}, "k")
+	add("b_short_distinct_10m", features.Distinct, 10*time.Minute, []string{"b"}, "k")
 	where("event.of in lists.o")
-	add("b_short_count_1m", Count, time.Minute, []string{"b"}, "k")
+	add("b_short_count_1m", features.Count, time.Minute, []string{"b"}, "k")
 	where("event.of in lists.o")
-	add("big_seen", Seen, 0, nil, "k")
+	add("big_seen", features.Seen, 0, nil, "k")
 	where("event.amount > 500")
-	add("big_since_last", SinceLast, 0, nil, "k")
+	add("big_since_last", features.SinceLast, 0, nil, "k")
 	where("event.amount > 500")
-	add("pair_big_age", Age, 0, nil, "k", "k2")
+	add("pair_big_age", features.Age, 0, nil, "k", "k2")
 	where("event.amount > 500")
-	return testSet(fs...)
+	return features.NewSet(fs...)
 }
 
-// testSet links features into logs as Parse does.
-func testSet(fs ...*Feature) *Set {
-	s := &Set{Features: fs, byName: map[string]int{}}
-	for i, f := range fs {
-		s.byName[f.Name] = i
-	}
-	s.link()
-	return s
-}
-
-// tevent is a test event: nil fields are absent.
-type tevent struct {
-	id, typ string
-	ts      int64
-	fields  map[string]string // k, k2, of
-	amount  *int64            // micro-units
+// Event is a test event: nil fields are absent.
+type Event struct {
+	ID, Type string
+	TS      int64
+	Fields  map[string]string // k, k2, of
+	Amount  *int64            // micro-units
 }
 
 // keyOf is the key of f for e, as the engine builds it; false when e
 // lacks one of its fields.
-func keyOf(f *Feature, e tevent) (string, bool) {
+func keyOf(f *features.Feature, e Event) (string, bool) {
 	key := ""
 	for i, p := range f.Key {
-		v, ok := e.fields[p.Name]
+		v, ok := e.Fields[p.Name]
 		if !ok {
 			return "", false
 		}
 		if i > 0 {
-			key += KeySep
+			key += features.KeySep
 		}
 		key += v
 	}
 	return key, true
 }
 
-// observation builds what the engine would ask of the store for e: every
+// NewObservation builds what the engine would ask of the store for e: every
 // feature read, each log of its key recorded when the type matches and
 // the log's condition holds.
-func observation(fs []*Feature, e tevent) *Observation {
-	obs := &Observation{}
-	obs.Reset(e.id, e.ts)
-	entries := map[*Log]int{}
+func NewObservation(fs []*features.Feature, e Event) *features.Observation {
+	obs := &features.Observation{}
+	obs.Reset(e.ID, e.TS)
+	entries := map[*features.EventLog]int{}
 	for _, f := range fs {
 		key, ok := keyOf(f, e)
 		if !ok {
 			continue
 		}
-		ei, ok := entries[f.Log]
+		ei, ok := entries[f.EventLog]
 		if !ok {
-			ei = obs.AddEntry(f.Log, key, f.Records(e.typ) && testWheres[f.Log.Where](e))
-			entries[f.Log] = ei
-			for slot, p := range f.Log.Nums {
-				if p.Name == "amount" && e.amount != nil {
-					obs.SetNum(ei, slot, *e.amount)
+			ei = obs.AddEntry(f.EventLog, key, f.Records(e.Type) && testWheres[f.EventLog.Where](e))
+			entries[f.EventLog] = ei
+			for slot, p := range f.EventLog.Nums {
+				if p.Name == "amount" && e.Amount != nil {
+					obs.SetNum(ei, slot, *e.Amount)
 				}
 			}
-			for slot, p := range f.Log.Ofs {
-				if v, ok := e.fields[p.Name]; ok {
+			for slot, p := range f.EventLog.Ofs {
+				if v, ok := e.Fields[p.Name]; ok {
 					obs.SetOf(ei, slot, v)
 				}
 			}
@@ -351,54 +346,44 @@ func observation(fs []*Feature, e tevent) *Observation {
 	return obs
 }
 
-// testClock is the event-time clock the Redis store is given in tests,
+// Clock is the event-time clock the Redis store is given in tests,
 // so the idempotency window runs on the events' time as the memory
 // store's does in EventTime mode.
-type testClock struct{ ms int64 }
+type Clock struct{ MS int64 }
 
-func (c *testClock) now() time.Time { return time.UnixMilli(c.ms) }
+// Now is the clock's time, for a store's Now option.
+func (c *Clock) Now() time.Time { return time.UnixMilli(c.MS) }
 
-// storeMaker returns a fresh store and the clock it reads (nil: the
+// StoreMaker returns a fresh store and the clock it reads (nil: the
 // store keeps its own event-time clock).
-type storeMaker func(t *testing.T) (Store, *testClock)
+type StoreMaker func(t *testing.T) (features.Store, *Clock)
 
+// Window and Lateness are the idempotency window and lateness allowance
+// the oracle is run with: stores under test are given the same.
 const (
-	testWindow   = 24 * time.Hour
-	testLateness = time.Minute
+	Window   = 24 * time.Hour
+	Lateness = time.Minute
 )
 
-func TestMemoryMatchesOracle(t *testing.T) {
-	newMemory := func(t *testing.T) (Store, *testClock) {
-		return NewMemory(MemoryOptions{Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}, EventTime: true}), nil
-	}
-	conformance(t, newMemory)
-	// Windows here rarely hold enough events for the running aggregates
-	// busy keys use: run again with them on every in-order read.
-	t.Run("running", func(t *testing.T) {
-		defer func(n int) { runningFrom = n }(runningFrom)
-		runningFrom = 0
-		conformance(t, newMemory)
-	})
-}
-
-// conformance drives a store and the oracle with random streams — mostly
+// Conformance drives a store and the oracle with random streams — mostly
 // in order, some late, some later than the lateness allowance, retries
 // right after and long after (past the idempotency window), same
 // millisecond ties, absent keys and fields, two event types — and
 // requires identical features. Every store runs it.
-func conformance(t *testing.T, newStore storeMaker) { conformanceSeeds(t, 12, newStore) }
+func Conformance(t *testing.T, newStore StoreMaker) { ConformanceSeeds(t, 12, newStore) }
 
-func conformanceSeeds(t *testing.T, seeds uint64, newStore storeMaker) {
+// ConformanceSeeds is Conformance over seeds random streams.
+func ConformanceSeeds(t *testing.T, seeds uint64, newStore StoreMaker) {
 	for seed := uint64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 42))
-			set := oracleSet()
+			set := OracleSet()
 			s, clock := newStore(t)
-			o := newOracle(set.Features, testWindow, testLateness)
-			var sent []tevent
-			now := t0
+			o := newOracle(set.Features, Window, Lateness)
+			var sent []Event
+			now := T0
 			for n := 0; n < 500; n++ {
-				var e tevent
+				var e Event
 				switch r := rng.IntN(100); {
 				case r < 10 && len(sent) > 0: // a retry: the same event again
 					e = sent[rng.IntN(len(sent))]
@@ -416,10 +401,10 @@ func conformanceSeeds(t *testing.T, seeds uint64, newStore storeMaker) {
 					e = randomEvent(rng, fmt.Sprint("e", n), now)
 				}
 				sent = append(sent, e)
-				obs := observation(set.Features, e)
+				obs := NewObservation(set.Features, e)
 				want := o.observe(e)
 				if clock != nil {
-					clock.ms = o.clock
+					clock.MS = o.clock
 				}
 				if err := s.Observe(t.Context(), obs); err != nil {
 					t.Fatal(err)
@@ -427,7 +412,7 @@ func conformanceSeeds(t *testing.T, seeds uint64, newStore storeMaker) {
 				for i, it := range obs.Items {
 					if it.Value != want[i] {
 						t.Fatalf("event %d (%s type %s at %+d ms, key %q) %s: store %+v, oracle %+v",
-							n, e.id, e.typ, e.ts-t0, obs.Entries[it.Entry].Key, it.Feature.Name, it.Value, want[i])
+							n, e.ID, e.Type, e.TS-T0, obs.Entries[it.Entry].Key, it.Feature.Name, it.Value, want[i])
 					}
 				}
 			}
@@ -435,20 +420,20 @@ func conformanceSeeds(t *testing.T, seeds uint64, newStore storeMaker) {
 	}
 }
 
-func randomEvent(rng *rand.Rand, id string, ts int64) tevent {
-	e := tevent{id: id, typ: []string{"a", "b"}[rng.IntN(2)], ts: ts, fields: map[string]string{}}
+func randomEvent(rng *rand.Rand, id string, ts int64) Event {
+	e := Event{ID: id, Type: []string{"a", "b"}[rng.IntN(2)], TS: ts, Fields: map[string]string{}}
 	if rng.IntN(20) > 0 {
-		e.fields["k"] = fmt.Sprint("k", rng.IntN(3))
+		e.Fields["k"] = fmt.Sprint("k", rng.IntN(3))
 	}
 	if rng.IntN(2) > 0 {
-		e.fields["k2"] = fmt.Sprint("x", rng.IntN(2))
+		e.Fields["k2"] = fmt.Sprint("x", rng.IntN(2))
 	}
 	if rng.IntN(10) > 0 {
-		e.fields["of"] = fmt.Sprint("v", rng.IntN(12))
+		e.Fields["of"] = fmt.Sprint("v", rng.IntN(12))
 	}
 	if rng.IntN(10) > 0 {
 		a := rng.Int64N(2_000_000_000) - 300_000_000 // -300 to 1700 units, to the micro-unit
-		e.amount = &a
+		e.Amount = &a
 	}
 	return e
 }
