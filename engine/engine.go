@@ -49,7 +49,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Lists holds the mutable lists rules read. Default: a new in-memory
 	// registry, not synced (riskctl's tests and replays: the lists are
-	// empty unless changed through it).
+	// empty unless changed through it). The engine declares a policy's
+	// lists in it; the caller fetches them first (lists.Registry.Fetch),
+	// so that compiling a policy does no I/O.
 	Lists *lists.Registry
 }
 
@@ -99,12 +101,6 @@ func (e *Engine) SetPolicy(p *rules.Policy) { e.current.Store(e.compile(p)) }
 // Policy returns the policy being served.
 func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
 
-// Store returns the feature store.
-func (e *Engine) Store() features.Store { return e.store }
-
-// Lists returns the registry of mutable lists.
-func (e *Engine) Lists() *lists.Registry { return e.lists }
-
 // compiled is a policy prepared for scoring: metric children resolved and
 // a pool of scratch space sized for it.
 type compiled struct {
@@ -150,13 +146,9 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 			c.recorded[t] = t
 		}
 	}
-	// The mutable lists the policy declares are read from the store
-	// before it serves, so it never starts with an empty copy of one.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := e.lists.Declare(ctx, p.MutableLists); err != nil {
-		e.log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
-	}
-	cancel()
+	// No I/O here: whoever loads the policy fetches its lists first
+	// (lists.Registry.Fetch).
+	e.lists.Declare(p.MutableLists)
 	c.whereErrors = make([][]prometheus.Counter, len(p.Filters))
 	c.filterLists = make([][]*lists.Mutable, len(p.Filters))
 	for li, f := range p.Filters {

@@ -110,18 +110,15 @@ func (r *Registry) Describe() string { return r.store.Describe() }
 // Close releases the store's connections.
 func (r *Registry) Close() error { return r.store.Close() }
 
-// Declare makes names the lists the policy declares: the only ones
-// changes are accepted for. A list seen for the first time is brought up
-// to date from the store before Declare returns (within ctx), so a policy
-// is not served with an empty copy of a list the store holds; one that
-// fails is retried by Run. Lists no longer declared keep their values for
-// a policy that declares them again.
-func (r *Registry) Declare(ctx context.Context, names []string) error {
+// Fetch reads from the store the lists among names this registry has
+// never held, so a policy declaring them is not served with an empty copy
+// of a list the store holds: call it before the policy is compiled
+// (Declare), within ctx. One that fails is empty until Run, once the
+// policy declares it, brings it up to date.
+func (r *Registry) Fetch(ctx context.Context, names []string) error {
 	r.mu.Lock()
 	var fresh []*Mutable
-	clear(r.declared)
 	for _, n := range names {
-		r.declared[n] = true
 		if r.lists[n] == nil {
 			m := newMutable(n)
 			r.lists[n] = m
@@ -136,6 +133,22 @@ func (r *Registry) Declare(ctx context.Context, names []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Declare makes names the lists the policy declares: the only ones
+// changes are accepted for, and those Run keeps up to date. It does no
+// I/O (see Fetch). Lists no longer declared keep their values for a
+// policy that declares them again.
+func (r *Registry) Declare(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.declared)
+	for _, n := range names {
+		r.declared[n] = true
+		if r.lists[n] == nil {
+			r.lists[n] = newMutable(n)
+		}
+	}
 }
 
 // List returns the list called name, made empty if it was never declared.

@@ -74,9 +74,10 @@ func TestRegistryChanges(t *testing.T) {
 			c.ms.Store(1_780_000_000_000)
 			a, b := mk(t, c)
 			for _, r := range []*lists.Registry{a, b} {
-				if err := r.Declare(t.Context(), []string{"blocked"}); err != nil {
+				if err := r.Fetch(t.Context(), []string{"blocked"}); err != nil {
 					t.Fatal(err)
 				}
+				r.Declare([]string{"blocked"})
 			}
 			steps := []struct {
 				do      func() (*lists.Change, error)
@@ -143,9 +144,10 @@ func TestRegistryCatchesUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		if err := r.Declare(t.Context(), []string{"blocked"}); err != nil {
+		if err := r.Fetch(t.Context(), []string{"blocked"}); err != nil {
 			t.Fatal(err)
 		}
+		r.Declare([]string{"blocked"})
 		return r
 	}
 	a, b := open(), open()
@@ -183,9 +185,10 @@ func TestRegistryConcurrentWriters(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		if err := r.Declare(t.Context(), []string{"blocked"}); err != nil {
+		if err := r.Fetch(t.Context(), []string{"blocked"}); err != nil {
 			t.Fatal(err)
 		}
+		r.Declare([]string{"blocked"})
 		regs = append(regs, r)
 	}
 	var mu sync.Mutex
@@ -229,9 +232,10 @@ func TestRegistryRunSyncs(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		if err := r.Declare(t.Context(), []string{"blocked"}); err != nil {
+		if err := r.Fetch(t.Context(), []string{"blocked"}); err != nil {
 			t.Fatal(err)
 		}
+		r.Declare([]string{"blocked"})
 		return r
 	}
 	a := open(slog.New(slog.NewTextHandler(lockedWriter{&logs, &logMu}, nil)))

@@ -318,6 +318,17 @@ func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists
 	return r, nil
 }
 
+// fetchLists reads the mutable lists p declares that riskd does not hold
+// yet, before p is compiled and served, so it never starts with an empty
+// copy of one; a store slow to answer delays it at most 2 s.
+func fetchLists(r *lists.Registry, p *rules.Policy, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.Fetch(ctx, p.MutableLists); err != nil {
+		log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
+	}
+}
+
 // readTokens reads -admin-tokens-file: "NAME TOKEN" a line, # comments.
 func readTokens(path string) ([]engine.NamedToken, error) {
 	if path == "" {
@@ -432,6 +443,7 @@ func serve(cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer valueLists.Close()
+	fetchLists(valueLists, policy, log)
 	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
@@ -467,7 +479,8 @@ func serve(cfg *config, log *slog.Logger) error {
 	var background sync.WaitGroup
 	var watchErr error
 	if cfg.rulesDir != "" {
-		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
+		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead,
+			Prepare: func(p *rules.Policy) { fetchLists(valueLists, p, log) }, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
 		rl.Loaded(policy)
 		hopts.Reloader = rl
 		background.Add(1)
