@@ -235,7 +235,7 @@ type scratch struct {
 	obs     features.Observation
 	itemOf  []int  // feature index -> index in obs.Items, -1 if none
 	reads   []bool // feature index -> the ruleset reads it
-	entryOf []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
+	entryOf []int  // log index -> index in obs.Entries, or noEntryYet, keyAbsent, filteredOut
 	// filterEnvs: per log, where its condition is evaluated (made on
 	// first use).
 	filterEnvs []*rules.Env
@@ -245,6 +245,14 @@ type scratch struct {
 	splitBuf   []byte
 	results    []rules.RuleResult
 }
+
+// What scratch.entryOf holds for a log that has no entry in the
+// observation (entries are numbered from 0).
+const (
+	noEntryYet  = -1 - iota // no feature of the log was met yet
+	keyAbsent               // the event lacks the log's key: its features are nil
+	filteredOut             // the log's where refused the event, and no feature of it is read
+)
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
@@ -412,7 +420,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 	s.obs.Reset(h.id, h.ts)
 	s.keyBuf = s.keyBuf[:0]
 	for li := range s.entryOf {
-		s.entryOf[li] = -1
+		s.entryOf[li] = noEntryYet
 	}
 	var bad error
 	for fi, f := range set.Features {
@@ -424,8 +432,8 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		}
 		li := f.EventLog.Index
 		ei := s.entryOf[li]
-		if ei == -2 {
-			continue // the log's key is absent
+		if ei == keyAbsent {
+			continue
 		}
 		if ei < 0 {
 			start := len(s.keyBuf)
@@ -445,17 +453,17 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 				// No key: the log's features stay nil and nothing is
 				// recorded into it.
 				s.keyBuf = s.keyBuf[:start]
-				s.entryOf[li] = -2
+				s.entryOf[li] = keyAbsent
 				continue
 			}
 			// A filtered log records the event only when its condition
 			// holds, asked once per event; reading it is unaffected.
 			if record && c.policy.Filters[li] != nil {
-				record = ei != -3 && e.where(c, s, li)
+				record = ei != filteredOut && e.where(c, s, li)
 			}
 			if !read && !record {
 				s.keyBuf = s.keyBuf[:start]
-				s.entryOf[li] = -3
+				s.entryOf[li] = filteredOut
 				continue
 			}
 			ei = s.obs.AddEntry(f.EventLog, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)

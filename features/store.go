@@ -75,6 +75,19 @@ func (o *Options) SetDefaults() {
 // when history goes.
 const TTLMargin = 24 * time.Hour
 
+// WindowFrom is where the window of an event at ts starts: it holds the
+// records with WindowFrom(ts) < their ts <= ts.
+func (f *Feature) WindowFrom(ts int64) int64 { return ts - f.Window.Milliseconds() }
+
+// ReadFrom is how far back an event at ts reads the log: no feature of
+// it counts a record at or before ReadFrom(ts).
+func (l *EventLog) ReadFrom(ts int64) int64 { return ts - l.Horizon.Milliseconds() }
+
+// TrimTo is what recording an event at ts may drop from the log: records
+// at or before it, which no event within the lateness allowance of this
+// one reads.
+func (l *EventLog) TrimTo(ts, lateness int64) int64 { return l.ReadFrom(ts) - lateness }
+
 // Expired reports whether a log last recorded into at written (the
 // store's clock) is past keeping: its horizon, the lateness allowance and
 // TTLMargin ago, as a Redis key's time to live runs out. Both stores read

@@ -138,11 +138,7 @@ func (h *History) drop(k Kind, cut int) {
 // that a scan is as cheap (Options.RunningFrom).
 func (h *History) WindowValue(k Kind, p Position, from int64, runningFrom int) Value {
 	live := h.Live()
-	hi := len(live)
-	if hi > 0 && !live[hi-1].Pos.Before(p) {
-		hi = sort.Search(len(live), func(i int) bool { return !live[i].Pos.Before(p) })
-	}
-	lo := sort.Search(hi, func(i int) bool { return live[i].Pos.TS > from })
+	lo, hi := windowOf(live, p, from)
 	if hi == len(live) && hi-lo > runningFrom {
 		// In order, and enough entries to be worth a running aggregate.
 		if h.run == nil {
@@ -151,6 +147,25 @@ func (h *History) WindowValue(k Kind, p Position, from int64, runningFrom int) V
 		return h.run.read(k, h, h.base+lo, from)
 	}
 	return Aggregate(k, live[lo:hi])
+}
+
+// Window computes a windowed kind for an event at p over points sorted
+// by position (a store's records read for one event): those before p
+// with from < ts, as a History's WindowValue counts them.
+func Window(k Kind, points []Point, p Position, from int64) Value {
+	lo, hi := windowOf(points, p, from)
+	return Aggregate(k, points[lo:hi])
+}
+
+// windowOf bounds the points, sorted by position, in the window of an
+// event at p that starts after from: [lo, hi).
+func windowOf(points []Point, p Position, from int64) (lo, hi int) {
+	hi = len(points)
+	if hi > 0 && !points[hi-1].Pos.Before(p) {
+		hi = sort.Search(len(points), func(i int) bool { return !points[i].Pos.Before(p) })
+	}
+	lo = sort.Search(hi, func(i int) bool { return points[i].Pos.TS > from })
+	return lo, hi
 }
 
 // Aggregate computes a windowed kind over in, the entries of its window.
@@ -298,11 +313,14 @@ func (h *History) Sighting(k Kind, p Position, retention int64) Value {
 }
 
 // Predecessor is the latest kept sighting before p.
-func (h *History) Predecessor(p Position) (Position, bool) {
-	live := h.Live()
-	for i := len(live) - 1; i >= 0; i-- {
-		if live[i].Pos.Before(p) {
-			return live[i].Pos, true
+func (h *History) Predecessor(p Position) (Position, bool) { return LatestBefore(h.Live(), p) }
+
+// LatestBefore is the position of the latest of points, sorted by
+// position, before p: an event's previous sighting.
+func LatestBefore(points []Point, p Position) (Position, bool) {
+	for i := len(points) - 1; i >= 0; i-- {
+		if points[i].Pos.Before(p) {
+			return points[i].Pos, true
 		}
 	}
 	return Position{}, false

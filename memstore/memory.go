@@ -295,7 +295,7 @@ func value(f *features.Feature, h *features.History, p features.Position, runnin
 	if h == nil {
 		return features.Aggregate(f.Kind, nil)
 	}
-	return h.WindowValue(f.Kind, p, p.TS-f.Window.Milliseconds(), runningFrom)
+	return h.WindowValue(f.Kind, p, f.WindowFrom(p.TS), runningFrom)
 }
 
 // record adds the event to every feature of entry ei's log.
@@ -310,7 +310,7 @@ func (m *Store) record(ls *logState, obs *features.Observation, ei int, p featur
 		}
 		// What no event within the lateness allowance of this one can
 		// see goes now; Redis trims the same at the same event.
-		h.TrimTo(f.Kind, p.TS-l.Horizon.Milliseconds()-m.lateness)
+		h.TrimTo(f.Kind, l.TrimTo(p.TS, m.lateness))
 		en := features.Point{Pos: p}
 		switch f.Kind {
 		case features.Sum, features.Avg, features.Max:

@@ -68,8 +68,8 @@ type hotLog struct {
 	from     int64
 	newest   int64
 	atNewest map[string]struct{} // members whose ts is newest: the next read returns them again
-	all      features.History             // every record, to compare with ZCOUNT
-	hists    []features.History           // per feature of the log, as log.Features
+	all      features.History    // every record, to compare with ZCOUNT
+	hists    []features.History  // per feature of the log, as log.Features
 	seq      uint64
 	// runningFrom: see features.Options.RunningFrom.
 	runningFrom int
@@ -123,7 +123,7 @@ func (h *hotLog) trim(from int64) {
 func (h *hotLog) value(f *features.Feature, ts int64) features.Value {
 	for i, g := range h.log.Features {
 		if g == f {
-			return h.hists[i].WindowValue(f.Kind, features.Position{TS: ts, Seq: h.seq + 1}, ts-f.Window.Milliseconds(), h.runningFrom)
+			return h.hists[i].WindowValue(f.Kind, features.Position{TS: ts, Seq: h.seq + 1}, f.WindowFrom(ts), h.runningFrom)
 		}
 	}
 	return features.Value{}

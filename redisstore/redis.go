@@ -482,7 +482,7 @@ func (r *Store) lockHot(obs *features.Observation, cmds []entryCmds) {
 			continue
 		}
 		l := obs.Entries[ei].EventLog
-		if c.hot.log != l || obs.TS-l.Horizon.Milliseconds() < c.hot.from || r.old(obs, c) {
+		if c.hot.log != l || l.ReadFrom(obs.TS) < c.hot.from || r.old(obs, c) {
 			c.hot.mu.Unlock()
 			c.hot = nil
 		}
@@ -538,7 +538,7 @@ func (r *Store) checkHot(ctx context.Context, obs *features.Observation, cmds []
 		r.hot.drop(c.base, c.hot)
 		c.hot.mu.Unlock()
 		c.hot = nil
-		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.TS-obs.Entries[ei].EventLog.Horizon.Milliseconds(), 10), "+inf")
+		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.Entries[ei].EventLog.ReadFrom(obs.TS), 10), "+inf")
 		stale = append(stale, c.records)
 	}
 	if len(stale) == 0 {
@@ -604,12 +604,12 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 		c.tail = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: strconv.FormatInt(c.hot.newest, 10), Max: "+inf"})
 	case rangeRead(obs, ei):
 		// From the horizon on, newer records too: what a mirror starts from.
-		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(obs.TS-l.Horizon.Milliseconds(), 10), Max: "+inf"})
+		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(l.ReadFrom(obs.TS), 10), Max: "+inf"})
 	default:
 		c.counts = make([]*redis.IntCmd, len(obs.Items))
 		for i := range obs.Items {
 			if it := &obs.Items[i]; it.Entry == ei {
-				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(obs.TS-it.Feature.Window.Milliseconds(), 10), ts)
+				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(it.Feature.WindowFrom(obs.TS), 10), ts)
 			}
 		}
 	}
@@ -617,7 +617,7 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 		// What no event within the lateness allowance can see: the
 		// window clamp (see Memory.from) leaves it out anyway, so when
 		// this runs changes no answer.
-		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(obs.TS-l.Horizon.Milliseconds()-r.lateness, 10))
+		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10))
 		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
 	}
 }
@@ -634,162 +634,196 @@ type fixup struct {
 // replies and returns the entries whose run's first sighting must move.
 func (r *Store) values(obs *features.Observation, cmds []entryCmds, only []bool) ([]fixup, error) {
 	var fixups []fixup
-	p := features.Position{TS: obs.TS, Seq: 1}
-	var scratch []features.Point
-	var recs []record
+	var sc scratch
 	for ei := range obs.Entries {
-		en, c := &obs.Entries[ei], &cmds[ei]
-		l := en.EventLog
-		if l.Windowless {
-			var pred, first features.Position
-			hasPred, hasFirst, gone := false, false, false
-			if c.latest != nil {
-				zs, err := c.latest.Result()
-				if err != nil {
-					return nil, err
-				}
-				others := false
-				for _, z := range zs {
-					switch {
-					case z.Member == firstMember:
-						first, hasFirst = features.Position{TS: int64(z.Score - firstOffset)}, true
-					case z.Member != c.member:
-						others = true
-						if int64(z.Score) <= obs.TS && (!hasPred || int64(z.Score) > pred.TS) {
-							pred, hasPred = features.Position{TS: int64(z.Score)}, true
-						}
-					}
-				}
-				if c.member != "" && !others && first.TS == obs.TS {
-					// The key's only sighting is this event's: the first
-					// it shows was just written with it.
-					hasFirst = false
-				}
-				written := int64(math.MinInt64)
-				for _, z := range zs {
-					if m, _ := z.Member.(string); m != firstMember && m != c.member {
-						if gen, err := recordGen(m); err == nil {
-							written = max(written, gen)
-						}
-					}
-				}
-				if others && l.Expired(written, c.now, r.lateness) {
-					hasPred, hasFirst = false, false // past keeping: as if gone
-					gone = true
-				}
-			}
-			for i := range obs.Items {
-				if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
-					it.Value = features.SightingValue(it.Feature.Kind, p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds())
-				}
-			}
-			switch {
-			case c.member == "" || !l.First:
-			case gone:
-				fixups = append(fixups, fixup{entry: ei, revive: true}) // the run starts over here
-			case hasFirst && features.StartsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()):
-				// Earlier than the start: only ever lower it (LT), so
-				// concurrent late events settle on the earliest.
-				fixups = append(fixups, fixup{entry: ei, lower: p.Before(first)})
-			}
-			continue
-		}
-		if c.all != nil {
-			members, err := c.all.Result()
+		if obs.Entries[ei].EventLog.Windowless {
+			f, move, err := r.sightingValues(obs, ei, &cmds[ei], only, &sc)
 			if err != nil {
 				return nil, err
 			}
-			written, any := int64(math.MinInt64), false
-			for _, m := range members {
-				if m == c.member {
-					continue
-				}
-				if gen, err := recordGen(m); err == nil {
-					written, any = max(written, gen), true
-				}
+			if move {
+				fixups = append(fixups, f)
 			}
-			if any && l.Expired(written, c.now, r.lateness) {
-				// Past keeping: as if gone, whatever Redis holds.
-				for i := range obs.Items {
-					if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
-						it.Value = features.Aggregate(it.Feature.Kind, nil)
-					}
+			continue
+		}
+		if err := r.windowValues(obs, ei, &cmds[ei], only, &sc); err != nil {
+			return nil, err
+		}
+	}
+	return fixups, nil
+}
+
+// scratch is what values reuses from one entry to the next.
+type scratch struct {
+	points []features.Point
+	recs   []record
+}
+
+// at is the event's position among the records read: after every record
+// of its millisecond, since its own is left out of what is read.
+func at(obs *features.Observation) features.Position {
+	return features.Position{TS: obs.TS, Seq: 1}
+}
+
+// setItems gives entry ei's items (those marked in only) their value.
+func setItems(obs *features.Observation, ei int, only []bool, value func(f *features.Feature) features.Value) {
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+			it.Value = value(it.Feature)
+		}
+	}
+}
+
+// sightingValues computes a windowless entry's items from the key's
+// latest sightings and the start of its run, as the memory store does
+// from its history, and says whether (and how) the run's start moves.
+func (r *Store) sightingValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) (fixup, bool, error) {
+	l, p := obs.Entries[ei].EventLog, at(obs)
+	retention := l.Horizon.Milliseconds()
+	var pred, first features.Position
+	hasPred, hasFirst, gone := false, false, false
+	if c.latest != nil {
+		zs, err := c.latest.Result()
+		if err != nil {
+			return fixup{}, false, err
+		}
+		// The sightings other than the event's own, in score order, and
+		// when the log was last written (the newest generation).
+		sc.points = sc.points[:0]
+		written := int64(math.MinInt64)
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			switch m {
+			case firstMember:
+				first, hasFirst = features.Position{TS: int64(z.Score - firstOffset)}, true
+			case c.member:
+			default:
+				sc.points = append(sc.points, features.Point{Pos: features.Position{TS: int64(z.Score)}})
+				if gen, err := recordGen(m); err == nil {
+					written = max(written, gen)
 				}
-				c.counts, c.records = nil, nil
 			}
 		}
+		pred, hasPred = features.LatestBefore(sc.points, p)
+		others := len(sc.points) > 0
+		if c.member != "" && !others && first.TS == obs.TS {
+			// The key's only sighting is this event's: the first it
+			// shows was just written with it.
+			hasFirst = false
+		}
+		if others && l.Expired(written, c.now, r.lateness) {
+			hasPred, hasFirst = false, false // past keeping: as if gone
+			gone = true
+		}
+	}
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		return features.SightingValue(f.Kind, p, pred, hasPred, first, hasFirst, retention)
+	})
+	switch {
+	case c.member == "" || !l.First:
+	case gone:
+		return fixup{entry: ei, revive: true}, true, nil // the run starts over here
+	case hasFirst && features.StartsRun(p, pred, hasPred, first, hasFirst, retention):
+		// Earlier than the start: only ever lower it (LT), so concurrent
+		// late events settle on the earliest.
+		return fixup{entry: ei, lower: p.Before(first)}, true, nil
+	}
+	return fixup{}, false, nil
+}
+
+// windowValues computes a windowed entry's items from what was read: a
+// count per item, the mirror, or the log's records from the horizon on.
+func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) error {
+	l := obs.Entries[ei].EventLog
+	if c.all != nil {
+		expired, err := r.expired(l, c)
+		if err != nil {
+			return err
+		}
+		if expired {
+			// Past keeping: as if gone, whatever Redis holds.
+			setItems(obs, ei, only, func(f *features.Feature) features.Value { return features.Aggregate(f.Kind, nil) })
+			return nil
+		}
+	}
+	switch {
+	case c.counts != nil:
 		own := int64(0)
 		if c.member != "" {
 			own = 1 // the event's own record, added before the reads
 		}
-		if c.counts != nil {
-			for i, cmd := range c.counts {
-				if cmd == nil || (only != nil && !only[i]) {
-					continue
-				}
-				n, err := cmd.Result()
-				if err != nil {
-					return nil, err
-				}
-				obs.Items[i].Value = features.Value{Valid: true, Num: float64(n - own)}
-			}
-			continue
-		}
-		if c.hot != nil {
-			if err := r.hotValues(obs, ei, c, only); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if c.records == nil {
-			continue
-		}
-		members, err := c.records.Result()
-		if err != nil {
-			return nil, err
-		}
-		recs = recs[:0]
-		for _, m := range members {
-			if m == c.member {
+		for i, cmd := range c.counts {
+			if cmd == nil || (only != nil && !only[i]) {
 				continue
 			}
-			rec, err := parseRecord(m)
+			n, err := cmd.Result()
 			if err != nil {
-				continue // not one of ours, or damaged: it cannot be counted
+				return err
 			}
-			recs = append(recs, rec)
+			obs.Items[i].Value = features.Value{Valid: true, Num: float64(n - own)}
 		}
-		for i := range obs.Items {
-			it := &obs.Items[i]
-			if it.Entry != ei || (only != nil && !only[i]) {
-				continue
-			}
-			f := it.Feature
-			from := obs.TS - f.Window.Milliseconds()
-			scratch = scratch[:0]
-			for _, rec := range recs {
-				if rec.ts <= from || rec.ts > obs.TS {
-					continue
-				}
-				if e, ok := rec.entry(f, features.Position{TS: rec.ts}, r.seed); ok {
-					scratch = append(scratch, e)
-				}
-			}
-			it.Value = features.Aggregate(f.Kind, scratch)
+		return nil
+	case c.hot != nil:
+		return r.hotValues(obs, ei, c, only)
+	case c.records == nil:
+		return nil
+	}
+	members, err := c.records.Result()
+	if err != nil {
+		return err
+	}
+	sc.recs = sc.recs[:0]
+	for _, m := range members {
+		if m == c.member {
+			continue
 		}
-		if len(members) >= r.hotFrom && only == nil {
-			// Busy: mirror it for the next events.
-			h := newHotLog(c.base, l, obs.TS-l.Horizon.Milliseconds(), r.opts.RunningFrom)
-			ok := true
-			for _, m := range members {
-				ok = ok && h.add(m, r.seed) == nil
+		rec, err := parseRecord(m)
+		if err != nil {
+			continue // not one of ours, or damaged: it cannot be counted
+		}
+		sc.recs = append(sc.recs, rec) // in score order: by time
+	}
+	p := at(obs)
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		sc.points = sc.points[:0]
+		for _, rec := range sc.recs {
+			if e, ok := rec.entry(f, features.Position{TS: rec.ts}, r.seed); ok {
+				sc.points = append(sc.points, e)
 			}
-			if ok { // a damaged record: no mirror, read it whole
-				r.hot.add(c.base, h)
-			}
+		}
+		return features.Window(f.Kind, sc.points, p, f.WindowFrom(obs.TS))
+	})
+	if len(members) >= r.hotFrom && only == nil {
+		// Busy: mirror it for the next events.
+		h := newHotLog(c.base, l, l.ReadFrom(obs.TS), r.opts.RunningFrom)
+		ok := true
+		for _, m := range members {
+			ok = ok && h.add(m, r.seed) == nil
+		}
+		if ok { // a damaged record: no mirror, read it whole
+			r.hot.add(c.base, h)
 		}
 	}
-	return fixups, nil
+	return nil
+}
+
+// expired reports whether the log an old event reads (c.all: its every
+// record) is past keeping, by its newest record's generation.
+func (r *Store) expired(l *features.EventLog, c *entryCmds) (bool, error) {
+	members, err := c.all.Result()
+	if err != nil {
+		return false, err
+	}
+	written, any := int64(math.MinInt64), false
+	for _, m := range members {
+		if m == c.member {
+			continue
+		}
+		if gen, err := recordGen(m); err == nil {
+			written, any = max(written, gen), true
+		}
+	}
+	return any && l.Expired(written, c.now, r.lateness), nil
 }
 
 // hotValues computes entry ei's items from its mirror and the records
@@ -820,7 +854,7 @@ func (r *Store) hotValues(obs *features.Observation, ei int, c *entryCmds, only 
 			return err
 		}
 	}
-	h.trim(obs.TS - l.Horizon.Milliseconds())
+	h.trim(l.ReadFrom(obs.TS))
 	return nil
 }
 
