@@ -192,7 +192,6 @@ var kindTests = []struct {
 
 const h = time.Hour
 
-
 // Kinds runs the kind table on stores newStore returns, a fresh one per
 // case, whose clock is the newest event time they were given.
 func Kinds(t *testing.T, newStore func(t *testing.T) features.Store) {

@@ -292,9 +292,9 @@ func OracleSet() *features.Set {
 // Event is a test event: nil fields are absent.
 type Event struct {
 	ID, Type string
-	TS      int64
-	Fields  map[string]string // k, k2, of
-	Amount  *int64            // micro-units
+	TS       int64
+	Fields   map[string]string // k, k2, of
+	Amount   *int64            // micro-units
 }
 
 // keyOf is the key of f for e, as the engine builds it; false when e
