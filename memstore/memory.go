@@ -129,7 +129,7 @@ type logState struct {
 	log    *features.EventLog
 	newest int64
 	// written is the store's clock when the log was last recorded into:
-	// a log kept past its horizon, the lateness allowance and ttlMargin
+	// a log kept past its horizon, the lateness allowance and features.TTLMargin
 	// after it is expired, as a Redis key's TTL runs from its last write.
 	written int64
 	hists   []features.History

@@ -615,7 +615,7 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 	}
 	if record {
 		// What no event within the lateness allowance can see: the
-		// window clamp (see Memory.from) leaves it out anyway, so when
+		// memory store trims the same (features.EventLog.TrimTo), so when
 		// this runs changes no answer.
 		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10))
 		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)

@@ -195,7 +195,7 @@ func (o *oracle) value(f *features.Feature, e Event, p features.Position) featur
 	panic("unknown kind")
 }
 
-// sighting: the stores keep a key's latest SightingsKept events and the
+// sighting: the stores keep a key's latest features.SightingsKept events and the
 // start of its run; with no gap of a whole retention in these tests, the
 // run starts at the key's first event.
 func (o *oracle) Sighting(f *features.Feature, all []orec, p features.Position) features.Value {
@@ -239,7 +239,7 @@ func (o *oracle) Sighting(f *features.Feature, all []orec, p features.Position) 
 	panic("unknown kind")
 }
 
-// oracleSet covers every kind, two windows for the windowed ones, logs of
+// OracleSet covers every kind, two windows for the windowed ones, logs of
 // different event types on one entity, and a composite key.
 func OracleSet() *features.Set {
 	var fs []*features.Feature
