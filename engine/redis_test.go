@@ -16,13 +16,14 @@ import (
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
 
-func redisEngine(t *testing.T, p *rules.Policy, addr, prefix string, timeout time.Duration) (*engine.Engine, *features.Redis) {
+func redisEngine(t *testing.T, p *rules.Policy, addr, prefix string, timeout time.Duration) (*engine.Engine, *redisstore.Store) {
 	t.Helper()
-	r, err := features.NewRedis(t.Context(), features.RedisOptions{Addrs: []string{addr}, Prefix: prefix})
+	r, err := redisstore.New(t.Context(), redisstore.Options{Addrs: []string{addr}, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -59,7 +60,7 @@ func TestWhereRecordsOnlyMatchingEvents(t *testing.T) {
 	stores := map[string]func(t *testing.T) features.Store{
 		"memory": func(*testing.T) features.Store { return nil },
 		"redis": func(t *testing.T) features.Store {
-			r, err := features.NewRedis(t.Context(), features.RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "where:"})
+			r, err := redisstore.New(t.Context(), redisstore.Options{Addrs: []string{srv.Addr()}, Prefix: "where:"})
 			if err != nil {
 				t.Fatal(err)
 			}

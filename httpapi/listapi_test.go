@@ -20,6 +20,7 @@ import (
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -189,7 +190,7 @@ func TestListAPISharedOnRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	instance := func() (*httptest.Server, *lists.Registry) {
-		reg, err := lists.NewRedis(lists.RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "shared:", Options: lists.Options{SyncEvery: 20 * time.Millisecond}})
+		reg, err := redisstore.NewLists(redisstore.ListOptions{Addrs: []string{srv.Addr()}, Prefix: "shared:", Options: lists.Options{SyncEvery: 20 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ import (
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/enginetest"
-	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -148,7 +148,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
-	downLists, err := lists.NewRedis(lists.RedisOptions{Addrs: []string{ln.Addr().String()}})
+	downLists, err := redisstore.NewLists(redisstore.ListOptions{Addrs: []string{ln.Addr().String()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/riskd/riskd/internal/kafkatest"
 	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/poll"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/stream"
 )
@@ -174,7 +175,7 @@ func onePartition(t *testing.T) []string {
 // its later ones. Unkeyed events are scored too.
 func TestKafkaKeysScoredConcurrentlyInOrder(t *testing.T) {
 	addrs := onePartition(t)
-	store := &jitterStore{Store: features.NewMemory(features.MemoryOptions{})}
+	store := &jitterStore{Store: memstore.New(memstore.Options{})}
 	e := engine.New(countPolicy(t), engine.Options{Store: store})
 	defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 100})()
 	const n = 2000

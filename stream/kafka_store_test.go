@@ -19,6 +19,7 @@ import (
 	"github.com/riskd/riskd/internal/kafkatest"
 	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/poll"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/stream"
 )
 
@@ -33,7 +34,7 @@ type failingStore struct {
 }
 
 func newFailingStore(fail func(*features.Observation) bool) *failingStore {
-	return &failingStore{Store: features.NewMemory(features.MemoryOptions{}), fail: fail}
+	return &failingStore{Store: memstore.New(memstore.Options{}), fail: fail}
 }
 
 func (s *failingStore) Observe(ctx context.Context, obs *features.Observation) error {

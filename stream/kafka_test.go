@@ -17,6 +17,7 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/internal/poll"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/stream"
 )
 
@@ -204,7 +205,7 @@ func TestKafkaCrashMidStream(t *testing.T) {
 	addrs := broker.ListenAddrs()
 	// A store that takes a millisecond keeps the consumer busy long enough
 	// to be caught in the middle.
-	e := engine.New(enginetest.Example(t), engine.Options{Store: slowStore{features.NewMemory(features.MemoryOptions{})}})
+	e := engine.New(enginetest.Example(t), engine.Options{Store: slowStore{memstore.New(memstore.Options{})}})
 	const n = 3000
 	produce(t, addrs, cardEvents("c", n)...)
 	reg := prometheus.NewRegistry()
@@ -256,7 +257,7 @@ func TestKafkaTwoConsumersShareThePartitions(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
 	p := enginetest.Example(t)
-	store := features.NewMemory(features.MemoryOptions{})
+	store := memstore.New(memstore.Options{})
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	for _, reg := range regs {
 		e := engine.New(p, engine.Options{Store: store})

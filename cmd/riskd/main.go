@@ -30,7 +30,9 @@ import (
 	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/internal/logs"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/readiness"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 	"github.com/riskd/riskd/stream"
@@ -79,7 +81,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
 	fl.Int64Var(&c.rulesRead.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from the -rules directory together")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
-	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
+	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
@@ -231,10 +233,10 @@ func (c *config) storeOptions() features.Options {
 
 // openMemory returns the memory store, registering its metrics, with a log line
 // (at most one a minute) whenever its key cap evicts.
-func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *features.Memory {
+func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memstore.Store {
 	var pending atomic.Int64
 	var last atomic.Int64
-	return features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
+	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
@@ -258,7 +260,7 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
+	r, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
 		OnHistoryLost: func(node string) {
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})
@@ -298,11 +300,22 @@ func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists
 	if cfg.redis == "" {
 		return lists.NewMemory(opts), nil
 	}
-	r, err := lists.NewRedis(lists.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	r, err := redisstore.NewLists(redisstore.ListOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
 	return r, nil
+}
+
+// fetchLists reads the mutable lists p declares that riskd does not hold
+// yet, before p is compiled and served, so it never starts with an empty
+// copy of one; a store slow to answer delays it at most 2 s.
+func fetchLists(r *lists.Registry, p *rules.Policy, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.Fetch(ctx, p.MutableLists); err != nil {
+		log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
+	}
 }
 
 // readTokens reads -admin-tokens-file: "NAME TOKEN" a line, # comments.
@@ -419,6 +432,7 @@ func serve(cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer valueLists.Close()
+	fetchLists(valueLists, policy, log)
 	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
@@ -440,7 +454,8 @@ func serve(cfg *config, log *slog.Logger) error {
 	addSignal(&g)
 	hopts := httpapi.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: httpapi.NewHTTPMetrics(reg), AdminTokens: tokens}
 	if cfg.rulesDir != "" {
-		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
+		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead,
+			Prepare: func(p *rules.Policy) { fetchLists(valueLists, p, log) }, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
 		rl.Loaded(policy)
 		hopts.Reloader = rl
 		g.addContext(rl.Run)

@@ -68,14 +68,24 @@ var never = []struct {
 	},
 	{
 		[]string{"cmd/riskd", "cmd/riskctl"},
-		[]string{"testing", "testing/...", mod + "internal/apitest", mod + "internal/kafkatest", mod + "internal/redistest", mod + "rules/example/exampletest"},
+		append([]string{"testing", "testing/..."}, prefixed(testHelpers)...),
 		"binaries link no test code",
 	},
 }
 
 // testHelpers are the packages that exist to be imported by tests: the
 // only non-test packages that may link testing.
-var testHelpers = []string{"internal/apitest", "internal/kafkatest", "internal/redistest", "rules/example/exampletest"}
+var testHelpers = []string{"internal/apitest", "internal/enginetest", "internal/kafkatest", "internal/metrictest",
+	"internal/poll", "internal/redistest", "internal/storetest", "rules/example/exampletest"}
+
+// prefixed names pkgs by their import paths.
+func prefixed(pkgs []string) []string {
+	out := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		out[i] = mod + p
+	}
+	return out
+}
 
 // deps lists every package of the module with its dependencies (not
 // counting tests).

@@ -1,4 +1,4 @@
-package lists
+package redisstore
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/riskd/riskd/lists"
 )
 
 // Mutable lists in Redis, shared by every riskd on it. Per list, in one
@@ -37,24 +39,24 @@ import (
 // list instead, which is correct, only dearer.
 const logLength = 256
 
-// RedisOptions configure a registry on Redis.
-type RedisOptions struct {
-	Options
+// ListOptions configure a registry on Redis.
+type ListOptions struct {
+	lists.Options
 	// Addrs: one address for a standalone server, several for a Cluster.
 	Addrs []string
 	// Prefix starts every key, as the feature store's (-redis-prefix).
 	Prefix string
 }
 
-type redisStore struct {
+type listStore struct {
 	client redis.UniversalClient
 	prefix string
 }
 
-// NewRedis returns a registry whose lists live in Redis. Like the feature
-// store it does not wait for Redis: Declare and Run retry until it
-// answers.
-func NewRedis(opts RedisOptions) (*Registry, error) {
+// NewLists returns a registry whose lists live in Redis. Like the
+// feature store it does not wait for Redis: Declare and Run retry until
+// it answers.
+func NewLists(opts ListOptions) (*lists.Registry, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("lists: redis: no address")
 	}
@@ -62,26 +64,23 @@ func NewRedis(opts RedisOptions) (*Registry, error) {
 		return nil, fmt.Errorf("lists: redis: prefix %q must not contain { or }", opts.Prefix)
 	}
 	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: opts.Addrs, ContextTimeoutEnabled: true, PoolSize: 4})
-	return newRegistry(&redisStore{client: client, prefix: opts.Prefix}, opts.Options), nil
+	return lists.NewRegistry(&listStore{client: client, prefix: opts.Prefix}, opts.Options), nil
 }
 
-// Close releases the registry's connections.
-func (r *Registry) Close() error { return r.store.close() }
+func (s *listStore) Close() error { return s.client.Close() }
 
-func (s *redisStore) close() error { return s.client.Close() }
-
-func (s *redisStore) describe() string {
-	return "redis: shared by every riskd on it; a change reaches the others within " + DefaultSyncEvery.String()
+func (s *listStore) Describe() string {
+	return "redis: shared by every riskd on it; a change reaches the others within " + lists.DefaultSyncEvery.String()
 }
 
 type listKeys struct{ values, version, log string }
 
-func (s *redisStore) keys(name string) listKeys {
+func (s *listStore) keys(name string) listKeys {
 	base := s.prefix + "list:{" + name + "}:"
 	return listKeys{values: base + "values", version: base + "version", log: base + "log"}
 }
 
-func (s *redisStore) write(ctx context.Context, m *Mutable, c *Change, now int64) (int64, error) {
+func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change, now int64) (int64, error) {
 	k := s.keys(m.Name)
 	var version int64
 	// WATCH makes the version and the log entry agree when two instances
@@ -96,7 +95,7 @@ func (s *redisStore) write(ctx context.Context, m *Mutable, c *Change, now int64
 			}
 			version = v + 1
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if c.Op == Add {
+				if c.Op == lists.Add {
 					score := math.Inf(1)
 					if c.Expires > 0 {
 						score = float64(c.Expires)
@@ -137,8 +136,8 @@ func (s *redisStore) write(ctx context.Context, m *Mutable, c *Change, now int64
 	}
 }
 
-// sync reads what changed since m's snapshot. m.mu is held.
-func (s *redisStore) sync(ctx context.Context, m *Mutable, now int64) error {
+// Sync reads what changed since m's snapshot.
+func (s *listStore) Sync(ctx context.Context, m *lists.Mutable, now int64) error {
 	k := s.keys(m.Name)
 	cur := m.Snapshot()
 	v, err := s.client.Get(ctx, k.version).Int64()
@@ -146,17 +145,17 @@ func (s *redisStore) sync(ctx context.Context, m *Mutable, now int64) error {
 		return err
 	}
 	switch {
-	case m.cursor == "" || v < cur.Version:
+	case m.Cursor == "" || v < cur.Version:
 		return s.load(ctx, m, now)
 	case v == cur.Version:
 		return nil
 	}
 	for {
-		entries, err := s.client.XRangeN(ctx, k.log, "("+m.cursor, "+", 1000).Result()
+		entries, err := s.client.XRangeN(ctx, k.log, "("+m.Cursor, "+", 1000).Result()
 		if err != nil {
 			return err
 		}
-		changes := make([]Change, 0, len(entries))
+		changes := make([]lists.Change, 0, len(entries))
 		next := m.Snapshot().Version + 1
 		for _, e := range entries {
 			c, err := parseChange(e.Values)
@@ -172,8 +171,8 @@ func (s *redisStore) sync(ctx context.Context, m *Mutable, now int64) error {
 			next++
 		}
 		if len(changes) > 0 {
-			m.apply(changes, now)
-			m.cursor = entries[len(entries)-1].ID
+			m.Apply(changes, now)
+			m.Cursor = entries[len(entries)-1].ID
 		}
 		if len(entries) < 1000 {
 			return nil
@@ -183,7 +182,7 @@ func (s *redisStore) sync(ctx context.Context, m *Mutable, now int64) error {
 
 // load reads the whole list, its version and where its log ends, in one
 // transaction, and publishes it.
-func (s *redisStore) load(ctx context.Context, m *Mutable, now int64) error {
+func (s *listStore) load(ctx context.Context, m *lists.Mutable, now int64) error {
 	k := s.keys(m.Name)
 	var version *redis.StringCmd
 	var values *redis.ZSliceCmd
@@ -201,7 +200,7 @@ func (s *redisStore) load(ctx context.Context, m *Mutable, now int64) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	vals := make(Values, len(values.Val()))
+	vals := make(lists.Values, len(values.Val()))
 	for _, z := range values.Val() {
 		exp := int64(0)
 		if !math.IsInf(z.Score, 1) {
@@ -209,18 +208,18 @@ func (s *redisStore) load(ctx context.Context, m *Mutable, now int64) error {
 		}
 		vals[z.Member.(string)] = exp
 	}
-	m.cursor = "0-0"
+	m.Cursor = "0-0"
 	if l := last.Val(); len(l) > 0 {
-		m.cursor = l[0].ID
+		m.Cursor = l[0].ID
 	}
-	m.cur.Store(newSnapshot(vals, v, now))
+	m.Replace(vals, v, now)
 	return nil
 }
 
-func parseChange(f map[string]any) (Change, error) {
+func parseChange(f map[string]any) (lists.Change, error) {
 	str := func(k string) string { s, _ := f[k].(string); return s }
 	num := func(k string) (int64, error) { return strconv.ParseInt(str(k), 10, 64) }
-	var c Change
+	var c lists.Change
 	var err error
 	if c.Version, err = num("v"); err != nil {
 		return c, fmt.Errorf("version: %w", err)
@@ -229,8 +228,8 @@ func parseChange(f map[string]any) (Change, error) {
 		return c, fmt.Errorf("expiry: %w", err)
 	}
 	c.At, _ = num("at")
-	c.Op, c.Who = Op(str("op")), str("who")
-	if c.Op != Add && c.Op != Remove {
+	c.Op, c.Who = lists.Op(str("op")), str("who")
+	if c.Op != lists.Add && c.Op != lists.Remove {
 		return c, fmt.Errorf("unknown op %q", c.Op)
 	}
 	c.Values = strings.Split(str("vals"), "\n")

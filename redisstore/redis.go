@@ -1,4 +1,4 @@
-package features
+package redisstore
 
 import (
 	"context"
@@ -15,12 +15,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/riskd/riskd/features"
 )
 
-// DefaultRedisPrefix starts every key riskd writes. The key layout's
+// DefaultPrefix starts every key riskd writes. The key layout's
 // version follows it ("riskd:v2:"), so a new layout never reads an old
 // one's keys: they expire on their own.
-const DefaultRedisPrefix = "riskd:"
+const DefaultPrefix = "riskd:"
 
 const layoutVersion = "v2:"
 
@@ -38,12 +40,12 @@ const (
 	answerMark = 'a'
 )
 
-// RedisOptions configure a Redis store.
-type RedisOptions struct {
-	Options
+// Options configure a Redis store.
+type Options struct {
+	features.Options
 	// Addrs: one address for a standalone server, several for a Cluster.
 	Addrs []string
-	// Prefix starts every key. Default DefaultRedisPrefix.
+	// Prefix starts every key. Default DefaultPrefix.
 	Prefix string
 	// PoolSize is the connection pool size per node; 0: go-redis's default
 	// (10 per CPU).
@@ -60,9 +62,13 @@ type RedisOptions struct {
 	// riskd_redis_history_lost_total, counted when OnHistoryLost is
 	// called; nil registers nothing.
 	Registerer prometheus.Registerer
+	// HotFrom is how many records in its horizon make a log worth
+	// mirroring in process (see hotLog). Default DefaultHotFrom; tests
+	// set 1 to hold mirrors to the oracle on every log.
+	HotFrom int
 }
 
-// Redis keeps feature history in Redis (a standalone server or a Cluster)
+// Store keeps feature history in Redis (a standalone server or a Cluster)
 // so several riskd instances share it and it survives their restarts. It
 // runs no scripts: every event is native commands, and the features are
 // computed here by the same code as the memory store's.
@@ -83,11 +89,11 @@ type RedisOptions struct {
 // standalone server concurrent events share these round trips (see
 // batcher); on a Cluster each entity's transaction goes to its node, in
 // parallel.
-type Redis struct {
+type Store struct {
 	client   redis.UniversalClient
 	cluster  bool
 	prefix   string
-	opts     Options
+	opts     features.Options
 	lateness int64
 	window   int64 // idempotency window, ms
 	now      func() time.Time
@@ -96,18 +102,19 @@ type Redis struct {
 	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
 	epoch    *epochWatch
 	hot      hotCache
+	hotFrom  int
 }
 
-// NewRedis returns a store on the given nodes. It does not wait for them:
+// New returns a store on the given nodes. It does not wait for them:
 // riskd starts while Redis is away and degrades until it answers.
-func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
+func New(ctx context.Context, opts Options) (*Store, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redis: no address")
 	}
-	opts.defaults()
+	opts.SetDefaults()
 	prefix := opts.Prefix
 	if prefix == "" {
-		prefix = DefaultRedisPrefix
+		prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
@@ -126,8 +133,11 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Redis{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
-		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed()}
+	if opts.HotFrom <= 0 {
+		opts.HotFrom = DefaultHotFrom
+	}
+	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
 	if !cluster {
 		r.batch = newBatcher(client)
 	}
@@ -150,7 +160,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 }
 
 // Ready pings every node.
-func (r *Redis) Ready(ctx context.Context) error {
+func (r *Store) Ready(ctx context.Context) error {
 	if c, ok := r.client.(*redis.ClusterClient); ok {
 		return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
 			return shard.Ping(ctx).Err()
@@ -160,7 +170,7 @@ func (r *Redis) Ready(ctx context.Context) error {
 }
 
 // Close stops the epoch watch and the batcher, then closes the connections.
-func (r *Redis) Close() error {
+func (r *Store) Close() error {
 	if r.epoch != nil {
 		r.epoch.stop()
 	}
@@ -173,7 +183,7 @@ func (r *Redis) Close() error {
 // send runs cmds: through the batcher on a standalone server, as one
 // pipeline (or transaction, tx) of their own on a Cluster. It fails when
 // the round trip did; each command keeps its own reply or error.
-func (r *Redis) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
+func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 	if r.batch != nil {
 		return r.batch.do(ctx, tx, cmds)
 	}
@@ -194,7 +204,7 @@ func firstErr(cmds []redis.Cmder) error {
 // entityKey is the common start of an entity's keys. The part in braces
 // is the Cluster hash tag; a key value holding "}" ends the tag early,
 // identically for all the entity's keys, so they still share a slot.
-func (r *Redis) entityKey(entity, key string) string {
+func (r *Store) entityKey(entity, key string) string {
 	return r.prefix + "{" + entity + "=" + key + "}:"
 }
 
@@ -218,7 +228,7 @@ type entryCmds struct {
 // then read and record every entry in one transaction per node, then keep
 // the answer. A retry within the idempotency window reads its answer and
 // writes nothing.
-func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
+func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
 	gen, ans, err := r.claim(ctx, obs.EventID, now)
 	if err != nil {
@@ -228,7 +238,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 	if ans != nil {
 		obs.Retry = true
 		missing := make([]bool, len(obs.Items))
-		if err := applyAnswer(ans, obs, missing); err != nil {
+		if err := features.ApplyAnswer(ans, obs, missing); err != nil {
 			return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 		}
 		if !slices.Contains(missing, true) {
@@ -256,12 +266,12 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 	if buf == nil {
 		buf = new([]byte)
 	}
-	*buf = appendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
+	*buf = features.AppendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
 	col := r.client.Pipeline()
 	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
 	for _, f := range fixups {
 		en := &obs.Entries[f.entry]
-		key := r.entityKey(en.Log.Entity, en.Key) + en.Log.Name
+		key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
 		if f.revive {
 			// The log was past keeping: what it held before this event
 			// is gone, as the memory store starts such a log over.
@@ -284,7 +294,7 @@ func (r *Redis) Observe(ctx context.Context, obs *Observation) error {
 }
 
 // record reads and records the event's entries and computes its items.
-func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) ([]fixup, error) {
+func (r *Store) record(ctx context.Context, obs *features.Observation, cmds []entryCmds, gen, now int64) ([]fixup, error) {
 	defer unlockHot(cmds)
 	if err := r.exec(ctx, obs, cmds, gen, now); err != nil {
 		return nil, err
@@ -298,7 +308,7 @@ func (r *Redis) record(ctx context.Context, obs *Observation, cmds []entryCmds, 
 // claim makes the id this call's to score, with the generation its
 // records carry, or returns the id's answer. A claim another instance
 // holds is waited for until it is answered or its lease runs out.
-func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
+func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
 	wait := 500 * time.Microsecond
 	for {
@@ -349,7 +359,7 @@ func (r *Redis) claim(ctx context.Context, id string, now int64) (gen int64, ans
 
 // replace sets key to next if it still holds prev (WATCH/MULTI: a
 // compare-and-set), and reports whether it did.
-func (r *Redis) replace(ctx context.Context, key, prev, next string) (bool, error) {
+func (r *Store) replace(ctx context.Context, key, prev, next string) (bool, error) {
 	err := r.client.Watch(ctx, func(tx *redis.Tx) error {
 		cur, err := tx.Get(ctx, key).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
@@ -388,7 +398,7 @@ func parseIDValue(v string) (kind byte, a, b int64, ans []byte, err error) {
 	buf := []byte(v[1:])
 	a, k := binary.Varint(buf)
 	if k <= 0 {
-		return 0, 0, 0, nil, errBadAnswer
+		return 0, 0, 0, nil, features.ErrBadAnswer
 	}
 	buf = buf[k:]
 	if v[0] == answerMark {
@@ -396,16 +406,16 @@ func parseIDValue(v string) (kind byte, a, b int64, ans []byte, err error) {
 	}
 	b, k = binary.Varint(buf)
 	if k <= 0 {
-		return 0, 0, 0, nil, errBadAnswer
+		return 0, 0, 0, nil, features.ErrBadAnswer
 	}
 	return claimMark, a, b, nil, nil
 }
 
-func (r *Redis) idKey(id string) string { return r.prefix + "id:" + id }
+func (r *Store) idKey(id string) string { return r.prefix + "id:" + id }
 
 // exec sends every entry's transaction and waits for them. gen < 0
 // reads without recording.
-func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, gen, now int64) error {
+func (r *Store) exec(ctx context.Context, obs *features.Observation, cmds []entryCmds, gen, now int64) error {
 	for i := range cmds {
 		cmds[i].now = now
 	}
@@ -425,7 +435,7 @@ func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, ge
 	groups := map[string][]int{}
 	for ei := range obs.Entries {
 		en := &obs.Entries[ei]
-		k := en.Log.Entity + "=" + en.Key
+		k := en.EventLog.Entity + "=" + en.Key
 		groups[k] = append(groups[k], ei)
 	}
 	var wg sync.WaitGroup
@@ -455,9 +465,9 @@ func (r *Redis) exec(ctx context.Context, obs *Observation, cmds []entryCmds, ge
 
 // rangeRead reports whether entry ei's reads need its records, not
 // only counts.
-func rangeRead(obs *Observation, ei int) bool {
+func rangeRead(obs *features.Observation, ei int) bool {
 	for i := range obs.Items {
-		if it := &obs.Items[i]; it.Entry == ei && it.Feature.Kind != Count {
+		if it := &obs.Items[i]; it.Entry == ei && it.Feature.Kind != features.Count {
 			return true
 		}
 	}
@@ -467,12 +477,12 @@ func rangeRead(obs *Observation, ei int) bool {
 // lockHot finds the mirrors of the entries that read records and locks
 // them. A mirror that does not reach back to the event's horizon is not
 // used, nor one another event holds.
-func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
+func (r *Store) lockHot(obs *features.Observation, cmds []entryCmds) {
 	var hot []int
 	for ei := range obs.Entries {
 		en := &obs.Entries[ei]
-		cmds[ei].base = r.entityKey(en.Log.Entity, en.Key) + en.Log.Name
-		if en.Log.Windowless || !rangeRead(obs, ei) {
+		cmds[ei].base = r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+		if en.EventLog.Windowless || !rangeRead(obs, ei) {
 			continue
 		}
 		if h := r.hot.lookup(cmds[ei].base); h != nil {
@@ -488,8 +498,8 @@ func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
 			c.hot = nil
 			continue
 		}
-		l := obs.Entries[ei].Log
-		if c.hot.log != l || obs.TS-l.Horizon.Milliseconds() < c.hot.from || r.old(obs, c) {
+		l := obs.Entries[ei].EventLog
+		if c.hot.log != l || l.ReadFrom(obs.TS) < c.hot.from || r.old(obs, c) {
 			c.hot.mu.Unlock()
 			c.hot = nil
 		}
@@ -500,8 +510,8 @@ func (r *Redis) lockHot(obs *Observation, cmds []entryCmds) {
 // a log it reads may be past keeping (expired): only then must the log's
 // newest record be asked for, to leave an expired log out as the memory
 // store does (and as Redis would once the key's TTL ran out).
-func (r *Redis) old(obs *Observation, c *entryCmds) bool {
-	return obs.TS < c.now-r.lateness-ttlMargin.Milliseconds()
+func (r *Store) old(obs *features.Observation, c *entryCmds) bool {
+	return obs.TS < c.now-r.lateness-features.TTLMargin.Milliseconds()
 }
 
 // unlockHot releases what lockHot locked.
@@ -516,7 +526,7 @@ func unlockHot(cmds []entryCmds) {
 
 // checkHot verifies each mirror against its ZCOUNT; a stale one is
 // dropped and its log read whole in a second round trip.
-func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds) error {
+func (r *Store) checkHot(ctx context.Context, obs *features.Observation, cmds []entryCmds) error {
 	var stale []redis.Cmder
 	for ei := range cmds {
 		c := &cmds[ei]
@@ -532,8 +542,8 @@ func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds
 		// nothing was added and removed in between.
 		oldest := c.oldest.Val()
 		same := c.count.Val() == want
-		if live := c.hot.all.live(); same && len(live) > 0 {
-			first := live[0].pos.ts
+		if live := c.hot.all.Live(); same && len(live) > 0 {
+			first := live[0].Pos.TS
 			if c.added != nil && c.added.Val() == 1 {
 				first = min(first, obs.TS)
 			}
@@ -545,7 +555,7 @@ func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds
 		r.hot.drop(c.base, c.hot)
 		c.hot.mu.Unlock()
 		c.hot = nil
-		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.TS-obs.Entries[ei].Log.Horizon.Milliseconds(), 10), "+inf")
+		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.Entries[ei].EventLog.ReadFrom(obs.TS), 10), "+inf")
 		stale = append(stale, c.records)
 	}
 	if len(stale) == 0 {
@@ -559,10 +569,10 @@ func (r *Redis) checkHot(ctx context.Context, obs *Observation, cmds []entryCmds
 
 // queue adds entry ei's commands: its record first, then its reads, then
 // its trims and times to live.
-func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observation, ei int, c *entryCmds, gen int64) {
+func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.Observation, ei int, c *entryCmds, gen int64) {
 	en := &obs.Entries[ei]
 	record := en.Record && gen >= 0
-	l := en.Log
+	l := en.EventLog
 	base := c.base
 	ts := strconv.FormatInt(obs.TS, 10)
 	reads := false
@@ -586,12 +596,12 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 			c.latest = pipe.ZRangeWithScores(ctx, base, 0, -1)
 		}
 		if record {
-			keep := sightingsKept
+			keep := features.SightingsKept
 			if l.First {
 				keep++
 			}
 			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
-			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
+			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
 		}
 		return
 	}
@@ -611,21 +621,21 @@ func (r *Redis) queue(ctx context.Context, pipe redis.Pipeliner, obs *Observatio
 		c.tail = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: strconv.FormatInt(c.hot.newest, 10), Max: "+inf"})
 	case rangeRead(obs, ei):
 		// From the horizon on, newer records too: what a mirror starts from.
-		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(obs.TS-l.Horizon.Milliseconds(), 10), Max: "+inf"})
+		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(l.ReadFrom(obs.TS), 10), Max: "+inf"})
 	default:
 		c.counts = make([]*redis.IntCmd, len(obs.Items))
 		for i := range obs.Items {
 			if it := &obs.Items[i]; it.Entry == ei {
-				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(obs.TS-it.Feature.Window.Milliseconds(), 10), ts)
+				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(it.Feature.WindowFrom(obs.TS), 10), ts)
 			}
 		}
 	}
 	if record {
 		// What no event within the lateness allowance can see: the
-		// window clamp (see Memory.from) leaves it out anyway, so when
+		// memory store trims the same (features.EventLog.TrimTo), so when
 		// this runs changes no answer.
-		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(obs.TS-l.Horizon.Milliseconds()-r.lateness, 10))
-		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+ttlMargin)
+		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10))
+		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
 	}
 }
 
@@ -639,170 +649,204 @@ type fixup struct {
 
 // values computes the items (those marked in only, if not nil) from the
 // replies and returns the entries whose run's first sighting must move.
-func (r *Redis) values(obs *Observation, cmds []entryCmds, only []bool) ([]fixup, error) {
+func (r *Store) values(obs *features.Observation, cmds []entryCmds, only []bool) ([]fixup, error) {
 	var fixups []fixup
-	p := position{ts: obs.TS, seq: 1}
-	var scratch []entry
-	var recs []record
+	var sc scratch
 	for ei := range obs.Entries {
-		en, c := &obs.Entries[ei], &cmds[ei]
-		l := en.Log
-		if l.Windowless {
-			var pred, first position
-			hasPred, hasFirst, gone := false, false, false
-			if c.latest != nil {
-				zs, err := c.latest.Result()
-				if err != nil {
-					return nil, err
-				}
-				others := false
-				for _, z := range zs {
-					switch {
-					case z.Member == firstMember:
-						first, hasFirst = position{ts: int64(z.Score - firstOffset)}, true
-					case z.Member != c.member:
-						others = true
-						if int64(z.Score) <= obs.TS && (!hasPred || int64(z.Score) > pred.ts) {
-							pred, hasPred = position{ts: int64(z.Score)}, true
-						}
-					}
-				}
-				if c.member != "" && !others && first.ts == obs.TS {
-					// The key's only sighting is this event's: the first
-					// it shows was just written with it.
-					hasFirst = false
-				}
-				written := int64(math.MinInt64)
-				for _, z := range zs {
-					if m, _ := z.Member.(string); m != firstMember && m != c.member {
-						if gen, err := recordGen(m); err == nil {
-							written = max(written, gen)
-						}
-					}
-				}
-				if others && expired(l, written, c.now, r.lateness) {
-					hasPred, hasFirst = false, false // past keeping: as if gone
-					gone = true
-				}
-			}
-			for i := range obs.Items {
-				if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
-					it.Value = sightingValue(it.Feature.Kind, p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds())
-				}
-			}
-			switch {
-			case c.member == "" || !l.First:
-			case gone:
-				fixups = append(fixups, fixup{entry: ei, revive: true}) // the run starts over here
-			case hasFirst && startsRun(p, pred, hasPred, first, hasFirst, l.Horizon.Milliseconds()):
-				// Earlier than the start: only ever lower it (LT), so
-				// concurrent late events settle on the earliest.
-				fixups = append(fixups, fixup{entry: ei, lower: p.before(first)})
-			}
-			continue
-		}
-		if c.all != nil {
-			members, err := c.all.Result()
+		if obs.Entries[ei].EventLog.Windowless {
+			f, move, err := r.sightingValues(obs, ei, &cmds[ei], only, &sc)
 			if err != nil {
 				return nil, err
 			}
-			written, any := int64(math.MinInt64), false
-			for _, m := range members {
-				if m == c.member {
-					continue
-				}
-				if gen, err := recordGen(m); err == nil {
-					written, any = max(written, gen), true
-				}
-			}
-			if any && expired(l, written, c.now, r.lateness) {
-				// Past keeping: as if gone, whatever Redis holds.
-				for i := range obs.Items {
-					if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
-						it.Value = aggregate(it.Feature.Kind, nil)
-					}
-				}
-				c.counts, c.records = nil, nil
-			}
-		}
-		own := int64(0)
-		if c.member != "" {
-			own = 1 // the event's own record, added before the reads
-		}
-		if c.counts != nil {
-			for i, cmd := range c.counts {
-				if cmd == nil || (only != nil && !only[i]) {
-					continue
-				}
-				n, err := cmd.Result()
-				if err != nil {
-					return nil, err
-				}
-				obs.Items[i].Value = Value{Valid: true, Num: float64(n - own)}
+			if move {
+				fixups = append(fixups, f)
 			}
 			continue
 		}
-		if c.hot != nil {
-			if err := r.hotValues(obs, ei, c, only); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if c.records == nil {
-			continue
-		}
-		members, err := c.records.Result()
-		if err != nil {
+		if err := r.windowValues(obs, ei, &cmds[ei], only, &sc); err != nil {
 			return nil, err
-		}
-		recs = recs[:0]
-		for _, m := range members {
-			if m == c.member {
-				continue
-			}
-			rec, err := parseRecord(m)
-			if err != nil {
-				continue // not one of ours, or damaged: it cannot be counted
-			}
-			recs = append(recs, rec)
-		}
-		for i := range obs.Items {
-			it := &obs.Items[i]
-			if it.Entry != ei || (only != nil && !only[i]) {
-				continue
-			}
-			f := it.Feature
-			from := obs.TS - f.Window.Milliseconds()
-			scratch = scratch[:0]
-			for _, rec := range recs {
-				if rec.ts <= from || rec.ts > obs.TS {
-					continue
-				}
-				if e, ok := rec.entry(f, position{ts: rec.ts}, r.seed); ok {
-					scratch = append(scratch, e)
-				}
-			}
-			it.Value = aggregate(f.Kind, scratch)
-		}
-		if len(members) >= hotFrom && only == nil {
-			// Busy: mirror it for the next events.
-			h := newHotLog(c.base, l, obs.TS-l.Horizon.Milliseconds())
-			ok := true
-			for _, m := range members {
-				ok = ok && h.add(m, r.seed) == nil
-			}
-			if ok { // a damaged record: no mirror, read it whole
-				r.hot.add(c.base, h)
-			}
 		}
 	}
 	return fixups, nil
 }
 
+// scratch is what values reuses from one entry to the next.
+type scratch struct {
+	points []features.Point
+	recs   []record
+}
+
+// at is the event's position among the records read: after every record
+// of its millisecond, since its own is left out of what is read.
+func at(obs *features.Observation) features.Position {
+	return features.Position{TS: obs.TS, Seq: 1}
+}
+
+// setItems gives entry ei's items (those marked in only) their value.
+func setItems(obs *features.Observation, ei int, only []bool, value func(f *features.Feature) features.Value) {
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+			it.Value = value(it.Feature)
+		}
+	}
+}
+
+// sightingValues computes a windowless entry's items from the key's
+// latest sightings and the start of its run, as the memory store does
+// from its history, and says whether (and how) the run's start moves.
+func (r *Store) sightingValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) (fixup, bool, error) {
+	l, p := obs.Entries[ei].EventLog, at(obs)
+	retention := l.Horizon.Milliseconds()
+	var pred, first features.Position
+	hasPred, hasFirst, gone := false, false, false
+	if c.latest != nil {
+		zs, err := c.latest.Result()
+		if err != nil {
+			return fixup{}, false, err
+		}
+		// The sightings other than the event's own, in score order, and
+		// when the log was last written (the newest generation).
+		sc.points = sc.points[:0]
+		written := int64(math.MinInt64)
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			switch m {
+			case firstMember:
+				first, hasFirst = features.Position{TS: int64(z.Score - firstOffset)}, true
+			case c.member:
+			default:
+				sc.points = append(sc.points, features.Point{Pos: features.Position{TS: int64(z.Score)}})
+				if gen, err := recordGen(m); err == nil {
+					written = max(written, gen)
+				}
+			}
+		}
+		pred, hasPred = features.LatestBefore(sc.points, p)
+		others := len(sc.points) > 0
+		if c.member != "" && !others && first.TS == obs.TS {
+			// The key's only sighting is this event's: the first it
+			// shows was just written with it.
+			hasFirst = false
+		}
+		if others && l.Expired(written, c.now, r.lateness) {
+			hasPred, hasFirst = false, false // past keeping: as if gone
+			gone = true
+		}
+	}
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		return features.SightingValue(f.Kind, p, pred, hasPred, first, hasFirst, retention)
+	})
+	switch {
+	case c.member == "" || !l.First:
+	case gone:
+		return fixup{entry: ei, revive: true}, true, nil // the run starts over here
+	case hasFirst && features.StartsRun(p, pred, hasPred, first, hasFirst, retention):
+		// Earlier than the start: only ever lower it (LT), so concurrent
+		// late events settle on the earliest.
+		return fixup{entry: ei, lower: p.Before(first)}, true, nil
+	}
+	return fixup{}, false, nil
+}
+
+// windowValues computes a windowed entry's items from what was read: a
+// count per item, the mirror, or the log's records from the horizon on.
+func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) error {
+	l := obs.Entries[ei].EventLog
+	if c.all != nil {
+		expired, err := r.expired(l, c)
+		if err != nil {
+			return err
+		}
+		if expired {
+			// Past keeping: as if gone, whatever Redis holds.
+			setItems(obs, ei, only, func(f *features.Feature) features.Value { return features.Aggregate(f.Kind, nil) })
+			return nil
+		}
+	}
+	switch {
+	case c.counts != nil:
+		own := int64(0)
+		if c.member != "" {
+			own = 1 // the event's own record, added before the reads
+		}
+		for i, cmd := range c.counts {
+			if cmd == nil || (only != nil && !only[i]) {
+				continue
+			}
+			n, err := cmd.Result()
+			if err != nil {
+				return err
+			}
+			obs.Items[i].Value = features.Value{Valid: true, Num: float64(n - own)}
+		}
+		return nil
+	case c.hot != nil:
+		return r.hotValues(obs, ei, c, only)
+	case c.records == nil:
+		return nil
+	}
+	members, err := c.records.Result()
+	if err != nil {
+		return err
+	}
+	sc.recs = sc.recs[:0]
+	for _, m := range members {
+		if m == c.member {
+			continue
+		}
+		rec, err := parseRecord(m)
+		if err != nil {
+			continue // not one of ours, or damaged: it cannot be counted
+		}
+		sc.recs = append(sc.recs, rec) // in score order: by time
+	}
+	p := at(obs)
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		sc.points = sc.points[:0]
+		for _, rec := range sc.recs {
+			if e, ok := rec.entry(f, features.Position{TS: rec.ts}, r.seed); ok {
+				sc.points = append(sc.points, e)
+			}
+		}
+		return features.Window(f.Kind, sc.points, p, f.WindowFrom(obs.TS))
+	})
+	if len(members) >= r.hotFrom && only == nil {
+		// Busy: mirror it for the next events.
+		h := newHotLog(c.base, l, l.ReadFrom(obs.TS), r.opts.RunningFrom)
+		ok := true
+		for _, m := range members {
+			ok = ok && h.add(m, r.seed) == nil
+		}
+		if ok { // a damaged record: no mirror, read it whole
+			r.hot.add(c.base, h)
+		}
+	}
+	return nil
+}
+
+// expired reports whether the log an old event reads (c.all: its every
+// record) is past keeping, by its newest record's generation.
+func (r *Store) expired(l *features.EventLog, c *entryCmds) (bool, error) {
+	members, err := c.all.Result()
+	if err != nil {
+		return false, err
+	}
+	written, any := int64(math.MinInt64), false
+	for _, m := range members {
+		if m == c.member {
+			continue
+		}
+		if gen, err := recordGen(m); err == nil {
+			written, any = max(written, gen), true
+		}
+	}
+	return any && l.Expired(written, c.now, r.lateness), nil
+}
+
 // hotValues computes entry ei's items from its mirror and the records
 // new to it, then mirrors those and the event's own.
-func (r *Redis) hotValues(obs *Observation, ei int, c *entryCmds, only []bool) error {
-	h, l := c.hot, obs.Entries[ei].Log
+func (r *Store) hotValues(obs *features.Observation, ei int, c *entryCmds, only []bool) error {
+	h, l := c.hot, obs.Entries[ei].EventLog
 	tail, err := c.tail.Result()
 	if err != nil {
 		return err
@@ -827,7 +871,7 @@ func (r *Redis) hotValues(obs *Observation, ei int, c *entryCmds, only []bool) e
 			return err
 		}
 	}
-	h.trim(obs.TS - l.Horizon.Milliseconds())
+	h.trim(l.ReadFrom(obs.TS))
 	return nil
 }
 
@@ -847,27 +891,27 @@ type record struct {
 	fields string // the encoded fields
 }
 
-func appendRecord(dst []byte, obs *Observation, ei int, gen int64) string {
+func appendRecord(dst []byte, obs *features.Observation, ei int, gen int64) string {
 	en := &obs.Entries[ei]
 	dst = binary.AppendUvarint(dst, uint64(len(obs.EventID)))
 	dst = append(dst, obs.EventID...)
 	dst = binary.AppendVarint(dst, gen)
 	dst = binary.AppendVarint(dst, obs.TS)
-	for _, fr := range en.Log.fieldOrder() {
-		if fr.num {
-			n, ok := obs.Num(ei, fr.slot)
+	for _, fr := range en.EventLog.FieldOrder() {
+		if fr.Num {
+			n, ok := obs.Num(ei, fr.Slot)
 			if !ok {
 				continue
 			}
-			dst = appendString(dst, fr.name)
+			dst = appendString(dst, fr.Name)
 			dst = append(dst, 'n')
 			dst = binary.AppendVarint(dst, n)
 		} else {
-			v, ok := obs.Of(ei, fr.slot)
+			v, ok := obs.Of(ei, fr.Slot)
 			if !ok {
 				continue
 			}
-			dst = appendString(dst, fr.name)
+			dst = appendString(dst, fr.Name)
 			dst = append(dst, 's')
 			dst = appendString(dst, v)
 		}
@@ -967,21 +1011,21 @@ func (r record) field(name string) (byte, string, bool) {
 
 // entry is the record as feature f of its log counts it at p; false when
 // the record lacks f's field (the event was not recorded for f).
-func (r record) entry(f *Feature, p position, seed maphash.Seed) (entry, bool) {
-	e := entry{pos: p}
+func (r record) entry(f *features.Feature, p features.Position, seed maphash.Seed) (features.Point, bool) {
+	e := features.Point{Pos: p}
 	switch f.Kind {
-	case Sum, Avg, Max:
-		n, ok := r.num(f.Log.Nums[f.Slot].Name)
+	case features.Sum, features.Avg, features.Max:
+		n, ok := r.num(f.EventLog.Nums[f.Slot].Name)
 		if !ok {
 			return e, false
 		}
-		e.num = n
-	case Distinct:
-		v, ok := r.str(f.Log.Ofs[f.Slot].Name)
+		e.Num = n
+	case features.Distinct:
+		v, ok := r.str(f.EventLog.Ofs[f.Slot].Name)
 		if !ok {
 			return e, false
 		}
-		e.of = maphash.String(seed, v)
+		e.Of = maphash.String(seed, v)
 	}
 	return e, true
 }

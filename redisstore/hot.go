@@ -1,8 +1,10 @@
-package features
+package redisstore
 
 import (
 	"hash/maphash"
 	"sync"
+
+	"github.com/riskd/riskd/features"
 )
 
 // A busy key's log (a card under card testing, an IP behind credential
@@ -15,10 +17,9 @@ import (
 // an expiry changes the count, and the log is read whole again), and
 // the records at or after the mirror's newest.
 
-// hotFrom is how many records in its horizon make a log worth
-// mirroring: below it a whole read is as cheap. A variable so the
-// conformance suite can hold mirrors to the oracle on every log.
-var hotFrom = 64
+// DefaultHotFrom is how many records in its horizon make a log worth
+// mirroring (Options.HotFrom): below it a whole read is as cheap.
+const DefaultHotFrom = 64
 
 // hotMax bounds how many logs are mirrored at once.
 const hotMax = 1024
@@ -63,21 +64,23 @@ func (c *hotCache) drop(key string, h *hotLog) {
 type hotLog struct {
 	mu       sync.Mutex
 	key      string
-	log      *Log
+	log      *features.EventLog
 	from     int64
 	newest   int64
 	atNewest map[string]struct{} // members whose ts is newest: the next read returns them again
-	all      history             // every record, to compare with ZCOUNT
-	hists    []history           // per feature of the log, as log.Features
+	all      features.History    // every record, to compare with ZCOUNT
+	hists    []features.History  // per feature of the log, as log.Features
 	seq      uint64
+	// runningFrom: see features.Options.RunningFrom.
+	runningFrom int
 }
 
-func newHotLog(key string, l *Log, from int64) *hotLog {
-	return &hotLog{key: key, log: l, from: from, newest: from, atNewest: map[string]struct{}{}, hists: make([]history, len(l.Features))}
+func newHotLog(key string, l *features.EventLog, from int64, runningFrom int) *hotLog {
+	return &hotLog{key: key, log: l, from: from, newest: from, atNewest: map[string]struct{}{}, hists: make([]features.History, len(l.Features)), runningFrom: runningFrom}
 }
 
 // count is how many records the mirror holds.
-func (h *hotLog) count() int { return len(h.all.live()) }
+func (h *hotLog) count() int { return len(h.all.Live()) }
 
 // add mirrors one record, given as its member.
 func (h *hotLog) add(member string, seed maphash.Seed) error {
@@ -86,11 +89,11 @@ func (h *hotLog) add(member string, seed maphash.Seed) error {
 		return err
 	}
 	h.seq++
-	p := position{ts: rec.ts, seq: h.seq}
-	h.all.insert(Count, entry{pos: p})
+	p := features.Position{TS: rec.ts, Seq: h.seq}
+	h.all.Insert(features.Count, features.Point{Pos: p})
 	for i, f := range h.log.Features {
 		if e, ok := rec.entry(f, p, seed); ok {
-			h.hists[i].insert(f.Kind, e)
+			h.hists[i].Insert(f.Kind, e)
 		}
 	}
 	switch {
@@ -110,18 +113,18 @@ func (h *hotLog) trim(from int64) {
 		return
 	}
 	h.from = from
-	h.all.trimTo(Count, from)
+	h.all.TrimTo(features.Count, from)
 	for i, f := range h.log.Features {
-		h.hists[i].trimTo(f.Kind, from)
+		h.hists[i].TrimTo(f.Kind, from)
 	}
 }
 
 // value computes f for an event at ts, after every mirrored record.
-func (h *hotLog) value(f *Feature, ts int64) Value {
+func (h *hotLog) value(f *features.Feature, ts int64) features.Value {
 	for i, g := range h.log.Features {
 		if g == f {
-			return h.hists[i].windowValue(f.Kind, position{ts: ts, seq: h.seq + 1}, ts-f.Window.Milliseconds())
+			return h.hists[i].WindowValue(f.Kind, features.Position{TS: ts, Seq: h.seq + 1}, f.WindowFrom(ts), h.runningFrom)
 		}
 	}
-	return Value{}
+	return features.Value{}
 }

@@ -1,4 +1,4 @@
-package features
+package redisstore
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/memstore"
 )
 
 // redisCPU is the server's CPU time so far (user + system, seconds): its
@@ -40,12 +42,12 @@ func redisCPU(b *testing.B, addr string) float64 {
 // stuffing run), reading and recording a count and a sum: how a store's
 // cost grows with the history a single read covers.
 //
-//	go test ./features -run XXX -bench HotKey -benchmem
+//	go test ./redisstore -run XXX -bench HotKey -benchmem
 func BenchmarkHotKey(b *testing.B) {
 	srv := redistest.Start(b)
-	count := &Feature{Name: "ip_count_1h", Kind: Count, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour}
-	sum := &Feature{Name: "ip_amount_1h", Kind: Sum, Key: []Path{NewPath("ip")}, Entity: "ip", Window: time.Hour, Field: NewPath("amount")}
-	testSet(count, sum)
+	count := &features.Feature{Name: "ip_count_1h", Kind: features.Count, Key: []features.Path{features.NewPath("ip")}, Entity: "ip", Window: time.Hour}
+	sum := &features.Feature{Name: "ip_amount_1h", Kind: features.Sum, Key: []features.Path{features.NewPath("ip")}, Entity: "ip", Window: time.Hour, Field: features.NewPath("amount")}
+	features.NewSet(count, sum)
 	// ties is how many events share each millisecond: 100 is a burst from
 	// a producer that stamps whole seconds.
 	for _, c := range []struct{ n, ties int }{{100, 1}, {1000, 1}, {5000, 1}, {1000, 100}} {
@@ -56,9 +58,9 @@ func BenchmarkHotKey(b *testing.B) {
 		}
 		for _, store := range []string{"memory", "redis"} {
 			b.Run(store+"/"+name, func(b *testing.B) {
-				var s Store = NewMemory(MemoryOptions{})
+				var s features.Store = memstore.New(memstore.Options{})
 				if store == "redis" {
-					r, err := NewRedis(context.Background(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "hot:" + name + ":"})
+					r, err := New(context.Background(), Options{Addrs: []string{srv.Addr()}, Prefix: "hot:" + name + ":"})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -67,10 +69,10 @@ func BenchmarkHotKey(b *testing.B) {
 				}
 				// Events are spaced so the window holds n of them, from an
 				// hour ago on: current enough that the Redis store does not
-				// read them as long past (see Redis.old).
+				// read them as long past (see Store.old).
 				gap := time.Hour.Milliseconds() / int64(n)
 				base := time.Now().Add(-time.Hour).UnixMilli()
-				obs := &Observation{}
+				obs := &features.Observation{}
 				var id []byte
 				i := 0
 				step := func() {
@@ -78,7 +80,7 @@ func BenchmarkHotKey(b *testing.B) {
 					id = strconv.AppendInt(append(id[:0], 'e'), int64(i), 10)
 					// Stores copy what they keep.
 					obs.Reset(unsafe.String(unsafe.SliceData(id), len(id)), base+int64(i/c.ties*c.ties)*gap)
-					e := obs.AddEntry(count.Log, "10.0.0.1", true)
+					e := obs.AddEntry(count.EventLog, "10.0.0.1", true)
 					obs.SetNum(e, 0, 1_000_000)
 					obs.AddItem(count, e)
 					obs.AddItem(sum, e)

@@ -1,4 +1,4 @@
-package features
+package redisstore
 
 import (
 	"context"
@@ -10,19 +10,29 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/internal/storetest"
+	"github.com/riskd/riskd/memstore"
 )
 
 var prefixes atomic.Int64
 
-func newRedis(t *testing.T, clock *testClock, addrs ...string) *Redis {
+func newRedis(t *testing.T, clock *storetest.Clock, addrs ...string) *Store {
+	return newRedisOpts(t, clock, Options{Addrs: addrs})
+}
+
+// newRedisOpts is newRedis with more options: the test's prefix, window
+// and lateness are added.
+func newRedisOpts(t *testing.T, clock *storetest.Clock, opts Options) *Store {
 	t.Helper()
-	opts := RedisOptions{Addrs: addrs, Prefix: fmt.Sprintf("t%d:", prefixes.Add(1)),
-		Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}}
+	opts.Prefix = fmt.Sprintf("t%d:", prefixes.Add(1))
+	opts.Options.IdempotencyWindow, opts.Options.Lateness = storetest.Window, storetest.Lateness
 	if clock != nil {
-		opts.Now = clock.now
+		opts.Now = clock.Now
 	}
-	r, err := NewRedis(t.Context(), opts)
+	r, err := New(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,25 +42,25 @@ func newRedis(t *testing.T, clock *testClock, addrs ...string) *Redis {
 
 func TestRedisMatchesOracle(t *testing.T) {
 	srv := redistest.Start(t)
-	newStore := func(t *testing.T) (Store, *testClock) {
-		c := &testClock{}
-		return newRedis(t, c, srv.Addr()), c
+	newStore := func(hotFrom int) storetest.StoreMaker {
+		return func(t *testing.T) (features.Store, *storetest.Clock) {
+			c := &storetest.Clock{}
+			return newRedisOpts(t, c, Options{Addrs: []string{srv.Addr()}, HotFrom: hotFrom}), c
+		}
 	}
-	conformance(t, newStore)
+	storetest.Conformance(t, newStore(0))
 	// Logs here rarely hold enough records to be mirrored in process, as
 	// busy keys' are: run again with every log that has any mirrored.
 	t.Run("mirrored", func(t *testing.T) {
-		defer func(n int) { hotFrom = n }(hotFrom)
-		hotFrom = 1
-		conformance(t, newStore)
+		storetest.Conformance(t, newStore(1))
 	})
 	checkTTLs(t, srv.Addr())
 }
 
 func TestRedisClusterMatchesOracle(t *testing.T) {
 	c := redistest.StartCluster(t)
-	conformance(t, func(t *testing.T) (Store, *testClock) {
-		clock := &testClock{}
+	storetest.Conformance(t, func(t *testing.T) (features.Store, *storetest.Clock) {
+		clock := &storetest.Clock{}
 		return newRedis(t, clock, c.Addrs()...), clock
 	})
 	for _, addr := range c.Addrs() {
@@ -83,29 +93,21 @@ func checkTTLs(t *testing.T, addr string) {
 // clocked runs a Redis store on the newest event time it was given, as
 // the memory store's EventTime mode does.
 type clocked struct {
-	*Redis
-	clock *testClock
+	*Store
+	clock *storetest.Clock
 }
 
-func (c clocked) Observe(ctx context.Context, obs *Observation) error {
-	c.clock.ms = max(c.clock.ms, obs.TS)
-	return c.Redis.Observe(ctx, obs)
+func (c clocked) Observe(ctx context.Context, obs *features.Observation) error {
+	c.clock.MS = max(c.clock.MS, obs.TS)
+	return c.Store.Observe(ctx, obs)
 }
 
 func TestRedisKindsTable(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, tt := range kindTests {
-		t.Run(tt.name, func(t *testing.T) {
-			clock := &testClock{}
-			s := clocked{newRedis(t, clock, srv.Addr()), clock}
-			f := feature(tt.kind, tt.window)
-			for i, e := range tt.events {
-				if got := asAny(observeOne(t, s, f, e), f.Kind); got != e.want {
-					t.Errorf("event %d (id %s, ts %v): got %v, want %v", i, e.id, e.ts, got, e.want)
-				}
-			}
-		})
-	}
+	storetest.Kinds(t, func(t *testing.T) features.Store {
+		clock := &storetest.Clock{}
+		return clocked{newRedis(t, clock, srv.Addr()), clock}
+	})
 }
 
 // TestRedisSameEventAtOnce: two instances scoring the same event at the
@@ -113,20 +115,20 @@ func TestRedisKindsTable(t *testing.T) {
 func TestRedisSameEventAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newRedis(t, nil, srv.Addr())
-	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)]})
+	b, err := New(t.Context(), Options{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)]})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	f := feature(Count, time.Hour)
+	f := storetest.NewFeature(features.Count, time.Hour)
 	var wg sync.WaitGroup
-	answers := make([][2]Value, 200)
+	answers := make([][2]features.Value, 200)
 	for i := range 200 {
-		for j, s := range []Store{a, b} {
+		for j, s := range []features.Store{a, b} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				answers[i][j] = observeOne(t, s, f, ev{id: fmt.Sprint(i), ts: float64(i), key: "shared"})
+				answers[i][j] = storetest.ObserveOne(t, s, f, storetest.Ev{ID: fmt.Sprint(i), TS: float64(i), Key: "shared"})
 			}()
 		}
 	}
@@ -136,7 +138,7 @@ func TestRedisSameEventAtOnce(t *testing.T) {
 			t.Errorf("event %d answered %+v by one instance and %+v by the other", i, ans[0], ans[1])
 		}
 	}
-	if got := observeOne(t, a, f, ev{id: "last", ts: 1000, key: "shared"}); got.Num != 200 {
+	if got := storetest.ObserveOne(t, a, f, storetest.Ev{ID: "last", TS: 1000, Key: "shared"}); got.Num != 200 {
 		t.Fatalf("count after 200 events each scored by two instances at once: %v, want 200", got.Num)
 	}
 }
@@ -146,8 +148,8 @@ func TestRedisSameEventAtOnce(t *testing.T) {
 func TestRedisKeysExpire(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newRedis(t, nil, srv.Addr())
-	set := oracleSet()
-	obs := observation(set.Features, tevent{id: "1", typ: "b", ts: t0, fields: map[string]string{"k": "a", "k2": "b", "of": "x"}})
+	set := storetest.OracleSet()
+	obs := storetest.NewObservation(set.Features, storetest.Event{ID: "1", Type: "b", TS: storetest.T0, Fields: map[string]string{"k": "a", "k2": "b", "of": "x"}})
 	if err := s.Observe(t.Context(), obs); err != nil {
 		t.Fatal(err)
 	}
@@ -158,13 +160,13 @@ func TestRedisKeysExpire(t *testing.T) {
 		t.Fatalf("keys %v (%v)", keys, err)
 	}
 	want := map[string]time.Duration{
-		s.prefix + "id:1":                     testWindow,
-		s.prefix + "{[k]=a}:w:*":              10*time.Minute + testLateness + ttlMargin,
-		s.prefix + "{[k]=a}:w:b":              10*time.Minute + testLateness + ttlMargin,
-		s.prefix + "{[k]=a}:s:*:400d":         DefaultRetention + testLateness + ttlMargin,
-		s.prefix + "{[k]=a}:s:b:400d":         DefaultRetention + testLateness + ttlMargin,
-		s.prefix + "{[k k2]=a\x1fb}:w:*":      10*time.Minute + testLateness + ttlMargin,
-		s.prefix + "{[k k2]=a\x1fb}:s:*:400d": DefaultRetention + testLateness + ttlMargin,
+		s.prefix + "id:1":                     storetest.Window,
+		s.prefix + "{[k]=a}:w:*":              10*time.Minute + storetest.Lateness + features.TTLMargin,
+		s.prefix + "{[k]=a}:w:b":              10*time.Minute + storetest.Lateness + features.TTLMargin,
+		s.prefix + "{[k]=a}:s:*:400d":         features.DefaultRetention + storetest.Lateness + features.TTLMargin,
+		s.prefix + "{[k]=a}:s:b:400d":         features.DefaultRetention + storetest.Lateness + features.TTLMargin,
+		s.prefix + "{[k k2]=a\x1fb}:w:*":      10*time.Minute + storetest.Lateness + features.TTLMargin,
+		s.prefix + "{[k k2]=a\x1fb}:s:*:400d": features.DefaultRetention + storetest.Lateness + features.TTLMargin,
 	}
 	for _, k := range keys {
 		ttl, err := c.PTTL(t.Context(), k).Result()
@@ -187,11 +189,11 @@ func TestRedisKeysExpire(t *testing.T) {
 func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newRedis(t, nil, srv.Addr())
-	f := feature(Count, time.Hour)
-	observeOne(t, s, f, ev{id: "1", ts: 0, key: "a"})
+	f := storetest.NewFeature(features.Count, time.Hour)
+	storetest.ObserveOne(t, s, f, storetest.Ev{ID: "1", TS: 0, Key: "a"})
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	obs := observation([]*Feature{f}, tevent{id: "2", ts: t0 + 1000, fields: map[string]string{"k": "a"}})
+	obs := storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: "2", TS: storetest.T0 + 1000, Fields: map[string]string{"k": "a"}})
 	if err := s.Observe(ctx, obs); err == nil {
 		t.Fatal("Observe succeeded with the server down")
 	}
@@ -200,21 +202,14 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Error("a failed read left a value")
 	}
 	srv.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		obs := observation([]*Feature{f}, tevent{id: "3", ts: t0 + 2000, fields: map[string]string{"k": "a"}})
-		err := s.Observe(t.Context(), obs)
-		if err == nil {
-			// The restarted server is empty: history starts over.
-			if obs.Items[0].Value != (Value{Valid: true, Num: 0}) {
-				t.Fatalf("after restart: %+v", obs.Items[0].Value)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store did not recover within 10s of the server's return: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var obs3 *features.Observation
+	poll.Wait{For: 10 * time.Second}.Until(t, "the store works again once the server is back", func() bool {
+		obs3 = storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: "3", TS: storetest.T0 + 2000, Fields: map[string]string{"k": "a"}})
+		return s.Observe(t.Context(), obs3) == nil
+	})
+	// The restarted server is empty: history starts over.
+	if obs3.Items[0].Value != (features.Value{Valid: true, Num: 0}) {
+		t.Fatalf("after restart: %+v", obs3.Items[0].Value)
 	}
 }
 
@@ -222,24 +217,22 @@ func TestRedisDownAndBack(t *testing.T) {
 // still answers exactly when another instance records into it: a late
 // record inside the mirrored range, and records after it.
 func TestRedisMirrorSeesOtherInstances(t *testing.T) {
-	defer func(n int) { hotFrom = n }(hotFrom)
-	hotFrom = 1
 	srv := redistest.Start(t)
-	count := &Feature{Name: "n", Kind: Count, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour}
-	sum := &Feature{Name: "s", Kind: Sum, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour, Field: NewPath("amount")}
-	set := testSet(count, sum)
-	clock := &testClock{} // event time, so no event is read as long past
-	a := newRedis(t, clock, srv.Addr())
-	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)], Now: clock.now})
+	count := &features.Feature{Name: "n", Kind: features.Count, Key: []features.Path{features.NewPath("k")}, Entity: "k", Window: time.Hour}
+	sum := &features.Feature{Name: "s", Kind: features.Sum, Key: []features.Path{features.NewPath("k")}, Entity: "k", Window: time.Hour, Field: features.NewPath("amount")}
+	set := features.NewSet(count, sum)
+	clock := &storetest.Clock{} // event time, so no event is read as long past
+	a := newRedisOpts(t, clock, Options{Addrs: []string{srv.Addr()}, HotFrom: 1})
+	b, err := New(t.Context(), Options{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)], Now: clock.Now, HotFrom: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
 	one := int64(1_000_000)
-	score := func(s *Redis, id string, ts int64) (Value, Value) {
+	score := func(s *Store, id string, ts int64) (features.Value, features.Value) {
 		t.Helper()
-		clock.ms = max(clock.ms, t0+ts*1000)
-		obs := observation(set.Features, tevent{id: id, typ: "a", ts: t0 + ts*1000, fields: map[string]string{"k": "x"}, amount: &one})
+		clock.MS = max(clock.MS, storetest.T0+ts*1000)
+		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: storetest.T0 + ts*1000, Fields: map[string]string{"k": "x"}, Amount: &one})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
 		}
@@ -273,14 +266,14 @@ func TestRedisHistoryLostIsNoticed(t *testing.T) {
 				restart = func() { srv.Stop(); srv.Restart() }
 			}
 			lost := make(chan string, 16)
-			r, err := NewRedis(t.Context(), RedisOptions{Addrs: addrs, Prefix: fmt.Sprintf("e%d:", prefixes.Add(1)),
+			r, err := New(t.Context(), Options{Addrs: addrs, Prefix: fmt.Sprintf("e%d:", prefixes.Add(1)),
 				EpochEvery: 20 * time.Millisecond, OnHistoryLost: func(node string) { lost <- node }})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.Close()
 			// Let the watch see its markers a few times: nothing is lost.
-			waitFor(t, func() bool { return r.epochSeen() >= 3*len(addrs) })
+			poll.Wait{For: 10 * time.Second}.Until(t, "the watch reads its markers three times", func() bool { return r.epochSeen() >= 3*len(addrs) })
 			select {
 			case n := <-lost:
 				t.Fatalf("history reported lost on %s before anything happened", n)
@@ -296,49 +289,36 @@ func TestRedisHistoryLostIsNoticed(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestRedisMirrorNotFooledByEqualCounts: another instance adds a late
 // record inside a mirror's range and a later event trims one: the count
 // is unchanged, yet the mirror is stale. The answers must be the memory
 // store's.
 func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
-	defer func(n int) { hotFrom = n }(hotFrom)
-	hotFrom = 1
 	srv := redistest.Start(t)
-	sum := &Feature{Name: "s", Kind: Sum, Key: []Path{NewPath("k")}, Entity: "k", Window: time.Hour, Field: NewPath("amount")}
-	set := testSet(sum)
-	clock := &testClock{} // event time, so no event is read as long past
-	a := newRedis(t, clock, srv.Addr())
-	b, err := NewRedis(t.Context(), RedisOptions{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)],
-		Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}, Now: clock.now})
+	sum := &features.Feature{Name: "s", Kind: features.Sum, Key: []features.Path{features.NewPath("k")}, Entity: "k", Window: time.Hour, Field: features.NewPath("amount")}
+	set := features.NewSet(sum)
+	clock := &storetest.Clock{} // event time, so no event is read as long past
+	a := newRedisOpts(t, clock, Options{Addrs: []string{srv.Addr()}, HotFrom: 1})
+	b, err := New(t.Context(), Options{Addrs: []string{srv.Addr()}, Prefix: a.prefix[:len(a.prefix)-len(layoutVersion)],
+		Options: features.Options{IdempotencyWindow: storetest.Window, Lateness: storetest.Lateness}, Now: clock.Now, HotFrom: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	m := NewMemory(MemoryOptions{Options: Options{IdempotencyWindow: testWindow, Lateness: testLateness}, EventTime: true})
-	score := func(s Store, id string, minute float64, amount int64) Value {
+	m := memstore.New(memstore.Options{Options: features.Options{IdempotencyWindow: storetest.Window, Lateness: storetest.Lateness}, EventTime: true})
+	score := func(s features.Store, id string, minute float64, amount int64) features.Value {
 		t.Helper()
 		amount *= 1_000_000
-		ts := t0 + int64(minute*60_000)
-		clock.ms = max(clock.ms, ts)
-		obs := observation(set.Features, tevent{id: id, typ: "a", ts: ts, fields: map[string]string{"k": "x"}, amount: &amount})
+		ts := storetest.T0 + int64(minute*60_000)
+		clock.MS = max(clock.MS, ts)
+		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: ts, Fields: map[string]string{"k": "x"}, Amount: &amount})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
 		}
 		return obs.Items[0].Value
 	}
 	type step struct {
-		redis  *Redis
+		redis  *Store
 		id     string
 		minute float64
 		amount int64
@@ -363,21 +343,21 @@ func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
 // a Redis key's expiry have not run here).
 func TestRunsAfterLongIdle(t *testing.T) {
 	srv := redistest.Start(t)
-	f := &Feature{Name: "f", Kind: Age, Key: []Path{NewPath("k")}, Entity: "k", Retention: time.Hour}
-	testSet(f)
-	stores := map[string]Store{"memory": NewMemory(MemoryOptions{EventTime: true})}
-	clock := &testClock{}
+	f := &features.Feature{Name: "f", Kind: features.Age, Key: []features.Path{features.NewPath("k")}, Entity: "k", Retention: time.Hour}
+	features.NewSet(f)
+	stores := map[string]features.Store{"memory": memstore.New(memstore.Options{EventTime: true})}
+	clock := &storetest.Clock{}
 	stores["redis"] = clocked{newRedis(t, clock, srv.Addr()), clock}
 	for name, s := range stores {
-		for _, e := range []ev{
-			{id: "a", ts: 0, key: "k", want: 0.0},
-			{id: "b", ts: 25*3600 + 61, key: "k", want: 0.0}, // idle past 1h + 10m + 24h
-			{id: "c", ts: 25*3600 + 62, key: "k", want: 1.0},
-			{id: "d", ts: 25*3600 + 30, key: "k", want: 0.0}, // late, 32 s before the run: extends it back
-			{id: "e", ts: 25*3600 + 92, key: "k", want: 62.0},
+		for _, e := range []storetest.Ev{
+			{ID: "a", TS: 0, Key: "k", Want: 0.0},
+			{ID: "b", TS: 25*3600 + 61, Key: "k", Want: 0.0}, // idle past 1h + 10m + 24h
+			{ID: "c", TS: 25*3600 + 62, Key: "k", Want: 1.0},
+			{ID: "d", TS: 25*3600 + 30, Key: "k", Want: 0.0}, // late, 32 s before the run: extends it back
+			{ID: "e", TS: 25*3600 + 92, Key: "k", Want: 62.0},
 		} {
-			if got := asAny(observeOne(t, s, f, e), f.Kind); got != e.want {
-				t.Errorf("%s: event %s: age %v, want %v", name, e.id, got, e.want)
+			if got := storetest.AsAny(storetest.ObserveOne(t, s, f, e), f.Kind); got != e.Want {
+				t.Errorf("%s: event %s: age %v, want %v", name, e.ID, got, e.Want)
 			}
 		}
 	}

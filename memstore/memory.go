@@ -1,4 +1,6 @@
-package features
+// Package memstore is the embedded feature store: exact history in
+// process memory, for a single riskd, replays and rule tests.
+package memstore
 
 import (
 	"context"
@@ -9,15 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// ttlMargin is how long past its horizon (plus the lateness allowance)
-// history is kept when no event reads it: Redis keys live that much
-// longer than their newest event needs, and the memory store sweeps idle
-// keys after as long on its clock. An event more than this behind the
-// clock could find an idle key's history gone; nothing else depends on
-// when history goes.
-const ttlMargin = 24 * time.Hour
+	"github.com/riskd/riskd/features"
+)
 
 // examinePerNew is how many entities of its shard are examined for each
 // entity created, and one of an event's id shard's twin is examined
@@ -32,9 +28,9 @@ const (
 
 const numShards = 64
 
-// MemoryOptions configure the embedded store.
-type MemoryOptions struct {
-	Options
+// Options configure the embedded store.
+type Options struct {
+	features.Options
 	// EventTime makes the store's clock the newest event time it has
 	// seen, for replays of history and rule tests, which have no wall
 	// clock. Default: the wall clock.
@@ -53,7 +49,7 @@ type MemoryOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Memory is the embedded store: exact history in process memory. It is
+// Store is the embedded store: exact history in process memory. It is
 // safe for concurrent use.
 //
 // Entities and event ids are found by a 128-bit hash of their text, not
@@ -61,8 +57,8 @@ type MemoryOptions struct {
 // chasing a pointer, and nothing is copied to keep them. Two keys would
 // have to collide on 128 bits (about one chance in 2^64 with 2^32 keys
 // alive) to share a history.
-type Memory struct {
-	opts     MemoryOptions
+type Store struct {
+	opts     Options
 	window   int64 // idempotency window, ms
 	lateness int64 // ms
 	seed     maphash.Seed
@@ -93,13 +89,13 @@ type idShard struct {
 const arenaChunk = 64 << 10
 
 // keep copies an answer into the shard's arena.
-func (sh *idShard) keep(obs *Observation) []byte {
-	n := answerSize(obs)
+func (sh *idShard) keep(obs *features.Observation) []byte {
+	n := features.AnswerSize(obs)
 	if cap(sh.arena)-len(sh.arena) < n {
 		sh.arena = make([]byte, 0, max(arenaChunk, n))
 	}
 	start := len(sh.arena)
-	sh.arena = appendAnswer(sh.arena, obs)
+	sh.arena = features.AppendAnswer(sh.arena, obs)
 	return sh.arena[start:len(sh.arena):len(sh.arena)]
 }
 
@@ -135,19 +131,19 @@ type entity struct {
 // of log.Features, and its newest event, from which the sweep measures
 // idleness.
 type logState struct {
-	log    *Log
+	log    *features.EventLog
 	newest int64
 	// written is the store's clock when the log was last recorded into:
-	// a log kept past its horizon, the lateness allowance and ttlMargin
+	// a log kept past its horizon, the lateness allowance and features.TTLMargin
 	// after it is expired, as a Redis key's TTL runs from its last write.
 	written int64
-	hists   []history
+	hists   []features.History
 }
 
-// NewMemory returns an empty in-memory store.
-func NewMemory(opts MemoryOptions) *Memory {
-	opts.defaults()
-	m := &Memory{opts: opts, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(),
+// New returns an empty in-memory store.
+func New(opts Options) *Store {
+	opts.SetDefaults()
+	m := &Store{opts: opts, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(),
 		window: opts.IdempotencyWindow.Milliseconds(), lateness: opts.Lateness.Milliseconds()}
 	for i := range m.ids {
 		m.ids[i].answers = map[hash128]answer{}
@@ -165,12 +161,12 @@ func NewMemory(opts MemoryOptions) *Memory {
 }
 
 // Ready always succeeds: memory is never unreachable.
-func (m *Memory) Ready(context.Context) error { return nil }
+func (m *Store) Ready(context.Context) error { return nil }
 
-// Close releases nothing; it exists to satisfy Store.
-func (m *Memory) Close() error { return nil }
+// Close releases nothing; it exists to satisfy features.Store.
+func (m *Store) Close() error { return nil }
 
-func (m *Memory) now(ts int64) int64 {
+func (m *Store) now(ts int64) int64 {
 	if !m.opts.EventTime {
 		return time.Now().UnixMilli()
 	}
@@ -183,7 +179,7 @@ func (m *Memory) now(ts int64) int64 {
 }
 
 // Observe implements Store.
-func (m *Memory) Observe(_ context.Context, obs *Observation) error {
+func (m *Store) Observe(_ context.Context, obs *features.Observation) error {
 	now := m.now(obs.TS)
 	id := m.hash("", obs.EventID)
 	ish := &m.ids[id[0]%numShards]
@@ -205,15 +201,15 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 			missing = make([]bool, 0, len(obs.Items))
 		}
 		missing = missing[:len(obs.Items)]
-		if err := applyAnswer(a.vals, obs, missing); err != nil {
+		if err := features.ApplyAnswer(a.vals, obs, missing); err != nil {
 			return err
 		}
 		// Features the first answer did not read (a newer policy's) are
 		// read as of now, without recording anything.
-		m.observe(obs, position{ts: obs.TS, seq: m.seq.Load() + 1}, missing, false, now)
+		m.observe(obs, features.Position{TS: obs.TS, Seq: m.seq.Load() + 1}, missing, false, now)
 		return nil
 	}
-	m.observe(obs, position{ts: obs.TS, seq: m.seq.Add(1)}, nil, true, now)
+	m.observe(obs, features.Position{TS: obs.TS, Seq: m.seq.Add(1)}, nil, true, now)
 	// Every answer kept is queued for forgetting, even one replacing an
 	// expired answer not yet forgotten: forget only drops an answer its
 	// queue entry matches, so none is held past its time.
@@ -225,7 +221,7 @@ func (m *Memory) Observe(_ context.Context, obs *Observation) error {
 // observe reads the items (those marked in only, when only is not nil)
 // at p and, with record, records the event. The entries of one entity
 // are handled under one lock and one lookup.
-func (m *Memory) observe(obs *Observation, p position, only []bool, record bool, now int64) {
+func (m *Store) observe(obs *features.Observation, p features.Position, only []bool, record bool, now int64) {
 	// done marks handled entries; events have far fewer than 64 logs in
 	// practice, and entries past 64 are simply looked up on their own.
 	var done uint64
@@ -235,7 +231,7 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 			continue
 		}
 		en := &obs.Entries[ei]
-		id := m.hash(en.Log.Entity, en.Key)
+		id := m.hash(en.EventLog.Entity, en.Key)
 		sh := &m.entities[id[0]%numShards]
 		sh.mu.Lock()
 		e := sh.entities[id]
@@ -246,7 +242,7 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 		for ej := ei; ej < len(obs.Entries); ej++ {
 			ej := ej
 			other := &obs.Entries[ej]
-			if ej != ei && (ej >= 64 || done&(1<<ej) != 0 || other.Log.Entity != en.Log.Entity || other.Key != en.Key) {
+			if ej != ei && (ej >= 64 || done&(1<<ej) != 0 || other.EventLog.Entity != en.EventLog.Entity || other.Key != en.Key) {
 				continue
 			}
 			if ej < 64 {
@@ -254,18 +250,18 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 			}
 			var ls *logState
 			if e != nil {
-				ls = e.state(other.Log)
+				ls = e.state(other.EventLog)
 			}
 			for i := range obs.Items {
 				it := &obs.Items[i]
 				if it.Entry != ej || (only != nil && !only[i]) {
 					continue
 				}
-				var h *history
-				if ls != nil && !expired(ls.log, ls.written, now, m.lateness) {
+				var h *features.History
+				if ls != nil && !ls.log.Expired(ls.written, now, m.lateness) {
 					h = &ls.hists[it.Feature.InLog]
 				}
-				it.Value = value(it.Feature, h, p)
+				it.Value = value(it.Feature, h, p, m.opts.RunningFrom)
 			}
 			if record && other.Record {
 				if e == nil {
@@ -277,14 +273,14 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 				}
 				switch {
 				case ls == nil:
-					e.logs = append(e.logs, logState{log: other.Log, newest: p.ts, hists: make([]history, len(other.Log.Features))})
+					e.logs = append(e.logs, logState{log: other.EventLog, newest: p.TS, hists: make([]features.History, len(other.EventLog.Features))})
 					ls = &e.logs[len(e.logs)-1]
-				case expired(ls.log, ls.written, now, m.lateness):
+				case ls.log.Expired(ls.written, now, m.lateness):
 					// Past keeping, not yet dropped: start it over, as
 					// it would be had it been (or had its Redis key
 					// expired).
 					clear(ls.hists)
-					ls.newest = p.ts
+					ls.newest = p.TS
 				}
 				m.record(ls, obs, ej, p)
 				ls.written = max(ls.written, now)
@@ -302,62 +298,62 @@ func (m *Memory) observe(obs *Observation, p position, only []bool, record bool,
 	}
 }
 
-func value(f *Feature, h *history, p position) Value {
+func value(f *features.Feature, h *features.History, p features.Position, runningFrom int) features.Value {
 	if !f.Kind.Windowed() {
 		if h == nil {
-			return sightingValue(f.Kind, p, position{}, false, position{}, false, f.Retention.Milliseconds())
+			return features.SightingValue(f.Kind, p, features.Position{}, false, features.Position{}, false, f.Retention.Milliseconds())
 		}
-		return h.sighting(f.Kind, p, f.Retention.Milliseconds())
+		return h.Sighting(f.Kind, p, f.Retention.Milliseconds())
 	}
 	if h == nil {
-		return aggregate(f.Kind, nil)
+		return features.Aggregate(f.Kind, nil)
 	}
-	return h.windowValue(f.Kind, p, p.ts-f.Window.Milliseconds())
+	return h.WindowValue(f.Kind, p, f.WindowFrom(p.TS), runningFrom)
 }
 
 // record adds the event to every feature of entry ei's log.
-func (m *Memory) record(ls *logState, obs *Observation, ei int, p position) {
+func (m *Store) record(ls *logState, obs *features.Observation, ei int, p features.Position) {
 	l := ls.log
-	ls.newest = max(ls.newest, p.ts)
+	ls.newest = max(ls.newest, p.TS)
 	for i, f := range l.Features {
 		h := &ls.hists[i]
 		if !f.Kind.Windowed() {
-			h.see(p, f.Retention.Milliseconds())
+			h.See(p, f.Retention.Milliseconds())
 			continue
 		}
 		// What no event within the lateness allowance of this one can
 		// see goes now; Redis trims the same at the same event.
-		h.trimTo(f.Kind, p.ts-l.Horizon.Milliseconds()-m.lateness)
-		en := entry{pos: p}
+		h.TrimTo(f.Kind, l.TrimTo(p.TS, m.lateness))
+		en := features.Point{Pos: p}
 		switch f.Kind {
-		case Sum, Avg, Max:
+		case features.Sum, features.Avg, features.Max:
 			n, ok := obs.Num(ei, f.Slot)
 			if !ok {
 				continue // the event lacks the field: not recorded for this feature
 			}
-			en.num = n
-		case Distinct:
+			en.Num = n
+		case features.Distinct:
 			v, ok := obs.Of(ei, f.Slot)
 			if !ok {
 				continue
 			}
-			en.of = maphash.String(m.seed, v)
+			en.Of = maphash.String(m.seed, v)
 		}
-		h.insert(f.Kind, en)
+		h.Insert(f.Kind, en)
 	}
 }
 
 // state finds the state of log l. A reloaded policy's log is found by
 // name, and its features take over the histories of the features they
 // equal (same name, same question); the others start empty.
-func (e *entity) state(l *Log) *logState {
+func (e *entity) state(l *features.EventLog) *logState {
 	for i := range e.logs {
 		ls := &e.logs[i]
 		if ls.log == l {
 			return ls
 		}
 		if ls.log.Name == l.Name {
-			hists := make([]history, len(l.Features))
+			hists := make([]features.History, len(l.Features))
 			for j, f := range l.Features {
 				for k, g := range ls.log.Features {
 					if g.Name == f.Name && sameHistory(g, f) {
@@ -373,15 +369,15 @@ func (e *entity) state(l *Log) *logState {
 }
 
 // sameHistory reports whether a and b record the same thing, so one's
-// history serves the other.
-func sameHistory(a, b *Feature) bool {
+// History serves the other.
+func sameHistory(a, b *features.Feature) bool {
 	return a.Kind == b.Kind && a.Field.Name == b.Field.Name && a.Of.Name == b.Of.Name && a.Retention == b.Retention
 }
 
 // hash identifies the entity of key (or, with entity "", an event id):
 // two independent 64-bit hashes of key, each mixed with the same seed's
 // hash of entity, so one key value under two entities differs too.
-func (m *Memory) hash(entity, key string) hash128 {
+func (m *Store) hash(entity, key string) hash128 {
 	h := hash128{maphash.String(m.seed, key), maphash.String(m.seed2, key)}
 	if entity != "" {
 		h[0] ^= bits.RotateLeft64(maphash.String(m.seed, entity), 31)
@@ -393,7 +389,7 @@ func (m *Memory) hash(entity, key string) hash128 {
 // forget drops answers past the idempotency window. Called with ish.mu
 // held. Observe checks an answer's age itself, so when this runs changes
 // nothing but memory.
-func (m *Memory) forget(ish *idShard, now int64) {
+func (m *Store) forget(ish *idShard, now int64) {
 	n := 0
 	for n < len(ish.order) && ish.order[n].at <= now-m.window {
 		if a, ok := ish.answers[ish.order[n].id]; ok && a.at == ish.order[n].at {
@@ -407,15 +403,7 @@ func (m *Memory) forget(ish *idShard, now int64) {
 	}
 }
 
-// expired reports whether a log last recorded into at written (the
-// store's clock) is past keeping: its horizon, the lateness allowance and
-// ttlMargin ago, as a Redis key's time to live runs out. Reads treat it
-// as absent, so whether it has been dropped yet changes no answer.
-func expired(l *Log, written, now, lateness int64) bool {
-	return written <= now-l.Horizon.Milliseconds()-lateness-ttlMargin.Milliseconds()
-}
-
-func (m *Memory) examineLocked(sh *entityShard, n int, now int64) {
+func (m *Store) examineLocked(sh *entityShard, n int, now int64) {
 	sh.mu.Lock()
 	evicted := m.examine(sh, n, now)
 	sh.mu.Unlock()
@@ -428,7 +416,7 @@ func (m *Memory) examineLocked(sh *entityShard, n int, now int64) {
 // expired logs, and the entity once it has none; over the cap, it evicts
 // an entity not seen since the hand last passed it. Called with sh.mu
 // held; returns how many the cap evicted.
-func (m *Memory) examine(sh *entityShard, n int, now int64) int {
+func (m *Store) examine(sh *entityShard, n int, now int64) int {
 	over := m.opts.MaxEntities > 0 && m.count.Load() > int64(m.opts.MaxEntities)
 	evicted := 0
 	for ; n > 0 && len(sh.ring) > 0; n-- {
@@ -440,7 +428,7 @@ func (m *Memory) examine(sh *entityShard, n int, now int64) int {
 		e := sh.ring[sh.hand]
 		logs := e.logs[:0]
 		for _, ls := range e.logs {
-			if !expired(ls.log, ls.written, now, m.lateness) {
+			if !ls.log.Expired(ls.written, now, m.lateness) {
 				logs = append(logs, ls)
 			}
 		}
@@ -469,21 +457,21 @@ func (m *Memory) examine(sh *entityShard, n int, now int64) int {
 }
 
 // Evicted is how many keys the MaxEntities cap has evicted.
-func (m *Memory) Evicted() int64 { return m.evicted.Load() }
+func (m *Store) Evicted() int64 { return m.evicted.Load() }
 
 // Keys is how many keys the store holds.
-func (m *Memory) Keys() int64 { return m.count.Load() }
+func (m *Store) Keys() int64 { return m.count.Load() }
 
 // Stats counts what the store holds, for memory metrics and tests.
 type Stats struct {
-	Entities int // keys with history
+	Entities int // keys with features.History
 	Series   int // feature × key histories
 	Entries  int // recorded events kept across histories
 	IDs      int // answers kept for retries
 }
 
 // Stats walks every shard; it is for metrics scrapes, not the hot path.
-func (m *Memory) Stats() Stats {
+func (m *Store) Stats() Stats {
 	var st Stats
 	for i := range m.entities {
 		sh := &m.entities[i]
@@ -493,7 +481,7 @@ func (m *Memory) Stats() Stats {
 			for _, ls := range e.logs {
 				st.Series += len(ls.hists)
 				for _, h := range ls.hists {
-					st.Entries += len(h.live())
+					st.Entries += len(h.Live())
 				}
 			}
 		}

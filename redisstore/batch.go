@@ -1,4 +1,4 @@
-package features
+package redisstore
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package features
+package redisstore
 
 import (
 	"context"
@@ -27,7 +27,7 @@ const epochTTL = 7 * 24 * time.Hour
 const defaultEpochEvery = 5 * time.Second
 
 type epochWatch struct {
-	r      *Redis
+	r      *Store
 	every  time.Duration
 	onLost func(node string)
 	keys   map[string]string // marker key -> the node it lives on
@@ -37,7 +37,7 @@ type epochWatch struct {
 	wg     sync.WaitGroup
 }
 
-func (r *Redis) watchEpoch(every time.Duration, onLost func(node string)) {
+func (r *Store) watchEpoch(every time.Duration, onLost func(node string)) {
 	if every <= 0 {
 		every = defaultEpochEvery
 	}
@@ -134,12 +134,4 @@ func (w *epochWatch) check(ctx context.Context) {
 		w.known[key] = token
 		w.seen.Add(1)
 	}
-}
-
-// epochSeen is how many markers the watch has read so far.
-func (r *Redis) epochSeen() int {
-	if r.epoch == nil {
-		return 0
-	}
-	return int(r.epoch.seen.Load())
 }
