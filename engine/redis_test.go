@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
-	"github.com/riskd/riskd/httpapi"
-	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/redisstore"
@@ -142,31 +139,4 @@ func TestRedisFaultDegradesAndRecovers(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		return fmt.Sprintf("%d goroutines after closing, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
 	}}.Until(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= baseline })
-}
-
-// TestReadyzFollowsRedis: /readyz answers 503 while Redis is away.
-func TestReadyzFollowsRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
-	defer r.Close()
-	h := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
-	status := func() int {
-		resp, err := http.Get(h.URL + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := status(); got != 200 {
-		t.Fatalf("/readyz with Redis up: %d", got)
-	}
-	srv.Stop()
-	if got := status(); got != 503 {
-		t.Fatalf("/readyz with Redis down: %d", got)
-	}
-	srv.Restart()
-	if got := status(); got != 200 {
-		t.Fatalf("/readyz with Redis back: %d", got)
-	}
 }

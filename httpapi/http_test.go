@@ -299,3 +299,49 @@ rules:
 		}
 	}
 }
+
+// TestRulesetsShowRuleErrors: GET /v1/rulesets shows each rule's last
+// minute with run-time errors (what is counted is the engine's test).
+func TestRulesetsShowRuleErrors(t *testing.T) {
+	p, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: n, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 100, score: 60}
+`)},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	e := engine.New(p, engine.Options{Now: func() time.Time { return now }})
+	enginetest.ScoreWith(t, e, `{"id":"e0","type":"checkout","amount":"950"}`, engine.ScoreOptions{})
+	enginetest.ScoreWith(t, e, `{"id":"e1","type":"checkout","amount":120}`, engine.ScoreOptions{})
+	now = now.Add(time.Minute) // the next minute's first event reviews the last one
+	enginetest.ScoreWith(t, e, `{"id":"e2","type":"checkout","amount":1}`, engine.ScoreOptions{})
+
+	srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
+	resp, err := http.Get(srv.URL + "/v1/rulesets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Rulesets []struct {
+			RuleErrors []map[string]any `json:"rule_errors"`
+		} `json:"rulesets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Rulesets) != 1 || len(out.Rulesets[0].RuleErrors) != 1 {
+		t.Fatalf("rulesets: %+v", out.Rulesets)
+	}
+	got := out.Rulesets[0].RuleErrors[0]
+	if got["rule"] != "big" || got["errors"] != 1.0 || got["evaluations"] != 2.0 || got["example_event_id"] != "e0" ||
+		got["minute"] != "2026-11-29T10:00:00Z" || !strings.HasPrefix(got["example_error"].(string), "invalid operation: string > int") {
+		t.Errorf("rule_errors: %v", got)
+	}
+}

@@ -8,11 +8,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/readiness"
+	"github.com/riskd/riskd/redisstore"
 )
 
 func TestReadyzNamesFailingDependencies(t *testing.T) {
@@ -49,5 +53,36 @@ func TestReadyzNamesFailingDependencies(t *testing.T) {
 				t.Errorf("%d %s\nwant %d %s", resp.StatusCode, b, tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// TestReadyzFollowsRedis: /readyz answers 503 while Redis is away.
+func TestReadyzFollowsRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	r, err := redisstore.New(t.Context(), redisstore.Options{Addrs: []string{srv.Addr()}, Prefix: "ready:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	e := engine.New(enginetest.Example(t), engine.Options{Store: r, StoreTimeout: time.Second})
+	h := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
+	status := func() int {
+		resp, err := http.Get(h.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != 200 {
+		t.Fatalf("/readyz with Redis up: %d", got)
+	}
+	srv.Stop()
+	if got := status(); got != 503 {
+		t.Fatalf("/readyz with Redis down: %d", got)
+	}
+	srv.Restart()
+	if got := status(); got != 200 {
+		t.Fatalf("/readyz with Redis back: %d", got)
 	}
 }

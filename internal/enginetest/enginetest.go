@@ -1,8 +1,10 @@
-// Package enginetest holds what the tests of the engine and of its
-// transports share: the policies they score with, and scoring one event.
+// Package enginetest holds what the tests and benchmarks of the engine
+// and of its transports share: the policies they score with, scoring one
+// event, and a stream of fresh events.
 package enginetest
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"testing/fstest"
@@ -11,12 +13,24 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
 )
 
 // Example is the built-in example policy.
 func Example(t testing.TB) *rules.Policy {
 	t.Helper()
 	p, err := rules.Load(example.FS, "rules/example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ExampleWithChallengers is the example policy plus n shadow challengers
+// of checkout, each a copy of its rules.
+func ExampleWithChallengers(t testing.TB, n int) *rules.Policy {
+	t.Helper()
+	p, err := rules.Load(exampletest.WithChallengers(n), "example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +114,48 @@ func Feature(d engine.Decision, name string) features.Value {
 		}
 	}
 	return features.Value{}
+}
+
+// Events rewrites one checkout body in place so every call of Next gives
+// a new event (new id, later ts, rotating entities) without allocating:
+// what benchmarks score.
+type Events struct {
+	body                   []byte
+	id, ts, acc, card, dev int // offsets of fixed-width digit fields
+	n                      int
+}
+
+// NewEvents starts the stream after event number from; benchmarks running
+// in parallel start at different numbers so their ids differ.
+func NewEvents(from int) *Events {
+	const tmpl = `{"id":"e-0000000000","type":"checkout","ts":1780000000000,"account_id":"acc-000000","card_id":"card-000000","device_id":"dev-000000","ip":"10.1.2.3","amount":125.40,"currency":"EUR","ip_country":"FR","card_country":"FR"}`
+	g := &Events{body: []byte(tmpl), n: from}
+	g.id = bytes.Index(g.body, []byte(`e-0`)) + 2
+	g.ts = bytes.Index(g.body, []byte(`1780000000000`))
+	g.acc = bytes.Index(g.body, []byte(`acc-0`)) + 4
+	g.card = bytes.Index(g.body, []byte(`card-0`)) + 5
+	g.dev = bytes.Index(g.body, []byte(`dev-0`)) + 4
+	return g
+}
+
+func putDigits(dst []byte, v int64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+}
+
+// Next returns the body of the next event: 20,000 accounts, 25,000 cards
+// and 15,000 devices seen over and over, 50 ms apart, so velocity windows
+// hold a realistic few events per entity. The body is valid until the
+// next call.
+func (g *Events) Next() []byte {
+	g.n++
+	n := int64(g.n)
+	putDigits(g.body[g.id:g.id+10], n)
+	putDigits(g.body[g.ts:g.ts+13], 1780000000000+n*50)
+	putDigits(g.body[g.acc:g.acc+6], n%20000)
+	putDigits(g.body[g.card:g.card+6], n%25000)
+	putDigits(g.body[g.dev:g.dev+6], n%15000)
+	return g.body
 }
