@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/riskd/riskd/internal/poll"
 )
 
 // skipMark, on the line before a fence, keeps a block from running; it
@@ -163,21 +165,17 @@ func start(t *testing.T, dir, riskd, line string) (s *server, addr, admin string
 		t.Fatal(err)
 	}
 	go func() { s.exited <- s.cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var m []string
+	poll.Wait{Every: 20 * time.Millisecond, Explain: s.output}.Until(t, line+": riskd to serve", func() bool {
 		select {
 		case err := <-s.exited:
 			t.Fatalf("%s: riskd exited: %v\n%s", line, err, s.output())
 		default:
 		}
-		if m := servingRE.FindStringSubmatch(s.output()); m != nil {
-			return s, m[1], m[2]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: riskd not serving after 30s\n%s", line, s.output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		m = servingRE.FindStringSubmatch(s.output())
+		return m != nil
+	})
+	return s, m[1], m[2]
 }
 
 // stop ends riskd as an operator would, and expects a clean exit.

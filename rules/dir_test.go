@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -269,15 +270,18 @@ func TestConfigMapLayoutIsWatched(t *testing.T) {
 		}
 	}()
 	// The watcher may not be registered yet: swap again until it is seen.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 2; current.Load().ForType("checkout").Version == "1"; i++ {
-		if time.Now().After(deadline) {
-			_, err := rl.LastError()
-			t.Fatalf("the swap was not picked up within 10s (last reload error: %v)", err)
+	i := 1
+	poll.Wait{Every: 50 * time.Millisecond, For: 10 * time.Second, Explain: func() string {
+		_, err := rl.LastError()
+		return fmt.Sprintf("last reload error: %v", err)
+	}}.Until(t, "the swap to be picked up", func() bool {
+		if current.Load().ForType("checkout").Version != "1" {
+			return true
 		}
+		i++
 		cm.write(map[string]string{"features.yaml": goodFeatures, "checkout.yaml": version(strconv.Itoa(i))})
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 func mkfifo(t *testing.T, path string) {

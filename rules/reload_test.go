@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -82,16 +83,17 @@ func TestReloaderWatchesTheDirectory(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	// Give the watcher a moment to be registered, by retrying the change
-	// until it is seen.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 2; current.Load().ForType("checkout").Version == "1"; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("the change was not picked up within 10s")
+	// The watcher may not be registered yet: retry the change until it
+	// is seen.
+	i := 1
+	poll.Wait{Every: 50 * time.Millisecond, For: 10 * time.Second}.Until(t, "the change to be picked up", func() bool {
+		if current.Load().ForType("checkout").Version != "1" {
+			return true
 		}
+		i++
 		writePolicy(t, dir, strings.Replace(goodRuleset, `version: "1"`, `version: "`+string(rune('0'+i%10))+`"`, 1))
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // TestReloaderWatchesListFiles: a change to a list file alone reloads,
@@ -114,7 +116,6 @@ func TestReloaderWatchesListFiles(t *testing.T) {
 		}
 		return 0
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	writeList := func(n int) {
 		var b strings.Builder
 		for i := range n {
@@ -126,19 +127,22 @@ func TestReloaderWatchesListFiles(t *testing.T) {
 	}
 	// Retry each change until it is seen: the watches are set up by the
 	// goroutine above, in its own time.
-	for values() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the new list was not picked up within 10s")
+	wait := poll.Wait{Every: 50 * time.Millisecond, For: 10 * time.Second}
+	wait.Until(t, "the new list to be picked up", func() bool {
+		if values() == 2 {
+			return true
 		}
 		writeList(2)
 		writePolicy(t, dir, strings.Replace(goodRuleset, "  bad: [NG, RU]\n", "  blocked: {file: lists/blocked.txt}\n", 1))
-		time.Sleep(50 * time.Millisecond)
-	}
-	for n := 3; values() == 2; n++ {
-		if time.Now().After(deadline) {
-			t.Fatal("the list file's change was not picked up within 10s")
+		return false
+	})
+	n := 2
+	wait.Until(t, "the list file's change to be picked up", func() bool {
+		if values() != 2 {
+			return true
 		}
+		n++
 		writeList(n)
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 }

@@ -244,6 +244,9 @@ func decidedCount(reg *prometheus.Registry) float64 {
 	return 0
 }
 
+// slowStore simulates a slow store: each Observe takes a millisecond
+// more, so the consumer is caught in the middle of its work when it is
+// cancelled. The sleep is the slowness simulated, not a wait.
 type slowStore struct{ features.Store }
 
 func (s slowStore) Observe(ctx context.Context, obs *features.Observation) error {
