@@ -20,9 +20,9 @@ const (
 
 // packages of the layout: each must exist.
 var layout = []string{
-	"engine", "httpapi", "stream", "features", "memstore", "redisstore", "lists",
+	"engine", "httpapi", "stream", "readiness", "features", "memstore", "redisstore", "lists",
 	"eventschema", "schema", "rules", "models", "policyfile", "replay", "ruletest",
-	"client", "api", "cmd/riskd", "cmd/riskctl",
+	"client", "api", "cmd/riskd", "cmd/riskctl", "internal/buildinfo", "internal/logs",
 }
 
 // never lists packages and what they must never depend on, directly or
@@ -32,7 +32,7 @@ var never = []struct {
 	why        string
 }{
 	{
-		[]string{"engine", "replay", "ruletest"},
+		[]string{"engine", "replay", "ruletest", "cmd/riskctl"},
 		[]string{kafkaGo, goRedis, mod + "httpapi", mod + "stream", mod + "redisstore"},
 		"the scorer and the offline tools link no transport and no Redis",
 	},
@@ -62,14 +62,49 @@ var never = []struct {
 		"stores serve the engine; they do not know it",
 	},
 	{
-		[]string{"client", "api", "schema", "policyfile"},
+		[]string{"readiness"},
+		[]string{mod + "...", kafkaGo, goRedis},
+		"both transports use the readiness checks; they know neither, nor any store",
+	},
+	{
+		[]string{"client", "api", "schema", "policyfile", "internal/buildinfo", "internal/logs"},
 		[]string{mod + "..."},
-		"the Go client and the embedded documents stand alone",
+		"the Go client, the embedded documents and the leaf helpers stand alone",
+	},
+	{
+		[]string{"internal/enginetest", "internal/storetest", "internal/metrictest", "internal/poll"},
+		[]string{kafkaGo, goRedis, mod + "httpapi", mod + "stream", mod + "redisstore"},
+		"the scorer's and the in-memory store's tests use these helpers: they bring no transport and no Redis client",
 	},
 	{
 		[]string{"cmd/riskd", "cmd/riskctl"},
 		append([]string{"testing", "testing/..."}, prefixed(testHelpers)...),
 		"binaries link no test code",
+	},
+}
+
+// only lists packages that import nothing but the standard library and
+// the modules named, directly (what those modules link is theirs).
+var only = []struct {
+	pkgs, mods []string
+	why        string
+}{
+	{[]string{"readiness"}, []string{"github.com/prometheus/client_golang/..."}, "it checks dependencies through functions it is handed"},
+	{[]string{"client"}, nil, "callers take the Go client without our dependencies"},
+	{[]string{"internal/poll"}, nil, "waiting on a condition needs nothing else"},
+	{[]string{"examples/checkout"}, []string{mod + "client"}, "the example shows what a caller of riskd needs"},
+}
+
+// testsNever lists packages whose own tests must not import some
+// packages: what those tests would check belongs to the tests there.
+var testsNever = []struct {
+	pkgs, deps []string
+	why        string
+}{
+	{
+		[]string{"engine"},
+		[]string{mod + "httpapi", mod + "stream"},
+		"the transports' behaviour is tested in the transports' packages",
 	},
 }
 
@@ -87,11 +122,17 @@ func prefixed(pkgs []string) []string {
 	return out
 }
 
-// deps lists every package of the module with its dependencies (not
-// counting tests).
-func deps(t *testing.T) map[string][]string {
+// pkg is what go list says of a package: its imports, its dependencies
+// (not counting tests), and what its tests import.
+type pkg struct {
+	imports, deps, testImports []string
+}
+
+// list lists every package of the module.
+func list(t *testing.T) map[string]pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", "./...")
+	cmd := exec.Command("go", "list", "-f",
+		`{{.ImportPath}}|{{join .Imports " "}}|{{join .Deps " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`, "./...")
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
 	if err != nil {
@@ -100,12 +141,22 @@ func deps(t *testing.T) map[string][]string {
 		}
 		t.Fatalf("go list: %v", err)
 	}
-	m := map[string][]string{}
+	m := map[string]pkg{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		m[strings.TrimPrefix(f[0], mod)] = f[1:]
+		f := strings.Split(line, "|")
+		if len(f) != 4 {
+			t.Fatalf("go list: unexpected line %q", line)
+		}
+		m[strings.TrimPrefix(f[0], mod)] = pkg{strings.Fields(f[1]), strings.Fields(f[2]), strings.Fields(f[3])}
 	}
 	return m
+}
+
+// standard reports whether path is in the standard library: its first
+// element has no dot.
+func standard(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
 }
 
 // matches reports whether dep is name, or under it when name ends in
@@ -118,36 +169,58 @@ func matches(dep, name string) bool {
 }
 
 func TestLayering(t *testing.T) {
-	all := deps(t)
-	for _, p := range layout {
+	all := list(t)
+	for _, p := range append(slices.Clone(layout), testHelpers...) {
 		if _, ok := all[p]; !ok {
 			t.Errorf("package %s of the layout does not exist", p)
 		}
 	}
+	forbidden := func(p string, ds, bad []string, why string) {
+		for _, d := range ds {
+			for _, b := range bad {
+				if matches(d, b) {
+					t.Errorf("%s depends on %s: %s", p, d, why)
+				}
+			}
+		}
+	}
 	for _, rule := range never {
 		for _, p := range rule.pkgs {
-			ds, ok := all[p]
-			if !ok {
-				continue // reported above
-			}
-			for _, d := range ds {
-				for _, bad := range rule.deps {
-					if matches(d, bad) {
-						t.Errorf("%s depends on %s: %s", p, d, rule.why)
+			forbidden(p, all[p].deps, rule.deps, rule.why)
+		}
+	}
+	for _, rule := range testsNever {
+		for _, p := range rule.pkgs {
+			for _, d := range all[p].testImports {
+				for _, b := range rule.deps {
+					if matches(d, b) {
+						t.Errorf("the tests of %s import %s: %s", p, d, rule.why)
 					}
 				}
 			}
 		}
 	}
-	for p, ds := range all {
-		for _, d := range ds {
+	for _, rule := range only {
+		for _, p := range rule.pkgs {
+			for _, d := range all[p].imports {
+				if !standard(d) && !slices.ContainsFunc(rule.mods, func(m string) bool { return matches(d, m) }) {
+					t.Errorf("%s imports %s: it may import only the standard library and %v: %s", p, d, rule.mods, rule.why)
+				}
+			}
+		}
+	}
+	for p, pk := range all {
+		helper := slices.Contains(testHelpers, p)
+		for _, d := range pk.deps {
 			switch {
 			case strings.HasPrefix(d, mod+"cmd/"):
 				t.Errorf("%s depends on %s: nothing imports a command", p, d)
 			case strings.HasPrefix(d, mod+"bench/") && !strings.HasPrefix(p, "bench/"):
 				t.Errorf("%s depends on %s: only benchmarks import benchmark code", p, d)
-			case (d == "testing" || strings.HasPrefix(d, "testing/")) && !slices.Contains(testHelpers, p):
+			case (d == "testing" || strings.HasPrefix(d, "testing/")) && !helper:
 				t.Errorf("%s depends on %s: only tests and test helpers link testing", p, d)
+			case slices.Contains(prefixed(testHelpers), d) && !helper:
+				t.Errorf("%s depends on %s: test helpers are imported only by tests", p, d)
 			}
 		}
 	}
