@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/policyfile"
 )
@@ -177,12 +175,9 @@ type Set struct {
 	// Schema is the event schema features.yaml declares (event_fields);
 	// never nil, and empty when nothing is declared.
 	Schema *eventschema.Schema
-	// ListsNode is features.yaml's lists: mapping, if any: lists every
-	// ruleset and every where can read, which package rules compiles.
-	ListsNode *yaml.Node
-	Logs      []*EventLog
-	byName    map[string]int
-	broken    []string // names of features that failed to parse
+	Logs   []*EventLog
+	byName map[string]int
+	broken []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool

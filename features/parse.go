@@ -21,16 +21,25 @@ var pathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]
 // rulesets can be checked in the same run without a cascade of "unknown
 // feature" errors.
 func Parse(file string, data []byte) (*Set, error) {
-	set := &Set{File: file, byName: map[string]int{}}
+	set, _, err := ParseWithLists(file, data)
+	return set, err
+}
+
+// ParseWithLists is Parse, and also returns features.yaml's lists:
+// mapping, if any (lists every ruleset and every where can read), for
+// package rules to compile: the node is a loading step's, never part of
+// the Set that is served.
+func ParseWithLists(file string, data []byte) (set *Set, lists *yaml.Node, err error) {
+	set = &Set{File: file, byName: map[string]int{}}
 	root, err := policyfile.Parse(file, data)
 	if err != nil {
 		set.unreadable = true
-		return set, err
+		return set, nil, err
 	}
 	es := &policyfile.Errors{File: file}
 	top := policyfile.Mapping(es, root, "features.yaml", "!features", "event_fields", "lists")
 	if f, ok := top["lists"]; ok {
-		set.ListsNode = f.Value
+		lists = f.Value
 	}
 	set.Schema = &eventschema.Schema{}
 	if f, ok := top["event_fields"]; ok {
@@ -39,12 +48,12 @@ func Parse(file string, data []byte) (*Set, error) {
 	list, ok := top["features"]
 	if !ok {
 		set.unreadable = true
-		return set, es.Err()
+		return set, lists, es.Err()
 	}
 	if list.Value.Kind != yaml.SequenceNode {
 		es.At(list.Value, "features must be a list of feature definitions")
 		set.unreadable = true
-		return set, es.Err()
+		return set, lists, es.Err()
 	}
 	for _, n := range list.Value.Content {
 		f, name := parseFeature(es, n)
@@ -63,7 +72,7 @@ func Parse(file string, data []byte) (*Set, error) {
 		checkTypes(es, set.Schema, f, n)
 	}
 	set.link()
-	return set, es.Err()
+	return set, lists, es.Err()
 }
 
 // parseFeature returns the feature, or nil and whatever name it has when

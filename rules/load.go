@@ -142,7 +142,7 @@ func compile(src *source) (*Policy, error) {
 	name := func(f string) string { return path.Join(dir, f) }
 	// A broken features.yaml does not stop the rulesets from being checked:
 	// every problem of the directory is reported in one go.
-	set, featErr := features.Parse(name(FeaturesFile), src.features)
+	set, listsNode, featErr := features.ParseWithLists(name(FeaturesFile), src.features)
 	p := &Policy{Dir: dir, Features: set, LoadedAt: time.Now(), byType: map[string]*Ruleset{}, digest: src.digest()}
 	var errs []error
 	if featErr != nil {
@@ -160,8 +160,8 @@ func compile(src *source) (*Policy, error) {
 	fwarns := &policyfile.Errors{File: name(FeaturesFile)}
 	files := newListFiles(dir, src.lists)
 	p.Lists = map[string]*List{}
-	if set.ListsNode != nil {
-		p.Lists = parseLists(fes, set.ListsNode, files, nil, FeaturesFile)
+	if listsNode != nil {
+		p.Lists = parseLists(fes, listsNode, files, nil, FeaturesFile)
 	}
 	p.Filters = compileFilters(set, p.Lists, fes, fwarns)
 	if err := fes.Err(); err != nil {

@@ -175,29 +175,21 @@ func TestLayering(t *testing.T) {
 			t.Errorf("package %s of the layout does not exist", p)
 		}
 	}
-	forbidden := func(p string, ds, bad []string, why string) {
+	forbidden := func(what string, ds, bad []string, why string) {
 		for _, d := range ds {
-			for _, b := range bad {
-				if matches(d, b) {
-					t.Errorf("%s depends on %s: %s", p, d, why)
-				}
+			if slices.ContainsFunc(bad, func(b string) bool { return matches(d, b) }) {
+				t.Errorf("%s %s: %s", what, d, why)
 			}
 		}
 	}
 	for _, rule := range never {
 		for _, p := range rule.pkgs {
-			forbidden(p, all[p].deps, rule.deps, rule.why)
+			forbidden(p+" depends on", all[p].deps, rule.deps, rule.why)
 		}
 	}
 	for _, rule := range testsNever {
 		for _, p := range rule.pkgs {
-			for _, d := range all[p].testImports {
-				for _, b := range rule.deps {
-					if matches(d, b) {
-						t.Errorf("the tests of %s import %s: %s", p, d, rule.why)
-					}
-				}
-			}
+			forbidden("the tests of "+p+" import", all[p].testImports, rule.deps, rule.why)
 		}
 	}
 	for _, rule := range only {
