@@ -279,8 +279,8 @@ func TestUsage(t *testing.T) {
 	}{
 		{nil, "riskctl COMMAND -h"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
-		{[]string{"validate"}, "riskctl validate: want one policy directory\n\nusage: riskctl validate [flags] DIR"},
-		{[]string{"score"}, "riskctl score: want -rules DIR and events on standard input\n\nusage: riskctl score -rules DIR"},
+		{[]string{"validate"}, "riskctl validate: want a policy directory: DIR or -rules DIR\n\nusage: riskctl validate [flags] DIR"},
+		{[]string{"score"}, "riskctl score: want a policy directory: DIR or -rules DIR\n\nusage: riskctl score -rules DIR"},
 		{[]string{"test", "a", "b"}, "usage: riskctl test [flags] DIR"},
 		{[]string{"replay", "-label"}, "flag needs an argument: -label\nusage: riskctl replay -rules DIR -in FILE [flags]"},
 	} {
@@ -445,5 +445,45 @@ rules:
 	}
 	if code, out, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir); code != 0 || strings.Contains(out+errOut, "cost") {
 		t.Errorf("-cost-warn 0: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestCommandLines: every command that reads a policy takes DIR or
+// -rules DIR, flags may follow the arguments, and a mistyped command is
+// answered with a did-you-mean.
+func TestCommandLines(t *testing.T) {
+	const ex = "../../rules/example"
+	events := `{"id":"e1","type":"checkout","ts":"2026-11-20T10:00:00Z","account_id":"a","card_id":"c","amount":10}` + "\n"
+	in := filepath.Join(t.TempDir(), "events.jsonl")
+	os.WriteFile(in, []byte(events), 0o644)
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		code  int
+		out   string // in stdout, or in stderr when code != 0
+		stdin string
+	}{
+		{"validate -rules", []string{"validate", "-cost-warn", "0", "-rules", ex}, 0, ex + ": ok:", ""},
+		{"validate, flag after DIR", []string{"validate", ex, "-cost-warn", "0"}, 0, ex + ": ok:", ""},
+		{"test -rules, flag after", []string{"test", "-rules", ex, "-run", "nothing matches"}, 0, "[no tests to run]", ""},
+		{"score DIR", []string{"score", ex}, 0, `"event_id":"e1"`, events},
+		{"score, flag after DIR", []string{"score", ex, "-explain"}, 0, `"features":`, events},
+		{"replay DIR, flags after", []string{"replay", ex, "-in", in, "-json"}, 0, `"events": 1`, ""},
+		{"two directories", []string{"validate", "-rules", ex, ex}, 2, "the policy directory is -rules " + ex + "; unexpected arguments " + ex, ""},
+		{"no directory", []string{"test"}, 2, "want a policy directory: DIR or -rules DIR", ""},
+		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit", ""},
+		{"unknown command", []string{"valdate", ex}, 2, `riskctl: unknown command "valdate" (did you mean "validate"?)`, ""},
+		{"help", []string{"validate", "-h"}, 0, "usage: riskctl validate", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := riskctl(t, tt.stdin, tt.args...)
+			got := out
+			if tt.code != 0 {
+				got = errOut
+			}
+			if code != tt.code || !strings.Contains(got, tt.out) {
+				t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d with %q", code, out, errOut, tt.code, tt.out)
+			}
+		})
 	}
 }

@@ -23,7 +23,6 @@ two disagree. Lines that cannot be replayed are named on standard error
 and make the exit status 1. -features-out writes training data and
 -known-fraud follows the handbook's test protocol. See docs/replay.md.
 `)
-	dir := fl.String("rules", "", "the policy directory `DIR` to replay (required)")
 	in := fl.String("in", "", "the events, JSON lines in `FILE`, gzip-compressed or not; - for standard input (required)")
 	challenger := fl.String("challenger", "", "a second policy directory `DIR` to replay beside -rules and compare")
 	label := fl.String("label", "", "the event `FIELD` holding the fraud label (true/false or 1/0)")
@@ -38,11 +37,12 @@ and make the exit status 1. -features-out writes training data and
 	knownEvery := fl.String("known-every", "1d", "with -known-fraud: labels that arrived are taken in at every multiple of this (1d: each UTC midnight); 0: as they arrive")
 	knownFrom := fl.String("known-from", "", "with -known-fraud: only frauds from `TIME` on are known (the handbook's protocol: its training week's start)")
 	dirOpts := dirFlags(fl)
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	dir, code, ok := oneDir(fl, args, stdout, stderr)
+	if !ok {
 		return code
 	}
-	if *dir == "" || *in == "" || fl.NArg() > 0 {
-		return usageError(fl, "want -rules DIR -in FILE")
+	if *in == "" {
+		return usageError(fl, "want -in FILE: the events to replay")
 	}
 	var opts replay.Options
 	var err error
@@ -64,7 +64,7 @@ and make the exit status 1. -features-out writes training data and
 	}
 	opts.MaxChanged = *changed
 	opts.Progress = stderr
-	p, err := load(*dir, dirOpts)
+	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
