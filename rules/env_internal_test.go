@@ -38,6 +38,8 @@ const typedFeatures = `event_fields:
   - {name: tags, type: list of string}
   - {name: created, type: time}
   - {name: billing, type: object}
+  - {name: free, type: object}   # its sub-fields are read untyped
+  - {name: loose, type: object}
 features:
   - {name: n_1h, kind: count, key: card_id, window: 1h}
   - {name: sum_24h, kind: sum, key: card_id, field: amount, window: 24h}
@@ -70,14 +72,14 @@ rules:
   - {id: r12, when: "'promo' in event.tags", score: 1}
   - {id: r13, when: "event.created < date('2026-06-01T00:00:00Z')", score: 1}
   - {id: r14, when: "event.billing.country != event.ip_country", score: 1}
-  - {id: r15, when: "event.untyped > 3", score: 1}
-  - {id: r16, when: "event.untyped == 'x' || event.other ?? false", score: 1}
+  - {id: r15, when: "event.free.untyped > 3", score: 1}
+  - {id: r16, when: "event.free.untyped == 'x' || event.loose.other ?? false", score: 1}
   - {id: r17, when: "lower(event.ip_country ?? '') matches '^n'", score: 1}
   - {id: r18, when: "features.age_s < 600 && (features.sum_24h ?? 0) > 50", score: "features.sum_24h / 10"}
   - {id: r19, when: "let x = features.n_1h * 2; x > event.qty", score: 1}
   - {id: r20, when: "event.amount > 0 ? features.n_1h > 1 : features.seen", score: 1}
   - {id: r21, when: "event.qty / 4 > 1.5", score: 1}
-  - {id: r22, when: "event.untyped in lists.bad", score: 1}
+  - {id: r22, when: "event.free.untyped in lists.bad", score: 1}
   - {id: r23, when: "features.sum_24h == nil", score: 1}
   - {id: r24, when: "event.ip_country == nil || event.currency == nil", score: 1}
 `

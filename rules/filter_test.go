@@ -45,13 +45,14 @@ func TestWhereIsCompiledLikeARule(t *testing.T) {
 	}
 }
 
-// TestWhereWarnsOfUndeclaredFields: a where reading a field the schema
-// does not declare for the feature's event types warns, as a rule does.
-func TestWhereWarnsOfUndeclaredFields(t *testing.T) {
-	p := loadPolicy(t, whereFeatures(`event.status == "declined"`), goodRuleset)
-	want := `p/features.yaml:25:18: feature "big_count_24h": where: event.status is not declared in event_fields for checkout events: rules read it untyped and events are not checked for it`
-	if strings.Join(p.Warnings, "\n") != want {
-		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(p.Warnings, "\n"), want)
+// TestWhereRefusesUndeclaredFields: a where reading a field the schema
+// does not declare for the feature's event types is an error, as in a
+// rule.
+func TestWhereRefusesUndeclaredFields(t *testing.T) {
+	_, err := loadFS(map[string]string{"features.yaml": whereFeatures(`event.ip_contry == "NG"`), "checkout.yaml": goodRuleset})
+	want := `p/features.yaml:25:18: feature "big_count_24h": where: event.ip_contry is not declared in event_fields for checkout events (did you mean event.ip_country?)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
 	}
 }
 

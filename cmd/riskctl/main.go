@@ -25,7 +25,7 @@ import (
 
 const usage = `riskctl: the analyst's tool for riskd policies
 
-  riskctl validate [-cost] [-cost-warn D] DIR
+  riskctl validate [-strict] [-cost] [-cost-warn D] DIR
                                    check DIR: every error as file:line:col: message;
                                    warn of rules costing over D (100µs) per event
   riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
@@ -226,10 +226,12 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	fl := command("validate", "[flags] DIR", `Loads the policy directory DIR (features.yaml and its ruleset files) as
 riskd does and reports every problem of every file, one per line as
 file:line:col: message, with a did-you-mean where it can (exit 1). When
-DIR loads, prints what it holds and runs each rule on generated events,
-warning of rules that cost more than -cost-warn per event (exit 0).
+DIR loads, prints what it holds, its warnings (what it may not mean;
+errors with -strict) and runs each rule on generated events, warning of
+rules that cost more than -cost-warn per event (exit 0).
 `)
 	dirOpts := dirFlags(fl)
+	strict := fl.Bool("strict", false, "treat the policy's warnings as errors (for CI); the measured costs of -cost-warn stay warnings")
 	cost := fl.Bool("cost", false, "print what each rule costs per event, measured on generated events")
 	costWarn := fl.Duration("cost-warn", 100*time.Microsecond, "warn of rules costing more than `DURATION` per event on generated events; 0: no warnings")
 	dir, code, ok := oneDir(fl, args, stdout, stderr)
@@ -239,6 +241,12 @@ warning of rules that cost more than -cost-warn per event (exit 0).
 	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *strict && len(p.Warnings) > 0 {
+		for _, w := range p.Warnings {
+			fmt.Fprintln(stderr, w)
+		}
 		return 1
 	}
 	n := 0

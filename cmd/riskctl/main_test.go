@@ -42,8 +42,8 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 func TestValidateWarnsAndTestListsRuleErrors(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{
-		"features.yaml": "event_fields:\n  - {name: amount, type: number}\nfeatures:\n  - {name: n, kind: count, key: card_id, window: 1h}\n",
-		"checkout.yaml": "name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: big, when: event.amount > 100, score: 60}\n  - {id: code, when: event.code > 1, score: 1}\n",
+		"features.yaml": "event_fields:\n  - {name: amount, type: number, event_types: [checkout]}\nfeatures:\n  - {name: n, kind: count, key: card_id, window: 1h}\n",
+		"checkout.yaml": "name: checkout\nevent_types: [checkout, login]\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: big, when: event.amount > 100, score: 60}\n  - {id: code, when: event.code > 1, score: 1}\n",
 		"tests/t.yaml":  "tests:\n  - name: t\n    events:\n      - {id: a, type: checkout, ts: \"2026-11-20T10:00:00Z\", amount: 120, code: x}\n      - {id: b, type: checkout, ts: \"2026-11-20T10:00:01Z\", amount: 1, code: 2}\n    expect:\n      - {event: a, fired: [big]}\n",
 	}
 	for name, body := range files {
@@ -53,10 +53,15 @@ func TestValidateWarnsAndTestListsRuleErrors(t *testing.T) {
 		}
 	}
 	code, _, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir)
-	if code != 0 || !strings.Contains(errOut, "warning: "+dir+"/checkout.yaml:6:28: rule code: when: event.code is not declared in event_fields for checkout events") {
+	if code != 0 || !strings.Contains(errOut, "warning: "+dir+"/checkout.yaml:6:28: rule code: when: event.code is not declared in event_fields for checkout, login events") {
 		t.Errorf("validate: exit %d\n%s", code, errOut)
 	}
-	code, out, errOut := riskctl(t, "", "test", dir)
+	// -strict, for CI: every warning is an error.
+	code, out, errOut := riskctl(t, "", "validate", "-strict", "-cost-warn", "0", dir)
+	if code != 1 || out != "" || !strings.Contains(errOut, dir+"/checkout.yaml:6:28: rule code: when: event.code is not declared") || strings.Contains(errOut, "warning:") {
+		t.Errorf("validate -strict: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = riskctl(t, "", "test", dir)
 	if code != 0 || !strings.Contains(out, "rules with run-time errors (they did not fire when they failed):\n  checkout.code: 1 of 2 evaluations (50.00%), e.g. event a: invalid operation: string > int (1:12)\n") {
 		t.Errorf("test: exit %d\n%s%s", code, out, errOut)
 	}
@@ -424,10 +429,10 @@ lists:
   bins: [`+strings.Join(items, ", ")+`]
 rules:
   - id: scan
-    when: 'any(lists.bins, {# == event.bin})'
+    when: 'any(lists.bins, {# == event.card_id})'
     score: 10
   - id: lookup
-    when: event.bin in lists.bins
+    when: event.card_id in lists.bins
     score: 10
 `), 0o644)
 	code, out, errOut := riskctl(t, "", "validate", "-cost", dir)
