@@ -71,7 +71,8 @@ type Feature struct {
 	// messages.
 	Where     string
 	WhereNode *yaml.Node
-	Line      int // line in features.yaml, for messages
+	TypesNode *yaml.Node // the event_types value, if any, for messages
+	Line      int        // line in features.yaml, for messages
 	// Entity names the key's fields ("card_id", "account_id+device_id"):
 	// features with the same Entity share one history record per key
 	// value in the stores.
@@ -179,8 +180,11 @@ type Set struct {
 	// ruleset and every where can read, which package rules compiles.
 	ListsNode *yaml.Node
 	Logs      []*Log
-	byName    map[string]int
-	broken    []string // names of features that failed to parse
+	// Warnings are what features.yaml may not mean, as file:line:col:
+	// message.
+	Warnings []string
+	byName   map[string]int
+	broken   []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool

@@ -29,6 +29,9 @@ import (
 // typedFeatures declares a schema and features of every kind for the
 // equivalence test's own ruleset.
 const typedFeatures = `event_fields:
+  - {name: card_id, type: string}
+  - {name: account_id, type: string}
+  - {name: device_id, type: string}
   - {name: amount, type: number, required: true, event_types: [checkout]}
   - {name: amount, type: number, coerce: true, event_types: [refund]}
   - {name: currency, type: string, enum: [EUR, USD, GBP]}

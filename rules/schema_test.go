@@ -10,6 +10,9 @@ import (
 )
 
 const schemaFeatures = `event_fields:
+  - {name: card_id, type: string}
+  - {name: account_id, type: string}
+  - {name: device_id, type: string}
   - {name: amount, type: number, required: true}
   - {name: ip_country, type: string}
   - {name: tags, type: list of string}
@@ -110,7 +113,7 @@ func TestSchemaChecksFeatures(t *testing.T) {
 // declared object as JSON has them.
 func TestTypedValuesReachRules(t *testing.T) {
 	f := "event_fields:\n  - {name: qty, type: integer}\n  - {name: amount, type: number, coerce: true}\n" + goodFeatures
-	f = strings.Replace(f, "event_fields:\n", "event_fields:\n  - {name: extra, type: object}\n", 1)
+	f = strings.Replace(f, "event_fields:\n", "event_fields:\n  - {name: extra, type: object}\n  - {name: card_id, type: string}\n  - {name: account_id, type: string}\n  - {name: device_id, type: string}\n", 1)
 	p := loadPolicy(t, f, ruleWhen(`event.qty % 2 == 1 && event.amount > 900 && event.extra.free == "x"`))
 	rs := p.ForType("checkout")
 	for _, tt := range []struct {
@@ -181,5 +184,23 @@ rules:
 				t.Errorf("%s: rule %s fired %v, want %v (%v)", tt.event, checkout.Rules[i].ID, res[i].Fired, want, res[i].Err)
 			}
 		}
+	}
+}
+
+// TestPolicyTyposWarn: what cannot be proven wrong is a warning naming
+// the likely mistake: without a schema, a feature key close to the other
+// features' and used by none; a ruleset's event type named nowhere else,
+// with the schema's types left unscored.
+func TestPolicyTyposWarn(t *testing.T) {
+	f := strings.Replace(goodFeatures, "key: [account_id, device_id]", "key: [account_id, devce_id]", 1)
+	f += "  - {name: device_accounts_24h, kind: distinct, key: device_id, of: account_id, window: 24h}\n  - {name: device_age_s, kind: age, key: device_id}\n"
+	p := loadPolicy(t, f, goodRuleset)
+	if want := `p/features.yaml:8:10: feature "account_device_seen": key devce_id is read by no other feature and not declared in event_fields (did you mean device_id?): events without it are not recorded and the feature stays nil`; strings.Join(p.Warnings, "\n") != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(p.Warnings, "\n"), want)
+	}
+	rs := strings.Replace(goodRuleset, "event_types: [checkout]", "event_types: [purchase]", 1)
+	p = loadPolicy(t, "event_fields:\n  - {name: amount, type: number, event_types: [checkout]}\n"+goodFeatures, rs)
+	if want := `p/checkout.yaml:3:14: event type "purchase" is named by no event_fields declaration, feature or other ruleset, and no ruleset scores the event types event_fields declares: checkout (they are answered pass, unscored)`; strings.Join(p.Warnings, "\n") != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(p.Warnings, "\n"), want)
 	}
 }
