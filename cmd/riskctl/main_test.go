@@ -259,6 +259,19 @@ func TestReplay(t *testing.T) {
 		!strings.HasPrefix(string(b), "event_id,ts,type,ruleset,label,score,decision,rules,event.amount,") {
 		t.Errorf("-features-out: %v\n%s", err, b)
 	}
+	// A label field no event carries drops every label metric: refused,
+	// with a did-you-mean.
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "is_fruad")
+	if code != 2 || out != "" || !strings.Contains(errOut, `riskctl replay: -label is_fruad: no event carries the field "is_fruad" (did you mean is_fraud?)`) {
+		t.Errorf("-label is_fruad: exit %d\n%s%s", code, out, errOut)
+	}
+	// One that some events lack is reported with the count.
+	partial := filepath.Join(dir, "partial.jsonl")
+	os.WriteFile(partial, []byte(strings.Replace(in.String(), `,"is_fraud":0}`, `}`, 3)), 0o644)
+	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", partial, "-label", "is_fraud")
+	if code != 0 || !strings.Contains(errOut, "replay: -label is_fraud: 3 of 40 events lack it (or hold null); they count as unlabelled") {
+		t.Errorf("-label with gaps: exit %d\n%s", code, errOut)
+	}
 	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "amount")
 	if code != 1 || !strings.Contains(errOut, "events.jsonl:line 1: label field \"amount\": 20 is not a label") {
 		t.Errorf("bad labels: exit %d, stderr %s", code, errOut)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/replay"
@@ -100,6 +103,14 @@ and make the exit status 1. -features-out writes training data and
 		fmt.Fprintf(stderr, "%s:%v\n", *in, e)
 	}
 	fmt.Fprintf(stderr, "replay: read %d events in %.1fs\n", len(events), time.Since(start).Seconds())
+	if *label != "" {
+		if msg, fatal := labelCoverage(events, *label); fatal {
+			fmt.Fprintf(stderr, "riskctl replay: %s\n", msg)
+			return 2
+		} else if msg != "" {
+			fmt.Fprintf(stderr, "replay: %s\n", msg)
+		}
+	}
 	switch *out {
 	case "":
 	case "-":
@@ -184,4 +195,36 @@ func parseTime(s string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%q is not a date (2018-08-08) or an RFC 3339 time", s)
+}
+
+// labelCoverage says how many events lack the label field: none carrying
+// it is a mistake (a typo of the field would drop every label metric), so
+// fatal; some lacking it are counted as unlabelled, which the user should
+// know.
+func labelCoverage(events []replay.Event, field string) (msg string, fatal bool) {
+	unlabelled := 0
+	for i := range events {
+		if events[i].Label < 0 {
+			unlabelled++
+		}
+	}
+	switch {
+	case len(events) == 0 || unlabelled == 0:
+		return "", false
+	case unlabelled < len(events):
+		return fmt.Sprintf("-label %s: %d of %d events lack it (or hold null); they count as unlabelled", field, unlabelled, len(events)), false
+	}
+	msg = fmt.Sprintf("-label %s: no event carries the field %s", field, policyfile.Quote(field))
+	var keys []string
+	if v, err := fastjson.ParseBytes(events[0].Body); err == nil {
+		if o, err := v.Object(); err == nil {
+			o.Visit(func(k []byte, _ *fastjson.Value) { keys = append(keys, string(k)) })
+		}
+	}
+	if sug := policyfile.Suggest(field, keys); sug != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", sug)
+	} else if len(keys) > 0 {
+		msg += "; the first event's fields: " + strings.Join(keys, ", ")
+	}
+	return msg, true
 }
