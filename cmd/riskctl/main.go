@@ -270,7 +270,7 @@ scores its events in order on a fresh in-memory store and checks the
 decisions, fired rules, scores and features it expects (docs/policy.md,
 Rule tests). The output reads like go test's and ends with the rules no
 test makes fire. Exit 1 when a test fails or DIR does not load, 2 when a
-test file cannot be read.
+test file cannot be read or names a rule or ruleset DIR does not have.
 `)
 	pattern := fl.String("run", "", "run only the tests whose file/name matches `REGEXP`")
 	verbose := fl.Bool("v", false, "print every test, not only failures")
@@ -286,6 +286,10 @@ test file cannot be read.
 	}
 	cases, err := ruletest.Load(os.DirFS(dir), dir)
 	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := ruletest.Check(p, cases); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}

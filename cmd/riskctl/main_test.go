@@ -181,13 +181,11 @@ rules:
       - {event: g1, decision: step_up, fired: [big], score: 60}
       - {event: g1, ruleset: strict, decision: block, fired: [big], score: 95}
       - {event: g1, ruleset: strict, decision: pass}
-      - {event: g1, ruleset: nobody, decision: pass}
 `), 0o644)
 	code, out, _ := riskctl(t, "", "test", dir)
 	at := filepath.Join(dir, "tests", "t.yaml")
 	for _, want := range []string{
 		at + ":8: event g1 (strict): decision block (score 95), want pass",
-		at + ":9: event g1: ruleset nobody did not score it",
 		"1 of 1 tests failed",
 	} {
 		if !strings.Contains(out, want) {
@@ -503,5 +501,41 @@ func TestCommandLines(t *testing.T) {
 				t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d with %q", code, out, errOut, tt.code, tt.out)
 			}
 		})
+	}
+}
+
+// TestRuleTestMistakes: an expectation naming a rule or ruleset the
+// policy lacks is refused at file:line:col with a did-you-mean (it could
+// only fail, without saying why); a refused event is named where it is.
+func TestRuleTestMistakes(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir)
+	os.Mkdir(filepath.Join(dir, "tests"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tests", "typos.yaml"), []byte(`tests:
+  - name: typos
+    events:
+      - {id: g1, type: checkout, ts: "2026-11-20T10:00:00Z", account_id: a, card_id: c, amount: 20}
+    expect:
+      - {event: g1, fired: [sanctioned_contry, cross_border]}
+      - {event: g1, ruleset: chekout, decision: pass}
+`), 0o644)
+	code, out, errOut := riskctl(t, "", "test", dir)
+	at := filepath.Join(dir, "tests", "typos.yaml")
+	want := at + `:6:29: fired: ruleset checkout has no rule "sanctioned_contry" (did you mean sanctioned_country?)` + "\n" +
+		at + `:7:30: no ruleset named "chekout" (did you mean "checkout"?)` + "\n"
+	if code != 2 || out != "" || errOut != want {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant:\n%s", code, out, errOut, want)
+	}
+	os.WriteFile(filepath.Join(dir, "tests", "typos.yaml"), []byte(`tests:
+  - name: refused
+    events:
+      - {id: g1, type: checkout, ts: "2026-11-20T10:00:00Z", account_id: a, card_id: c, amount: 20}
+      - {id: g2, type: checkout, ts: "2026-11-20T10:00:01Z", account_id: a, card_id: c, amount: "twenty"}
+    expect:
+      - {event: g1, decision: pass}
+`), 0o644)
+	code, out, _ = riskctl(t, "", "test", dir)
+	if code != 1 || !strings.Contains(out, at+`:5:9: event refused: field "amount": `) {
+		t.Errorf("exit %d\n%s", code, out)
 	}
 }
