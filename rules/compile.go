@@ -546,6 +546,12 @@ func (c *compiler) at(es *policyfile.Errors, node *yaml.Node, offset, line, col 
 			fileCol = col + 1
 		}
 	}
+	if es == c.es && node.Kind == yaml.ScalarNode && node.Style == 0 && strings.HasPrefix(node.LineComment, "#") {
+		// An unquoted `any(lists.l, # == 1)` ends where YAML saw a
+		// comment; the error (unexpected token EOF) would not say so.
+		format += " (YAML read %s as a comment, which ends the expression: put the expression in quotes)"
+		args = append(args, policyfile.Quote(node.LineComment))
+	}
 	es.AtPos(fileLine, fileCol, format, args...)
 }
 
