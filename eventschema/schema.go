@@ -145,10 +145,83 @@ func (s *Schema) Covers(name string, types []string) bool {
 	return false
 }
 
+// DeclaresAll reports whether the schema declares fields for every one of
+// types (types empty: for events of every type), so that a field it does
+// not declare for them is a mistake rather than a field left free-form.
+func (s *Schema) DeclaresAll(types []string) bool {
+	if !s.Declared() {
+		return false
+	}
+	if len(types) == 0 {
+		return len(s.all) > 0
+	}
+	for _, t := range types {
+		if len(s.For(t)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Known reports whether events of some one of types may carry name: it is
+// built in (id, type, ts), declared, or inside a declared object. types
+// empty: of any type.
+func (s *Schema) Known(name string, types []string) bool {
+	if builtin[name] {
+		return true
+	}
+	if len(types) == 0 {
+		for _, f := range s.Fields {
+			if f.Name == name || (f.Type == Object && strings.HasPrefix(name, f.Name+".")) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range types {
+		if s.Field(name, []string{t}) != nil || s.Covers(name, []string{t}) {
+			return true
+		}
+	}
+	return false
+}
+
+// Names returns the names of the fields declared for some one of types
+// (types empty: for any type), for a did-you-mean.
+func (s *Schema) Names(types []string) []string {
+	var out []string
+	for _, f := range s.Fields {
+		if len(types) == 0 || len(f.EventTypes) == 0 || overlap(f.EventTypes, types) {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// Types returns the event types the declarations name, in order of first
+// mention.
+func (s *Schema) Types() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range s.Fields {
+		for _, t := range f.EventTypes {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
 var pathRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // builtin are the fields every event has, checked by the engine itself.
 var builtin = map[string]bool{"id": true, "type": true, "ts": true}
+
+// Builtin reports whether name is a field every event has (id, type, ts),
+// which the engine checks itself.
+func Builtin(name string) bool { return builtin[name] }
 
 // Parse reads the event_fields list of features.yaml (node), recording
 // problems in es. The schema holds the well-formed declarations.

@@ -70,7 +70,8 @@ type Feature struct {
 	// for messages.
 	Where    string
 	WherePos policyfile.Pos
-	Line     int // line in features.yaml, for messages
+	TypesPos policyfile.Pos // where event_types is written, if it is, for messages
+	Line     int            // line in features.yaml, for messages
 	// Entity names the key's fields ("card_id", "account_id+device_id"):
 	// features with the same Entity share one history record per key
 	// value in the stores.
@@ -176,8 +177,11 @@ type Set struct {
 	// never nil, and empty when nothing is declared.
 	Schema *eventschema.Schema
 	Logs   []*EventLog
-	byName map[string]int
-	broken []string // names of features that failed to parse
+	// Warnings are what features.yaml may not mean, as file:line:col:
+	// message.
+	Warnings []string
+	byName   map[string]int
+	broken   []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
 	// name may be one of its features.
 	unreadable bool

@@ -55,6 +55,8 @@ func ParseWithLists(file string, data []byte) (set *Set, lists *yaml.Node, err e
 		set.unreadable = true
 		return set, lists, es.Err()
 	}
+	warns := &policyfile.Errors{File: file}
+	var nodes []*yaml.Node
 	for _, n := range list.Value.Content {
 		f, name := parseFeature(es, n)
 		if f == nil {
@@ -69,8 +71,13 @@ func ParseWithLists(file string, data []byte) (set *Set, lists *yaml.Node, err e
 		}
 		set.byName[f.Name] = len(set.Features)
 		set.Features = append(set.Features, f)
+		nodes = append(nodes, n)
 		checkTypes(es, set.Schema, f, n)
 	}
+	for i, f := range set.Features {
+		checkPaths(es, warns, set, f, nodes[i])
+	}
+	set.Warnings = warns.Messages()
 	set.link()
 	return set, lists, es.Err()
 }
@@ -131,7 +138,7 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) (*Feature, string) {
 	if v, ok := m["event_types"]; ok {
 		ts, good := policyfile.Strings(es, v.Value, "event_types")
 		bad = bad || !good
-		f.EventTypes = ts
+		f.EventTypes, f.TypesPos = ts, policyfile.PosOf(v.Value)
 	}
 	pathField := func(name string) Path {
 		v, ok := m[name]
@@ -225,6 +232,77 @@ func kindList() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkPaths refuses a feature reading an event field (key, field, of)
+// the schema does not declare for its event types, when it declares fields
+// for all of them: a typo leaves the feature nil forever and the rules
+// reading it never fire. Without such a schema a path close to one that
+// other features or the schema use, and used nowhere else, is a warning.
+func checkPaths(es, warns *policyfile.Errors, set *Set, f *Feature, n *yaml.Node) {
+	s := set.Schema
+	what := fmt.Sprintf("feature %q", f.Name)
+	type use struct {
+		role string
+		path Path
+		node *yaml.Node
+	}
+	m := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		m[n.Content[i].Value] = n.Content[i+1]
+	}
+	var uses []use
+	for _, k := range f.Key {
+		uses = append(uses, use{"key", k, m["key"]})
+	}
+	uses = append(uses, use{"field", f.Field, m["field"]}, use{"of", f.Of, m["of"]})
+	declared := s.DeclaresAll(f.EventTypes)
+	for _, u := range uses {
+		if u.path.Name == "" || s.Known(u.path.Name, f.EventTypes) {
+			continue
+		}
+		if declared {
+			msg := fmt.Sprintf("%s: %s %s is not declared in event_fields %s", what, u.role, u.path.Name, forTypes(f.EventTypes))
+			if sug := policyfile.Suggest(u.path.Name, s.Names(f.EventTypes)); sug != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", sug)
+			}
+			es.At(u.node, "%s", msg)
+			continue
+		}
+		// No schema to check against: compare with the paths the other
+		// features read. Only a path two of them read is suggested, so
+		// two lone spellings do not accuse each other.
+		count := map[string]int{}
+		for _, g := range set.Features {
+			if g == f {
+				continue
+			}
+			for _, p := range append([]Path{g.Field, g.Of}, g.Key...) {
+				if p.Name != "" {
+					count[p.Name]++
+				}
+			}
+		}
+		used := count[u.path.Name] > 0
+		var others []string
+		for p, n := range count {
+			if n > 1 {
+				others = append(others, p)
+			}
+		}
+		sort.Strings(others)
+		others = append(others, s.Names(nil)...)
+		if sug := policyfile.Suggest(u.path.Name, others); !used && sug != "" {
+			warns.At(u.node, "%s: %s %s is read by no other feature and not declared in event_fields (did you mean %s?): events without it are not recorded and the feature stays nil", what, u.role, u.path.Name, sug)
+		}
+	}
+}
+
+func forTypes(types []string) string {
+	if len(types) == 0 {
+		return "for every event type"
+	}
+	return "for " + strings.Join(types, ", ") + " events"
 }
 
 // checkTypes refuses a feature that reads a declared event field it cannot

@@ -45,7 +45,11 @@ func BenchmarkMemoryKind(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			for range 200000 {
+			warm := 200000
+			if testing.Short() {
+				warm = 2000 // CI's run of every benchmark once: does it run
+			}
+			for range warm {
 				step()
 			}
 			b.ReportAllocs()

@@ -142,7 +142,7 @@ func (es *Errors) Messages() []string {
 func Parse(file string, data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, data, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, &Error{File: file, Line: 1, Col: 1, Msg: "file is empty"}
@@ -150,17 +150,68 @@ func Parse(file string, data []byte) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-// syntaxError turns yaml.v3's "yaml: line N: msg" into file:N: msg.
-func syntaxError(file string, err error) error {
+// syntaxError turns yaml.v3's "yaml: line N: msg" into file:N:C: msg.
+// yaml.v3 names the line where the construct it was reading began (a
+// dedented key on line 43 is reported at the rules: of line 16), so the
+// line is the first one that makes the file fail with this message: the
+// shortest prefix of data that does.
+func syntaxError(file string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ":"); i > 0 {
-			if line, convErr := strconv.Atoi(rest[:i]); convErr == nil {
-				return &Error{File: file, Line: line, Msg: "YAML syntax: " + strings.TrimSpace(rest[i+1:])}
-			}
+	rest, ok := strings.CutPrefix(msg, "line ")
+	i := strings.Index(rest, ":")
+	if !ok || i <= 0 {
+		return &Error{File: file, Msg: "YAML syntax: " + msg}
+	}
+	line, convErr := strconv.Atoi(rest[:i])
+	if convErr != nil {
+		return &Error{File: file, Msg: "YAML syntax: " + msg}
+	}
+	msg = strings.TrimSpace(rest[i+1:])
+	col := 0
+	if l, c := firstFailingLine(data, msg); l > line {
+		line, col = l, c
+	}
+	return &Error{File: file, Line: line, Col: col, Msg: "YAML syntax: " + msg}
+}
+
+// firstFailingLine returns the smallest n such that the first n lines of
+// data fail to parse with msg, and the column of that line's first
+// character that is not a space; 0 when there is none. It bisects: a
+// prefix that fails this way almost always keeps failing as it grows.
+func firstFailingLine(data []byte, msg string) (line, col int) {
+	var ends []int // ends[i]: the end of line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
 		}
 	}
-	return &Error{File: file, Msg: "YAML syntax: " + msg}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	fails := func(n int) bool {
+		var doc yaml.Node
+		err := yaml.Unmarshal(data[:ends[n-1]], &doc)
+		return err != nil && strings.HasSuffix(err.Error(), ": "+msg)
+	}
+	lo, hi := 1, len(ends) // the answer is in [lo, hi] if anywhere
+	if hi == 0 || !fails(hi) {
+		return 0, 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	start := 0
+	if lo > 1 {
+		start = ends[lo-2]
+	}
+	text := data[start:ends[lo-1]]
+	col = 1 + len(text) - len(strings.TrimLeft(string(text), " "))
+	return lo, col
 }
 
 // Field is one key of a mapping with its value node.

@@ -52,7 +52,11 @@ func BenchmarkReplay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	events := handbookLike(200000)
+	n := 200000
+	if testing.Short() {
+		n = 2000 // CI's run of every benchmark once: does it run
+	}
+	events := handbookLike(n)
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := Run(context.Background(), p, nil, events, Options{})

@@ -15,6 +15,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/riskd/riskd/eventschema"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
@@ -344,8 +345,22 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 			if len(types) == 0 {
 				for_ = "for every event type"
 			}
-			c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is not declared in event_fields %s: rules read it untyped and events are not checked for it",
-				p.what, path, for_)
+			switch {
+			case sch.DeclaresAll(types) && !sch.Known(path, types):
+				// Every event this reads is checked against the schema, which
+				// declares no such field: a typo, which would never fire.
+				msg := fmt.Sprintf("%s: event.%s is not declared in event_fields %s", p.what, path, for_)
+				if sug := policyfile.Suggest(path, sch.Names(types)); sug != "" {
+					msg += fmt.Sprintf(" (did you mean event.%s?)", sug)
+				}
+				c.at(c.es, p.node, p.offset, line, col, "%s", msg)
+			case !eventschema.Builtin(path):
+				msg := fmt.Sprintf("%s: event.%s is not declared in event_fields %s: rules read it untyped and events are not checked for it", p.what, path, for_)
+				if sug := policyfile.Suggest(path, sch.Names(types)); sug != "" && !sch.Known(path, types) {
+					msg += fmt.Sprintf(" (did you mean event.%s?)", sug)
+				}
+				c.at(c.warns, p.node, p.offset, line, col, "%s", msg)
+			}
 		}
 		slots = append(slots, s)
 	}
@@ -530,6 +545,12 @@ func (c *compiler) at(es *policyfile.Errors, node *yaml.Node, offset, line, col 
 		} else {
 			fileCol = col + 1
 		}
+	}
+	if es == c.es && node.Kind == yaml.ScalarNode && node.Style == 0 && strings.HasPrefix(node.LineComment, "#") {
+		// An unquoted `any(lists.l, # == 1)` ends where YAML saw a
+		// comment; the error (unexpected token EOF) would not say so.
+		format += " (YAML read %s as a comment, which ends the expression: put the expression in quotes)"
+		args = append(args, policyfile.Quote(node.LineComment))
 	}
 	es.AtPos(fileLine, fileCol, format, args...)
 }

@@ -29,6 +29,9 @@ import (
 // typedFeatures declares a schema and features of every kind for the
 // equivalence test's own ruleset.
 const typedFeatures = `event_fields:
+  - {name: card_id, type: string}
+  - {name: account_id, type: string}
+  - {name: device_id, type: string}
   - {name: amount, type: number, required: true, event_types: [checkout]}
   - {name: amount, type: number, coerce: true, event_types: [refund]}
   - {name: currency, type: string, enum: [EUR, USD, GBP]}
@@ -38,6 +41,8 @@ const typedFeatures = `event_fields:
   - {name: tags, type: list of string}
   - {name: created, type: time}
   - {name: billing, type: object}
+  - {name: free, type: object}   # its sub-fields are read untyped
+  - {name: loose, type: object}
 features:
   - {name: n_1h, kind: count, key: card_id, window: 1h}
   - {name: sum_24h, kind: sum, key: card_id, field: amount, window: 24h}
@@ -70,14 +75,14 @@ rules:
   - {id: r12, when: "'promo' in event.tags", score: 1}
   - {id: r13, when: "event.created < date('2026-06-01T00:00:00Z')", score: 1}
   - {id: r14, when: "event.billing.country != event.ip_country", score: 1}
-  - {id: r15, when: "event.untyped > 3", score: 1}
-  - {id: r16, when: "event.untyped == 'x' || event.other ?? false", score: 1}
+  - {id: r15, when: "event.free.untyped > 3", score: 1}
+  - {id: r16, when: "event.free.untyped == 'x' || event.loose.other ?? false", score: 1}
   - {id: r17, when: "lower(event.ip_country ?? '') matches '^n'", score: 1}
   - {id: r18, when: "features.age_s < 600 && (features.sum_24h ?? 0) > 50", score: "features.sum_24h / 10"}
   - {id: r19, when: "let x = features.n_1h * 2; x > event.qty", score: 1}
   - {id: r20, when: "event.amount > 0 ? features.n_1h > 1 : features.seen", score: 1}
   - {id: r21, when: "event.qty / 4 > 1.5", score: 1}
-  - {id: r22, when: "event.untyped in lists.bad", score: 1}
+  - {id: r22, when: "event.free.untyped in lists.bad", score: 1}
   - {id: r23, when: "features.sum_24h == nil", score: 1}
   - {id: r24, when: "event.ip_country == nil || event.currency == nil", score: 1}
 `
@@ -426,7 +431,7 @@ func FuzzTypedEnv(f *testing.F) {
 // loose one boxes from that copy.
 func TestEnvValuesOutliveTheirRun(t *testing.T) {
 	p, err := Load(fstest.MapFS{
-		"features.yaml": {Data: []byte("event_fields:\n  - {name: note, type: string}\nfeatures:\n  - {name: sum_1h, kind: sum, key: card_id, field: amount, window: 1h}\n")},
+		"features.yaml": {Data: []byte("event_fields:\n  - {name: note, type: string}\n  - {name: card_id, type: string}\n  - {name: amount, type: number}\nfeatures:\n  - {name: sum_1h, kind: sum, key: card_id, field: amount, window: 1h}\n")},
 		"r.yaml": {Data: []byte("name: r\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n" +
 			"  - {id: typed, when: \"true\", score: 1, reason: \"{{features.sum_1h}}\"}\n" +
 			"  - {id: loose, when: \"true\", score: 1, reason: \"{{event.note ?? features.sum_1h}}\"}\n")},

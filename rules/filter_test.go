@@ -25,12 +25,12 @@ func TestWhereIsCompiledLikeARule(t *testing.T) {
 	}{
 		{"good", `event.amount > 500`, ""},
 		{"good with a list and ??", `(event.amount ?? 0) > 500 && event.ip_country not in ["FR", "DE"]`, ""},
-		{"type error", `event.amount > "x"`, `p/features.yaml:25:25: feature "big_count_24h": where: invalid operation: > (mismatched types float64 and string)`},
-		{"not a condition", `event.amount`, `p/features.yaml:25:12: feature "big_count_24h": where: expected bool, but got float64`},
-		{"reads a feature", `features.card_txn_count_1h > 2`, `p/features.yaml:25:21: feature "big_count_24h": where: a where reads event.* and lists.*, not features: it decides whether the event is recorded, before any feature is read`},
-		{"unknown list", `event.ip_country in lists.nope`, `p/features.yaml:25:38: feature "big_count_24h": where: unknown list "nope" (a where reads the lists declared under lists: in features.yaml)`},
-		{"syntax", `event.amount >`, `p/features.yaml:25:25: feature "big_count_24h": where: unexpected token EOF`},
-		{"empty", `"  "`, `p/features.yaml:25:12: feature "big_count_24h": where is empty: give a condition on the event (e.g. where: event.amount > 500) or leave it out`},
+		{"type error", `event.amount > "x"`, `p/features.yaml:28:25: feature "big_count_24h": where: invalid operation: > (mismatched types float64 and string)`},
+		{"not a condition", `event.amount`, `p/features.yaml:28:12: feature "big_count_24h": where: expected bool, but got float64`},
+		{"reads a feature", `features.card_txn_count_1h > 2`, `p/features.yaml:28:21: feature "big_count_24h": where: a where reads event.* and lists.*, not features: it decides whether the event is recorded, before any feature is read`},
+		{"unknown list", `event.ip_country in lists.nope`, `p/features.yaml:28:38: feature "big_count_24h": where: unknown list "nope" (a where reads the lists declared under lists: in features.yaml)`},
+		{"syntax", `event.amount >`, `p/features.yaml:28:25: feature "big_count_24h": where: unexpected token EOF`},
+		{"empty", `"  "`, `p/features.yaml:28:12: feature "big_count_24h": where is empty: give a condition on the event (e.g. where: event.amount > 500) or leave it out`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := loadFS(map[string]string{"features.yaml": whereFeatures(tt.where), "checkout.yaml": goodRuleset})
@@ -45,13 +45,14 @@ func TestWhereIsCompiledLikeARule(t *testing.T) {
 	}
 }
 
-// TestWhereWarnsOfUndeclaredFields: a where reading a field the schema
-// does not declare for the feature's event types warns, as a rule does.
-func TestWhereWarnsOfUndeclaredFields(t *testing.T) {
-	p := loadPolicy(t, whereFeatures(`event.status == "declined"`), goodRuleset)
-	want := `p/features.yaml:25:18: feature "big_count_24h": where: event.status is not declared in event_fields for checkout events: rules read it untyped and events are not checked for it`
-	if strings.Join(p.Warnings, "\n") != want {
-		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(p.Warnings, "\n"), want)
+// TestWhereRefusesUndeclaredFields: a where reading a field the schema
+// does not declare for the feature's event types is an error, as in a
+// rule.
+func TestWhereRefusesUndeclaredFields(t *testing.T) {
+	_, err := loadFS(map[string]string{"features.yaml": whereFeatures(`event.ip_contry == "NG"`), "checkout.yaml": goodRuleset})
+	want := `p/features.yaml:28:18: feature "big_count_24h": where: event.ip_contry is not declared in event_fields for checkout events (did you mean event.ip_country?)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
 	}
 }
 

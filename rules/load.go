@@ -167,6 +167,7 @@ func compile(src *source) (*Policy, error) {
 	if err := fes.Err(); err != nil {
 		errs = append(errs, err)
 	}
+	p.Warnings = append(p.Warnings, set.Warnings...)
 	p.Warnings = append(p.Warnings, fwarns.Messages()...)
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
@@ -186,6 +187,13 @@ func compile(src *source) (*Policy, error) {
 	// Challengers take their champion's event types in link; the rules are
 	// type-checked for those types once they are known.
 	linkErrs := link(parsed)
+	// With features.yaml broken, a type its broken features name would
+	// look unnamed.
+	if featErr == nil {
+		if err := checkEventTypes(set, all, name(FeaturesFile), &p.Warnings); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, rs := range all {
 		rs.c.finish(rs.Ruleset, rs.EventTypes)
 		rs.linkLists(rs.c.lists)
@@ -302,6 +310,102 @@ func link(parsed []*parsedRuleset) []error {
 		sort.Slice(rs.Challengers, func(i, j int) bool { return rs.Challengers[i].Name < rs.Challengers[j].Name })
 	}
 	return errs
+}
+
+// checkEventTypes refuses an event type, in a live ruleset or a feature,
+// that nothing else in the policy names (the schema, the features, the
+// other rulesets) and that is close to one that is named: `chekout` would
+// leave every checkout unscored, or the feature empty. A ruleset's event
+// type named nowhere else with no close match is a warning naming the
+// schema's types no ruleset scores. Ruleset errors go to their files'
+// lists; the features' are returned.
+func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile string, warnings *[]string) error {
+	// names counts, for each type, the places that name it; a place
+	// naming a type twice counts once.
+	names := map[string]int{}
+	var order []string
+	mention := func(types []string) {
+		seen := map[string]bool{}
+		for _, t := range types {
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			if names[t] == 0 {
+				order = append(order, t)
+			}
+			names[t]++
+		}
+	}
+	schemaTypes := set.Schema.Types()
+	mention(schemaTypes)
+	for _, f := range set.Features {
+		mention(f.EventTypes)
+	}
+	var live []*parsedRuleset
+	scored := map[string]bool{}
+	for _, rs := range all {
+		if rs.ShadowOf == "" {
+			live = append(live, rs)
+			mention(rs.EventTypes)
+			for _, t := range rs.EventTypes {
+				scored[t] = true
+			}
+		}
+	}
+	// lonely returns, for a type t named only once (by the place asking),
+	// a close type that is better established: one the schema or two
+	// places name, or, for a feature, one a ruleset scores. Two lone
+	// spellings do not accuse each other.
+	lonely := func(t string, feature bool) (sug string, alone bool) {
+		if names[t] > 1 {
+			return "", false
+		}
+		inSchema := map[string]bool{}
+		for _, st := range schemaTypes {
+			inSchema[st] = true
+		}
+		var others []string
+		for _, o := range order {
+			if o != t && (names[o] > 1 || inSchema[o] || feature && scored[o]) {
+				others = append(others, o)
+			}
+		}
+		return policyfile.Suggest(t, others), true
+	}
+	for _, rs := range live {
+		for _, t := range rs.EventTypes {
+			sug, alone := lonely(t, false)
+			switch {
+			case !alone:
+			case sug != "":
+				rs.es.AtPos(rs.typesLine, rs.typesCol, "event type %s is named by no event_fields declaration, feature or other ruleset (did you mean %q?): events of type %s are answered pass, unscored",
+					policyfile.Quote(t), sug, policyfile.Quote(sug))
+			case len(schemaTypes) > 0:
+				var unscored []string
+				for _, st := range schemaTypes {
+					if !scored[st] {
+						unscored = append(unscored, st)
+					}
+				}
+				if len(unscored) > 0 {
+					w := &policyfile.Errors{File: rs.File}
+					w.AtPos(rs.typesLine, rs.typesCol, "event type %s is named by no event_fields declaration, feature or other ruleset, and no ruleset scores the event types event_fields declares: %s (they are answered pass, unscored)",
+						policyfile.Quote(t), strings.Join(unscored, ", "))
+					*warnings = append(*warnings, w.Messages()...)
+				}
+			}
+		}
+	}
+	fes := &policyfile.Errors{File: featuresFile}
+	for _, f := range set.Features {
+		for _, t := range f.EventTypes {
+			if sug, alone := lonely(t, true); alone && sug != "" {
+				fes.At(f.TypesPos.Node(), "feature %q: event type %s is named by no event_fields declaration, ruleset or other feature (did you mean %q?): the feature records no event", f.Name, policyfile.Quote(t), sug)
+			}
+		}
+	}
+	return fes.Err()
 }
 
 func sameSet(a, b []string) bool {

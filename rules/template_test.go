@@ -25,7 +25,7 @@ func envFor(t testing.TB, rs *rules.Ruleset, event string, feats map[string]feat
 	for i, s := range rs.Slots {
 		switch {
 		case s.List != "":
-			e.SetList(i, lists.Empty())
+			e.SetList(i, lists.Empty()) // a mutable list, empty here
 		case s.Feature >= 0:
 			e.SetFeature(i, feats[strings.TrimPrefix(s.Name, "features.")])
 		default:

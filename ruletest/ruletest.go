@@ -33,21 +33,30 @@ type Case struct {
 	File   string
 	Name   string
 	Events [][]byte // JSON
+	// At is where each event is in File, for messages; Types the event
+	// type of each event id.
+	At     []Pos
+	Types  map[string]string
 	Expect []Expectation
 	// Lists are the values of mutable lists before the first event: what
 	// the admin API would have put in them.
 	Lists map[string][]string
 }
 
+// Pos is a line and column in a test file.
+type Pos struct{ Line, Col int }
+
 // Expectation is what one event's decision must be.
 type Expectation struct {
-	Line     int
-	Event    string
-	Ruleset  string         // whose verdict: "" = the live one; a challenger's name for its shadow verdict
-	Decision string         // pass, step_up, block; "" = not checked
-	Fired    []string       // exactly these rules fired (nil = not checked)
-	Score    *int64         // optional
-	Features map[string]any // optional: feature values (number, bool or nil)
+	Line      int
+	FiredAt   []Pos // where each of Fired is
+	RulesetAt Pos
+	Event     string
+	Ruleset   string         // whose verdict: "" = the live one; a challenger's name for its shadow verdict
+	Decision  string         // pass, step_up, block; "" = not checked
+	Fired     []string       // exactly these rules fired (nil = not checked)
+	Score     *int64         // optional
+	Features  map[string]any // optional: feature values (number, bool or nil)
 }
 
 // Load reads every DIR/tests/*.yaml file of fsys. dir names files in
@@ -112,7 +121,7 @@ func parse(file string, data []byte) ([]Case, error) {
 
 func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 	m := policyfile.Mapping(es, n, "test", "!name", "lists", "!events", "!expect")
-	c := Case{File: file}
+	c := Case{File: file, Types: map[string]string{}}
 	before := es.Len()
 	if f, ok := m["name"]; ok {
 		c.Name, _ = policyfile.String(es, f.Value, "name")
@@ -135,12 +144,16 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 			}
 			id, _ := v["id"].(string)
 			ids[id] = true
+			if t, ok := v["type"].(string); ok {
+				c.Types[id] = t
+			}
 			b, err := json.Marshal(jsonable(v))
 			if err != nil {
 				es.At(ev, "event: %v", err)
 				continue
 			}
 			c.Events = append(c.Events, b)
+			c.At = append(c.At, Pos{ev.Line, ev.Column})
 		}
 	}
 	if f, ok := m["expect"]; ok {
@@ -158,6 +171,7 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 			}
 			if f, ok := xm["ruleset"]; ok {
 				exp.Ruleset, _ = policyfile.String(es, f.Value, "ruleset")
+				exp.RulesetAt = Pos{f.Value.Line, f.Value.Column}
 			}
 			if f, ok := xm["decision"]; ok {
 				exp.Decision = f.Value.Value
@@ -172,6 +186,7 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 				exp.Fired = []string{}
 				for _, r := range f.Value.Content {
 					exp.Fired = append(exp.Fired, r.Value)
+					exp.FiredAt = append(exp.FiredAt, Pos{r.Line, r.Column})
 				}
 			}
 			if f, ok := xm["score"]; ok {
@@ -188,6 +203,58 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 		}
 	}
 	return c, es.Len() == before
+}
+
+// Check reports, as file:line:col: message, the expectations that name
+// what policy p does not have: a ruleset, or a rule of the ruleset that
+// scores the event. Such a test could only fail, and would not say why.
+func Check(p *rules.Policy, cases []Case) error {
+	byName := map[string]*rules.Ruleset{}
+	var names []string
+	for _, rs := range p.Rulesets {
+		byName[rs.Name] = rs
+		names = append(names, rs.Name)
+	}
+	var errs []string
+	at := func(file string, pos Pos, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("%s:%d:%d: ", file, pos.Line, pos.Col)+fmt.Sprintf(format, args...))
+	}
+	for _, c := range cases {
+		for _, x := range c.Expect {
+			rs := p.ForType(c.Types[x.Event])
+			if x.Ruleset != "" {
+				if rs = byName[x.Ruleset]; rs == nil {
+					msg := fmt.Sprintf("no ruleset named %s", policyfile.Quote(x.Ruleset))
+					if sug := policyfile.Suggest(x.Ruleset, names); sug != "" {
+						msg += fmt.Sprintf(" (did you mean %q?)", sug)
+					}
+					at(c.File, x.RulesetAt, "%s", msg)
+					continue
+				}
+			}
+			if rs == nil {
+				continue // Run says no ruleset scored it
+			}
+			var ids []string
+			for _, r := range rs.Rules {
+				ids = append(ids, r.ID)
+			}
+			for i, id := range x.Fired {
+				if slices.Contains(ids, id) {
+					continue
+				}
+				msg := fmt.Sprintf("fired: ruleset %s has no rule %s", rs.Name, policyfile.Quote(id))
+				if sug := policyfile.Suggest(id, ids); sug != "" {
+					msg += fmt.Sprintf(" (did you mean %s?)", sug)
+				}
+				at(c.File, x.FiredAt[i], "%s", msg)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
 }
 
 // jsonable turns YAML-decoded values into what encoding/json accepts.
@@ -234,10 +301,10 @@ func Run(p *rules.Policy, c Case) Result {
 	for _, x := range c.Expect {
 		byEvent[x.Event] = append(byEvent[x.Event], x)
 	}
-	for _, body := range c.Events {
+	for i, body := range c.Events {
 		var d engine.Decision
 		if err := e.Score(context.Background(), body, engine.ScoreOptions{Explain: true}, &d); err != nil {
-			r.Failures = append(r.Failures, fmt.Sprintf("event %s: refused: %v", body, err))
+			r.Failures = append(r.Failures, fmt.Sprintf("%s:%d:%d: event refused: %v", c.File, c.At[i].Line, c.At[i].Col, err))
 			continue
 		}
 		verdicts := append([]engine.Verdict{d.Verdict}, d.Shadows...)

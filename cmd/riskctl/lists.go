@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,18 +13,22 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
 
 const listsUsage = `riskctl lists: change riskd's mutable lists (declared {mutable: true})
 
-  riskctl lists add [-ttl 30d] NAME VALUE...    add values (VALUE - reads them from stdin, one a line)
+  riskctl lists add [-ttl 30d] NAME VALUE...    add values (VALUE - reads them from stdin, one a line;
+                                                a value that starts with - follows --)
   riskctl lists remove NAME VALUE...            remove values (- reads them from stdin)
   riskctl lists show NAME                       print the values, one a line, with their expiry
 
 Flags: -url (default $RISKD_URL or http://localhost:8080; riskd's admin
 address with -admin-listen), -token-file (default: the token in
-$RISKD_ADMIN_TOKEN). Every change is logged by riskd with the token's name.
+$RISKD_ADMIN_TOKEN). Flags may also follow NAME and the values.
+Every change is logged by riskd with the token's name. riskctl lists
+OPERATION -h explains an operation.
 `
 
 // listsCmd runs riskctl lists: add, remove and show, through riskd's
@@ -36,13 +39,41 @@ func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	op := args[0]
-	fl := flag.NewFlagSet("lists "+op, flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	var synopsis, about string
+	switch op {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, listsUsage)
+		return 0
+	case "add":
+		synopsis, about = "[flags] NAME VALUE...", "Adds the values to the mutable list NAME of a running riskd; a VALUE -\nreads values from standard input, one a line (blank lines and # comments\nskipped). A value that starts with - follows --.\n"
+	case "remove":
+		synopsis, about = "[flags] NAME VALUE...", "Removes the values from the mutable list NAME of a running riskd; a\nVALUE - reads them from standard input, one a line.\n"
+	case "show":
+		synopsis, about = "[flags] NAME", "Prints the values of the mutable list NAME of a running riskd, one a\nline, with their expiry.\n"
+	default:
+		msg := fmt.Sprintf("riskctl lists: unknown operation %s", policyfile.Quote(op))
+		if s := policyfile.Suggest(op, []string{"add", "remove", "show"}); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		fmt.Fprintf(stderr, "%s\n\n%s", msg, listsUsage)
+		return 2
+	}
+	fl := command("lists "+op, synopsis, about)
 	base := fl.String("url", envOr("RISKD_URL", "http://localhost:8080"), "riskd's address (its admin address with -admin-listen)")
 	tokenFile := fl.String("token-file", "", "file holding the admin token (default: $RISKD_ADMIN_TOKEN)")
-	ttl := fl.String("ttl", "", "add: how long the values stay (30d, 12h); default: until removed")
-	if err := fl.Parse(args[1:]); err != nil {
-		return 2
+	var ttl *string
+	if op == "add" {
+		ttl = fl.String("ttl", "", "how long the values stay (30d, 12h); default: until removed")
+	}
+	rest, code, ok := parse(fl, args[1:], stdout, stderr)
+	if !ok {
+		return code
+	}
+	switch {
+	case op == "show" && len(rest) != 1:
+		return usageError(fl, "want one list NAME")
+	case op != "show" && len(rest) < 2:
+		return usageError(fl, "want a list NAME and at least one VALUE")
 	}
 	token := os.Getenv("RISKD_ADMIN_TOKEN")
 	if *tokenFile != "" {
@@ -54,27 +85,18 @@ func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		token = strings.TrimSpace(string(b))
 	}
 	c := &listClient{base: strings.TrimRight(*base, "/"), token: token, http: &http.Client{Timeout: time.Minute}}
-	rest := fl.Args()
-	switch {
-	case op == "show" && len(rest) == 1:
+	if op == "show" {
 		return report(stderr, c.show(rest[0], stdout))
-	case (op == "add" || op == "remove") && len(rest) >= 2:
-		values, err := valuesOf(rest[1:], stdin)
-		if err != nil {
-			fmt.Fprintln(stderr, "riskctl lists:", err)
-			return 2
-		}
-		if op == "add" {
-			return report(stderr, c.add(rest[0], values, *ttl, stdout))
-		}
-		if *ttl != "" {
-			fmt.Fprintln(stderr, "riskctl lists remove: -ttl is for add")
-			return 2
-		}
-		return report(stderr, c.remove(rest[0], values, stdout))
 	}
-	fmt.Fprint(stderr, listsUsage)
-	return 2
+	values, err := valuesOf(rest[1:], stdin)
+	if err != nil {
+		fmt.Fprintln(stderr, "riskctl lists:", err)
+		return 2
+	}
+	if op == "add" {
+		return report(stderr, c.add(rest[0], values, *ttl, stdout))
+	}
+	return report(stderr, c.remove(rest[0], values, stdout))
 }
 
 func envOr(k, def string) string {

@@ -43,7 +43,15 @@ func TestListsCommand(t *testing.T) {
 		{"unknown list", "", append(append([]string{"lists", "add"}, conn...), "blokced", "x"), 1, `riskctl lists: POST /v1/lists/blokced: 404: no such mutable list "blokced" (the policy declares blocked)`},
 		{"no token", "", []string{"lists", "add", "-url", srv.URL, "blocked", "x"}, 1, "401: admin endpoint: missing or wrong bearer token"},
 		{"bad ttl", "", append(append([]string{"lists", "add", "-ttl", "soon"}, conn...), "blocked", "x"), 1, `400: ttl "soon"`},
-		{"usage", "", []string{"lists", "add", "blocked"}, 2, "riskctl lists: change riskd's mutable lists"},
+		{"usage", "", []string{"lists", "add", "blocked"}, 2, "riskctl lists add: want a list NAME and at least one VALUE\n\nusage: riskctl lists add [flags] NAME VALUE..."},
+		// Flags after the list name are flags, not values to block.
+		{"flags after the name", "", append([]string{"lists", "add", "blocked", "-ttl", "30d", "c5"}, conn...), 0, "blocked: added 1 values (expire: 20"},
+		{"a value starting with -", "", append(append([]string{"lists", "add"}, conn...), "blocked", "--", "-c6"), 0, "blocked: added 1 values (expire: never)"},
+		{"a dash value without --", "", append(append([]string{"lists", "add"}, conn...), "blocked", "-c7"), 2, "flag provided but not defined: -c7"},
+		{"show after", "", append([]string{"lists", "show", "blocked"}, conn...), 0, "-c6\nc2\nc4\texpires 20"},
+		{"ttl is for add", "", append(append([]string{"lists", "remove", "-ttl", "1d"}, conn...), "blocked", "c2"), 2, "flag provided but not defined: -ttl"},
+		{"help", "", []string{"lists", "-h"}, 0, "riskctl lists: change riskd's mutable lists"},
+		{"unknown operation", "", []string{"lists", "ad", "blocked", "x"}, 2, `riskctl lists: unknown operation "ad" (did you mean "add"?)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("RISKD_ADMIN_TOKEN", "")
@@ -52,7 +60,7 @@ func TestListsCommand(t *testing.T) {
 			if tt.code != 0 {
 				got = errOut
 			}
-			if code != tt.code || !strings.HasPrefix(got, tt.out) && !strings.Contains(got, tt.out) {
+			if code != tt.code || !strings.HasPrefix(got, tt.out) && !strings.Contains(got, tt.out) || tt.code == 0 && errOut != "" {
 				t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d with %q", code, out, errOut, tt.code, tt.out)
 			}
 		})
@@ -95,5 +103,14 @@ func TestValidateReportsListFiles(t *testing.T) {
 	code, _, errOut = riskctl(t, "", "validate", "-cost-warn", "0", "-rules-max-list-bytes", "20", dir)
 	if code != 0 || !strings.Contains(errOut, "warning: list files take 12 bytes, more than half of the 20 bytes riskd reads") {
 		t.Errorf("near the limit: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestListsShowHelp: an operation's -h goes to standard output, exit 0,
+// and lists only the flags that operation takes.
+func TestListsShowHelp(t *testing.T) {
+	code, out, errOut := riskctl(t, "", "lists", "show", "-h")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: riskctl lists show [flags] NAME") || !strings.Contains(out, "-url") || strings.Contains(out, "-ttl") {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
@@ -24,7 +25,7 @@ import (
 
 const usage = `riskctl: the analyst's tool for riskd policies
 
-  riskctl validate [-cost] [-cost-warn D] DIR
+  riskctl validate [-strict] [-cost] [-cost-warn D] DIR
                                    check DIR: every error as file:line:col: message;
                                    warn of rules costing over D (100µs) per event
   riskctl test [-run RE] [-v] DIR  run DIR/tests/*.yaml
@@ -38,12 +39,17 @@ const usage = `riskctl: the analyst's tool for riskd policies
 
 validate, test, score and replay read DIR as riskd does and take its
 -rules-max-file-bytes, -rules-max-dir-bytes, -rules-max-list-bytes and
--rules-follow-symlinks. riskctl COMMAND -h (or riskctl help COMMAND)
-explains a command's arguments and flags.
+-rules-follow-symlinks. Each takes DIR as its argument or as -rules DIR.
+Flags may come before or after the arguments; "--" ends the flags, for
+a value that starts with "-". riskctl COMMAND -h (or riskctl help
+COMMAND) explains a command's arguments and flags.
 
 Exit status: 0 ok; 1 invalid policy, failing tests or refused events;
 2 usage errors or unreadable test files.
 `
+
+// commands are riskctl's commands, for a did-you-mean.
+var commands = []string{"validate", "test", "score", "replay", "lists", "help", "version"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -75,7 +81,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, buildinfo.Read().String("riskctl"))
 		return 0
 	}
-	fmt.Fprintf(stderr, "riskctl: unknown command %q\n\n%s", args[0], usage)
+	msg := fmt.Sprintf("riskctl: unknown command %s", policyfile.Quote(args[0]))
+	if s := policyfile.Suggest(args[0], commands); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	fmt.Fprintf(stderr, "%s\n\n%s", msg, usage)
 	return 2
 }
 
@@ -115,23 +125,59 @@ func command(name, synopsis, about string) *flag.FlagSet {
 	return fl
 }
 
-// parse parses a command's arguments. Asked for with -h, the usage goes
-// to standard output and the exit status is 0; a usage error goes to
-// standard error with the usage, status 2. ok is false in both cases.
-func parse(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+// parse parses a command's arguments and returns its positional ones.
+// Flags may come before, between or after them (riskctl lists add NAME
+// -ttl 30d VALUE), so a flag typed last is never taken for a value; after
+// "--" every argument is positional, for a value that starts with "-".
+// Asked for with -h, the usage goes to standard output and the exit status
+// is 0; a usage error goes to standard error with the usage, status 2. ok
+// is false in both cases.
+func parse(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
 	var msg bytes.Buffer
 	fl.SetOutput(&msg)
-	err := fl.Parse(args)
-	fl.SetOutput(stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		stdout.Write(msg.Bytes())
-		return 0, false
-	case err != nil:
-		stderr.Write(msg.Bytes())
-		return 2, false
+	defer fl.SetOutput(stderr)
+	for {
+		err := fl.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			stdout.Write(msg.Bytes())
+			return nil, 0, false
+		case err != nil:
+			stderr.Write(msg.Bytes())
+			return nil, 2, false
+		}
+		rest := fl.Args()
+		if endsFlags(fl, args[:len(args)-len(rest)]) {
+			return append(pos, rest...), 0, true
+		}
+		if len(rest) == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
-	return 0, true
+}
+
+// endsFlags reports whether the flag package stopped reading consumed at
+// a "--" that ends the flags, rather than at one given as a flag's value.
+func endsFlags(fl *flag.FlagSet, consumed []string) bool {
+	for i := 0; i < len(consumed); i++ {
+		a := consumed[i]
+		if a == "--" {
+			return true
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if hasValue {
+			continue
+		}
+		if f := fl.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+		}
+		i++ // the flag's value
+	}
+	return false
 }
 
 // usageError reports wrong arguments with the command's usage; the exit
@@ -142,25 +188,50 @@ func usageError(fl *flag.FlagSet, msg string) int {
 	return 2
 }
 
-// oneDir parses a command that takes one policy directory.
+// rulesFlag adds -rules: every command that reads a policy directory
+// takes it as -rules DIR or as its one positional DIR.
+func rulesFlag(fl *flag.FlagSet) *string {
+	return fl.String("rules", "", "the policy directory `DIR` (or give DIR as the argument)")
+}
+
+// policyDir is the policy directory of a command, from -rules or the one
+// positional argument pos; code is a usage error's status when ok is
+// false.
+func policyDir(fl *flag.FlagSet, rules string, pos []string) (dir string, code int, ok bool) {
+	switch {
+	case rules != "" && len(pos) == 0:
+		return rules, 0, true
+	case rules == "" && len(pos) == 1:
+		return pos[0], 0, true
+	case rules != "" && len(pos) > 0:
+		return "", usageError(fl, fmt.Sprintf("the policy directory is -rules %s; unexpected arguments %s", rules, strings.Join(pos, " "))), false
+	case len(pos) > 1:
+		return "", usageError(fl, fmt.Sprintf("want one policy directory, got %d arguments: %s", len(pos), strings.Join(pos, " "))), false
+	}
+	return "", usageError(fl, "want a policy directory: DIR or -rules DIR"), false
+}
+
+// oneDir parses a command that takes one policy directory and nothing
+// else.
 func oneDir(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (dir string, code int, ok bool) {
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	rules := rulesFlag(fl)
+	pos, code, ok := parse(fl, args, stdout, stderr)
+	if !ok {
 		return "", code, false
 	}
-	if fl.NArg() != 1 {
-		return "", usageError(fl, "want one policy directory"), false
-	}
-	return fl.Arg(0), 0, true
+	return policyDir(fl, *rules, pos)
 }
 
 func validate(args []string, stdout, stderr io.Writer) int {
 	fl := command("validate", "[flags] DIR", `Loads the policy directory DIR (features.yaml and its ruleset files) as
 riskd does and reports every problem of every file, one per line as
 file:line:col: message, with a did-you-mean where it can (exit 1). When
-DIR loads, prints what it holds and runs each rule on generated events,
-warning of rules that cost more than -cost-warn per event (exit 0).
+DIR loads, prints what it holds, its warnings (what it may not mean;
+errors with -strict) and runs each rule on generated events, warning of
+rules that cost more than -cost-warn per event (exit 0).
 `)
 	dirOpts := dirFlags(fl)
+	strict := fl.Bool("strict", false, "treat the policy's warnings as errors (for CI); the measured costs of -cost-warn stay warnings")
 	cost := fl.Bool("cost", false, "print what each rule costs per event, measured on generated events")
 	costWarn := fl.Duration("cost-warn", 100*time.Microsecond, "warn of rules costing more than `DURATION` per event on generated events; 0: no warnings")
 	dir, code, ok := oneDir(fl, args, stdout, stderr)
@@ -170,6 +241,12 @@ warning of rules that cost more than -cost-warn per event (exit 0).
 	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *strict && len(p.Warnings) > 0 {
+		for _, w := range p.Warnings {
+			fmt.Fprintln(stderr, w)
+		}
 		return 1
 	}
 	n := 0
@@ -193,7 +270,7 @@ scores its events in order on a fresh in-memory store and checks the
 decisions, fired rules, scores and features it expects (docs/policy.md,
 Rule tests). The output reads like go test's and ends with the rules no
 test makes fire. Exit 1 when a test fails or DIR does not load, 2 when a
-test file cannot be read.
+test file cannot be read or names a rule or ruleset DIR does not have.
 `)
 	pattern := fl.String("run", "", "run only the tests whose file/name matches `REGEXP`")
 	verbose := fl.Bool("v", false, "print every test, not only failures")
@@ -209,6 +286,10 @@ test file cannot be read.
 	}
 	cases, err := ruletest.Load(os.DirFS(dir), dir)
 	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := ruletest.Check(p, cases); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
@@ -283,16 +364,13 @@ seen, and writes each decision as a JSON line on standard output, as
 riskd answers it. A line riskd would refuse is reported on standard
 error with its number and makes the exit status 1.
 `)
-	dir := fl.String("rules", "", "the policy directory `DIR` (required)")
 	explain := fl.Bool("explain", false, "add feature values and the rules that did not fire, as riskd's ?explain=1")
 	dirOpts := dirFlags(fl)
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	dir, code, ok := oneDir(fl, args, stdout, stderr)
+	if !ok {
 		return code
 	}
-	if *dir == "" || fl.NArg() > 0 {
-		return usageError(fl, "want -rules DIR and events on standard input")
-	}
-	p, err := load(*dir, dirOpts)
+	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/replay"
@@ -23,7 +26,6 @@ two disagree. Lines that cannot be replayed are named on standard error
 and make the exit status 1. -features-out writes training data and
 -known-fraud follows the handbook's test protocol. See docs/replay.md.
 `)
-	dir := fl.String("rules", "", "the policy directory `DIR` to replay (required)")
 	in := fl.String("in", "", "the events, JSON lines in `FILE`, gzip-compressed or not; - for standard input (required)")
 	challenger := fl.String("challenger", "", "a second policy directory `DIR` to replay beside -rules and compare")
 	label := fl.String("label", "", "the event `FIELD` holding the fraud label (true/false or 1/0)")
@@ -38,11 +40,12 @@ and make the exit status 1. -features-out writes training data and
 	knownEvery := fl.String("known-every", "1d", "with -known-fraud: labels that arrived are taken in at every multiple of this (1d: each UTC midnight); 0: as they arrive")
 	knownFrom := fl.String("known-from", "", "with -known-fraud: only frauds from `TIME` on are known (the handbook's protocol: its training week's start)")
 	dirOpts := dirFlags(fl)
-	if code, ok := parse(fl, args, stdout, stderr); !ok {
+	dir, code, ok := oneDir(fl, args, stdout, stderr)
+	if !ok {
 		return code
 	}
-	if *dir == "" || *in == "" || fl.NArg() > 0 {
-		return usageError(fl, "want -rules DIR -in FILE")
+	if *in == "" {
+		return usageError(fl, "want -in FILE: the events to replay")
 	}
 	var opts replay.Options
 	var err error
@@ -64,7 +67,7 @@ and make the exit status 1. -features-out writes training data and
 	}
 	opts.MaxChanged = *changed
 	opts.Progress = stderr
-	p, err := load(*dir, dirOpts)
+	p, err := load(dir, dirOpts)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -100,6 +103,14 @@ and make the exit status 1. -features-out writes training data and
 		fmt.Fprintf(stderr, "%s:%v\n", *in, e)
 	}
 	fmt.Fprintf(stderr, "replay: read %d events in %.1fs\n", len(events), time.Since(start).Seconds())
+	if *label != "" {
+		if msg, fatal := labelCoverage(events, *label); fatal {
+			fmt.Fprintf(stderr, "riskctl replay: %s\n", msg)
+			return 2
+		} else if msg != "" {
+			fmt.Fprintf(stderr, "replay: %s\n", msg)
+		}
+	}
 	switch *out {
 	case "":
 	case "-":
@@ -184,4 +195,36 @@ func parseTime(s string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%q is not a date (2018-08-08) or an RFC 3339 time", s)
+}
+
+// labelCoverage says how many events lack the label field: none carrying
+// it is a mistake (a typo of the field would drop every label metric), so
+// fatal; some lacking it are counted as unlabelled, which the user should
+// know.
+func labelCoverage(events []replay.Event, field string) (msg string, fatal bool) {
+	unlabelled := 0
+	for i := range events {
+		if events[i].Label < 0 {
+			unlabelled++
+		}
+	}
+	switch {
+	case len(events) == 0 || unlabelled == 0:
+		return "", false
+	case unlabelled < len(events):
+		return fmt.Sprintf("-label %s: %d of %d events lack it (or hold null); they count as unlabelled", field, unlabelled, len(events)), false
+	}
+	msg = fmt.Sprintf("-label %s: no event carries the field %s", field, policyfile.Quote(field))
+	var keys []string
+	if v, err := fastjson.ParseBytes(events[0].Body); err == nil {
+		if o, err := v.Object(); err == nil {
+			o.Visit(func(k []byte, _ *fastjson.Value) { keys = append(keys, string(k)) })
+		}
+	}
+	if sug := policyfile.Suggest(field, keys); sug != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", sug)
+	} else if len(keys) > 0 {
+		msg += "; the first event's fields: " + strings.Join(keys, ", ")
+	}
+	return msg, true
 }
