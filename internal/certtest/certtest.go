@@ -33,7 +33,7 @@ func NewCA(t testing.TB, dir, name string) *CA {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name},
+		Subject:               pkix.Name{CommonName: name + " CA"}, // never a leaf's name: OpenSSL would take the leaf for self-signed
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
@@ -62,7 +62,9 @@ type Pair struct {
 }
 
 // Server issues a server certificate for localhost and 127.0.0.1 (and
-// any further DNS names), written to dir as name.crt and name.key.
+// any further DNS names), written to dir as name.crt and name.key. It
+// serves as a client certificate too, as a Redis node's does when it
+// reaches its peers.
 func (ca *CA) Server(dir, name string, dnsNames ...string) Pair {
 	ca.t.Helper()
 	return ca.issue(dir, name, x509.ExtKeyUsageServerAuth, append([]string{"localhost"}, dnsNames...))
@@ -84,7 +86,7 @@ func (ca *CA) issue(dir, name string, usage x509.ExtKeyUsage, dnsNames []string)
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage, x509.ExtKeyUsageClientAuth},
 		DNSNames:     dnsNames,
 	}
 	if usage == x509.ExtKeyUsageServerAuth {
