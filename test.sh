@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs riskd's tests on a fresh machine: installs what they need where it
-# is missing (redis-server and redis-cli for the Redis store's tests, kcat
+# is missing (redis-server and redis-cli for the Redis store's tests,
+# redis-sentinel for the failover tests, kcat
 # for the Kafka end-to-end test, curl for the docs' examples, promtool
 # from Debian's prometheus package for the alerting rules), then vets and
 # runs every test with the race detector.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v kcat >/dev/null || need+=(kcat)
 command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
