@@ -81,7 +81,7 @@ func (s *security) define(fl *flag.FlagSet) {
 	fl.StringVar(&s.tlsClientCAFile, "tls-client-ca-file", "", "PEM CA certificates: the scoring listener then wants a client certificate they sign (mutual TLS)")
 	fl.StringVar(&s.adminTLSCertFile, "admin-tls-cert-file", "", "certificate of the admin listener (-admin-listen); default: -tls-cert-file's")
 	fl.StringVar(&s.adminTLSKeyFile, "admin-tls-key-file", "", "key of -admin-tls-cert-file")
-	fl.StringVar(&s.adminTLSClientCAFile, "admin-tls-client-ca-file", "", "PEM CA certificates the admin listener wants client certificates signed by; default: -tls-client-ca-file")
+	fl.StringVar(&s.adminTLSClientCAFile, "admin-tls-client-ca-file", "", "PEM CA certificates the admin listener wants client certificates signed by; default: none (the admin listener does not take -tls-client-ca-file: probes and Prometheus reach it without a client certificate)")
 
 	fl.StringVar(&s.adminTokenFile, "admin-token-file", "", "file holding the admin endpoints' bearer token (16 bytes or more), instead of -admin-token")
 }
@@ -216,11 +216,9 @@ func newTLSMetrics(reg prometheus.Registerer) *tlsMetrics {
 func (s *security) serverTLS(listener string, m *tlsMetrics, log *slog.Logger) (*tls.Config, error) {
 	cert, key, ca, flagName := s.tlsCertFile, s.tlsKeyFile, s.tlsClientCAFile, "-tls-cert-file"
 	if listener == "admin" {
+		ca = s.adminTLSClientCAFile
 		if s.adminTLSCertFile != "" {
 			cert, key, flagName = s.adminTLSCertFile, s.adminTLSKeyFile, "-admin-tls-cert-file"
-		}
-		if s.adminTLSClientCAFile != "" {
-			ca = s.adminTLSClientCAFile
 		}
 	}
 	if cert == "" {
