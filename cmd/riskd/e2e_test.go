@@ -201,7 +201,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 	publish(1, "cm-1")
 
 	logs := filepath.Join(t.TempDir(), "riskd.log")
-	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret")
+	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret-admin-token")
 	public, admin := serving(t, p)
 
 	// Every exchange with the binary is held to api/openapi.yaml too.
@@ -209,7 +209,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 	do := func(method, url, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Authorization", "Bearer s3cret-admin-token")
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}

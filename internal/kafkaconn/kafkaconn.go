@@ -114,3 +114,6 @@ func (c *Conn) Dialer(clientID string) *kafka.Dialer {
 func (c *Conn) Transport(clientID string) *kafka.Transport {
 	return &kafka.Transport{ClientID: clientID, DialTimeout: 10 * time.Second, TLS: c.tls, SASL: c.mechanism}
 }
+
+// Plain is the connection of brokers without TLS or SASL.
+func Plain() *Conn { return &Conn{redacted: "PLAINTEXT"} }
