@@ -160,3 +160,9 @@ func write(t testing.TB, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// WriteSecret writes a secret file as an operator should: owner-only.
+func WriteSecret(t testing.TB, path, text string) {
+	t.Helper()
+	write(t, path, []byte(text))
+}
