@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/internal/certtest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redisconn"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/internal/tlsfiles"
@@ -231,17 +232,10 @@ func TestSentinelFailover(t *testing.T) {
 			newMaster := s.Failover(t)
 			// The client meets the dead master's closed connections first:
 			// it gets there within a few attempts, not at once.
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				err := client.Set(ctx, "after", "2", 0).Err()
-				if err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no write after the failover: %v", c.Explain(err))
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			poll.Wait{Explain: func() string { return c.Explain(err).Error() }}.Until(t, "a write after the failover", func() bool {
+				err = client.Set(ctx, "after", "2", 0).Err()
+				return err == nil
+			})
 			direct := redis.NewClient(&redis.Options{Addr: newMaster})
 			defer direct.Close()
 			for k, want := range map[string]string{"before": "1", "after": "2"} {
