@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs riskd's tests on a fresh machine: installs what they need where it
 # is missing (gcc and the C library headers for the race detector,
-# redis-server and redis-cli for the Redis store's tests, kcat for the
-# Kafka end-to-end test, curl for the docs' examples, promtool from
-# Debian's prometheus package for the alerting rules), then vets, runs
-# every test with the race detector and every benchmark once.
+# redis-server and redis-cli for the Redis store's tests, redis-sentinel
+# for the failover tests, kcat for the Kafka end-to-end test, curl for the
+# docs' examples, promtool from Debian's prometheus package for the
+# alerting rules), then vets, runs every test with the race detector and
+# every benchmark once.
 # Extra arguments go to the race run: ./test.sh -run TestReload
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,6 +19,7 @@ command -v gcc >/dev/null || need+=(gcc)
 [ -e /usr/include/stdlib.h ] || need+=(libc6-dev)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v kcat >/dev/null || need+=(kcat)
 command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -74,6 +75,9 @@ type HandlerOptions struct {
 	// AdminTokens are more admin tokens, each with the name changes made
 	// with it are logged under.
 	AdminTokens []NamedToken
+	// Logger reports failed admin authentications (riskd's rate-limits
+	// repeated warnings); nil discards.
+	Logger *slog.Logger
 }
 
 type httpScratch struct {
@@ -86,6 +90,9 @@ type httpScratch struct {
 // names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz,
 // /readyz and /openapi.yaml (api/openapi.yaml describes them all).
 func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux(), readiness: opts.Readiness}
 	h.buffers.New = func() any { return &httpScratch{} }
 	if h.readiness == nil {

@@ -19,6 +19,8 @@ type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight *prometheus.GaugeVec
+	// authFailures counts requests refused for their admin token.
+	authFailures *prometheus.CounterVec
 }
 
 // NewHTTPMetrics registers the HTTP metrics with reg (nil: not
@@ -34,9 +36,15 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "riskd_http_requests_in_flight", Help: "HTTP requests being answered, by handler.",
 		}, []string{"handler"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_admin_auth_failures_total", Help: "Requests to admin endpoints refused for their bearer token, by reason: missing or wrong.",
+		}, []string{"reason"}),
 	}
+	// Both series exist from the start, at 0: an alert compares with them.
+	m.authFailures.WithLabelValues("missing")
+	m.authFailures.WithLabelValues("wrong")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inFlight)
+		reg.MustRegister(m.requests, m.duration, m.inFlight, m.authFailures)
 	}
 	return m
 }

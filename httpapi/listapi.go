@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -45,11 +46,31 @@ func (h *Handler) adminName(w http.ResponseWriter, r *http.Request) (string, boo
 		}
 	}
 	if !ok || name == "" {
+		reason := "wrong"
+		if !ok || got == "" {
+			reason = "missing"
+		}
+		h.authFailed(r, reason)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="riskd admin"`)
 		writeError(w, http.StatusUnauthorized, "admin endpoint: missing or wrong bearer token")
 		return "", false
 	}
 	return name, true
+}
+
+// authFailed counts and logs a request refused for its admin token: the
+// client's address and the reason, never what it sent. The log line is a
+// warning of constant text, so riskd's log limiter writes it once per
+// interval however many arrive, with the repeats counted.
+func (h *Handler) authFailed(r *http.Request, reason string) {
+	if h.opts.Metrics != nil {
+		h.opts.Metrics.authFailures.WithLabelValues(reason).Inc()
+	}
+	client := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		client = host
+	}
+	h.opts.Logger.Warn("admin authentication failed", "client", client, "method", r.Method, "path", r.URL.Path, "reason", reason+" token")
 }
 
 // routeLists adds the list endpoints (admin) or, when where is not empty,

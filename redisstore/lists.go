@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/riskd/riskd/internal/redisconn"
 	"github.com/riskd/riskd/lists"
 )
 
@@ -42,7 +43,9 @@ const logLength = 256
 // ListOptions configure a registry on Redis.
 type ListOptions struct {
 	lists.Options
+	// Conn says how to reach Redis, as the feature store's; without it,
 	// Addrs: one address for a standalone server, several for a Cluster.
+	Conn  *redisconn.Conn
 	Addrs []string
 	// Prefix starts every key, as the feature store's (-redis-prefix).
 	Prefix string
@@ -57,13 +60,14 @@ type listStore struct {
 // feature store it does not wait for Redis: Declare and Run retry until
 // it answers.
 func NewLists(opts ListOptions) (*lists.Registry, error) {
-	if len(opts.Addrs) == 0 {
-		return nil, errors.New("lists: redis: no address")
+	conn, err := connOf(opts.Conn, opts.Addrs)
+	if err != nil {
+		return nil, fmt.Errorf("lists: %w", err)
 	}
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("lists: redis: prefix %q must not contain { or }", opts.Prefix)
 	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: opts.Addrs, ContextTimeoutEnabled: true, PoolSize: 4})
+	client := conn.NewClient(func(o *redis.UniversalOptions) { o.ContextTimeoutEnabled = true; o.PoolSize = 4 })
 	return lists.NewRegistry(&listStore{client: client, prefix: opts.Prefix}, opts.Options), nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/redisconn"
 )
 
 // DefaultPrefix starts every key riskd writes. The key layout's
@@ -43,7 +44,10 @@ const (
 // Options configure a Redis store.
 type Options struct {
 	features.Options
-	// Addrs: one address for a standalone server, several for a Cluster.
+	// Conn says how to reach Redis as riskd's flags do: URLs, Sentinel,
+	// TLS, credentials. Without it, Addrs: one address for a standalone
+	// server, several for a Cluster.
+	Conn  *redisconn.Conn
 	Addrs []string
 	// Prefix starts every key. Default DefaultPrefix.
 	Prefix string
@@ -91,6 +95,7 @@ type Options struct {
 // parallel.
 type Store struct {
 	client   redis.UniversalClient
+	conn     *redisconn.Conn // says where client connects, without passwords
 	cluster  bool
 	prefix   string
 	opts     features.Options
@@ -108,8 +113,9 @@ type Store struct {
 // New returns a store on the given nodes. It does not wait for them:
 // riskd starts while Redis is away and degrades until it answers.
 func New(ctx context.Context, opts Options) (*Store, error) {
-	if len(opts.Addrs) == 0 {
-		return nil, errors.New("redis: no address")
+	conn, err := connOf(opts.Conn, opts.Addrs)
+	if err != nil {
+		return nil, err
 	}
 	opts.SetDefaults()
 	prefix := opts.Prefix
@@ -119,15 +125,16 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
 	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:    opts.Addrs,
-		PoolSize: opts.PoolSize,
+	client := conn.NewClient(func(o *redis.UniversalOptions) {
+		if opts.PoolSize > 0 {
+			o.PoolSize = opts.PoolSize
+		}
 		// Deadlines come from the request's context (the store budget),
 		// not from fixed socket timeouts.
-		ContextTimeoutEnabled: true,
+		o.ContextTimeoutEnabled = true
 		// One attempt: a retry would overrun the request's budget anyway,
 		// and the engine degrades (HTTP) or retries the event (Kafka).
-		MaxRetries: -1,
+		o.MaxRetries = -1
 	})
 	_, cluster := client.(*redis.ClusterClient)
 	if opts.Now == nil {
@@ -136,7 +143,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.HotFrom <= 0 {
 		opts.HotFrom = DefaultHotFrom
 	}
-	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
+	r := &Store{client: client, conn: conn, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
 	if !cluster {
 		r.batch = newBatcher(client)
@@ -159,14 +166,27 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	return r, nil
 }
 
-// Ready pings every node.
+// Ready pings every node; its error says where riskd connects (without
+// the password) and what to check.
 func (r *Store) Ready(ctx context.Context) error {
 	if c, ok := r.client.(*redis.ClusterClient); ok {
-		return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
+		return r.conn.Explain(c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
 			return shard.Ping(ctx).Err()
-		})
+		}))
 	}
-	return r.client.Ping(ctx).Err()
+	return r.conn.Explain(r.client.Ping(ctx).Err())
+}
+
+// connOf is conn, or else the Conn of bare addresses.
+func connOf(conn *redisconn.Conn, addrs []string) (*redisconn.Conn, error) {
+	if conn != nil {
+		return conn, nil
+	}
+	c, err := redisconn.Parse(redisconn.Options{Addrs: addrs})
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return c, nil
 }
 
 // Close stops the epoch watch and the batcher, then closes the connections.

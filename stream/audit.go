@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/kafkaconn"
 	"github.com/riskd/riskd/internal/logs"
 )
 
@@ -17,6 +18,9 @@ import (
 // the comments.
 type AuditOptions struct {
 	Brokers []string
+	// Conn says how to connect to the brokers, as the consumer's;
+	// default: plain TCP, no SASL.
+	Conn *kafkaconn.Conn
 	// Topic is where decisions go; default "risk.decisions", the topic the
 	// Kafka path writes its decisions to, so one topic holds them all.
 	Topic string
@@ -76,9 +80,13 @@ func NewAuditStream(opts AuditOptions) *AuditStream {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Conn == nil {
+		opts.Conn = kafkaconn.Plain()
+	}
 	a := &AuditStream{opts: opts, queue: make(chan kafka.Message, opts.Buffer)}
 	a.writer = &kafka.Writer{
 		Addr:                   kafka.TCP(opts.Brokers...),
+		Transport:              opts.Conn.Transport(""),
 		Topic:                  opts.Topic,
 		Balancer:               &kafka.Hash{}, // by event id, as the Kafka path's decisions
 		RequiredAcks:           kafka.RequireAll,

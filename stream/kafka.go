@@ -23,6 +23,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/kafkaconn"
 	"github.com/riskd/riskd/internal/logs"
 	"github.com/riskd/riskd/readiness"
 )
@@ -30,7 +31,10 @@ import (
 // KafkaOptions configure stream scoring. Zero values take the defaults in
 // the comments.
 type KafkaOptions struct {
-	Brokers        []string
+	Brokers []string
+	// Conn says how to connect to the brokers: TLS, SASL. Default:
+	// plain TCP, no SASL.
+	Conn           *kafkaconn.Conn
 	Topic          string // events; default "risk.events"
 	Group          string // consumer group; default "riskd"
 	DecisionsTopic string // default "risk.decisions"
@@ -124,6 +128,9 @@ func (o *KafkaOptions) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Conn == nil {
+		o.Conn = kafkaconn.Plain()
 	}
 	if o.ClientID == "" {
 		host, _ := os.Hostname()
@@ -224,7 +231,7 @@ func NewConsumer(e *engine.Engine, opts KafkaOptions) *Consumer {
 		MaxBytes:       16 << 20,
 		QueueCapacity:  opts.BatchSize,
 		ReadBackoffMax: backoffMax,
-		Dialer:         &kafka.Dialer{ClientID: opts.ClientID, Timeout: 10 * time.Second, DualStack: true},
+		Dialer:         opts.Conn.Dialer(opts.ClientID),
 		// The reader retries a broker it cannot reach, or a group it
 		// cannot join, by itself: FetchMessage only waits. What it
 		// reports here is all there is to see of it, so it is a warning
@@ -235,11 +242,13 @@ func NewConsumer(e *engine.Engine, opts KafkaOptions) *Consumer {
 		}),
 		Logger: kafka.LoggerFunc(logs.Printf(opts.Logger, slog.LevelDebug, "kafka-go")),
 	})
-	c.transport = &kafka.Transport{ClientID: opts.ClientID}
+	// The client and the writers share the transport's connections.
+	c.transport = opts.Conn.Transport(opts.ClientID)
 	c.client = &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Transport: c.transport}
 	writer := func(topic string) *kafka.Writer {
 		return &kafka.Writer{
 			Addr:                   kafka.TCP(opts.Brokers...),
+			Transport:              c.transport,
 			Topic:                  topic,
 			Balancer:               &kafka.Hash{}, // by event id
 			RequiredAcks:           kafka.RequireAll,
@@ -278,7 +287,7 @@ func (c *Consumer) Dependencies() []readiness.Dependency {
 func (c *Consumer) checkBrokers(ctx context.Context) error {
 	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.opts.Topic}})
 	if err != nil {
-		return fmt.Errorf("brokers %s: %w", strings.Join(c.opts.Brokers, ","), err)
+		return fmt.Errorf("brokers %s (%s): %w", strings.Join(c.opts.Brokers, ","), c.opts.Conn, err)
 	}
 	for _, t := range md.Topics {
 		if t.Error != nil {

@@ -22,6 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/redisconn"
+	"github.com/riskd/riskd/internal/tlsfiles"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
@@ -32,6 +34,8 @@ func main() {
 	events := flag.Int("events", 200000, "checkouts to score")
 	workers := flag.Int("workers", 32, "concurrent scorers")
 	profile := flag.String("cpuprofile", "", "write riskd's side's CPU profile here")
+	tlsAddr := flag.String("store-tls", "", "host:port of the same server's --tls-port: the store connects there over TLS (INFO and FLUSHALL still go to -redis), to compare Redis's CPU with and without TLS")
+	caFile := flag.String("ca-file", "", "with -store-tls: the CA that signs the server's certificate")
 	flag.Parse()
 	if *profile != "" {
 		f, err := os.Create(*profile)
@@ -46,7 +50,15 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(strings.Split(*addrs, ","), *events, *workers); err != nil {
+	var conn *redisconn.Conn
+	if *tlsAddr != "" {
+		var err error
+		if conn, err = redisconn.Parse(redisconn.Options{Addrs: []string{*tlsAddr}, TLS: tlsfiles.Client{CAFile: *caFile}}); err != nil {
+			fmt.Fprintln(os.Stderr, "redismem: -store-tls:", err)
+			os.Exit(1)
+		}
+	}
+	if err := run(strings.Split(*addrs, ","), conn, *events, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "redismem:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -86,7 +98,7 @@ func (n *node) sample(ctx context.Context) error {
 	return nil
 }
 
-func run(addrs []string, events, workers int) error {
+func run(addrs []string, conn *redisconn.Conn, events, workers int) error {
 	ctx := context.Background()
 	var nodes []*node
 	for _, addr := range addrs {
@@ -116,7 +128,7 @@ func run(addrs []string, events, workers int) error {
 	if err != nil {
 		return err
 	}
-	store, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs})
+	store, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs, Conn: conn})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func TestComposeRunsRiskdWithRealFlags(t *testing.T) {
 		Services map[string]struct {
 			Command     []string
 			Environment map[string]string
+			Ports       []string
 		}
 	}
 	if err := yaml.Unmarshal(data, &compose); err != nil {
@@ -45,6 +46,18 @@ func TestComposeRunsRiskdWithRealFlags(t *testing.T) {
 	c, err := parseFlags(riskd.Command, func(k string) string { return riskd.Environment[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("riskd %s: %v", strings.Join(riskd.Command, " "), err)
+	}
+	// Secrets come from files, not from compose.yaml; published ports
+	// stay on the machine's loopback.
+	if c.adminToken != "" || c.sec.adminTokenFile == "" {
+		t.Errorf("compose gives riskd its admin token as a value (%q), not a secret file", c.adminToken)
+	}
+	for name, svc := range compose.Services {
+		for _, p := range svc.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("compose.yaml: %s publishes %s on every interface: bind it to 127.0.0.1", name, p)
+			}
+		}
 	}
 	if c.redis == "" || c.kafkaBrokers == "" || c.logFormat != "json" {
 		t.Errorf("compose runs riskd without Redis (%q), Kafka (%q) or JSON logs (%q)", c.redis, c.kafkaBrokers, c.logFormat)

@@ -137,13 +137,13 @@ rules:
 `), 0o644)
 
 	p := startRiskd(t, riskdBinary(t), filepath.Join(t.TempDir(), "riskd.log"),
-		"-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules, "-admin-token", "s3cret")
+		"-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules, "-admin-token", "s3cret-admin-token")
 	public, _ := serving(t, p)
 	client := &http.Client{Timeout: 10 * time.Second}
 	post := func(path, body string) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", public+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Authorization", "Bearer s3cret-admin-token")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -20,10 +20,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/internal/certtest"
+	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/internal/tlsfiles"
 )
 
 // TestKafkaEndToEndWithKcat runs the riskd binary against a Kafka-protocol
-// broker, produces events with kcat (librdkafka, an independent client),
+// broker that wants TLS and SASL (SCRAM-SHA-512), as a managed Kafka
+// does, produces events with kcat (librdkafka, an independent client),
 // reads the decisions (and a challenger's shadow decisions) back with kcat,
 // then stops riskd with SIGTERM.
 func TestKafkaEndToEndWithKcat(t *testing.T) {
@@ -31,12 +35,29 @@ func TestKafkaEndToEndWithKcat(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kcat is needed for this test (Debian: apt-get install kcat; ./test.sh installs it): %v", err)
 	}
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "risk.events", "risk.decisions", "risk.decisions.shadow", "risk.events.dlq"))
+	const password = "kafka-Pw-0123"
+	certs := t.TempDir()
+	ca := certtest.NewCA(t, certs, "kafka")
+	srv := ca.Server(certs, "broker")
+	serverTLS, _, err := tlsfiles.Server{CertFile: srv.CertFile, KeyFile: srv.KeyFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS.NextProtos = nil
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "risk.events", "risk.decisions", "risk.decisions.shadow", "risk.events.dlq"),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "riskd", password), kfake.TLS(serverTLS))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer broker.Close()
 	addr := broker.ListenAddrs()[0]
+	clientTLS, err := tlsfiles.Client{CAFile: ca.CertFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.AdvertiseHandshakeV0(t, broker, clientTLS)
+	security := []string{"-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=riskd",
+		"-X", "sasl.password=" + password, "-X", "ssl.ca.location=" + ca.CertFile}
 
 	bin := riskdBinary(t)
 	// The example policy plus a challenger live for half the accounts.
@@ -51,7 +72,10 @@ rules:
   - {id: big, when: event.amount > 40, score: 60}
 `), 0o644)
 	var logs bytes.Buffer
-	riskd := exec.Command(bin, "-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules)
+	// The password from the environment, as a deployment gives it.
+	riskd := exec.Command(bin, "-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules,
+		"-kafka-sasl-mechanism", "SCRAM-SHA-512", "-kafka-sasl-username", "riskd", "-kafka-tls-ca-file", ca.CertFile)
+	riskd.Env = append(os.Environ(), "RISKD_KAFKA_SASL_PASSWORD="+password)
 	riskd.Stdout, riskd.Stderr = &logs, &logs
 	if err := riskd.Start(); err != nil {
 		t.Fatal(err)
@@ -73,14 +97,14 @@ rules:
 	events.WriteString("not json\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	produce := exec.CommandContext(ctx, kcat, "-P", "-b", addr, "-t", "risk.events")
+	produce := exec.CommandContext(ctx, kcat, append([]string{"-P", "-b", addr, "-t", "risk.events"}, security...)...)
 	produce.Stdin = &events
 	if out, err := produce.CombinedOutput(); err != nil {
 		t.Fatalf("kcat -P: %v\n%s", err, out)
 	}
 
 	read := func(topic string, count int) []record {
-		out, err := exec.CommandContext(ctx, kcat, "-C", "-b", addr, "-t", topic, "-o", "beginning", "-c", fmt.Sprint(count), "-f", "%k\t%h\t%s\n").Output()
+		out, err := exec.CommandContext(ctx, kcat, append([]string{"-C", "-b", addr, "-t", topic, "-o", "beginning", "-c", fmt.Sprint(count), "-f", "%k\t%h\t%s\n"}, security...)...).Output()
 		if err != nil {
 			t.Fatalf("kcat -C %s: %v\nriskd:\n%s", topic, err, logs.String())
 		}
@@ -148,8 +172,11 @@ rules:
 	case <-time.After(30 * time.Second):
 		t.Fatalf("riskd still running 30s after SIGTERM\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), "shutting down") {
+	if !strings.Contains(logs.String(), "shutting down") || !strings.Contains(logs.String(), `"kafka_security":"SASL_SSL SCRAM-SHA-512 user riskd"`) {
 		t.Errorf("riskd logs:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Errorf("riskd logged the SASL password:\n%s", logs.String())
 	}
 }
 
@@ -201,7 +228,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 	publish(1, "cm-1")
 
 	logs := filepath.Join(t.TempDir(), "riskd.log")
-	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret")
+	p := startRiskd(t, bin, logs, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-rules", dir, "-admin-token", "s3cret-admin-token")
 	public, admin := serving(t, p)
 
 	// Every exchange with the binary is held to api/openapi.yaml too.
@@ -209,7 +236,7 @@ func TestAdminListenerAndConfigMapReload(t *testing.T) {
 	do := func(method, url, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Authorization", "Bearer s3cret-admin-token")
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}

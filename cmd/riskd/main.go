@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,7 +29,10 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/buildinfo"
+	"github.com/riskd/riskd/internal/kafkaconn"
 	"github.com/riskd/riskd/internal/logs"
+	"github.com/riskd/riskd/internal/redisconn"
+	"github.com/riskd/riskd/internal/secret"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/readiness"
@@ -67,6 +71,10 @@ type config struct {
 	logFormat         string
 	logLevel          slog.Level
 	version           bool
+	sec               security
+	// argvSecrets names the secrets given on the command line, for a
+	// warning once logging is set up.
+	argvSecrets []string
 }
 
 // flagSet defines riskd's flags into c.
@@ -80,7 +88,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.Int64Var(&c.rulesRead.MaxDirBytes, "rules-max-dir-bytes", rules.DefaultMaxDirBytes, "most bytes of policy files read from the -rules directory together")
 	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
 	fl.Int64Var(&c.rulesRead.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from the -rules directory together")
-	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
+	fl.StringVar(&c.redis, "redis", "", "Redis: redis://[user@]host:port[/db] or rediss:// (TLS) URLs, or host:port, comma-separated for a Cluster (or the Sentinels, with -redis-sentinel-master); empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
@@ -104,6 +112,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
 	fl.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "least severe `level` of the log lines written: debug, info, warn or error")
 	fl.BoolVar(&c.version, "version", false, "print riskd's version, VCS revision and Go version, and exit")
+	c.sec.define(fl)
 	return fl
 }
 
@@ -141,6 +150,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	c.argvSecrets = argvSecrets(set, c.redis)
+	if err := c.sec.check(c.adminListen); err != nil {
+		return nil, err
+	}
+	if c.redis == "" && c.sec.redisSentinelMaster != "" {
+		return nil, errors.New("-redis-sentinel-master needs -redis: the Sentinels' addresses")
 	}
 	switch c.logFormat {
 	case logs.FormatAuto, logs.FormatJSON, logs.FormatText:
@@ -248,19 +264,13 @@ func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memst
 
 // openStore returns the Redis store when -redis is set, else the memory
 // store.
-func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (features.Store, string, error) {
-	if cfg.redis == "" {
+func openStore(cfg *config, conn *redisconn.Conn, log *slog.Logger, reg prometheus.Registerer) (features.Store, string, error) {
+	if conn == nil {
 		return openMemory(cfg, log, reg), "memory", nil
-	}
-	addrs := splitList(cfg.redis)
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, "", fmt.Errorf("-redis: %q is not host:port: %v", a, err)
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	r, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
+	r, err := redisstore.New(ctx, redisstore.Options{Conn: conn, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
 		OnHistoryLost: func(node string) {
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})
@@ -268,11 +278,11 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 		return nil, "", fmt.Errorf("-redis: %w", err)
 	}
 	if err := r.Ready(ctx); err != nil {
-		log.Warn("redis not reachable yet; decisions are degraded until it answers", "addrs", cfg.redis, "err", err)
+		log.Warn("redis not reachable yet; decisions are degraded until it answers", "redis", conn.String(), "err", err)
 	}
 	name := "redis"
-	if len(addrs) > 1 {
-		name = "redis-cluster"
+	if conn.Mode() != redisconn.Standalone {
+		name += "-" + string(conn.Mode())
 	}
 	return r, name, nil
 }
@@ -295,12 +305,12 @@ func buildInfoGauge(b buildinfo.Info) prometheus.Collector {
 
 // openLists returns the registry of mutable lists: in Redis, shared with
 // every riskd on it, when -redis is set; else in this process alone.
-func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists.Registry, error) {
+func openLists(cfg *config, conn *redisconn.Conn, log *slog.Logger, reg prometheus.Registerer) (*lists.Registry, error) {
 	opts := lists.Options{Registerer: reg, Logger: log}
-	if cfg.redis == "" {
+	if conn == nil {
 		return lists.NewMemory(opts), nil
 	}
-	r, err := redisstore.NewLists(redisstore.ListOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	r, err := redisstore.NewLists(redisstore.ListOptions{Options: opts, Conn: conn, Prefix: cfg.redisPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
@@ -340,7 +350,7 @@ func readTokens(path string) ([]httpapi.NamedToken, error) {
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: want NAME TOKEN", path, i+1)
 		case !tokenNameRE.MatchString(f[0]):
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %q: letters, digits, _, - and . only", path, i+1, f[0])
-		case len(f[1]) < 16:
+		case len(f[1]) < secret.MinTokenBytes:
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: the token of %s is shorter than 16 characters", path, i+1, f[0])
 		case names[f[0]]:
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %s is used twice", path, i+1, f[0])
@@ -403,6 +413,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// go through the same handler.
 	slog.SetDefault(log)
 	redis.SetLogger(logs.GoRedis{Log: log})
+	warnArgvSecrets(log, cfg.argvSecrets)
 	if err := serve(cfg, log); err != nil {
 		log.Error("riskd stopped", "err", err)
 		return loggedError{err}
@@ -418,16 +429,46 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(buildinfo.Read()))
+	adminToken, err := cfg.sec.adminToken(cfg.adminToken, log)
+	if err != nil {
+		return err
+	}
+	if cfg.adminTokensFile != "" {
+		secret.WarnIfReadable(cfg.adminTokensFile, log)
+	}
 	tokens, err := readTokens(cfg.adminTokensFile)
 	if err != nil {
 		return err
 	}
-	store, storeName, err := openStore(cfg, log, reg)
+	var redisConn *redisconn.Conn
+	if cfg.redis != "" {
+		if redisConn, err = cfg.sec.redisConn(cfg.redis, log); err != nil {
+			return err
+		}
+	}
+	var kafkaConn *kafkaconn.Conn
+	if cfg.kafkaBrokers != "" {
+		if kafkaConn, err = cfg.sec.kafkaConn(log); err != nil {
+			return err
+		}
+	}
+	tlsm := newTLSMetrics(reg)
+	scoringTLS, err := cfg.sec.serverTLS("scoring", tlsm, log)
+	if err != nil {
+		return err
+	}
+	var adminTLS *tls.Config
+	if cfg.adminListen != "" {
+		if adminTLS, err = cfg.sec.serverTLS("admin", tlsm, log); err != nil {
+			return err
+		}
+	}
+	store, storeName, err := openStore(cfg, redisConn, log, reg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	valueLists, err := openLists(cfg, log, reg)
+	valueLists, err := openLists(cfg, redisConn, log, reg)
 	if err != nil {
 		return err
 	}
@@ -452,7 +493,7 @@ func serve(cfg *config, log *slog.Logger) error {
 	// serve a policy that silently no longer follows its directory.
 	var g group
 	addSignal(&g)
-	hopts := httpapi.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: httpapi.NewHTTPMetrics(reg), AdminTokens: tokens}
+	hopts := httpapi.HandlerOptions{Gatherer: reg, AdminToken: adminToken, Metrics: httpapi.NewHTTPMetrics(reg), AdminTokens: tokens, Logger: log}
 	if cfg.rulesDir != "" {
 		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead,
 			Prepare: func(p *rules.Policy) { fetchLists(valueLists, p, log) }, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
@@ -471,16 +512,16 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 	var audit *stream.AuditStream
 	if cfg.kafkaBrokers != "" {
-		deps = append(deps, addConsumer(&g, cfg, eng, reg, log)...)
+		deps = append(deps, addConsumer(&g, cfg, kafkaConn, eng, reg, log)...)
 		// HTTP decisions go to the decisions topic too.
-		audit = stream.NewAuditStream(stream.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.decisions,
+		audit = stream.NewAuditStream(stream.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Conn: kafkaConn, Topic: cfg.decisions,
 			ShutdownTimeout: cfg.shutdown, Registerer: reg, Logger: log})
 		hopts.Audit = audit.Record
 	}
 	checker := readiness.New(readiness.Options{Dependencies: deps, Registerer: reg, Logger: log})
 	hopts.Readiness = checker
 	g.addContext(func(ctx context.Context) error { checker.Watch(ctx, readinessEvery); return nil })
-	addServers(&g, eng, hopts, ln, adminLn, log)
+	addServers(&g, eng, hopts, listener{ln, scoringTLS}, listener{adminLn, adminTLS}, log)
 	if audit != nil {
 		g.addContext(func(ctx context.Context) error { audit.Run(ctx); return nil })
 	}
@@ -493,7 +534,15 @@ func serve(cfg *config, log *slog.Logger) error {
 	if adminLn != nil {
 		adminAddr = adminLn.Addr().String()
 	}
-	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
+	redisAt, kafkaSecurity := "", ""
+	if redisConn != nil {
+		redisAt = redisConn.String()
+	}
+	if kafkaConn != nil {
+		kafkaSecurity = kafkaConn.String()
+	}
+	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "https", scoringTLS != nil, "admin_https", adminTLS != nil,
+		"policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "redis", redisAt, "kafka", cfg.kafkaBrokers, "kafka_security", kafkaSecurity)
 	return g.run(log, cfg.shutdown)
 }
 
@@ -522,9 +571,9 @@ func addSignal(g *group) {
 // addConsumer adds the Kafka consumer and returns what readiness checks
 // of it. When stopped it drains: finishes its batches, writes, commits
 // and closes, within -shutdown-timeout.
-func addConsumer(g *group, cfg *config, eng *engine.Engine, reg prometheus.Registerer, log *slog.Logger) []readiness.Dependency {
+func addConsumer(g *group, cfg *config, conn *kafkaconn.Conn, eng *engine.Engine, reg prometheus.Registerer, log *slog.Logger) []readiness.Dependency {
 	kopts := stream.KafkaOptions{
-		Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
+		Brokers: splitList(cfg.kafkaBrokers), Conn: conn, Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
 		DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
 		Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log,
 		// Like -store-timeout, the budget bounds the Redis store; the
@@ -539,13 +588,21 @@ func addConsumer(g *group, cfg *config, eng *engine.Engine, reg prometheus.Regis
 	return consumer.Dependencies()
 }
 
-// addServers adds the HTTP servers: everything on ln, or with
-// -admin-listen (adminLn not nil) the admin endpoints (status, reload,
-// lists, metrics, profiles) on a listener of their own. Each stops by
-// finishing its requests within the shutdown timeout.
-func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, adminLn net.Listener, log *slog.Logger) {
-	serve := func(ln net.Listener, h http.Handler) {
+// listener is a socket to serve HTTP on, over TLS when tls is set.
+type listener struct {
+	ln  net.Listener
+	tls *tls.Config
+}
+
+// addServers adds the HTTP servers: everything on the scoring listener,
+// or with -admin-listen (admin.ln not nil) the admin endpoints (status,
+// reload, lists, metrics, profiles) on a listener of their own. Each
+// stops by finishing its requests within the shutdown timeout.
+func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, scoring, admin listener, log *slog.Logger) {
+	serve := func(l listener, h http.Handler) {
 		srv := &http.Server{
+			// ServeTLS offers HTTP/2 as well as HTTP/1.1.
+			TLSConfig:         l.tls,
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
@@ -555,7 +612,13 @@ func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, 
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		g.add(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if l.tls != nil {
+				err = srv.ServeTLS(l.ln, "", "")
+			} else {
+				err = srv.Serve(l.ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -566,12 +629,12 @@ func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, 
 			return nil
 		})
 	}
-	if adminLn == nil {
-		serve(ln, httpapi.NewHandler(eng, hopts))
+	if admin.ln == nil {
+		serve(scoring, httpapi.NewHandler(eng, hopts))
 		return
 	}
-	public, admin := hopts, hopts
-	public.Endpoints, admin.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
-	serve(ln, httpapi.NewHandler(eng, public))
-	serve(adminLn, httpapi.NewHandler(eng, admin))
+	publicOpts, adminOpts := hopts, hopts
+	publicOpts.Endpoints, adminOpts.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
+	serve(scoring, httpapi.NewHandler(eng, publicOpts))
+	serve(admin, httpapi.NewHandler(eng, adminOpts))
 }
