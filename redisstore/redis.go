@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +58,13 @@ type Options struct {
 	// vanished or changed. Checked every EpochEvery (default 5s).
 	OnHistoryLost func(node string)
 	EpochEvery    time.Duration
+	// RecordTimeout bounds what the store writes after an event's answer
+	// (its answer kept for retries), tried again until then: the store's
+	// own deadline, not the request's. Default DefaultRecordTimeout.
+	RecordTimeout time.Duration
+	// OnError, if set, is told of every failed write made after an
+	// answer (from the store's own goroutines): nothing fails silently.
+	OnError func(error)
 	// HotFrom is how many records in its horizon make a log worth
 	// mirroring in process (see hotLog). Default DefaultHotFrom; tests
 	// set 1 to hold mirrors to the oracle on every log.
@@ -98,7 +106,11 @@ type Store struct {
 	epoch    *epochWatch
 	hot      hotCache
 	hotFrom  int
+	writer   *writer
 }
+
+// DefaultRecordTimeout is Options.RecordTimeout's default.
+const DefaultRecordTimeout = 2 * time.Second
 
 // New returns a store on the given nodes. It does not wait for them:
 // riskd starts while Redis is away and degrades until it answers.
@@ -131,11 +143,15 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.HotFrom <= 0 {
 		opts.HotFrom = DefaultHotFrom
 	}
+	if opts.RecordTimeout <= 0 {
+		opts.RecordTimeout = DefaultRecordTimeout
+	}
 	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
 	if !cluster {
 		r.batch = newBatcher(client)
 	}
+	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
 	if opts.OnHistoryLost != nil {
 		r.watchEpoch(opts.EpochEvery, opts.OnHistoryLost)
 	}
@@ -152,11 +168,13 @@ func (r *Store) Ready(ctx context.Context) error {
 	return r.client.Ping(ctx).Err()
 }
 
-// Close stops the epoch watch and the batcher, then closes the connections.
+// Close stops the epoch watch, sends the writes left for after answers,
+// stops the batcher, then closes the connections.
 func (r *Store) Close() error {
 	if r.epoch != nil {
 		r.epoch.stop()
 	}
+	r.writer.close()
 	if r.batch != nil {
 		r.batch.close()
 	}
@@ -208,16 +226,30 @@ type entryCmds struct {
 }
 
 // Observe implements Store: claim the event's id (or find its answer),
-// then read and record every entry in one transaction per node, then keep
-// the answer. A retry within the idempotency window reads its answer and
-// writes nothing.
+// read and record every entry, and compute the items; the answer is kept
+// for retries after Observe returns (keepLater). On a standalone server a
+// new id's claim, reads and records are one round trip (claimAndRecord);
+// on a Cluster the claim goes first, then one transaction per entity. A
+// retry within the idempotency window reads its answer and writes
+// nothing.
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
-	gen, ans, err := r.claim(ctx, obs.EventID, now)
+	cmds := make([]entryCmds, len(obs.Entries))
+	var known *string // what the id key held, when the first round trip found it taken
+	if !r.cluster {
+		done, prev, err := r.recordAtOnce(ctx, obs, cmds, now)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if done {
+			return nil
+		}
+		known = &prev
+	}
+	gen, ans, err := r.claim(ctx, obs.EventID, now, known)
 	if err != nil {
 		return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 	}
-	cmds := make([]entryCmds, len(obs.Entries))
 	if ans != nil {
 		obs.Retry = true
 		missing := make([]bool, len(obs.Items))
@@ -243,36 +275,79 @@ func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	// Keep the answer for retries, and move a run's start where the
-	// event started a new one.
+	if err := r.keepLater(ctx, obs, fixups, now); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// recordAtOnce claims a new id and reads and records the event in one
+// round trip, and computes its items. When the id was not new it
+// returns what its key held, having written nothing.
+func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64) (done bool, prev string, err error) {
+	defer unlockHot(cmds)
+	for i := range cmds {
+		cmds[i].now = now
+	}
+	r.lockHot(obs, cmds)
+	col := r.client.Pipeline()
+	for ei := range obs.Entries {
+		r.queue(ctx, col, obs, ei, &cmds[ei], now)
+	}
+	mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
+	ours, prev, err := r.claimAndRecord(ctx, obs.EventID, mine, col.Cmds())
+	if err != nil || !ours {
+		return false, prev, err
+	}
+	if err := r.checkHot(ctx, obs, cmds); err != nil {
+		return false, "", err
+	}
+	fixups, err := r.values(obs, cmds, nil)
+	if err != nil {
+		return false, "", err
+	}
+	return true, "", r.keepLater(ctx, obs, fixups, now)
+}
+
+// keepLater keeps the event's answer for its retries after the answer:
+// batched with other events' writes, on the store's own deadline. Until
+// it is kept a retry finds the claim and waits for it (claim). A run's
+// start that moves is written first, before the answer: the key's next
+// event must see it.
+func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups []fixup, now int64) error {
+	if len(fixups) > 0 {
+		col := r.client.Pipeline()
+		for _, f := range fixups {
+			en := &obs.Entries[f.entry]
+			key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+			if f.revive {
+				// The log was past keeping: what it held before this
+				// event is gone, as the memory store starts such a log
+				// over.
+				col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
+			}
+			// XX: never create a key (and one without a TTL) that
+			// expired meanwhile.
+			args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
+			col.ZAddArgs(ctx, key, args)
+		}
+		sent := col.Cmds()
+		err := r.send(ctx, false, sent...)
+		if err == nil {
+			err = firstErr(sent)
+		}
+		if err != nil {
+			return fmt.Errorf("moving the start of a run: %w", err)
+		}
+	}
 	buf, _ := r.bufs.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	*buf = features.AppendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
-	col := r.client.Pipeline()
-	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
-	for _, f := range fixups {
-		en := &obs.Entries[f.entry]
-		key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
-		if f.revive {
-			// The log was past keeping: what it held before this event
-			// is gone, as the memory store starts such a log over.
-			col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
-		}
-		// XX: never create a key (and one without a TTL) that expired
-		// meanwhile.
-		args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
-		col.ZAddArgs(ctx, key, args)
-	}
+	set := redis.NewStatusCmd(context.Background(), "set", r.idKey(obs.EventID), string(*buf), "px", r.opts.IdempotencyWindow.Milliseconds())
 	r.bufs.Put(buf)
-	sent := col.Cmds()
-	if err = r.send(ctx, false, sent...); err == nil {
-		err = firstErr(sent)
-	}
-	if err != nil {
-		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
-	}
+	r.writer.later([]redis.Cmder{set}, "keeping the answer of "+strconv.Quote(obs.EventID))
 	return nil
 }
 
@@ -291,21 +366,29 @@ func (r *Store) record(ctx context.Context, obs *features.Observation, cmds []en
 // claim makes the id this call's to score, with the generation its
 // records carry, or returns the id's answer. A claim another instance
 // holds is waited for until it is answered or its lease runs out.
-func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
+// known, if not nil, is what the id key was just found to hold, so the
+// first attempt is not sent again.
+func (r *Store) claim(ctx context.Context, id string, now int64, known *string) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
 	wait := 500 * time.Microsecond
 	for {
 		mine := string(appendClaim(nil, now, now+claimLease.Milliseconds()))
-		cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
-		if err := r.send(ctx, false, cmd); err != nil {
-			return 0, nil, fmt.Errorf("claiming its id: %w", err)
-		}
-		prev, err := cmd.Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return now, nil, nil // ours: SET NX wrote the claim
-		case err != nil:
-			return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		var prev string
+		if known != nil {
+			prev, known = *known, nil
+		} else {
+			cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
+			if err := r.send(ctx, false, cmd); err != nil {
+				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+			}
+			var err error
+			prev, err = cmd.Result()
+			switch {
+			case errors.Is(err, redis.Nil):
+				return now, nil, nil // ours: SET NX wrote the claim
+			case err != nil:
+				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+			}
 		}
 		kind, a, b, ans, perr := parseIDValue(prev)
 		switch {
@@ -364,6 +447,13 @@ func (r *Store) replace(ctx context.Context, key, prev, next string) (bool, erro
 		return false, nil
 	}
 	return false, fmt.Errorf("claiming its id: %w", err)
+}
+
+// appendNonce makes a claim this call's alone: another instance claiming
+// in the same millisecond writes other bytes, so claimAndRecord, finding
+// its very claim, knows it as its own (a round trip sent again).
+func appendNonce(dst []byte) []byte {
+	return binary.LittleEndian.AppendUint64(dst, rand.Uint64())
 }
 
 func appendClaim(dst []byte, gen, deadline int64) []byte {
