@@ -69,6 +69,21 @@ func (b *batcher) close() {
 	b.wg.Wait()
 }
 
+// start queues cmds for a shared batch (waiting, within ctx, only while
+// the queue is full) and returns the job, done once they were sent and
+// answered: the batch runs on the batcher's own deadline whoever waits.
+func (b *batcher) start(ctx context.Context, tx bool, cmds []redis.Cmder) (*batchJob, error) {
+	j := &batchJob{tx: tx, cmds: cmds, done: make(chan struct{})}
+	select {
+	case b.jobs <- j:
+		return j, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.ctx.Done():
+		return nil, errors.New("store closed")
+	}
+}
+
 // do sends cmds in a shared batch and waits for their replies, or for
 // ctx. Commands must not alias memory the caller reuses: a caller that
 // gives up leaves them to run.

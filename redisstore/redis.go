@@ -107,6 +107,10 @@ type Store struct {
 	hot      hotCache
 	hotFrom  int
 	writer   *writer
+	// background finishes events whose callers gave up (finishLater).
+	background    sync.WaitGroup
+	recordTimeout time.Duration
+	onError       func(error)
 }
 
 // DefaultRecordTimeout is Options.RecordTimeout's default.
@@ -147,7 +151,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		opts.RecordTimeout = DefaultRecordTimeout
 	}
 	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
-		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
+		recordTimeout: opts.RecordTimeout, onError: opts.OnError}
 	if !cluster {
 		r.batch = newBatcher(client)
 	}
@@ -174,6 +179,7 @@ func (r *Store) Close() error {
 	if r.epoch != nil {
 		r.epoch.stop()
 	}
+	r.background.Wait()
 	r.writer.close()
 	if r.batch != nil {
 		r.batch.close()
@@ -283,9 +289,10 @@ func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 
 // recordAtOnce claims a new id and reads and records the event in one
 // round trip, and computes its items. When the id was not new it
-// returns what its key held, having written nothing.
+// returns what its key held, having written nothing. If ctx ends first
+// the event is recorded all the same, its items computed and its answer
+// kept for its retries, on the store's own deadline (finishLater).
 func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64) (done bool, prev string, err error) {
-	defer unlockHot(cmds)
 	for i := range cmds {
 		cmds[i].now = now
 	}
@@ -295,7 +302,30 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 		r.queue(ctx, col, obs, ei, &cmds[ei], now)
 	}
 	mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
-	ours, prev, err := r.claimAndRecord(ctx, obs.EventID, mine, col.Cmds())
+	queued := col.Cmds()
+	sc := r.recordCmd(obs.EventID, mine, queued)
+	j, err := r.batch.start(ctx, false, []redis.Cmder{sc})
+	if err != nil {
+		unlockHot(cmds)
+		return false, "", err
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		r.finishLater(obs.Clone(), cmds, queued, j, sc, now)
+		return false, "", fmt.Errorf("event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+	}
+	defer unlockHot(cmds)
+	return r.finish(ctx, obs, cmds, queued, j, sc, now)
+}
+
+// finish computes the items once the script call is answered, and
+// leaves the answer to keep.
+func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) (bool, string, error) {
+	if j.err != nil {
+		return false, "", j.err
+	}
+	ours, prev, err := r.recorded(ctx, sc, queued)
 	if err != nil || !ours {
 		return false, prev, err
 	}
@@ -307,6 +337,36 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 		return false, "", err
 	}
 	return true, "", r.keepLater(ctx, obs, fixups, now)
+}
+
+// finishLater finishes, on the store's own deadline, an event whose
+// caller gave up while its script call was under way: obs is the
+// caller's observation copied, cmds's mirrors stay locked until then. An
+// id found taken is left to its owner.
+func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) {
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		defer unlockHot(cmds)
+		ctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
+		defer cancel()
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			r.fail(fmt.Errorf("redis: recording %q: %w", obs.EventID, ctx.Err()))
+			return
+		}
+		if _, _, err := r.finish(ctx, obs, cmds, queued, j, sc, now); err != nil {
+			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", obs.EventID, err))
+		}
+	}()
+}
+
+// fail reports an error of the store's own goroutines.
+func (r *Store) fail(err error) {
+	if r.onError != nil {
+		r.onError(err)
+	}
 }
 
 // keepLater keeps the event's answer for its retries after the answer:

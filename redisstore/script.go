@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,30 +44,35 @@ var recordScriptSHA = func() string {
 	return hex.EncodeToString(h[:])
 }()
 
-// claimAndRecord sends the claim mine on the event's id and cmds in one
-// round trip. It reports whether the id was this call's, and if not what
-// the id key held; cmds are filled only when it was.
-func (r *Store) claimAndRecord(ctx context.Context, id, mine string, cmds []redis.Cmder) (bool, string, error) {
-	args := make([]any, 0, 4+4*len(cmds))
+// recordCmd is the script call claiming mine on the event's id and,
+// if the id is new, running cmds.
+func (r *Store) recordCmd(id, mine string, cmds []redis.Cmder) *redis.SliceCmd {
+	args := make([]any, 0, 6+4*len(cmds))
 	args = append(args, "evalsha", recordScriptSHA, 1, r.idKey(id), mine, r.opts.IdempotencyWindow.Milliseconds())
 	for _, c := range cmds {
 		words := c.Args()
 		args = append(args, len(words))
 		args = append(args, words...)
 	}
-	cmd := redis.NewSliceCmd(ctx, args...)
-	err := r.send(ctx, false, cmd)
-	if err == nil && isNoScript(cmd.Err()) {
+	return redis.NewSliceCmd(context.Background(), args...)
+}
+
+// recorded reads the reply of the script call sc (sent again as EVAL,
+// within ctx, if the server did not have the script): whether the id was
+// this call's, and if not what its key held. cmds are filled only when
+// it was.
+func (r *Store) recorded(ctx context.Context, sc *redis.SliceCmd, cmds []redis.Cmder) (bool, string, error) {
+	if isNoScript(sc.Err()) {
 		// A server that restarted, or a new one: EVAL loads the script
 		// for the EVALSHAs after.
+		args := slices.Clone(sc.Args())
 		args[0], args[1] = "eval", recordScript
-		cmd = redis.NewSliceCmd(ctx, args...)
-		err = r.send(ctx, false, cmd)
+		sc = redis.NewSliceCmd(ctx, args...)
+		if err := r.send(ctx, false, sc); err != nil {
+			return false, "", err
+		}
 	}
-	if err != nil {
-		return false, "", err
-	}
-	reply, err := cmd.Result()
+	reply, err := sc.Result()
 	if err != nil {
 		return false, "", err
 	}
