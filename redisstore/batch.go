@@ -28,10 +28,14 @@ import (
 // work. Redis's CPU per event is the same either way.
 type batcher struct {
 	client redis.UniversalClient
-	jobs   chan *batchJob
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// timeout bounds one batch on the wire (Options.RecordTimeout):
+	// callers wait only as long as their own deadline, but the batch is
+	// theirs and others', and records events whose callers gave up.
+	timeout time.Duration
+	jobs    chan *batchJob
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type batchJob struct {
@@ -44,13 +48,10 @@ type batchJob struct {
 const (
 	batchWorkers = 4
 	batchMax     = 64 // events per batch
-	// batchTimeout bounds one batch on the wire: callers wait only as
-	// long as their own deadline, but the batch is theirs and others'.
-	batchTimeout = 2 * time.Second
 )
 
-func newBatcher(client redis.UniversalClient) *batcher {
-	b := &batcher{client: client, jobs: make(chan *batchJob, batchWorkers*batchMax)}
+func newBatcher(client redis.UniversalClient, timeout time.Duration) *batcher {
+	b := &batcher{client: client, timeout: timeout, jobs: make(chan *batchJob, batchWorkers*batchMax)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for range batchWorkers {
 		b.wg.Add(1)
@@ -142,7 +143,7 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	if len(jobs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, batchTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
 	fill := func(pipe redis.Pipeliner) error {
 		for _, j := range jobs {

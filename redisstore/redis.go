@@ -123,6 +123,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.New("redis: no address")
 	}
 	opts.SetDefaults()
+	if opts.RecordTimeout <= 0 {
+		opts.RecordTimeout = DefaultRecordTimeout
+	}
 	prefix := opts.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -134,8 +137,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		Addrs:    opts.Addrs,
 		PoolSize: opts.PoolSize,
 		// Deadlines come from the request's context (the store budget),
-		// not from fixed socket timeouts.
+		// or the store's own for what outlives the request; the socket
+		// timeouts (3 s by default, and they cap a context's) only bound
+		// what has no deadline of its own.
 		ContextTimeoutEnabled: true,
+		ReadTimeout:           max(opts.RecordTimeout, 3*time.Second),
+		WriteTimeout:          max(opts.RecordTimeout, 3*time.Second),
 		// One attempt: a retry would overrun the request's budget anyway,
 		// and the engine degrades (HTTP) or retries the event (Kafka).
 		MaxRetries: -1,
@@ -147,14 +154,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.HotFrom <= 0 {
 		opts.HotFrom = DefaultHotFrom
 	}
-	if opts.RecordTimeout <= 0 {
-		opts.RecordTimeout = DefaultRecordTimeout
-	}
 	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
 		recordTimeout: opts.RecordTimeout, onError: opts.OnError}
 	if !cluster {
-		r.batch = newBatcher(client)
+		r.batch = newBatcher(client, opts.RecordTimeout)
 	}
 	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
 	if opts.OnHistoryLost != nil {

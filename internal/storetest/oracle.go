@@ -70,6 +70,19 @@ func (o *oracle) horizon(f *features.Feature) int64 {
 	return h.Milliseconds()
 }
 
+// Oracle is the reference a store's answers are compared with, for tests
+// that drive a store their own way.
+type Oracle struct{ o *oracle }
+
+// NewOracle returns an oracle of fs with the stores' test window and
+// lateness (Window, Lateness).
+func NewOracle(fs []*features.Feature) *Oracle { return &Oracle{newOracle(fs, Window, Lateness)} }
+
+// Observe returns the values of the features of fs e reads (in the order
+// of NewObservation's items) and records e, as a store must. Its clock
+// is the newest event time it was given.
+func (o *Oracle) Observe(e Event) []features.Value { return o.o.observe(e) }
+
 func (o *oracle) observe(e Event) []features.Value {
 	o.clock = max(o.clock, e.TS)
 	var read []*features.Feature

@@ -1,0 +1,87 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/internal/storetest"
+)
+
+// TestOutageLosesNothing is the reproduction of a paused Redis (SIGSTOP:
+// a GC pause, a partition, a failover taking its time) that used to lose
+// the events scored during it: each gives up on its short budget, yet is
+// recorded once Redis answers again, and every later event's features
+// are the oracle's, as if nothing had happened. A retry of an event that
+// gave up gets its first answer.
+func TestOutageLosesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := &storetest.Clock{}
+	var mu sync.Mutex
+	var errs []error
+	s := newRedisOpts(t, clock, Options{Addrs: []string{srv.Addr()}, RecordTimeout: 20 * time.Second,
+		OnError: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }})
+	set := storetest.OracleSet()
+	o := storetest.NewOracle(set.Features)
+	one := int64(1_000_000)
+	event := func(id string, sec int64, k string) storetest.Event {
+		return storetest.Event{ID: id, Type: "a", TS: storetest.T0 + sec*1000, Fields: map[string]string{"k": k, "k2": "x", "of": id}, Amount: &one}
+	}
+	check := func(e storetest.Event) {
+		t.Helper()
+		want := o.Observe(e)
+		clock.MS = max(clock.MS, e.TS)
+		obs := storetest.NewObservation(set.Features, e)
+		if err := s.Observe(t.Context(), obs); err != nil {
+			t.Fatalf("event %s: %v", e.ID, err)
+		}
+		for i, it := range obs.Items {
+			if it.Value != want[i] {
+				t.Errorf("event %s %s: store %+v, oracle %+v", e.ID, it.Feature.Name, it.Value, want[i])
+			}
+		}
+	}
+	for i := range 5 {
+		check(event(fmt.Sprint("before", i), int64(i), "card"))
+	}
+	srv.Pause()
+	paused := time.Now()
+	var lost []storetest.Event
+	for i := range 5 {
+		e := event(fmt.Sprint("during", i), int64(10+i), fmt.Sprint("card", i%2))
+		o.Observe(e) // the oracle records it: the store must too
+		clock.MS = max(clock.MS, e.TS)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
+		err := s.Observe(ctx, storetest.NewObservation(set.Features, e))
+		cancel()
+		if err == nil {
+			t.Fatalf("event %s answered while Redis was paused", e.ID)
+		}
+		lost = append(lost, e)
+	}
+	// A 5 s outage, then Redis answers again.
+	time.Sleep(5*time.Second - time.Since(paused))
+	srv.Resume()
+	// A retry of an event that gave up waits for its recording to finish
+	// and gets the answer it was given (nothing is recorded twice: the
+	// checks below would count it).
+	obs := storetest.NewObservation(set.Features, lost[0])
+	if err := s.Observe(t.Context(), obs); err != nil {
+		t.Fatalf("retry of %s: %v", lost[0].ID, err)
+	}
+	if !obs.Retry {
+		t.Errorf("retry of %s was scored again, not given its first answer", lost[0].ID)
+	}
+	for i := range 5 {
+		check(event(fmt.Sprint("after", i), int64(20+i), fmt.Sprint("card", i%2)))
+		check(event(fmt.Sprint("after-card", i), int64(20+i), "card"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range errs {
+		t.Errorf("store reported: %v", err)
+	}
+}
