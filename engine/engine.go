@@ -1,5 +1,7 @@
-// Package engine scores events: event → features → rules → decision. HTTP
-// and Kafka transports are thin shells around one Engine.
+// Package engine scores events: event → features → rules → decision. The
+// transports, httpapi (HTTP) and stream (Kafka), are packages of their own
+// around one Engine, so that the scorer links neither net/http's server
+// nor kafka-go (riskctl replay and ruletest score without them).
 package engine
 
 import (
@@ -100,6 +102,13 @@ func (e *Engine) SetPolicy(p *rules.Policy) { e.current.Store(e.compile(p)) }
 
 // Policy returns the policy being served.
 func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
+
+// Store returns the feature store: the HTTP API's readiness falls back to
+// it when it is given no dependencies.
+func (e *Engine) Store() features.Store { return e.store }
+
+// Lists returns the registry of mutable lists the list API changes.
+func (e *Engine) Lists() *lists.Registry { return e.lists }
 
 // compiled is a policy prepared for scoring: metric children resolved and
 // a pool of scratch space sized for it.

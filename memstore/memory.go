@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/riskd/riskd/features"
 )
 
@@ -42,6 +44,9 @@ type Options struct {
 	// called often and with a store lock held: it must be quick, must
 	// not call the store, and rate-limits its own logs.
 	OnEvict func(n int)
+	// Registerer receives the store's metrics, riskd_memory_store_keys
+	// and riskd_memory_store_evicted_keys_total; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Store is the embedded store: exact history in process memory. It is
@@ -143,6 +148,14 @@ func New(opts Options) *Store {
 	for i := range m.ids {
 		m.ids[i].answers = map[hash128]answer{}
 		m.entities[i].entities = map[hash128]*entity{}
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "riskd_memory_store_keys", Help: "Keys (entity values) the memory store holds."},
+				func() float64 { return float64(m.Keys()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "riskd_memory_store_evicted_keys_total", Help: "Keys the memory store evicted at its -memory-max-keys cap, their history lost."},
+				func() float64 { return float64(m.Evicted()) }),
+		)
 	}
 	return m
 }

@@ -247,7 +247,7 @@ func TestRegistryRunSyncs(t *testing.T) {
 	if _, err := a.Add(t.Context(), "blocked", []string{"card-9"}, 0, "case-tool"); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 10*time.Second, "the other instance sees the change", func() bool { return b.List("blocked").Snapshot().Has("card-9") })
+	poll.Wait{For: 10 * time.Second}.Until(t, "the other instance sees the change", func() bool { return b.List("blocked").Snapshot().Has("card-9") })
 	logMu.Lock()
 	defer logMu.Unlock()
 	if !bytes.Contains(logs.Bytes(), []byte("by=case-tool")) || !bytes.Contains(logs.Bytes(), []byte("list=blocked op=add")) {

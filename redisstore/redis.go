@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/features"
@@ -65,6 +66,10 @@ type Options struct {
 	// OnError, if set, is told of every failed write made after an
 	// answer (from the store's own goroutines): nothing fails silently.
 	OnError func(error)
+	// Registerer receives the store's metric
+	// riskd_redis_history_lost_total, counted when OnHistoryLost is
+	// called; nil registers nothing.
+	Registerer prometheus.Registerer
 	// HotFrom is how many records in its horizon make a log worth
 	// mirroring in process (see hotLog). Default DefaultHotFrom; tests
 	// set 1 to hold mirrors to the oracle on every log.
@@ -161,8 +166,20 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		r.batch = newBatcher(client, opts.RecordTimeout)
 	}
 	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
-	if opts.OnHistoryLost != nil {
-		r.watchEpoch(opts.EpochEvery, opts.OnHistoryLost)
+	if opts.OnHistoryLost != nil || opts.Registerer != nil {
+		lost := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_redis_history_lost_total",
+			Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
+		}, []string{"node"})
+		if opts.Registerer != nil {
+			opts.Registerer.MustRegister(lost)
+		}
+		r.watchEpoch(opts.EpochEvery, func(node string) {
+			lost.WithLabelValues(node).Inc()
+			if opts.OnHistoryLost != nil {
+				opts.OnHistoryLost(node)
+			}
+		})
 	}
 	return r, nil
 }

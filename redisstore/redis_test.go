@@ -203,7 +203,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 	srv.Restart()
 	var obs3 *features.Observation
-	poll.Until(t, 10*time.Second, "the store works again once the server is back", func() bool {
+	poll.Wait{For: 10 * time.Second}.Until(t, "the store works again once the server is back", func() bool {
 		obs3 = storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: "3", TS: storetest.T0 + 2000, Fields: map[string]string{"k": "a"}})
 		return s.Observe(t.Context(), obs3) == nil
 	})
@@ -273,7 +273,7 @@ func TestRedisHistoryLostIsNoticed(t *testing.T) {
 			}
 			defer r.Close()
 			// Let the watch see its markers a few times: nothing is lost.
-			poll.Until(t, 10*time.Second, "the watch reads its markers three times", func() bool { return r.epochSeen() >= 3*len(addrs) })
+			poll.Wait{For: 10 * time.Second}.Until(t, "the watch reads its markers three times", func() bool { return r.epochSeen() >= 3*len(addrs) })
 			select {
 			case n := <-lost:
 				t.Fatalf("history reported lost on %s before anything happened", n)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -31,7 +30,7 @@ func TestOneRoundTripPerEvent(t *testing.T) {
 	// kept waits until the event's answer is written (after Observe
 	// returned), so its write does not fall into the next count.
 	kept := func(id string) {
-		poll.Until(t, 10*time.Second, "the answer of "+id+" is kept", func() bool {
+		poll.Until(t, "the answer of "+id+" is kept", func() bool {
 			v, err := direct.Get(t.Context(), s.idKey(id)).Result()
 			return err == nil && strings.HasPrefix(v, string(answerMark))
 		})

@@ -187,12 +187,12 @@ func (r *Reloader) setLastErr(err error) {
 	}
 }
 
-// LastError is the error of the last reload, if it failed, and its time.
+// LastError is the time of the last reload and its error, if it failed.
 // It does not wait for a reload in progress.
-func (r *Reloader) LastError() (error, time.Time) {
+func (r *Reloader) LastError() (time.Time, error) {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
-	return r.lastErr, r.errAt
+	return r.errAt, r.lastErr
 }
 
 // Run watches the directory and reloads after each burst of changes, until

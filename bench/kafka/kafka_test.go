@@ -23,7 +23,8 @@ import (
 	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
+	"github.com/riskd/riskd/stream"
 )
 
 func BenchmarkKafkaMemory(b *testing.B) {
@@ -55,14 +56,14 @@ func pipeline(b *testing.B, store features.Store, challengers int) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := rules.Load(example.WithChallengers(challengers), "rules/example")
+	p, err := rules.Load(exampletest.WithChallengers(challengers), "rules/example")
 	if err != nil {
 		broker.Close()
 		b.Fatal(err)
 	}
 	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
-	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: broker.ListenAddrs()})
+	consumer := stream.NewConsumer(e, stream.KafkaOptions{Brokers: broker.ListenAddrs()})
 	done := make(chan struct{})
 	go func() { consumer.Run(ctx); close(done) }()
 	b.Cleanup(func() {

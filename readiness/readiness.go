@@ -1,4 +1,10 @@
-package engine
+// Package readiness checks what riskd needs to serve: the feature store,
+// the Kafka brokers and consumer group. GET /readyz (httpapi) asks it on
+// demand; Watch asks it periodically, logging and exporting the answers.
+// It is a package of its own because both transports use it: httpapi
+// serves it and stream contributes its dependencies, and neither should
+// link the other.
+package readiness
 
 import (
 	"context"
@@ -20,8 +26,8 @@ type Dependency struct {
 	Check func(ctx context.Context) error
 }
 
-// ReadinessOptions configure a Readiness. Zero values are safe.
-type ReadinessOptions struct {
+// Options configure a Checker. Zero values are safe.
+type Options struct {
 	Dependencies []Dependency
 	// Timeout bounds one round of checks. Default 2s.
 	Timeout time.Duration
@@ -31,30 +37,30 @@ type ReadinessOptions struct {
 	Logger *slog.Logger
 }
 
-// Readiness checks riskd's dependencies: on demand for /readyz, and
+// Checker checks riskd's dependencies: on demand for /readyz, and
 // periodically in Watch, which logs a dependency that starts failing or
 // recovers and exports riskd_dependency_up.
-type Readiness struct {
-	opts ReadinessOptions
+type Checker struct {
+	opts Options
 	up   *prometheus.GaugeVec
 }
 
-// DependencyStatus is a dependency as last checked.
-type DependencyStatus struct {
+// Status is a dependency as last checked.
+type Status struct {
 	Name  string `json:"name"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 }
 
-// NewReadiness returns a Readiness of opts.Dependencies.
-func NewReadiness(opts ReadinessOptions) *Readiness {
+// New returns a Checker of opts.Dependencies.
+func New(opts Options) *Checker {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Readiness{opts: opts, up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	r := &Checker{opts: opts, up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "riskd_dependency_up", Help: "1 if the dependency answered riskd's last check, else 0 (and /readyz answers 503 naming it).",
 	}, []string{"dependency"})}
 	if opts.Registerer != nil {
@@ -65,14 +71,14 @@ func NewReadiness(opts ReadinessOptions) *Readiness {
 
 // Check runs every dependency's check at once and returns their states,
 // in the order they were given.
-func (r *Readiness) Check(ctx context.Context) []DependencyStatus {
+func (r *Checker) Check(ctx context.Context) []Status {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	out := make([]DependencyStatus, len(r.opts.Dependencies))
+	out := make([]Status, len(r.opts.Dependencies))
 	var wg sync.WaitGroup
 	for i, d := range r.opts.Dependencies {
 		wg.Go(func() {
-			out[i] = DependencyStatus{Name: d.Name, OK: true}
+			out[i] = Status{Name: d.Name, OK: true}
 			if err := d.Check(ctx); err != nil {
 				out[i].OK, out[i].Error = false, err.Error()
 			}
@@ -90,7 +96,7 @@ const failAfter = 2
 // Watch checks the dependencies every interval until ctx ends: it sets
 // riskd_dependency_up after every round, logs an error when a dependency
 // has failed failAfter checks in a row, and logs again when it recovers.
-func (r *Readiness) Watch(ctx context.Context, every time.Duration) {
+func (r *Checker) Watch(ctx context.Context, every time.Duration) {
 	failed := make([]int, len(r.opts.Dependencies)) // checks failed in a row
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -122,8 +128,8 @@ func (r *Readiness) Watch(ctx context.Context, every time.Duration) {
 	}
 }
 
-// notReady sums up the failing dependencies of states: "" when none is.
-func notReady(states []DependencyStatus) string {
+// Summary sums up the failing dependencies of states: "" when none is.
+func Summary(states []Status) string {
 	var b strings.Builder
 	for _, s := range states {
 		if s.OK {

@@ -1,17 +1,25 @@
-package engine_test
+package stream_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/internal/poll"
+	"github.com/riskd/riskd/stream"
 )
 
 // check runs one of c's dependency checks by name.
-func check(t *testing.T, c *engine.Consumer, name string) error {
+func check(t *testing.T, c *stream.Consumer, name string) error {
 	t.Helper()
 	for _, d := range c.Dependencies() {
 		if d.Name == name {
@@ -23,9 +31,9 @@ func check(t *testing.T, c *engine.Consumer, name string) error {
 }
 
 // startConsumer runs a consumer until the test ends.
-func startConsumer(t *testing.T, opts engine.KafkaOptions) (c *engine.Consumer, stop func()) {
+func startConsumer(t *testing.T, opts stream.KafkaOptions) (c *stream.Consumer, stop func()) {
 	t.Helper()
-	c = engine.NewConsumer(engine.New(examplePolicy(t), engine.Options{}), opts)
+	c = stream.NewConsumer(engine.New(enginetest.Example(t), engine.Options{}), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -39,17 +47,17 @@ func startConsumer(t *testing.T, opts engine.KafkaOptions) (c *engine.Consumer, 
 // group, and no longer once it has left.
 func TestConsumerDependencies(t *testing.T) {
 	addrs := newBroker(t).ListenAddrs()
-	c, stop := startConsumer(t, engine.KafkaOptions{Brokers: addrs, ClientID: "riskd-test-1"})
+	c, stop := startConsumer(t, stream.KafkaOptions{Brokers: addrs, ClientID: "riskd-test-1"})
 	if err := check(t, c, "kafka"); err != nil {
 		t.Errorf("kafka: %v", err)
 	}
-	waitFor(t, "the consumer to join its group", func() bool { return check(t, c, "kafka_group") == nil })
+	poll.Until(t, "the consumer to join its group", func() bool { return check(t, c, "kafka_group") == nil })
 	stop() // leaves the group
 	if err := check(t, c, "kafka_group"); err == nil || !strings.Contains(err.Error(), "riskd-test-1 is not a member of consumer group riskd (group Empty, 0 members)") {
 		t.Errorf("kafka_group after leaving: %v", err)
 	}
 
-	wrongTopic, _ := startConsumer(t, engine.KafkaOptions{Brokers: addrs, Topic: "no.such.topic"})
+	wrongTopic, _ := startConsumer(t, stream.KafkaOptions{Brokers: addrs, Topic: "no.such.topic"})
 	if err := check(t, wrongTopic, "kafka"); err == nil || !strings.Contains(err.Error(), "events topic no.such.topic") {
 		t.Errorf("kafka with a topic the brokers do not have: %v", err)
 	}
@@ -62,16 +70,38 @@ func TestConsumerUnreachableBrokers(t *testing.T) {
 	addr := closedAddr(t)
 	reg := prometheus.NewRegistry()
 	var logs syncBuffer
-	c, _ := startConsumer(t, engine.KafkaOptions{Brokers: []string{addr}, Registerer: reg, Logger: newTextLogger(&logs)})
+	c, _ := startConsumer(t, stream.KafkaOptions{Brokers: []string{addr}, Registerer: reg, Logger: newTextLogger(&logs)})
 	for _, name := range []string{"kafka", "kafka_group"} {
 		if err := check(t, c, name); err == nil || !strings.Contains(err.Error(), "connection refused") {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	waitFor(t, "the reader's errors to be counted", func() bool {
-		return metric(t, reg, "riskd_kafka_errors_total", map[string]string{"op": "reader"}) > 0
+	poll.Until(t, "the reader's errors to be counted", func() bool {
+		return metrictest.Value(t, reg, "riskd_kafka_errors_total", map[string]string{"op": "reader"}) > 0
 	})
-	waitFor(t, "the reader's errors to be logged", func() bool {
+	poll.Until(t, "the reader's errors to be logged", func() bool {
 		return strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "lib=kafka-go")
 	})
+}
+
+// syncBuffer is a log destination read while the watch writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
 }

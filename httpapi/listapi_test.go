@@ -1,4 +1,4 @@
-package engine_test
+package httpapi_test
 
 import (
 	"context"
@@ -15,13 +15,49 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
 
-func listServer(t *testing.T, opts engine.HandlerOptions) (*httptest.Server, *prometheus.Registry) {
+// listsFeatures (as in engine's tests) declares a mutable list.
+const listsFeatures = `lists:
+  watched_cards: {mutable: true}
+features:
+  - name: card_payments_1h
+    kind: count
+    key: card_id
+    window: 1h
+    event_types: [payment]
+  - name: watched_card_payments_1h
+    kind: count
+    key: account_id
+    window: 1h
+    event_types: [payment]
+    where: event.card_id in lists.watched_cards
+`
+
+const listsRuleset = `name: payment
+event_types: [payment]
+thresholds: {step_up: 50, block: 90}
+lists:
+  blocked_cards: {file: lists/blocked_cards.txt}
+  blocked_cards_api: {mutable: true}
+rules:
+  - id: blocked_card
+    when: event.card_id in lists.blocked_cards || event.card_id in lists.blocked_cards_api
+    action: block
+    reason: "card {{event.card_id}} is blocked"
+  - id: watched
+    when: features.watched_card_payments_1h >= 1 && features.card_payments_1h >= 0
+    score: 10
+`
+
+func listServer(t *testing.T, opts httpapi.HandlerOptions) (*httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	p, err := rules.Load(fstest.MapFS{
 		"features.yaml":           {Data: []byte(listsFeatures)},
@@ -33,7 +69,7 @@ func listServer(t *testing.T, opts engine.HandlerOptions) (*httptest.Server, *pr
 	}
 	reg := prometheus.NewRegistry()
 	e := engine.New(p, engine.Options{Registerer: reg, Lists: lists.NewMemory(lists.Options{Registerer: reg})})
-	srv := httptest.NewServer(engine.NewHandler(e, opts))
+	srv := httptest.NewServer(httpapi.NewHandler(e, opts))
 	t.Cleanup(srv.Close)
 	return srv, reg
 }
@@ -57,7 +93,7 @@ func call(t *testing.T, method, url, token, body string) (int, string) {
 // removed through the admin API, behind a named token whose name every
 // change carries; mistakes get the status that says what is wrong.
 func TestListAPI(t *testing.T) {
-	srv, reg := listServer(t, engine.HandlerOptions{AdminToken: "root-secret", AdminTokens: []engine.NamedToken{{Name: "case-tool", Token: "ct-secret"}}})
+	srv, reg := listServer(t, httpapi.HandlerOptions{AdminToken: "root-secret", AdminTokens: []httpapi.NamedToken{{Name: "case-tool", Token: "ct-secret"}}})
 	u := srv.URL + "/v1/lists/"
 	for _, tt := range []struct {
 		name, method, path, token, body string
@@ -86,7 +122,7 @@ func TestListAPI(t *testing.T) {
 			}
 		})
 	}
-	if got := metric(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 3 {
+	if got := metrictest.Value(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 3 {
 		t.Errorf("values added: %v, want 3", got)
 	}
 	// The page after c2 with limit 2 ended the list: no next.
@@ -105,7 +141,7 @@ func TestListAPI(t *testing.T) {
 
 // TestListAPIClosedWithoutTokens: no token configured, no change.
 func TestListAPIClosedWithoutTokens(t *testing.T) {
-	srv, _ := listServer(t, engine.HandlerOptions{})
+	srv, _ := listServer(t, httpapi.HandlerOptions{})
 	if code, body := call(t, "POST", srv.URL+"/v1/lists/blocked_cards_api", "x", `{"values":["c1"]}`); code != 403 || !strings.Contains(body, "admin endpoints are disabled") {
 		t.Errorf("%d %s", code, body)
 	}
@@ -114,7 +150,7 @@ func TestListAPIClosedWithoutTokens(t *testing.T) {
 // TestRulesetsShowLists: GET /v1/rulesets says what each list is and,
 // for mutable ones, where they live.
 func TestRulesetsShowLists(t *testing.T) {
-	srv, _ := listServer(t, engine.HandlerOptions{})
+	srv, _ := listServer(t, httpapi.HandlerOptions{})
 	code, body := call(t, "GET", srv.URL+"/v1/rulesets", "", "")
 	var out struct {
 		Lists []map[string]any `json:"lists"`
@@ -160,7 +196,7 @@ func TestListAPISharedOnRedis(t *testing.T) {
 		}
 		t.Cleanup(func() { reg.Close() })
 		e := engine.New(p, engine.Options{Lists: reg})
-		s := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{AdminTokens: []engine.NamedToken{{Name: "ops", Token: "ops-secret-0123456"}}}))
+		s := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{AdminTokens: []httpapi.NamedToken{{Name: "ops", Token: "ops-secret-0123456"}}}))
 		t.Cleanup(s.Close)
 		return s, reg
 	}
@@ -174,19 +210,15 @@ func TestListAPISharedOnRedis(t *testing.T) {
 	if code, body := call(t, "POST", a.URL+"/v1/lists/blocked_cards_api", "ops-secret-0123456", `{"values":["c-9"],"ttl":"30d"}`); code != 200 {
 		t.Fatalf("add: %d %s", code, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
-		_, body := call(t, "POST", b.URL+"/v1/score", "", `{"id":"b`+strconv.Itoa(i)+`","type":"payment","card_id":"c-9","account_id":"a"}`)
-		if strings.Contains(body, `"decision":"block"`) {
-			if !strings.Contains(body, `"blocked_cards_api":"1"`) {
-				t.Errorf("the block does not name version 1 of the list: %s", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the other instance did not block within 10s: %s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var body string
+	i := 0
+	poll.Wait{Explain: func() string { return "last answer: " + body }}.Until(t, "the other instance to block", func() bool {
+		_, body = call(t, "POST", b.URL+"/v1/score", "", `{"id":"b`+strconv.Itoa(i)+`","type":"payment","card_id":"c-9","account_id":"a"}`)
+		i++
+		return strings.Contains(body, `"decision":"block"`)
+	})
+	if !strings.Contains(body, `"blocked_cards_api":"1"`) {
+		t.Errorf("the block does not name version 1 of the list: %s", body)
 	}
 	code, body := call(t, "GET", b.URL+"/v1/lists/blocked_cards_api", "ops-secret-0123456", "")
 	if code != 200 || !strings.Contains(body, `"store":"redis: shared by every riskd on it`) || !strings.Contains(body, `"value":"c-9","expires_at":"`) {

@@ -1,4 +1,7 @@
-package engine
+// Package stream scores events from Kafka and writes decisions to it:
+// the consumer (decisions, shadow verdicts and dead letters, at least
+// once) and the audit stream of the decisions answered over HTTP.
+package stream
 
 import (
 	"context"
@@ -19,7 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/internal/logs"
+	"github.com/riskd/riskd/readiness"
 )
 
 // KafkaOptions configure stream scoring. Zero values take the defaults in
@@ -145,9 +150,9 @@ func (o *KafkaOptions) defaults() {
 // store did not answer: such an event is scored again with backoff and its
 // partition waits for it (see KafkaOptions.Degraded).
 type Consumer struct {
-	engine *Engine
+	engine *engine.Engine
 	opts   KafkaOptions
-	score  ScoreOptions
+	score  engine.ScoreOptions
 	reader *kafka.Reader
 	// client asks the brokers about the group for the readiness checks,
 	// over transport's connections.
@@ -176,11 +181,11 @@ type kafkaMetrics struct {
 }
 
 // NewConsumer prepares a consumer; Run starts it.
-func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
+func NewConsumer(e *engine.Engine, opts KafkaOptions) *Consumer {
 	opts.defaults()
 	c := &Consumer{engine: e, opts: opts, slots: make(chan struct{}, opts.Concurrency), keySeed: maphash.MakeSeed()}
 	readerError := logs.Printf(opts.Logger, slog.LevelWarn, "kafka-go")
-	c.decisionPool.New = func() any { return new(Decision) }
+	c.decisionPool.New = func() any { return new(engine.Decision) }
 	if opts.StoreTimeout > 0 {
 		c.score.StoreTimeout = opts.StoreTimeout
 	}
@@ -195,7 +200,7 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 			Name: "riskd_kafka_errors_total", Help: "Kafka operations that failed and were retried, by operation: fetch, write, commit, and reader (the consumer group client could not reach the brokers, join the group or fetch).",
 		}, []string{"op"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "riskd_kafka_commit_duration_seconds", Help: "Time to commit one batch's offsets.", Buckets: latencyBuckets,
+			Name: "riskd_kafka_commit_duration_seconds", Help: "Time to commit one batch's offsets.", Buckets: engine.LatencyBuckets,
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "riskd_kafka_consumer_lag", Help: "Messages of the partition after the last one decided, as of its latest fetch.",
@@ -263,8 +268,8 @@ func NewConsumer(e *Engine, opts KafkaOptions) *Consumer {
 // this consumer is a member of its group (it has joined, and not been
 // dropped for missing heartbeats). A consumer outside its group fetches
 // nothing while every call succeeds, so only asking the group tells.
-func (c *Consumer) Dependencies() []Dependency {
-	return []Dependency{
+func (c *Consumer) Dependencies() []readiness.Dependency {
+	return []readiness.Dependency{
 		{Name: "kafka", Check: c.checkBrokers},
 		{Name: "kafka_group", Check: c.checkGroup},
 	}
@@ -288,18 +293,20 @@ func (c *Consumer) checkGroup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("describing consumer group %s: %w", c.opts.Group, err)
 	}
-	for _, g := range resp.Groups {
-		if g.Error != nil {
-			return fmt.Errorf("describing consumer group %s: %w", c.opts.Group, g.Error)
-		}
-		for _, m := range g.Members {
-			if m.ClientID == c.opts.ClientID {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s is not a member of consumer group %s (group %s, %d members)", c.opts.ClientID, c.opts.Group, g.GroupState, len(g.Members))
+	// One group was asked about: the answer has it, or nothing.
+	if len(resp.Groups) == 0 {
+		return fmt.Errorf("consumer group %s: not described by the brokers", c.opts.Group)
 	}
-	return fmt.Errorf("consumer group %s: not described by the brokers", c.opts.Group)
+	g := resp.Groups[0]
+	if g.Error != nil {
+		return fmt.Errorf("describing consumer group %s: %w", c.opts.Group, g.Error)
+	}
+	for _, m := range g.Members {
+		if m.ClientID == c.opts.ClientID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not a member of consumer group %s (group %s, %d members)", c.opts.ClientID, c.opts.Group, g.GroupState, len(g.Members))
 }
 
 // worker is one partition's scoring goroutine, fed in offset order.
@@ -436,7 +443,7 @@ const (
 func (c *Consumer) partition(run, drain context.Context, w *worker) {
 	b := &batch{msgs: make([]kafka.Message, 0, c.opts.BatchSize), tail: map[uint64]int32{}}
 	var p pending
-	var d Decision // the retries'
+	var d engine.Decision // the retries'
 	for m := range w.in {
 		b.msgs = append(b.msgs[:0], m)
 	fill: // take what is already waiting, up to a batch, without waiting
@@ -462,7 +469,7 @@ func (c *Consumer) partition(run, drain context.Context, w *worker) {
 // degraded event holds the partition: what came before it is written and
 // committed, it is scored again until the store answers, and only then
 // does the rest follow.
-func (c *Consumer) decide(run, drain context.Context, w *worker, b *batch, p *pending, d *Decision) bool {
+func (c *Consumer) decide(run, drain context.Context, w *worker, b *batch, p *pending, d *engine.Decision) bool {
 	n := len(b.msgs)
 	b.outcomes = slices.Grow(b.outcomes[:0], n)[:n]
 	clear(b.outcomes)
@@ -508,7 +515,7 @@ func (c *Consumer) scoreChains(ctx context.Context, b *batch, from int) {
 		}
 		wg.Go(func() {
 			defer func() { <-c.slots }()
-			d := c.decisionPool.Get().(*Decision)
+			d := c.decisionPool.Get().(*engine.Decision)
 			defer c.decisionPool.Put(d)
 			c.scoreClaimed(ctx, b, d)
 		})
@@ -518,7 +525,7 @@ func (c *Consumer) scoreChains(ctx context.Context, b *batch, from int) {
 
 // scoreClaimed claims b's chains one at a time and scores each, in order,
 // until none is left or ctx ends.
-func (c *Consumer) scoreClaimed(ctx context.Context, b *batch, d *Decision) {
+func (c *Consumer) scoreClaimed(ctx context.Context, b *batch, d *engine.Decision) {
 	heads := int32(len(b.heads))
 	for h := b.claimed.Add(1) - 1; h < heads; h = b.claimed.Add(1) - 1 {
 		for i := b.heads[h]; i >= 0 && ctx.Err() == nil; i = b.next[i] {
@@ -566,7 +573,7 @@ func (c *Consumer) chain(b *batch, from int) {
 }
 
 // scoreOne scores m into o, with d as scratch.
-func (c *Consumer) scoreOne(ctx context.Context, m *kafka.Message, d *Decision, o *outcome) {
+func (c *Consumer) scoreOne(ctx context.Context, m *kafka.Message, d *engine.Decision, o *outcome) {
 	err := c.engine.Score(ctx, m.Value, c.score, d)
 	switch {
 	case err != nil:
@@ -579,7 +586,7 @@ func (c *Consumer) scoreOne(ctx context.Context, m *kafka.Message, d *Decision, 
 }
 
 // decisionMessage is d as written to the decisions topic.
-func decisionMessage(d *Decision) kafka.Message {
+func decisionMessage(d *engine.Decision) kafka.Message {
 	return kafka.Message{
 		Key:   []byte(d.EventID),
 		Value: d.AppendJSON(nil),
@@ -594,7 +601,7 @@ func decisionMessage(d *Decision) kafka.Message {
 var sourceKafka = []byte("kafka")
 
 // shadowMessages are d's shadow verdicts as written to the shadow topic.
-func shadowMessages(d *Decision) []kafka.Message {
+func shadowMessages(d *engine.Decision) []kafka.Message {
 	if len(d.Shadows) == 0 {
 		return nil
 	}
@@ -639,7 +646,7 @@ func (c *Consumer) flush(ctx context.Context, w *worker, p *pending) bool {
 // and answers a retried id with its first answer's features, so scoring
 // again is safe whether or not the failed call reached it. The policy
 // reloaded meanwhile may refuse the event: o is then a dead letter.
-func (c *Consumer) retry(run, drain context.Context, w *worker, m *kafka.Message, d *Decision, o *outcome) bool {
+func (c *Consumer) retry(run, drain context.Context, w *worker, m *kafka.Message, d *engine.Decision, o *outcome) bool {
 	c.metrics.storeWaiting.Inc()
 	defer c.metrics.storeWaiting.Dec()
 	backoff := newBackoff(backoffMax)

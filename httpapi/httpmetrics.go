@@ -1,4 +1,4 @@
-package engine
+package httpapi
 
 import (
 	"net/http"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/riskd/riskd/engine"
 )
 
 // HTTPMetrics instruments the HTTP API with promhttp: requests by handler
@@ -27,7 +29,7 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 			Name: "riskd_http_requests_total", Help: "HTTP requests answered, by handler (the route's path) and status code.",
 		}, []string{"handler", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "riskd_http_request_duration_seconds", Help: "Time to answer an HTTP request, by handler; /v1/score's includes evaluating challengers after the answer is sent.", Buckets: latencyBuckets,
+			Name: "riskd_http_request_duration_seconds", Help: "Time to answer an HTTP request, by handler; /v1/score's includes evaluating challengers after the answer is sent.", Buckets: engine.LatencyBuckets,
 		}, []string{"handler"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "riskd_http_requests_in_flight", Help: "HTTP requests being answered, by handler.",

@@ -1,4 +1,4 @@
-package engine
+package httpapi
 
 import (
 	"crypto/subtle"
@@ -128,7 +128,7 @@ func (h *Handler) listAdd(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	c, err := h.engine.lists.Add(r.Context(), r.PathValue("name"), req.Values, ttl, who)
+	c, err := h.engine.Lists().Add(r.Context(), r.PathValue("name"), req.Values, ttl, who)
 	if err != nil {
 		writeListError(w, err)
 		return
@@ -143,7 +143,7 @@ func (h *Handler) listRemove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, err := h.engine.lists.Remove(r.Context(), r.PathValue("name"), []string{r.PathValue("value")}, who)
+	c, err := h.engine.Lists().Remove(r.Context(), r.PathValue("name"), []string{r.PathValue("value")}, who)
 	if err != nil {
 		writeListError(w, err)
 		return
@@ -174,7 +174,7 @@ func (h *Handler) listGet(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.adminName(w, r); !ok {
 		return
 	}
-	m, err := h.engine.lists.Declared(r.PathValue("name"))
+	m, err := h.engine.Lists().Declared(r.PathValue("name"))
 	if err != nil {
 		writeListError(w, err)
 		return
@@ -201,7 +201,7 @@ func (h *Handler) listGet(w http.ResponseWriter, r *http.Request) {
 		Store   string  `json:"store"`
 		Values  []value `json:"values"`
 		Next    *string `json:"next,omitempty"`
-	}{List: m.Name, Version: snap.Version, Total: snap.Len(), Store: h.engine.lists.Describe(), Values: make([]value, 0, len(page))}
+	}{List: m.Name, Version: snap.Version, Total: snap.Len(), Store: h.engine.Lists().Describe(), Values: make([]value, 0, len(page))}
 	for _, e := range page {
 		v := value{Value: e.Value}
 		if e.Expires > 0 {
@@ -241,8 +241,8 @@ func (h *Handler) listInfos(p *rules.Policy) []listInfo {
 					continue
 				}
 				seen[l.Name] = true
-				snap := h.engine.lists.List(l.Name).Snapshot()
-				info.Kind, info.Values, info.Version, info.Store = "mutable", snap.Len(), snap.VersionText, h.engine.lists.Describe()
+				snap := h.engine.Lists().List(l.Name).Snapshot()
+				info.Kind, info.Values, info.Version, info.Store = "mutable", snap.Len(), snap.VersionText, h.engine.Lists().Describe()
 			case l.File != "":
 				info.Kind, info.File, info.Values, info.Version = "file", l.File, l.Set.Len(), l.Version
 			}

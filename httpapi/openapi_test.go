@@ -1,4 +1,4 @@
-package engine_test
+package httpapi_test
 
 import (
 	"context"
@@ -22,7 +22,9 @@ import (
 	"github.com/riskd/riskd/api"
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
@@ -73,9 +75,9 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	for _, ep := range []engine.Endpoints{engine.AllEndpoints, engine.PublicEndpoints, engine.AdminEndpoints} {
-		srv := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Endpoints: ep, Gatherer: reg, AdminToken: "s3cret"}))
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
+	for _, ep := range []httpapi.Endpoints{httpapi.AllEndpoints, httpapi.PublicEndpoints, httpapi.AdminEndpoints} {
+		srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Endpoints: ep, Gatherer: reg, AdminToken: "s3cret"}))
 		for _, path := range paths {
 			for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
 				req, _ := http.NewRequest(method, srv.URL+path, nil)
@@ -90,7 +92,7 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 				for op := range ops {
 					isOp = isOp || templateMatch(op, method+" "+path)
 				}
-				if ep == engine.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
+				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
 					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
 				}
 			}
@@ -122,15 +124,15 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	live := engine.New(p, engine.Options{Registerer: reg})
 	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: live.SetPolicy})
 	rl.Loaded(p)
-	opts := engine.HandlerOptions{Reloader: rl, AdminToken: "s3cret", Gatherer: reg}
-	all := apitest.NewServer(t, engine.NewHandler(live, opts))
+	opts := httpapi.HandlerOptions{Reloader: rl, AdminToken: "s3cret", Gatherer: reg}
+	all := apitest.NewServer(t, httpapi.NewHandler(live, opts))
 	public, admin := opts, opts
-	public.Endpoints, admin.Endpoints = engine.PublicEndpoints, engine.AdminEndpoints
-	publicSrv := apitest.NewServer(t, engine.NewHandler(live, public))
-	adminSrv := apitest.NewServer(t, engine.NewHandler(live, admin))
-	builtin := apitest.NewServer(t, engine.NewHandler(engine.New(examplePolicy(t), engine.Options{MaxEventBytes: 1024}), engine.HandlerOptions{AdminToken: "s3cret"}))
-	closed := apitest.NewServer(t, engine.NewHandler(live, engine.HandlerOptions{Reloader: rl}))
-	shadows := apitest.NewServer(t, engine.NewHandler(engine.New(challengerPolicy(t, "5%"), engine.Options{}), engine.HandlerOptions{}))
+	public.Endpoints, admin.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
+	publicSrv := apitest.NewServer(t, httpapi.NewHandler(live, public))
+	adminSrv := apitest.NewServer(t, httpapi.NewHandler(live, admin))
+	builtin := apitest.NewServer(t, httpapi.NewHandler(engine.New(enginetest.Example(t), engine.Options{MaxEventBytes: 1024}), httpapi.HandlerOptions{AdminToken: "s3cret"}))
+	closed := apitest.NewServer(t, httpapi.NewHandler(live, httpapi.HandlerOptions{Reloader: rl}))
+	shadows := apitest.NewServer(t, httpapi.NewHandler(engine.New(enginetest.Challengers(t, "5%"), engine.Options{}), httpapi.HandlerOptions{}))
 	failClosed, err := rules.Load(fstest.MapFS{
 		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
 		"checkout.yaml": {Data: []byte("name: checkout\nversion: \"1\"\nevent_types: [checkout]\non_store_error: fail_closed\nthresholds: {step_up: 50, block: 90}\nrules:\n  - {id: velocity, when: features.card_count_1h >= 5, score: 60}\n")},
@@ -138,7 +140,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := apitest.NewServer(t, engine.NewHandler(engine.New(failClosed, engine.Options{Store: downStore{}}), engine.HandlerOptions{}))
+	down := apitest.NewServer(t, httpapi.NewHandler(engine.New(failClosed, engine.Options{Store: downStore{}}), httpapi.HandlerOptions{}))
 
 	// Mutable lists in a Redis that is not there.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -151,7 +153,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { downLists.Close() })
-	listsDown := apitest.NewServer(t, engine.NewHandler(engine.New(examplePolicy(t), engine.Options{Lists: downLists}), engine.HandlerOptions{AdminToken: "s3cret"}))
+	listsDown := apitest.NewServer(t, httpapi.NewHandler(engine.New(enginetest.Example(t), engine.Options{Lists: downLists}), httpapi.HandlerOptions{AdminToken: "s3cret"}))
 
 	const checkout = `{"id":"d1","type":"checkout","ts":"2026-11-25T10:00:00Z","account_id":"acc-1","card_id":"card-1","amount":80}`
 	tests := []struct {

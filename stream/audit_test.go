@@ -1,4 +1,4 @@
-package engine_test
+package stream_test
 
 import (
 	"bytes"
@@ -16,7 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/stream"
 )
 
 // TestAuditStreamWritesHTTPDecisions: every decision answered over HTTP
@@ -25,12 +29,12 @@ import (
 func TestAuditStreamWritesHTTPDecisions(t *testing.T) {
 	addrs := newBroker(t).ListenAddrs()
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	audit := engine.NewAuditStream(engine.AuditOptions{Brokers: addrs, Registerer: reg})
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
+	audit := stream.NewAuditStream(stream.AuditOptions{Brokers: addrs, Registerer: reg})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { audit.Run(ctx); close(done) }()
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Audit: audit}))
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{Audit: audit.Record}))
 	defer srv.Close()
 
 	const n = 40
@@ -75,10 +79,10 @@ func TestAuditStreamWritesHTTPDecisions(t *testing.T) {
 	if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != n {
 		t.Errorf("%d decisions in the topic, want %d", got, n)
 	}
-	if got := metric(t, reg, "riskd_audit_records_total", map[string]string{"result": "written"}); got != n {
+	if got := metrictest.Value(t, reg, "riskd_audit_records_total", map[string]string{"result": "written"}); got != n {
 		t.Errorf("written %v, want %d", got, n)
 	}
-	if got := metric(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 0 {
+	if got := metrictest.Value(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 0 {
 		t.Errorf("dropped %v, want 0", got)
 	}
 }
@@ -102,10 +106,10 @@ func closedAddr(t *testing.T) string {
 func TestAuditStreamDropsWhenFull(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var logs bytes.Buffer
-	audit := engine.NewAuditStream(engine.AuditOptions{Brokers: []string{closedAddr(t)}, Buffer: 3, ShutdownTimeout: 50 * time.Millisecond,
+	audit := stream.NewAuditStream(stream.AuditOptions{Brokers: []string{closedAddr(t)}, Buffer: 3, ShutdownTimeout: 50 * time.Millisecond,
 		Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	e := engine.New(examplePolicy(t), engine.Options{})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Audit: audit}))
+	e := engine.New(enginetest.Example(t), engine.Options{})
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{Audit: audit.Record}))
 	defer srv.Close()
 	// Run is not started: nothing takes from the buffer.
 	for i := range 5 {
@@ -118,10 +122,10 @@ func TestAuditStreamDropsWhenFull(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	if got := metric(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 2 {
+	if got := metrictest.Value(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 2 {
 		t.Errorf("dropped %v, want 2", got)
 	}
-	if got := metric(t, reg, "riskd_audit_buffered_records", nil); got != 3 {
+	if got := metrictest.Value(t, reg, "riskd_audit_buffered_records", nil); got != 3 {
 		t.Errorf("buffered %v, want 3", got)
 	}
 	// Stopped at once: the three buffered cannot reach the brokers within
@@ -129,10 +133,10 @@ func TestAuditStreamDropsWhenFull(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	audit.Run(ctx)
-	if got := metric(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 5 {
+	if got := metrictest.Value(t, reg, "riskd_audit_records_total", map[string]string{"result": "dropped"}); got != 5 {
 		t.Errorf("dropped %v after the shutdown, want 5", got)
 	}
-	if got := metric(t, reg, "riskd_audit_records_total", map[string]string{"result": "written"}); got != 0 {
+	if got := metrictest.Value(t, reg, "riskd_audit_records_total", map[string]string{"result": "written"}); got != 0 {
 		t.Errorf("written %v, want 0", got)
 	}
 	if !strings.Contains(logs.String(), `msg="audit stream behind: HTTP decisions dropped, not written to the decisions topic" dropped=5`) {

@@ -1,4 +1,4 @@
-package engine_test
+package httpapi_test
 
 import (
 	"io"
@@ -12,6 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/metrictest"
 )
 
 // TestHTTPMetrics: requests are counted by the route they took and their
@@ -19,11 +22,11 @@ import (
 // one process count into the same series.
 func TestHTTPMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	m := engine.NewHTTPMetrics(reg)
-	public := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Endpoints: engine.PublicEndpoints, Metrics: m}))
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
+	m := httpapi.NewHTTPMetrics(reg)
+	public := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{Endpoints: httpapi.PublicEndpoints, Metrics: m}))
 	defer public.Close()
-	admin := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Endpoints: engine.AdminEndpoints, Metrics: m, Gatherer: reg}))
+	admin := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{Endpoints: httpapi.AdminEndpoints, Metrics: m, Gatherer: reg}))
 	defer admin.Close()
 	for _, r := range []struct{ method, url, body string }{
 		{"POST", public.URL + "/v1/score", `{"id":"m1","type":"checkout","card_id":"c","amount":1}`},
@@ -55,7 +58,7 @@ func TestHTTPMetrics(t *testing.T) {
 		{"/", "404", 2},        // unknown paths share the catch-all's series
 		{"/metrics", "404", 1}, // asked of the public listener
 	} {
-		if got := metric(t, reg, "riskd_http_requests_total", map[string]string{"handler": tt.handler, "code": tt.code}); got != tt.want {
+		if got := metrictest.Value(t, reg, "riskd_http_requests_total", map[string]string{"handler": tt.handler, "code": tt.code}); got != tt.want {
 			t.Errorf("riskd_http_requests_total{handler=%q,code=%q} = %v, want %v", tt.handler, tt.code, got, tt.want)
 		}
 	}
@@ -87,8 +90,8 @@ func scrape(t *testing.T, url string) string {
 // (le="0.00010000000000000005").
 func TestHistogramBucketsAreRound(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, Metrics: engine.NewHTTPMetrics(reg)}))
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{Gatherer: reg, Metrics: httpapi.NewHTTPMetrics(reg)}))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"b1","type":"checkout","card_id":"c","amount":1}`))
 	if err != nil {

@@ -1,10 +1,14 @@
-package engine
+// Package httpapi serves riskd's HTTP API over an engine: scoring, the
+// admin endpoints (rulesets, reload, lists, metrics, profiles), readiness
+// and the OpenAPI description (api/openapi.yaml describes them all).
+package httpapi
 
 import (
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,16 +18,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/riskd/riskd/api"
+	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/readiness"
 	"github.com/riskd/riskd/rules"
 )
 
 // Handler serves riskd's HTTP API around an engine.
 type Handler struct {
-	engine    *Engine
+	engine    *engine.Engine
 	opts      HandlerOptions
 	mux       *http.ServeMux
 	served    http.Handler // mux, instrumented when opts.Metrics is set
-	readiness *Readiness
+	readiness *readiness.Checker
 	buffers   sync.Pool // *httpScratch
 }
 
@@ -38,7 +44,8 @@ const (
 	// /v1/score, GET /healthz and GET /readyz.
 	PublicEndpoints
 	// AdminEndpoints serves what operators need: GET /v1/rulesets, POST
-	// /v1/reload, GET /metrics, and GET /healthz and GET /readyz.
+	// /v1/reload, the list endpoints, GET /metrics, GET /debug/pprof/,
+	// and GET /healthz and GET /readyz.
 	AdminEndpoints
 )
 
@@ -57,11 +64,13 @@ type HandlerOptions struct {
 	AdminToken string
 	// Readiness is what GET /readyz checks; nil: the engine's feature
 	// store, as "feature_store".
-	Readiness *Readiness
+	Readiness *readiness.Checker
 	// Metrics counts and times the requests; nil: not instrumented.
 	Metrics *HTTPMetrics
-	// Audit receives every decision answered; nil: none is kept.
-	Audit *AuditStream
+	// Audit receives every decision answered, as answered in json (which
+	// it must copy to keep); nil: none is kept. riskd passes
+	// stream.AuditStream's Record, so this package need not link Kafka.
+	Audit func(d *engine.Decision, json []byte)
 	// AdminTokens are more admin tokens, each with the name changes made
 	// with it are logged under.
 	AdminTokens []NamedToken
@@ -70,17 +79,17 @@ type HandlerOptions struct {
 type httpScratch struct {
 	body []byte
 	out  []byte
-	d    Decision
+	d    engine.Decision
 }
 
 // NewHandler returns the HTTP API, or the part of it opts.Endpoints
 // names: /v1/score, /v1/rulesets, /v1/reload, /metrics, /healthz,
 // /readyz and /openapi.yaml (api/openapi.yaml describes them all).
-func NewHandler(e *Engine, opts HandlerOptions) *Handler {
+func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 	h := &Handler{engine: e, opts: opts, mux: http.NewServeMux(), readiness: opts.Readiness}
 	h.buffers.New = func() any { return &httpScratch{} }
 	if h.readiness == nil {
-		h.readiness = NewReadiness(ReadinessOptions{Dependencies: []Dependency{{Name: "feature_store", Check: e.store.Ready}}})
+		h.readiness = readiness.New(readiness.Options{Dependencies: []readiness.Dependency{{Name: "feature_store", Check: e.Store().Ready}}})
 	}
 	h.served = h.mux
 	if opts.Metrics != nil {
@@ -110,6 +119,7 @@ func NewHandler(e *Engine, opts HandlerOptions) *Handler {
 			h.route("/metrics", "GET", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 			served = append(served, "/metrics")
 		}
+		served = append(served, h.routeProfiles())
 	} else {
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
@@ -147,6 +157,30 @@ func (h *Handler) route(path, method string, serve http.HandlerFunc) {
 	})
 }
 
+// routeProfiles serves the runtime's profiles (net/http/pprof) under
+// /debug/pprof/, behind the admin token as every admin endpoint: a
+// profile shows the process's code and data, and collecting one costs
+// CPU. The handlers are registered on h's mux by name; the package's
+// own registration on http.DefaultServeMux is never served. A CPU
+// profile or trace must ask for fewer seconds than the server's write
+// timeout (10s): ?seconds=5.
+func (h *Handler) routeProfiles() string {
+	for path, serve := range map[string]http.HandlerFunc{
+		"/debug/pprof/":        pprof.Index, // and the named profiles: heap, goroutine, allocs, ...
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	} {
+		h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if h.admin(w, r) {
+				serve(w, r)
+			}
+		})
+	}
+	return "/debug/pprof/"
+}
+
 // serveOpenAPI serves the API's description, so a caller's tooling reads
 // the contract of the riskd it talks to.
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
@@ -157,13 +191,11 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	s := h.buffers.Get().(*httpScratch)
 	defer h.buffers.Put(s)
-	limit := h.engine.maxBytes
-	body, err := readLimited(r.Body, s.body[:0], limit)
+	body, err := h.engine.ReadEvent(r.Body, s.body[:0])
 	s.body = body
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			h.engine.metrics.invalidEvents.Inc()
-			writeError(w, http.StatusRequestEntityTooLarge, "event is over the limit of "+strconv.Itoa(limit)+" bytes")
+		if errors.Is(err, engine.ErrTooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "event is over the limit of "+strconv.Itoa(h.engine.MaxEventBytes())+" bytes")
 			return
 		}
 		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
@@ -176,9 +208,9 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	}
 	// Challengers are evaluated after the answer is on its way (explain
 	// shows them, so it waits for them).
-	if err := h.engine.Score(r.Context(), body, ScoreOptions{Explain: explain, DeferShadow: !explain}, &s.d); err != nil {
+	if err := h.engine.Score(r.Context(), body, engine.ScoreOptions{Explain: explain, DeferShadow: !explain}, &s.d); err != nil {
 		code := http.StatusBadRequest
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, engine.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
 		}
 		writeError(w, code, err.Error())
@@ -189,9 +221,9 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	// A shared slice: Header.Set would allocate a new one per response.
 	w.Header()["Content-Type"] = jsonContentType
 	if h.opts.Audit != nil {
-		h.opts.Audit.Record(&s.d, s.out[:len(s.out)-1])
+		h.opts.Audit(&s.d, s.out[:len(s.out)-1])
 	}
-	if s.d.pending.s == nil {
+	if !s.d.ShadowPending() {
 		w.Write(s.out)
 		return
 	}
@@ -203,27 +235,6 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 		f.Flush()
 	}
 	h.engine.Shadow(&s.d)
-}
-
-// readLimited reads all of r into dst, failing with ErrTooLarge past limit
-// bytes without reading the rest.
-func readLimited(r io.Reader, dst []byte, limit int) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):min(cap(dst), limit+1)])
-		dst = dst[:len(dst)+n]
-		if len(dst) > limit {
-			return dst, ErrTooLarge
-		}
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
 }
 
 type rulesetInfo struct {
@@ -239,12 +250,11 @@ type rulesetInfo struct {
 	Traffic  string `json:"traffic,omitempty"`
 	SplitKey string `json:"split_key,omitempty"`
 	// RuleErrors: each rule's last minute with run-time errors.
-	RuleErrors []RuleErrors `json:"rule_errors,omitempty"`
+	RuleErrors []engine.RuleErrors `json:"rule_errors,omitempty"`
 }
 
 func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
-	c := h.engine.current.Load()
-	p := c.policy
+	p := h.engine.Policy()
 	out := struct {
 		Dir               string        `json:"dir"`
 		LoadedAt          string        `json:"loaded_at"`
@@ -259,7 +269,7 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 		out.Warnings = []string{}
 	}
 	if h.opts.Reloader != nil {
-		if err, at := h.opts.Reloader.LastError(); err != nil {
+		if at, err := h.opts.Reloader.LastError(); err != nil {
 			msg, when := err.Error(), at.UTC().Format(time.RFC3339)
 			out.LastReloadError, out.LastReloadErrorAt = &msg, &when
 		}
@@ -269,7 +279,7 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 			Name: rs.Name, Version: rs.Version, Hash: rs.Hash, File: rs.File,
 			EventTypes: rs.EventTypes, Rules: len(rs.Rules), LoadedAt: out.LoadedAt, ShadowOf: rs.ShadowOf,
 		}
-		info.RuleErrors = c.rulesets[rs].health.lastMinutes()
+		info.RuleErrors = h.engine.RecentRuleErrors(rs)
 		if rs.TrafficPPM > 0 {
 			info.Traffic = strconv.FormatFloat(float64(rs.TrafficPPM)/1e4, 'f', -1, 64) + "%"
 			info.SplitKey = rs.SplitKey.Name
@@ -324,10 +334,10 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Ready        bool               `json:"ready"`
 		Error        string             `json:"error,omitempty"`
-		Dependencies []DependencyStatus `json:"dependencies"`
+		Dependencies []readiness.Status `json:"dependencies"`
 	}{Ready: true, Dependencies: deps}
 	code := http.StatusOK
-	if msg := notReady(deps); msg != "" {
+	if msg := readiness.Summary(deps); msg != "" {
 		out.Ready, out.Error, code = false, "not ready: "+msg, http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, out)
@@ -338,6 +348,6 @@ var jsonContentType = []string{"application/json"}
 func writeError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	b := append(appendJSONString([]byte(`{"error":`), msg), "}\n"...)
+	b := append(engine.AppendJSONString([]byte(`{"error":`), msg), "}\n"...)
 	w.Write(b)
 }

@@ -1,4 +1,4 @@
-package engine
+package stream
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/internal/logs"
 )
 
@@ -105,7 +106,7 @@ func NewAuditStream(opts AuditOptions) *AuditStream {
 
 // Record queues d, answered as json, for the decisions topic; it never
 // waits: when the buffer is full, d is dropped and counted.
-func (a *AuditStream) Record(d *Decision, json []byte) {
+func (a *AuditStream) Record(d *engine.Decision, json []byte) {
 	// One copy holds the key and value: d's strings alias its buffers,
 	// which the next request reuses.
 	buf := make([]byte, 0, len(d.EventID)+len(json))

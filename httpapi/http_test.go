@@ -1,4 +1,4 @@
-package engine_test
+package httpapi_test
 
 import (
 	"encoding/json"
@@ -14,15 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/rules"
 )
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg, MaxEventBytes: 1024})
-	return apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg, MaxEventBytes: 1024})
+	return apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Gatherer: reg}))
 }
 
 func TestHTTPScoreErrors(t *testing.T) {
@@ -176,8 +178,8 @@ func TestHTTPUnscoredTypesKeepMetricsSane(t *testing.T) {
 // skew is scored.
 func TestHTTPFutureEventsAreRefused(t *testing.T) {
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	e := engine.New(examplePolicy(t), engine.Options{Now: func() time.Time { return now }, MaxFutureSkew: 5 * time.Minute})
-	srv := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{}))
+	e := engine.New(enginetest.Example(t), engine.Options{Now: func() time.Time { return now }, MaxFutureSkew: 5 * time.Minute})
+	srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	for _, tt := range []struct {
 		ts   string
 		code int
@@ -204,9 +206,9 @@ func TestHTTPFutureEventsAreRefused(t *testing.T) {
 // metrics; health is on both.
 func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{Registerer: reg})
-	public := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.PublicEndpoints}))
-	admin := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: engine.AdminEndpoints}))
+	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
+	public := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: httpapi.PublicEndpoints}))
+	admin := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Gatherer: reg, AdminToken: "s3cret", Endpoints: httpapi.AdminEndpoints}))
 	score := `{"id":"s1","type":"checkout","card_id":"c","amount":10}`
 	for _, tt := range []struct {
 		srv          *httptest.Server
@@ -227,7 +229,7 @@ func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 		{admin, "GET", "/healthz", 200, "ok"},
 		{admin, "GET", "/readyz", 200, "ready"},
 		{admin, "POST", "/v1/score", 404, `{"error":"POST /v1/score is served on riskd's public (-listen) listener, not this one"}`},
-		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /v1/lists/NAME, /metrics, /healthz, /readyz, /openapi.yaml)"}`},
+		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /v1/lists/NAME, /metrics, /debug/pprof/, /healthz, /readyz, /openapi.yaml)"}`},
 		{public, "POST", "/v1/lists/blocked", 404, `{"error":"POST /v1/lists/blocked is served on riskd's admin (-admin-listen) listener, not this one"}`},
 	} {
 		var body io.Reader
@@ -275,7 +277,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := apitest.NewServer(t, engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
+	srv := apitest.NewServer(t, httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{}))
 	resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(`{"id":"r1","type":"checkout","amount":1,"s":"`+strings.Repeat("ab", 50)+`"}`))
 	if err != nil {
 		t.Fatal(err)

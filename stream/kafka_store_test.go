@@ -1,4 +1,4 @@
-package engine_test
+package stream_test
 
 import (
 	"context"
@@ -15,8 +15,12 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/stream"
 )
 
 // failingStore fails the Observe calls fail picks, without recording
@@ -49,45 +53,6 @@ func (s *failingStore) Observe(ctx context.Context, obs *features.Observation) e
 		}
 	}
 	return s.Store.Observe(ctx, obs)
-}
-
-// waitFor polls cond until it holds or 30s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 30s for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// metric reads a counter or gauge out of reg by its labels; 0 when absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue metrics
-				}
-			}
-			if g := m.GetGauge(); g != nil {
-				return g.GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 type kafkaDecision struct {
@@ -142,9 +107,9 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 			var down atomic.Bool
 			down.Store(true)
 			store := newFailingStore(func(obs *features.Observation) bool { return obs.EventID == "s-4" && down.Load() })
-			e := engine.New(examplePolicy(t), engine.Options{Store: store})
+			e := engine.New(enginetest.Example(t), engine.Options{Store: store})
 			reg := prometheus.NewRegistry()
-			defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 50, Registerer: reg, Degraded: tt.degraded})()
+			defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 50, Registerer: reg, Degraded: tt.degraded})()
 			const n = 10
 			produce(t, addrs, cardEvents("s", n)...)
 			offset := func() int64 { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] }
@@ -152,9 +117,9 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 			if !tt.degraded {
 				// Two failures: the worker has written and committed what
 				// came before s-4 and is retrying it.
-				waitFor(t, "the store to fail s-4 twice", func() bool { return store.failures.Load() >= 2 })
-				waitFor(t, "the lag to count s-4 and the 5 events after it", func() bool {
-					return metric(t, reg, "riskd_kafka_consumer_lag", map[string]string{"partition": "0"}) == n-4
+				poll.Until(t, "the store to fail s-4 twice", func() bool { return store.failures.Load() >= 2 })
+				poll.Until(t, "the lag to count s-4 and the 5 events after it", func() bool {
+					return metrictest.Value(t, reg, "riskd_kafka_consumer_lag", map[string]string{"partition": "0"}) == n-4
 				})
 				if got := offset(); got != 4 {
 					t.Fatalf("committed offset %d while s-4 (offset 4) fails, want 4", got)
@@ -162,12 +127,12 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 				if got := kafkatest.TopicSize(t, addrs, decisionsTopic, 3); got != 4 {
 					t.Fatalf("%d decisions written while s-4 fails, want 4 (s-0..s-3)", got)
 				}
-				if got := metric(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 1 {
+				if got := metrictest.Value(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 1 {
 					t.Fatalf("partitions waiting on the store: %v, want 1", got)
 				}
 				down.Store(false)
 			}
-			waitFor(t, "every offset to be committed", func() bool { return offset() == n })
+			poll.Until(t, "every offset to be committed", func() bool { return offset() == n })
 
 			decided := decisionsByID(t, addrs, n)
 			for i := range n {
@@ -180,7 +145,7 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 					t.Errorf("%s: degraded %v, want %v", id, d.Degraded, want)
 				}
 			}
-			retries := metric(t, reg, "riskd_kafka_store_retries_total", nil)
+			retries := metrictest.Value(t, reg, "riskd_kafka_store_retries_total", nil)
 			failures := store.failures.Load()
 			if tt.degraded && (retries != 0 || failures != 1) {
 				t.Errorf("Degraded: %v retries, %d store failures; want 0 and 1", retries, failures)
@@ -188,7 +153,7 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 			if !tt.degraded && retries != float64(failures) {
 				t.Errorf("%v retries for %d store failures: each failure is retried once", retries, failures)
 			}
-			if got := metric(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 0 {
+			if got := metrictest.Value(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 0 {
 				t.Errorf("partitions waiting on the store after recovery: %v", got)
 			}
 			// The history: every event once, or all but the one the store
@@ -197,8 +162,8 @@ func TestKafkaStoreFailureHoldsThePartition(t *testing.T) {
 			if tt.degraded {
 				want = n - 1
 			}
-			d := score(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+n*1000))
-			if got := feature(d, "card_txn_count_24h"); got.Num != float64(want) {
+			d := enginetest.Score(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+n*1000))
+			if got := enginetest.Feature(d, "card_txn_count_24h"); got.Num != float64(want) {
 				t.Fatalf("card_txn_count_24h = %v after %d events, want %d", got.Num, n, want)
 			}
 		})
@@ -256,11 +221,11 @@ func TestKafkaStoreRecovers(t *testing.T) {
 			broker := newBroker(t)
 			addrs := broker.ListenAddrs()
 			store := tt.store()
-			e := engine.New(examplePolicy(t), engine.Options{Store: store, StoreTimeout: tt.engineTimeout})
+			e := engine.New(enginetest.Example(t), engine.Options{Store: store, StoreTimeout: tt.engineTimeout})
 			reg := prometheus.NewRegistry()
-			defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 20, Registerer: reg})()
+			defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 20, Registerer: reg})()
 			produce(t, addrs, cardEvents("r", tt.n)...)
-			waitFor(t, "every offset to be committed", func() bool {
+			poll.Until(t, "every offset to be committed", func() bool {
 				var sum int64
 				for _, o := range kafkatest.Committed(t, addrs, "riskd", eventsTopic, 3) {
 					sum += max(0, o)
@@ -273,11 +238,11 @@ func TestKafkaStoreRecovers(t *testing.T) {
 				}
 			}
 			failures := store.failures.Load()
-			if retries := metric(t, reg, "riskd_kafka_store_retries_total", nil); retries != float64(failures) || !tt.wantRetries(failures) {
+			if retries := metrictest.Value(t, reg, "riskd_kafka_store_retries_total", nil); retries != float64(failures) || !tt.wantRetries(failures) {
 				t.Errorf("%v retries for %d store failures", retries, failures)
 			}
-			d := scoreOne(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+tt.n*1000), engine.ScoreOptions{Explain: true, StoreTimeout: time.Second})
-			if got := feature(d, "card_txn_count_24h"); got.Num != float64(tt.n) {
+			d := enginetest.ScoreWith(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+tt.n*1000), engine.ScoreOptions{Explain: true, StoreTimeout: time.Second})
+			if got := enginetest.Feature(d, "card_txn_count_24h"); got.Num != float64(tt.n) {
 				t.Fatalf("card_txn_count_24h = %v after %d events, want %d (each once)", got.Num, tt.n, tt.n)
 			}
 		})

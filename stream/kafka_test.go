@@ -1,4 +1,4 @@
-package engine_test
+package stream_test
 
 import (
 	"context"
@@ -15,7 +15,10 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/stream"
 )
 
 const (
@@ -89,7 +92,7 @@ func consumeUntil(t *testing.T, addrs []string, topic string, done func(kafka.Me
 func runConsumer(t *testing.T, e *engine.Engine, addrs []string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := engine.NewConsumer(e, engine.KafkaOptions{Brokers: addrs, BatchSize: 50})
+	c := stream.NewConsumer(e, stream.KafkaOptions{Brokers: addrs, BatchSize: 50})
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	return func() {
@@ -101,7 +104,7 @@ func runConsumer(t *testing.T, e *engine.Engine, addrs []string) (stop func()) {
 func TestKafkaHappyPath(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
-	e := engine.New(examplePolicy(t), engine.Options{})
+	e := engine.New(enginetest.Example(t), engine.Options{})
 	stop := runConsumer(t, e, addrs)
 	defer stop()
 	const n = 200
@@ -134,10 +137,10 @@ func TestKafkaHappyPath(t *testing.T) {
 	}
 }
 
-func runConsumerWith(t *testing.T, e *engine.Engine, opts engine.KafkaOptions) (stop func()) {
+func runConsumerWith(t *testing.T, e *engine.Engine, opts stream.KafkaOptions) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := engine.NewConsumer(e, opts)
+	c := stream.NewConsumer(e, opts)
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	return func() {
@@ -158,7 +161,7 @@ func header(m kafka.Message, key string) string {
 func TestKafkaDeadLetters(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
-	e := engine.New(examplePolicy(t), engine.Options{MaxEventBytes: 512})
+	e := engine.New(enginetest.Example(t), engine.Options{MaxEventBytes: 512})
 	defer runConsumer(t, e, addrs)()
 	bad := []string{
 		`{"id":"x","type":"checkout",`,
@@ -202,17 +205,17 @@ func TestKafkaCrashMidStream(t *testing.T) {
 	addrs := broker.ListenAddrs()
 	// A store that takes a millisecond keeps the consumer busy long enough
 	// to be caught in the middle.
-	e := engine.New(examplePolicy(t), engine.Options{Store: slowStore{memstore.New(memstore.Options{})}})
+	e := engine.New(enginetest.Example(t), engine.Options{Store: slowStore{memstore.New(memstore.Options{})}})
 	const n = 3000
 	produce(t, addrs, cardEvents("c", n)...)
 	reg := prometheus.NewRegistry()
-	crash := runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 20, ShutdownTimeout: time.Nanosecond, Registerer: reg})
+	crash := runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 20, ShutdownTimeout: time.Nanosecond, Registerer: reg})
 	consume(t, addrs, decisionsTopic, 100) // it is working
 	crash()
 	if got := decidedCount(reg); got >= n {
 		t.Fatalf("the first consumer decided all %v events before the crash: nothing mid-stream was tested", got)
 	}
-	defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 20})()
+	defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 20})()
 	decided, total := map[string]bool{}, 0
 	consumeUntil(t, addrs, decisionsTopic, func(m kafka.Message) bool {
 		decided[string(m.Key)] = true
@@ -220,8 +223,8 @@ func TestKafkaCrashMidStream(t *testing.T) {
 		return len(decided) == n
 	})
 	t.Logf("%d decisions for %d events: %d written twice (decided, not committed, redelivered)", total, n, total-n)
-	d := score(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+n*1000))
-	if got := feature(d, "card_txn_count_24h"); got.Num != n {
+	d := enginetest.Score(t, e, fmt.Sprintf(`{"id":"final","type":"checkout","ts":%d,"account_id":"acc-x","card_id":"card-1","amount":10}`, 1780000000000+n*1000))
+	if got := enginetest.Feature(d, "card_txn_count_24h"); got.Num != n {
 		t.Fatalf("card_txn_count_24h = %v after %d events and a crash, want %d (each counted once)", got.Num, n, n)
 	}
 }
@@ -253,12 +256,12 @@ func (s slowStore) Observe(ctx context.Context, obs *features.Observation) error
 func TestKafkaTwoConsumersShareThePartitions(t *testing.T) {
 	broker := newBroker(t)
 	addrs := broker.ListenAddrs()
-	p := examplePolicy(t)
+	p := enginetest.Example(t)
 	store := memstore.New(memstore.Options{})
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	for _, reg := range regs {
 		e := engine.New(p, engine.Options{Store: store})
-		defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 10, Registerer: reg})()
+		defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 10, Registerer: reg})()
 	}
 	decided := decidedCount
 	deadline := time.Now().Add(30 * time.Second)
@@ -281,26 +284,19 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	addrs := broker.ListenAddrs()
 	port := addrs[0][strings.LastIndex(addrs[0], ":")+1:]
 	reg := prometheus.NewRegistry()
-	e := engine.New(examplePolicy(t), engine.Options{})
-	defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 10, Registerer: reg})()
+	e := engine.New(enginetest.Example(t), engine.Options{})
+	defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 10, Registerer: reg})()
 	produce(t, addrs, cardEvents("before", 20)...)
 	consume(t, addrs, decisionsTopic, 20)
 
 	broker.Close()
 	p, _ := strconv.Atoi(port)
 	var again *kfake.Cluster
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var err error
+	var err error
+	poll.Wait{Every: 50 * time.Millisecond, Explain: func() string { return err.Error() }}.Until(t, fmt.Sprintf("the broker to restart on port %d", p), func() bool {
 		again, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p), kfake.SeedTopics(3, eventsTopic, decisionsTopic, decisionsTopic+".shadow", dlqTopic))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarting the broker on port %d: %v", p, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	defer again.Close()
 	produce(t, addrs, cardEvents("after", 20)...)
 	for _, m := range consume(t, addrs, decisionsTopic, 20) {
@@ -316,7 +312,7 @@ func TestKafkaBrokerRestart(t *testing.T) {
 func TestKafkaOversizedDeadLetterDoesNotHoldThePartition(t *testing.T) {
 	broker := newBroker(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "2048"}))
 	addrs := broker.ListenAddrs()
-	e := engine.New(examplePolicy(t), engine.Options{MaxEventBytes: 512})
+	e := engine.New(enginetest.Example(t), engine.Options{MaxEventBytes: 512})
 	defer runConsumer(t, e, addrs)()
 	big := `{"id":"big","type":"checkout","pad":"` + strings.Repeat("x", 1850) + `"}`
 	// One partition, the big one first; produced apart, as the brokers

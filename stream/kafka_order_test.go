@@ -1,4 +1,4 @@
-package engine_test
+package stream_test
 
 import (
 	"context"
@@ -21,8 +21,11 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/internal/metrictest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/rules"
+	"github.com/riskd/riskd/stream"
 )
 
 // countPolicy scores each checkout with its account's count of earlier
@@ -174,11 +177,11 @@ func TestKafkaKeysScoredConcurrentlyInOrder(t *testing.T) {
 	addrs := onePartition(t)
 	store := &jitterStore{Store: memstore.New(memstore.Options{})}
 	e := engine.New(countPolicy(t), engine.Options{Store: store})
-	defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 100})()
+	defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 100})()
 	const n = 2000
 	evs, msgs := orderEvents(n, 40, 50)
 	produce(t, addrs, msgs...)
-	waitFor(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
+	poll.Until(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
 	checkKeyOrder(t, addrs, evs)
 	if peak := store.peak.Load(); peak < 2 {
 		t.Fatalf("at most %d store call in flight: the partition's events were not scored concurrently", peak)
@@ -240,11 +243,11 @@ func TestKafkaStoreFailureKeepsKeyOrder(t *testing.T) {
 	})
 	e := engine.New(countPolicy(t), engine.Options{Store: store})
 	reg := prometheus.NewRegistry()
-	defer runConsumerWith(t, e, engine.KafkaOptions{Brokers: addrs, BatchSize: 100, Registerer: reg})()
+	defer runConsumerWith(t, e, stream.KafkaOptions{Brokers: addrs, BatchSize: 100, Registerer: reg})()
 	produce(t, addrs, msgs...)
 
 	// Its second failure is a retry: what came before it is written.
-	waitFor(t, "the store to fail the held event twice", func() bool {
+	poll.Until(t, "the store to fail the held event twice", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return heldFailures >= 2
@@ -271,14 +274,14 @@ func TestKafkaStoreFailureKeepsKeyOrder(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if got := metric(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 1 {
+	if got := metrictest.Value(t, reg, "riskd_kafka_partitions_waiting_on_store", nil); got != 1 {
 		t.Fatalf("partitions waiting on the store: %v, want 1", got)
 	}
 
 	down.Store(false)
-	waitFor(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
+	poll.Until(t, "every offset to be committed", func() bool { return kafkatest.Committed(t, addrs, "riskd", eventsTopic, 1)[0] == n })
 	checkKeyOrder(t, addrs, evs)
-	if retries, failures := metric(t, reg, "riskd_kafka_store_retries_total", nil), store.failures.Load(); retries != float64(failures) {
+	if retries, failures := metrictest.Value(t, reg, "riskd_kafka_store_retries_total", nil), store.failures.Load(); retries != float64(failures) {
 		t.Errorf("%v retries for %d store failures: each failure is retried once", retries, failures)
 	}
 }
