@@ -153,8 +153,18 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 		}
 		return nil
 	}
-	// What failed the batch as a whole fails every job in it.
-	err := roundTrip(ctx, b.client, tx, fill)
+	// A round trip that failed (a connection refused or broken: Redis
+	// restarting, failing over) is tried again until the deadline: every
+	// command sent is safe to run twice (claims and the record script
+	// know their own claim, records are ZADD NX, the rest are reads, trims
+	// and writes of the same values). What still fails the batch as a
+	// whole fails every job in it.
+	var err error
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if err = roundTrip(ctx, b.client, tx, fill); err == nil || !sleep(ctx, wait) {
+			break
+		}
+	}
 	for _, j := range jobs {
 		j.err = err
 		close(j.done)
@@ -176,4 +186,16 @@ func roundTrip(ctx context.Context, client redis.UniversalClient, tx bool, fill 
 		err = nil
 	}
 	return err
+}
+
+// sleep waits d, or less if ctx ends first; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -260,6 +260,43 @@ type entryCmds struct {
 // retry within the idempotency window reads its answer and writes
 // nothing.
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
+	if r.cluster {
+		return r.observeApart(ctx, obs)
+	}
+	return r.observe(ctx, obs)
+}
+
+// observeApart runs observe on a copy of obs and on the store's own
+// deadline, and waits for it within ctx: on a Cluster, where the claim
+// and the records are round trips of their own, an event whose caller
+// gave up is still recorded and its answer kept for its retries.
+func (r *Store) observeApart(ctx context.Context, obs *features.Observation) error {
+	own := obs.Clone()
+	done := make(chan error, 1)
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
+		defer cancel()
+		err := r.observe(sctx, own)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, errScoredElsewhere) {
+			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", own.EventID, err))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		obs.Retry = own.Retry
+		for i := range obs.Items {
+			obs.Items[i].Value = own.Items[i].Value
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("redis: event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+	}
+}
+
+func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
 	cmds := make([]entryCmds, len(obs.Entries))
 	var known *string // what the id key held, when the first round trip found it taken
@@ -453,7 +490,7 @@ func (r *Store) claim(ctx context.Context, id string, now int64, known *string) 
 	key := r.idKey(id)
 	wait := 500 * time.Microsecond
 	for {
-		mine := string(appendClaim(nil, now, now+claimLease.Milliseconds()))
+		mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
 		var prev string
 		if known != nil {
 			prev, known = *known, nil
@@ -473,6 +510,8 @@ func (r *Store) claim(ctx context.Context, id string, now int64, known *string) 
 		}
 		kind, a, b, ans, perr := parseIDValue(prev)
 		switch {
+		case prev == mine:
+			return now, nil, nil // ours: the claim was sent again after a failed round trip
 		case perr == nil && kind == answerMark && now-a < r.window:
 			return 0, ans, nil
 		case perr != nil, kind == answerMark:
@@ -495,7 +534,7 @@ func (r *Store) claim(ctx context.Context, id string, now int64, known *string) 
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
+				return 0, nil, fmt.Errorf("%w: %w", errScoredElsewhere, ctx.Err())
 			case <-t.C:
 			}
 			wait = min(2*wait, 10*time.Millisecond)
@@ -503,6 +542,11 @@ func (r *Store) claim(ctx context.Context, id string, now int64, known *string) 
 		now = r.now().UnixMilli()
 	}
 }
+
+// errScoredElsewhere: the id is claimed by a call still scoring it (here
+// or on another instance), which records it; its answer was not kept in
+// time.
+var errScoredElsewhere = errors.New("another call is scoring it")
 
 // replace sets key to next if it still holds prev (WATCH/MULTI: a
 // compare-and-set), and reports whether it did.

@@ -112,17 +112,9 @@ func (w *writer) send(batch []writeJob) {
 			}
 			return nil
 		})
-		if err == nil {
+		if err == nil || !sleep(ctx, wait) {
 			break
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-			continue
-		}
-		break
 	}
 	for _, j := range batch {
 		jerr := err

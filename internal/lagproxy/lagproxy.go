@@ -18,6 +18,7 @@ type Proxy struct {
 	to      string
 	delay   time.Duration
 	flights atomic.Int64
+	opened  atomic.Int64
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	conns   []net.Conn
@@ -41,6 +42,10 @@ func Start(t testing.TB, to string, delay time.Duration) *Proxy {
 
 // Addr is where clients connect.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Opened is how many connections clients have opened so far: a new
+// connection's handshake makes flights of its own.
+func (p *Proxy) Opened() int64 { return p.opened.Load() }
 
 // Flights is how many requests clients have sent so far: a client's
 // first bytes on a connection, and each send after the server last
@@ -76,6 +81,7 @@ func (p *Proxy) accept() {
 			c.Close()
 			continue
 		}
+		p.opened.Add(1)
 		p.track(c)
 		p.track(u)
 		// answered: the server wrote last on this connection, so the
