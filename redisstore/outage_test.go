@@ -3,10 +3,12 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/internal/storetest"
 )
@@ -87,6 +89,14 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 	obs := storetest.NewObservation(set.Features, lost[0])
 	if err := s.Observe(t.Context(), obs); err != nil {
 		t.Fatalf("retry of %s: %v", lost[0].ID, err)
+	}
+	// The events that gave up are recorded in the background; later
+	// events are compared once that is done (their answers are kept).
+	for _, e := range lost {
+		poll.Wait{For: 30 * time.Second}.Until(t, "the answer of "+e.ID+" is kept", func() bool {
+			v, err := s.client.Get(t.Context(), s.idKey(e.ID)).Result()
+			return err == nil && strings.HasPrefix(v, string(answerMark))
+		})
 	}
 	for i := range 5 {
 		check(event(fmt.Sprint("after", i), int64(20+i), fmt.Sprint("card", i%2)))
