@@ -77,9 +77,10 @@ type Options struct {
 }
 
 // Store keeps feature history in Redis (a standalone server or a Cluster)
-// so several riskd instances share it and it survives their restarts. It
-// runs no scripts: every event is native commands, and the features are
-// computed here by the same code as the memory store's.
+// so several riskd instances share it and it survives their restarts.
+// Every event is native commands (on a standalone server run by one small
+// script, see recordScript), and the features are computed here by the
+// same code as the memory store's.
 //
 // Keys, all with a time to live:
 //
@@ -88,15 +89,18 @@ type Options struct {
 //	                                           and the run's first, member "f", score 2^52+ts
 //	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
 //
-// An event is three round trips: claim its id (SET NX GET; a retry finds
-// its answer there and writes nothing), one MULTI/EXEC that records and
-// reads the event's logs, then keep the answer (SET PX). An entity's keys
-// share a Cluster hash tag, so its logs are read and recorded atomically:
-// the event's own record is added first (ZADD NX, so a claim taken over
-// from a dead instance adds nothing) and left out of what is read. On a
-// standalone server concurrent events share these round trips (see
-// batcher); on a Cluster each entity's transaction goes to its node, in
-// parallel.
+// On a standalone server a new event is one round trip: claim its id
+// (SET NX GET) and, the id being new, record and read the event's logs,
+// in one script call shared with other events' (see batcher). On a
+// Cluster it is two: the claim, then one MULTI/EXEC per entity, to its
+// node, in parallel. A retry finds its answer where it would claim and
+// writes nothing. The answer is kept (SET PX) after it is given (see
+// writer). An entity's keys share a Cluster hash tag, so its logs are
+// read and recorded atomically: the event's own record is added first
+// (ZADD NX, so a claim taken over from a dead instance adds nothing) and
+// left out of what is read. What an event writes runs on the store's own
+// deadline (Options.RecordTimeout), so an event whose caller gave up is
+// still recorded.
 type Store struct {
 	client   redis.UniversalClient
 	cluster  bool
