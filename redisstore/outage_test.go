@@ -46,7 +46,7 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 	check := func(e storetest.Event) {
 		t.Helper()
 		want := o.Observe(e)
-		clock.MS = max(clock.MS, e.TS)
+		clock.Advance(e.TS)
 		obs := storetest.NewObservation(set.Features, e)
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatalf("event %s: %v", e.ID, err)
@@ -68,7 +68,7 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 	for i := range 5 {
 		e := event(fmt.Sprint("during", i), int64(10+i), fmt.Sprint("card", i%2))
 		o.Observe(e) // the oracle records it: the store must too
-		clock.MS = max(clock.MS, e.TS)
+		clock.Advance(e.TS)
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
 		err := s.Observe(ctx, storetest.NewObservation(set.Features, e))
 		cancel()

@@ -99,7 +99,7 @@ type clocked struct {
 }
 
 func (c clocked) Observe(ctx context.Context, obs *features.Observation) error {
-	c.clock.MS = max(c.clock.MS, obs.TS)
+	c.clock.Advance(obs.TS)
 	return c.Store.Observe(ctx, obs)
 }
 
@@ -241,7 +241,7 @@ func TestRedisMirrorSeesOtherInstances(t *testing.T) {
 	one := int64(1_000_000)
 	score := func(s *Store, id string, ts int64) (features.Value, features.Value) {
 		t.Helper()
-		clock.MS = max(clock.MS, storetest.T0+ts*1000)
+		clock.Advance(storetest.T0 + ts*1000)
 		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: storetest.T0 + ts*1000, Fields: map[string]string{"k": "x"}, Amount: &one})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
@@ -320,7 +320,7 @@ func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
 		t.Helper()
 		amount *= 1_000_000
 		ts := storetest.T0 + int64(minute*60_000)
-		clock.MS = max(clock.MS, ts)
+		clock.Advance(ts)
 		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: ts, Fields: map[string]string{"k": "x"}, Amount: &amount})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)

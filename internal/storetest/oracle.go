@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,10 +363,21 @@ func NewObservation(fs []*features.Feature, e Event) *features.Observation {
 // Clock is the event-time clock the Redis store is given in tests,
 // so the idempotency window runs on the events' time as the memory
 // store's does in EventTime mode.
-type Clock struct{ MS int64 }
+// Safe for concurrent use: a store may read it from its own goroutines.
+type Clock struct{ ms atomic.Int64 }
 
 // Now is the clock's time, for a store's Now option.
-func (c *Clock) Now() time.Time { return time.UnixMilli(c.MS) }
+func (c *Clock) Now() time.Time { return time.UnixMilli(c.ms.Load()) }
+
+// Advance moves the clock to ms (Unix milliseconds) if that is later.
+func (c *Clock) Advance(ms int64) {
+	for {
+		cur := c.ms.Load()
+		if ms <= cur || c.ms.CompareAndSwap(cur, ms) {
+			return
+		}
+	}
+}
 
 // StoreMaker returns a fresh store and the clock it reads (nil: the
 // store keeps its own event-time clock).
@@ -417,7 +429,7 @@ func ConformanceSeeds(t *testing.T, seeds uint64, newStore StoreMaker) {
 				obs := NewObservation(set.Features, e)
 				want := o.observe(e)
 				if clock != nil {
-					clock.MS = o.clock
+					clock.Advance(o.clock)
 				}
 				if err := s.Observe(t.Context(), obs); err != nil {
 					t.Fatal(err)
