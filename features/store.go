@@ -2,6 +2,8 @@ package features
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -141,6 +143,21 @@ type numField struct {
 type distinctField struct {
 	val string
 	ok  bool
+}
+
+// Clone is a copy of o that aliases none of its buffers (keys, ids and
+// values are copied too): for a store that finishes an event after its
+// caller gave up and reused o.
+func (o *Observation) Clone() *Observation {
+	c := &Observation{EventID: strings.Clone(o.EventID), TS: o.TS, Retry: o.Retry,
+		Entries: slices.Clone(o.Entries), Items: slices.Clone(o.Items), nums: slices.Clone(o.nums), ofs: slices.Clone(o.ofs)}
+	for i := range c.Entries {
+		c.Entries[i].Key = strings.Clone(c.Entries[i].Key)
+	}
+	for i := range c.ofs {
+		c.ofs[i].val = strings.Clone(c.ofs[i].val)
+	}
+	return c
 }
 
 // Reset empties the observation for another event, keeping its buffers.

@@ -28,10 +28,14 @@ import (
 // work. Redis's CPU per event is the same either way.
 type batcher struct {
 	client redis.UniversalClient
-	jobs   chan *batchJob
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// timeout bounds one batch on the wire (Options.RecordTimeout):
+	// callers wait only as long as their own deadline, but the batch is
+	// theirs and others', and records events whose callers gave up.
+	timeout time.Duration
+	jobs    chan *batchJob
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type batchJob struct {
@@ -44,13 +48,10 @@ type batchJob struct {
 const (
 	batchWorkers = 4
 	batchMax     = 64 // events per batch
-	// batchTimeout bounds one batch on the wire: callers wait only as
-	// long as their own deadline, but the batch is theirs and others'.
-	batchTimeout = 2 * time.Second
 )
 
-func newBatcher(client redis.UniversalClient) *batcher {
-	b := &batcher{client: client, jobs: make(chan *batchJob, batchWorkers*batchMax)}
+func newBatcher(client redis.UniversalClient, timeout time.Duration) *batcher {
+	b := &batcher{client: client, timeout: timeout, jobs: make(chan *batchJob, batchWorkers*batchMax)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for range batchWorkers {
 		b.wg.Add(1)
@@ -67,6 +68,21 @@ func newBatcher(client redis.UniversalClient) *batcher {
 func (b *batcher) close() {
 	b.cancel()
 	b.wg.Wait()
+}
+
+// start queues cmds for a shared batch (waiting, within ctx, only while
+// the queue is full) and returns the job, done once they were sent and
+// answered: the batch runs on the batcher's own deadline whoever waits.
+func (b *batcher) start(ctx context.Context, tx bool, cmds []redis.Cmder) (*batchJob, error) {
+	j := &batchJob{tx: tx, cmds: cmds, done: make(chan struct{})}
+	select {
+	case b.jobs <- j:
+		return j, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.ctx.Done():
+		return nil, errors.New("store closed")
+	}
 }
 
 // do sends cmds in a shared batch and waits for their replies, or for
@@ -127,7 +143,7 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	if len(jobs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, batchTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
 	fill := func(pipe redis.Pipeliner) error {
 		for _, j := range jobs {
@@ -137,8 +153,18 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 		}
 		return nil
 	}
-	// What failed the batch as a whole fails every job in it.
-	err := roundTrip(ctx, b.client, tx, fill)
+	// A round trip that failed (a connection refused or broken: Redis
+	// restarting, failing over) is tried again until the deadline: every
+	// command sent is safe to run twice (claims and the record script
+	// know their own claim, records are ZADD NX, the rest are reads, trims
+	// and writes of the same values). What still fails the batch as a
+	// whole fails every job in it.
+	var err error
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if err = roundTrip(ctx, b.client, tx, fill); err == nil || !sleep(ctx, wait) {
+			break
+		}
+	}
 	for _, j := range jobs {
 		j.err = err
 		close(j.done)
@@ -160,4 +186,16 @@ func roundTrip(ctx context.Context, client redis.UniversalClient, tx bool, fill 
 		err = nil
 	}
 	return err
+}
+
+// sleep waits d, or less if ctx ends first; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

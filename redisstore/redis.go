@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,13 @@ type Options struct {
 	// vanished or changed. Checked every EpochEvery (default 5s).
 	OnHistoryLost func(node string)
 	EpochEvery    time.Duration
+	// RecordTimeout bounds what the store writes after an event's answer
+	// (its answer kept for retries), tried again until then: the store's
+	// own deadline, not the request's. Default DefaultRecordTimeout.
+	RecordTimeout time.Duration
+	// OnError, if set, is told of every failed write made after an
+	// answer (from the store's own goroutines): nothing fails silently.
+	OnError func(error)
 	// Registerer receives the store's metric
 	// riskd_redis_history_lost_total, counted when OnHistoryLost is
 	// called; nil registers nothing.
@@ -73,9 +81,10 @@ type Options struct {
 }
 
 // Store keeps feature history in Redis (a standalone server or a Cluster)
-// so several riskd instances share it and it survives their restarts. It
-// runs no scripts: every event is native commands, and the features are
-// computed here by the same code as the memory store's.
+// so several riskd instances share it and it survives their restarts.
+// Every event is native commands (on a standalone server run by one small
+// script, see recordScript), and the features are computed here by the
+// same code as the memory store's.
 //
 // Keys, all with a time to live:
 //
@@ -84,15 +93,18 @@ type Options struct {
 //	                                           and the run's first, member "f", score 2^52+ts
 //	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
 //
-// An event is three round trips: claim its id (SET NX GET; a retry finds
-// its answer there and writes nothing), one MULTI/EXEC that records and
-// reads the event's logs, then keep the answer (SET PX). An entity's keys
-// share a Cluster hash tag, so its logs are read and recorded atomically:
-// the event's own record is added first (ZADD NX, so a claim taken over
-// from a dead instance adds nothing) and left out of what is read. On a
-// standalone server concurrent events share these round trips (see
-// batcher); on a Cluster each entity's transaction goes to its node, in
-// parallel.
+// On a standalone server a new event is one round trip: claim its id
+// (SET NX GET) and, the id being new, record and read the event's logs,
+// in one script call shared with other events' (see batcher). On a
+// Cluster it is two: the claim, then one MULTI/EXEC per entity, to its
+// node, in parallel. A retry finds its answer where it would claim and
+// writes nothing. The answer is kept (SET PX) after it is given (see
+// writer). An entity's keys share a Cluster hash tag, so its logs are
+// read and recorded atomically: the event's own record is added first
+// (ZADD NX, so a claim taken over from a dead instance adds nothing) and
+// left out of what is read. What an event writes runs on the store's own
+// deadline (Options.RecordTimeout), so an event whose caller gave up is
+// still recorded.
 type Store struct {
 	client   redis.UniversalClient
 	conn     *redisconn.Conn // says where client connects, without passwords
@@ -108,7 +120,15 @@ type Store struct {
 	epoch    *epochWatch
 	hot      hotCache
 	hotFrom  int
+	writer   *writer
+	// background finishes events whose callers gave up (finishLater).
+	background    sync.WaitGroup
+	recordTimeout time.Duration
+	onError       func(error)
 }
+
+// DefaultRecordTimeout is Options.RecordTimeout's default.
+const DefaultRecordTimeout = 2 * time.Second
 
 // New returns a store on the given nodes. It does not wait for them:
 // riskd starts while Redis is away and degrades until it answers.
@@ -118,6 +138,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts.SetDefaults()
+	if opts.RecordTimeout <= 0 {
+		opts.RecordTimeout = DefaultRecordTimeout
+	}
 	prefix := opts.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -130,8 +153,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 			o.PoolSize = opts.PoolSize
 		}
 		// Deadlines come from the request's context (the store budget),
-		// not from fixed socket timeouts.
+		// or the store's own for what outlives the request; the socket
+		// timeouts (3 s by default, and they cap a context's) only bound
+		// what has no deadline of its own.
 		o.ContextTimeoutEnabled = true
+		o.ReadTimeout = max(opts.RecordTimeout, 3*time.Second)
+		o.WriteTimeout = max(opts.RecordTimeout, 3*time.Second)
 		// One attempt: a retry would overrun the request's budget anyway,
 		// and the engine degrades (HTTP) or retries the event (Kafka).
 		o.MaxRetries = -1
@@ -144,10 +171,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		opts.HotFrom = DefaultHotFrom
 	}
 	r := &Store{client: client, conn: conn, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
-		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
+		recordTimeout: opts.RecordTimeout, onError: opts.OnError}
 	if !cluster {
-		r.batch = newBatcher(client)
+		r.batch = newBatcher(client, opts.RecordTimeout)
 	}
+	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
 	if opts.OnHistoryLost != nil || opts.Registerer != nil {
 		lost := prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_redis_history_lost_total",
@@ -189,11 +218,14 @@ func connOf(conn *redisconn.Conn, addrs []string) (*redisconn.Conn, error) {
 	return c, nil
 }
 
-// Close stops the epoch watch and the batcher, then closes the connections.
+// Close stops the epoch watch, sends the writes left for after answers,
+// stops the batcher, then closes the connections.
 func (r *Store) Close() error {
 	if r.epoch != nil {
 		r.epoch.stop()
 	}
+	r.background.Wait()
+	r.writer.close()
 	if r.batch != nil {
 		r.batch.close()
 	}
@@ -245,16 +277,67 @@ type entryCmds struct {
 }
 
 // Observe implements Store: claim the event's id (or find its answer),
-// then read and record every entry in one transaction per node, then keep
-// the answer. A retry within the idempotency window reads its answer and
-// writes nothing.
+// read and record every entry, and compute the items; the answer is kept
+// for retries after Observe returns (keepLater). On a standalone server a
+// new id's claim, reads and records are one round trip (claimAndRecord);
+// on a Cluster the claim goes first, then one transaction per entity. A
+// retry within the idempotency window reads its answer and writes
+// nothing.
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
+	if r.cluster {
+		return r.observeApart(ctx, obs)
+	}
+	return r.observe(ctx, obs)
+}
+
+// observeApart runs observe on a copy of obs and on the store's own
+// deadline, and waits for it within ctx: on a Cluster, where the claim
+// and the records are round trips of their own, an event whose caller
+// gave up is still recorded and its answer kept for its retries.
+func (r *Store) observeApart(ctx context.Context, obs *features.Observation) error {
+	own := obs.Clone()
+	done := make(chan error, 1)
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
+		defer cancel()
+		err := r.observe(sctx, own)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, errScoredElsewhere) {
+			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", own.EventID, err))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		obs.Retry = own.Retry
+		for i := range obs.Items {
+			obs.Items[i].Value = own.Items[i].Value
+		}
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("redis: event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+	}
+}
+
+func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
-	gen, ans, err := r.claim(ctx, obs.EventID, now)
+	cmds := make([]entryCmds, len(obs.Entries))
+	var known *string // what the id key held, when the first round trip found it taken
+	if !r.cluster {
+		done, prev, err := r.recordAtOnce(ctx, obs, cmds, now)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if done {
+			return nil
+		}
+		known = &prev
+	}
+	gen, ans, err := r.claim(ctx, obs.EventID, now, known)
 	if err != nil {
 		return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 	}
-	cmds := make([]entryCmds, len(obs.Entries))
 	if ans != nil {
 		obs.Retry = true
 		missing := make([]bool, len(obs.Items))
@@ -280,36 +363,133 @@ func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	// Keep the answer for retries, and move a run's start where the
-	// event started a new one.
+	if err := r.keepLater(ctx, obs, fixups, now); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// recordAtOnce claims a new id and reads and records the event in one
+// round trip, and computes its items. When the id was not new it
+// returns what its key held, having written nothing. If ctx ends first
+// the event is recorded all the same, its items computed and its answer
+// kept for its retries, on the store's own deadline (finishLater).
+func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64) (done bool, prev string, err error) {
+	for i := range cmds {
+		cmds[i].now = now
+	}
+	r.lockHot(obs, cmds)
+	col := r.client.Pipeline()
+	for ei := range obs.Entries {
+		r.queue(ctx, col, obs, ei, &cmds[ei], now)
+	}
+	mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
+	queued := col.Cmds()
+	sc := r.recordCmd(obs.EventID, mine, queued)
+	j, err := r.batch.start(ctx, false, []redis.Cmder{sc})
+	if err != nil {
+		unlockHot(cmds)
+		return false, "", err
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		r.finishLater(obs.Clone(), cmds, queued, j, sc, now)
+		return false, "", fmt.Errorf("event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+	}
+	defer unlockHot(cmds)
+	return r.finish(ctx, obs, cmds, queued, j, sc, now)
+}
+
+// finish computes the items once the script call is answered, and
+// leaves the answer to keep.
+func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) (bool, string, error) {
+	if j.err != nil {
+		return false, "", j.err
+	}
+	ours, prev, err := r.recorded(ctx, sc, queued)
+	if err != nil || !ours {
+		return false, prev, err
+	}
+	if err := r.checkHot(ctx, obs, cmds); err != nil {
+		return false, "", err
+	}
+	fixups, err := r.values(obs, cmds, nil)
+	if err != nil {
+		return false, "", err
+	}
+	return true, "", r.keepLater(ctx, obs, fixups, now)
+}
+
+// finishLater finishes, on the store's own deadline, an event whose
+// caller gave up while its script call was under way: obs is the
+// caller's observation copied, cmds's mirrors stay locked until then. An
+// id found taken is left to its owner.
+func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) {
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		defer unlockHot(cmds)
+		ctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
+		defer cancel()
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			r.fail(fmt.Errorf("redis: recording %q: %w", obs.EventID, ctx.Err()))
+			return
+		}
+		if _, _, err := r.finish(ctx, obs, cmds, queued, j, sc, now); err != nil {
+			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", obs.EventID, err))
+		}
+	}()
+}
+
+// fail reports an error of the store's own goroutines.
+func (r *Store) fail(err error) {
+	if r.onError != nil {
+		r.onError(err)
+	}
+}
+
+// keepLater keeps the event's answer for its retries after the answer:
+// batched with other events' writes, on the store's own deadline. Until
+// it is kept a retry finds the claim and waits for it (claim). A run's
+// start that moves is written first, before the answer: the key's next
+// event must see it.
+func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups []fixup, now int64) error {
+	if len(fixups) > 0 {
+		col := r.client.Pipeline()
+		for _, f := range fixups {
+			en := &obs.Entries[f.entry]
+			key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+			if f.revive {
+				// The log was past keeping: what it held before this
+				// event is gone, as the memory store starts such a log
+				// over.
+				col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
+			}
+			// XX: never create a key (and one without a TTL) that
+			// expired meanwhile.
+			args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
+			col.ZAddArgs(ctx, key, args)
+		}
+		sent := col.Cmds()
+		err := r.send(ctx, false, sent...)
+		if err == nil {
+			err = firstErr(sent)
+		}
+		if err != nil {
+			return fmt.Errorf("moving the start of a run: %w", err)
+		}
+	}
 	buf, _ := r.bufs.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	*buf = features.AppendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
-	col := r.client.Pipeline()
-	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
-	for _, f := range fixups {
-		en := &obs.Entries[f.entry]
-		key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
-		if f.revive {
-			// The log was past keeping: what it held before this event
-			// is gone, as the memory store starts such a log over.
-			col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
-		}
-		// XX: never create a key (and one without a TTL) that expired
-		// meanwhile.
-		args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
-		col.ZAddArgs(ctx, key, args)
-	}
+	set := redis.NewStatusCmd(context.Background(), "set", r.idKey(obs.EventID), string(*buf), "px", r.opts.IdempotencyWindow.Milliseconds())
 	r.bufs.Put(buf)
-	sent := col.Cmds()
-	if err = r.send(ctx, false, sent...); err == nil {
-		err = firstErr(sent)
-	}
-	if err != nil {
-		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
-	}
+	r.writer.later([]redis.Cmder{set}, "keeping the answer of "+strconv.Quote(obs.EventID))
 	return nil
 }
 
@@ -328,24 +508,34 @@ func (r *Store) record(ctx context.Context, obs *features.Observation, cmds []en
 // claim makes the id this call's to score, with the generation its
 // records carry, or returns the id's answer. A claim another instance
 // holds is waited for until it is answered or its lease runs out.
-func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
+// known, if not nil, is what the id key was just found to hold, so the
+// first attempt is not sent again.
+func (r *Store) claim(ctx context.Context, id string, now int64, known *string) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
 	wait := 500 * time.Microsecond
 	for {
-		mine := string(appendClaim(nil, now, now+claimLease.Milliseconds()))
-		cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
-		if err := r.send(ctx, false, cmd); err != nil {
-			return 0, nil, fmt.Errorf("claiming its id: %w", err)
-		}
-		prev, err := cmd.Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return now, nil, nil // ours: SET NX wrote the claim
-		case err != nil:
-			return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
+		var prev string
+		if known != nil {
+			prev, known = *known, nil
+		} else {
+			cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
+			if err := r.send(ctx, false, cmd); err != nil {
+				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+			}
+			var err error
+			prev, err = cmd.Result()
+			switch {
+			case errors.Is(err, redis.Nil):
+				return now, nil, nil // ours: SET NX wrote the claim
+			case err != nil:
+				return 0, nil, fmt.Errorf("claiming its id: %w", err)
+			}
 		}
 		kind, a, b, ans, perr := parseIDValue(prev)
 		switch {
+		case prev == mine:
+			return now, nil, nil // ours: the claim was sent again after a failed round trip
 		case perr == nil && kind == answerMark && now-a < r.window:
 			return 0, ans, nil
 		case perr != nil, kind == answerMark:
@@ -368,7 +558,7 @@ func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
+				return 0, nil, fmt.Errorf("%w: %w", errScoredElsewhere, ctx.Err())
 			case <-t.C:
 			}
 			wait = min(2*wait, 10*time.Millisecond)
@@ -376,6 +566,11 @@ func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans
 		now = r.now().UnixMilli()
 	}
 }
+
+// errScoredElsewhere: the id is claimed by a call still scoring it (here
+// or on another instance), which records it; its answer was not kept in
+// time.
+var errScoredElsewhere = errors.New("another call is scoring it")
 
 // replace sets key to next if it still holds prev (WATCH/MULTI: a
 // compare-and-set), and reports whether it did.
@@ -401,6 +596,13 @@ func (r *Store) replace(ctx context.Context, key, prev, next string) (bool, erro
 		return false, nil
 	}
 	return false, fmt.Errorf("claiming its id: %w", err)
+}
+
+// appendNonce makes a claim this call's alone: another instance claiming
+// in the same millisecond writes other bytes, so claimAndRecord, finding
+// its very claim, knows it as its own (a round trip sent again).
+func appendNonce(dst []byte) []byte {
+	return binary.LittleEndian.AppendUint64(dst, rand.Uint64())
 }
 
 func appendClaim(dst []byte, gen, deadline int64) []byte {

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,7 +99,7 @@ type clocked struct {
 }
 
 func (c clocked) Observe(ctx context.Context, obs *features.Observation) error {
-	c.clock.MS = max(c.clock.MS, obs.TS)
+	c.clock.Advance(obs.TS)
 	return c.Store.Observe(ctx, obs)
 }
 
@@ -185,10 +186,13 @@ func TestRedisKeysExpire(t *testing.T) {
 }
 
 // TestRedisDownAndBack: calls fail fast within their deadline while the
-// server is down and work again, without help, once it is back.
+// server is down and work again, without help, once it is back; an event
+// given up on meanwhile is recorded then.
 func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newRedis(t, nil, srv.Addr())
+	// A record deadline longer than the restart takes: event 2, given
+	// up on while the server is down, is recorded once it is back.
+	s := newRedisOpts(t, nil, Options{Addrs: []string{srv.Addr()}, RecordTimeout: 30 * time.Second})
 	f := storetest.NewFeature(features.Count, time.Hour)
 	storetest.ObserveOne(t, s, f, storetest.Ev{ID: "1", TS: 0, Key: "a"})
 	srv.Stop()
@@ -202,13 +206,19 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Error("a failed read left a value")
 	}
 	srv.Restart()
-	var obs3 *features.Observation
-	poll.Wait{For: 10 * time.Second}.Until(t, "the store works again once the server is back", func() bool {
-		obs3 = storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: "3", TS: storetest.T0 + 2000, Fields: map[string]string{"k": "a"}})
-		return s.Observe(t.Context(), obs3) == nil
+	// Event 2 is recorded, and its answer kept, once the server is back.
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer direct.Close()
+	poll.Wait{For: 30 * time.Second}.Until(t, "event 2 is recorded once the server is back", func() bool {
+		v, err := direct.Get(t.Context(), s.idKey("2")).Result()
+		return err == nil && strings.HasPrefix(v, string(answerMark))
 	})
-	// The restarted server is empty: history starts over.
-	if obs3.Items[0].Value != (features.Value{Valid: true, Num: 0}) {
+	obs3 := storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: "3", TS: storetest.T0 + 2000, Fields: map[string]string{"k": "a"}})
+	if err := s.Observe(t.Context(), obs3); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted server is empty: history starts over, with event 2.
+	if obs3.Items[0].Value != (features.Value{Valid: true, Num: 1}) {
 		t.Fatalf("after restart: %+v", obs3.Items[0].Value)
 	}
 }
@@ -231,7 +241,7 @@ func TestRedisMirrorSeesOtherInstances(t *testing.T) {
 	one := int64(1_000_000)
 	score := func(s *Store, id string, ts int64) (features.Value, features.Value) {
 		t.Helper()
-		clock.MS = max(clock.MS, storetest.T0+ts*1000)
+		clock.Advance(storetest.T0 + ts*1000)
 		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: storetest.T0 + ts*1000, Fields: map[string]string{"k": "x"}, Amount: &one})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
@@ -310,7 +320,7 @@ func TestRedisMirrorNotFooledByEqualCounts(t *testing.T) {
 		t.Helper()
 		amount *= 1_000_000
 		ts := storetest.T0 + int64(minute*60_000)
-		clock.MS = max(clock.MS, ts)
+		clock.Advance(ts)
 		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "a", TS: ts, Fields: map[string]string{"k": "x"}, Amount: &amount})
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)

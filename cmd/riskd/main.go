@@ -50,6 +50,7 @@ type config struct {
 	redis             string
 	redisPrefix       string
 	storeTimeout      time.Duration
+	recordTimeout     time.Duration
 	futureSkew        time.Duration
 	memoryMaxKeys     int
 	maxConns          int
@@ -91,6 +92,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.redis, "redis", "", "Redis: redis://[user@]host:port[/db] or rediss:// (TLS) URLs, or host:port, comma-separated for a Cluster (or the Sentinels, with -redis-sentinel-master); empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
+	fl.DurationVar(&c.recordTimeout, "record-timeout", redisstore.DefaultRecordTimeout, "the Redis store's own deadline for recording an event and keeping its answer, whatever the request's budget")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
@@ -183,6 +185,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.rulesRead.MaxDirBytes < c.rulesRead.MaxFileBytes {
 		return nil, fmt.Errorf("-rules-max-dir-bytes %d must be at least -rules-max-file-bytes %d", c.rulesRead.MaxDirBytes, c.rulesRead.MaxFileBytes)
 	}
+	if c.recordTimeout <= 0 {
+		return nil, fmt.Errorf("-record-timeout %v must be positive", c.recordTimeout)
+	}
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
 	}
@@ -271,6 +276,8 @@ func openStore(cfg *config, conn *redisconn.Conn, log *slog.Logger, reg promethe
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	r, err := redisstore.New(ctx, redisstore.Options{Conn: conn, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
+		RecordTimeout: cfg.recordTimeout,
+		OnError:       func(err error) { log.Error("an event's history or answer could not be written", "err", err) },
 		OnHistoryLost: func(node string) {
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})

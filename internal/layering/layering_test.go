@@ -110,8 +110,8 @@ var testsNever = []struct {
 
 // testHelpers are the packages that exist to be imported by tests: the
 // only non-test packages that may link testing.
-var testHelpers = []string{"internal/apitest", "internal/certtest", "internal/enginetest", "internal/kafkatest", "internal/metrictest",
-	"internal/poll", "internal/redistest", "internal/storetest", "rules/example/exampletest"}
+var testHelpers = []string{"internal/apitest", "internal/certtest", "internal/enginetest", "internal/kafkatest", "internal/lagproxy",
+	"internal/metrictest", "internal/poll", "internal/redistest", "internal/storetest", "rules/example/exampletest"}
 
 // prefixed names pkgs by their import paths.
 func prefixed(pkgs []string) []string {

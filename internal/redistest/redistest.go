@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,8 +161,27 @@ func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
 		return
 	}
+	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server dies as well, but never exits while stopped
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
+}
+
+// Pause stops the server's process (SIGSTOP) without closing anything:
+// connections stay open and unanswered, as in a long GC pause or a
+// network partition. Resume undoes it; Stop resumes first.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("pausing redis-server: %v", err)
+	}
+}
+
+// Resume continues a paused server.
+func (s *Server) Resume() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("resuming redis-server: %v", err)
+	}
 }
 
 // Restart starts a stopped server again on the same port. It comes back

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +70,19 @@ func (o *oracle) horizon(f *features.Feature) int64 {
 	}
 	return h.Milliseconds()
 }
+
+// Oracle is the reference a store's answers are compared with, for tests
+// that drive a store their own way.
+type Oracle struct{ o *oracle }
+
+// NewOracle returns an oracle of fs with the stores' test window and
+// lateness (Window, Lateness).
+func NewOracle(fs []*features.Feature) *Oracle { return &Oracle{newOracle(fs, Window, Lateness)} }
+
+// Observe returns the values of the features of fs e reads (in the order
+// of NewObservation's items) and records e, as a store must. Its clock
+// is the newest event time it was given.
+func (o *Oracle) Observe(e Event) []features.Value { return o.o.observe(e) }
 
 func (o *oracle) observe(e Event) []features.Value {
 	o.clock = max(o.clock, e.TS)
@@ -349,10 +363,21 @@ func NewObservation(fs []*features.Feature, e Event) *features.Observation {
 // Clock is the event-time clock the Redis store is given in tests,
 // so the idempotency window runs on the events' time as the memory
 // store's does in EventTime mode.
-type Clock struct{ MS int64 }
+// Safe for concurrent use: a store may read it from its own goroutines.
+type Clock struct{ ms atomic.Int64 }
 
 // Now is the clock's time, for a store's Now option.
-func (c *Clock) Now() time.Time { return time.UnixMilli(c.MS) }
+func (c *Clock) Now() time.Time { return time.UnixMilli(c.ms.Load()) }
+
+// Advance moves the clock to ms (Unix milliseconds) if that is later.
+func (c *Clock) Advance(ms int64) {
+	for {
+		cur := c.ms.Load()
+		if ms <= cur || c.ms.CompareAndSwap(cur, ms) {
+			return
+		}
+	}
+}
 
 // StoreMaker returns a fresh store and the clock it reads (nil: the
 // store keeps its own event-time clock).
@@ -404,7 +429,7 @@ func ConformanceSeeds(t *testing.T, seeds uint64, newStore StoreMaker) {
 				obs := NewObservation(set.Features, e)
 				want := o.observe(e)
 				if clock != nil {
-					clock.MS = o.clock
+					clock.Advance(o.clock)
 				}
 				if err := s.Observe(t.Context(), obs); err != nil {
 					t.Fatal(err)
