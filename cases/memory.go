@@ -34,7 +34,11 @@ type Memory struct {
 	opts  Options
 	mu    sync.Mutex
 	cases map[string]*memCase
-	opens int
+	// byAge and byScore hold the open cases in the queue's two orders,
+	// kept sorted as cases open and close: a page scans from the front
+	// and stops when full.
+	byAge, byScore []*memCase
+	opens          int
 }
 
 type memCase struct {
@@ -44,10 +48,46 @@ type memCase struct {
 	res   *Resolution
 }
 
+func ageOrder(a, b *memCase) int {
+	return cmp.Or(a.c.OpenedAt.Compare(b.c.OpenedAt), cmp.Compare(a.c.ID, b.c.ID))
+}
+
+func scoreOrder(a, b *memCase) int { return cmp.Or(cmp.Compare(b.c.Score, a.c.Score), ageOrder(a, b)) }
+
+func insert(s []*memCase, mc *memCase, order func(a, b *memCase) int) []*memCase {
+	i, _ := slices.BinarySearchFunc(s, mc, order)
+	return slices.Insert(s, i, mc)
+}
+
+func drop(s []*memCase, mc *memCase, order func(a, b *memCase) int) []*memCase {
+	if i, ok := slices.BinarySearchFunc(s, mc, order); ok {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
+}
+
 // NewMemory returns an empty in-memory store.
 func NewMemory(opts Options) *Memory {
 	opts.defaults()
 	return &Memory{opts: opts, cases: map[string]*memCase{}}
+}
+
+// sweep forgets open cases past their retention (the oldest open first)
+// and, every so many openings, resolved ones; m.mu is held.
+func (m *Memory) sweep(now time.Time, resolved bool) {
+	for len(m.byAge) > 0 && m.expired(m.byAge[0], now) {
+		mc := m.byAge[0]
+		m.byAge = m.byAge[1:]
+		m.byScore = drop(m.byScore, mc, scoreOrder)
+		delete(m.cases, mc.c.ID)
+	}
+	if resolved {
+		for id, mc := range m.cases {
+			if mc.res != nil && m.expired(mc, now) {
+				delete(m.cases, id)
+			}
+		}
+	}
 }
 
 // expired reports whether m is past its retention at now.
@@ -67,8 +107,13 @@ func (m *Memory) Open(_ context.Context, c *Case) (bool, error) {
 	now := m.opts.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if mc, ok := m.cases[c.ID]; ok && !m.expired(mc, now) {
-		return false, nil
+	m.opens++
+	m.sweep(now, m.opens%1024 == 0)
+	if mc, ok := m.cases[c.ID]; ok {
+		if !m.expired(mc, now) {
+			return false, nil
+		}
+		delete(m.cases, c.ID) // resolved, not swept yet
 	}
 	cp := *c
 	cp.Claim, cp.Resolution = nil, nil
@@ -77,15 +122,8 @@ func (m *Memory) Open(_ context.Context, c *Case) (bool, error) {
 		mc.rules = append(mc.rules, r.Rule)
 	}
 	m.cases[c.ID] = mc
-	// Expired cases go in a sweep every so many openings, so a queue
-	// nobody reads does not grow without bound.
-	if m.opens++; m.opens%1024 == 0 {
-		for id, mc := range m.cases {
-			if m.expired(mc, now) {
-				delete(m.cases, id)
-			}
-		}
-	}
+	m.byAge = insert(m.byAge, mc, ageOrder)
+	m.byScore = insert(m.byScore, mc, scoreOrder)
 	return true, nil
 }
 
@@ -179,43 +217,38 @@ func (m *Memory) Resolve(_ context.Context, id, analyst string, o Outcome, note 
 	}
 	mc.res = &Resolution{Outcome: o, Note: note, Analyst: analyst, At: now.UTC().Truncate(time.Millisecond)}
 	mc.claim = Claim{}
+	m.byAge = drop(m.byAge, mc, ageOrder)
+	m.byScore = drop(m.byScore, mc, scoreOrder)
 	return m.view(mc, now), nil
 }
 
-// Queue implements Store. It scans every case: at 100,000 open cases a
-// page costs a few milliseconds (BenchmarkQueue).
+// Queue implements Store. It scans the order from the front, so a page
+// costs what its offset and the cases its filters skip cost
+// (BenchmarkQueue).
 func (m *Memory) Queue(_ context.Context, q Query) (Page, error) {
 	q.defaults()
 	now := m.opts.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var match []*memCase
-	for id, mc := range m.cases {
-		if m.expired(mc, now) {
-			delete(m.cases, id)
+	m.sweep(now, false)
+	order := m.byAge
+	if q.Order == ByScore {
+		order = m.byScore
+	}
+	var p Page
+	skip := q.Offset
+	for _, mc := range order {
+		if !q.matches(mc.c.Ruleset, mc.c.Decision, mc.rules) {
 			continue
 		}
-		if mc.res == nil && q.matches(mc.c.Ruleset, mc.c.Decision, mc.rules) {
-			match = append(match, mc)
+		if skip > 0 {
+			skip--
+			continue
 		}
-	}
-	byAge := func(a, b *memCase) int {
-		return cmp.Or(a.c.OpenedAt.Compare(b.c.OpenedAt), cmp.Compare(a.c.ID, b.c.ID))
-	}
-	order := byAge
-	if q.Order == ByScore {
-		order = func(a, b *memCase) int { return cmp.Or(cmp.Compare(b.c.Score, a.c.Score), byAge(a, b)) }
-	}
-	slices.SortFunc(match, order)
-	var p Page
-	if q.Offset >= len(match) {
-		return p, nil
-	}
-	match = match[q.Offset:]
-	if len(match) > q.Limit {
-		match, p.More = match[:q.Limit], true
-	}
-	for _, mc := range match {
+		if len(p.Cases) == q.Limit {
+			p.More = true
+			break
+		}
 		p.Cases = append(p.Cases, m.view(mc, now).Summary())
 	}
 	return p, nil
@@ -226,15 +259,10 @@ func (m *Memory) Stats(context.Context) (Stats, error) {
 	now := m.opts.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var s Stats
-	for _, mc := range m.cases {
-		if mc.res != nil || m.expired(mc, now) {
-			continue
-		}
-		s.Open++
-		if s.OldestOpen.IsZero() || mc.c.OpenedAt.Before(s.OldestOpen) {
-			s.OldestOpen = mc.c.OpenedAt
-		}
+	m.sweep(now, false)
+	s := Stats{Open: len(m.byAge)}
+	if len(m.byAge) > 0 {
+		s.OldestOpen = m.byAge[0].c.OpenedAt
 	}
 	return s, nil
 }
