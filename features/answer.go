@@ -30,11 +30,11 @@ func nameHash(s string) uint64 {
 	return h
 }
 
-// answerSize is the most bytes appendAnswer adds for obs.
-func answerSize(obs *Observation) int { return 17 * len(obs.Items) }
+// AnswerSize is the most bytes appendAnswer adds for obs.
+func AnswerSize(obs *Observation) int { return 17 * len(obs.Items) }
 
-// appendAnswer encodes the values of obs's items.
-func appendAnswer(dst []byte, obs *Observation) []byte {
+// AppendAnswer encodes the values of obs's items.
+func AppendAnswer(dst []byte, obs *Observation) []byte {
 	for i := range obs.Items {
 		it := &obs.Items[i]
 		dst = binary.LittleEndian.AppendUint64(dst, it.Feature.hash)
@@ -54,18 +54,19 @@ func appendAnswer(dst []byte, obs *Observation) []byte {
 	return dst
 }
 
-var errBadAnswer = errors.New("stored answer is corrupt")
+// ErrBadAnswer is returned for a stored answer that cannot be read.
+var ErrBadAnswer = errors.New("stored answer is corrupt")
 
-// applyAnswer sets the items the answer has values for and reports, per
+// ApplyAnswer sets the items the answer has values for and reports, per
 // item, whether it was found (missing[i] true: a feature the first answer
 // did not read).
-func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
+func ApplyAnswer(ans []byte, obs *Observation, missing []bool) error {
 	for i := range obs.Items {
 		missing[i] = true
 	}
 	for len(ans) > 0 {
 		if len(ans) < 9 {
-			return errBadAnswer
+			return ErrBadAnswer
 		}
 		h, tag := binary.LittleEndian.Uint64(ans), ans[8]
 		ans = ans[9:]
@@ -78,12 +79,12 @@ func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
 			v = Value{Valid: true, Bool: true}
 		case tagNum:
 			if len(ans) < 8 {
-				return errBadAnswer
+				return ErrBadAnswer
 			}
 			v = Value{Valid: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(ans))}
 			ans = ans[8:]
 		default:
-			return errBadAnswer
+			return ErrBadAnswer
 		}
 		for i := range obs.Items {
 			if missing[i] && obs.Items[i].Feature.hash == h {
