@@ -97,7 +97,7 @@ func TestReview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := apitest.NewServer(t, apitest.Handler(t, engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{})))
+	srv := apitest.NewServer(t, apitest.Handler(t, httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{})))
 	c := newClient(t, srv.URL, client.Options{})
 	var first string
 	for i, ev := range []client.Event{checkout("r-1", 0, map[string]any{"amount": 900}), checkout("r-1", 0, map[string]any{"amount": 900}), checkout("r-2", 1, map[string]any{"item": "gift_card"})} {

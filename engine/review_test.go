@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -57,7 +59,7 @@ func TestReviewDecision(t *testing.T) {
 		{"retry: same case", `{"id":"e2","type":"checkout","ts":1780000001000,"card_id":"c1","amount":5}`, "review", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := scoreOne(t, e, tt.body, engine.ScoreOptions{})
+			d := enginetest.Score(t, e, tt.body)
 			if d.Outcome.String() != tt.want {
 				t.Fatalf("decision %s (score %d), want %s", d.Outcome, d.Score, tt.want)
 			}
@@ -85,7 +87,7 @@ func TestReviewDecision(t *testing.T) {
 			}
 		})
 	}
-	if got := metric(t, reg, "riskd_decisions_total", map[string]string{"ruleset": "checkout", "outcome": "review"}); got != 3 {
+	if got := metrictest.Value(t, reg, "riskd_decisions_total", map[string]string{"ruleset": "checkout", "outcome": "review"}); got != 3 {
 		t.Errorf("riskd_decisions_total{outcome=review} = %v, want 3", got)
 	}
 	if a, b := string(engine.AppendCaseID(nil, "e2")), string(engine.AppendCaseID(nil, "e3")); a == b {

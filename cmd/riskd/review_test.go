@@ -152,7 +152,7 @@ func startBrowser(t *testing.T) context.Context {
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
 	t.Cleanup(cancelTimeout)
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		fail("chromium %s did not start: %v", bin, err)
 	}
 	return ctx
@@ -160,8 +160,8 @@ func startBrowser(t *testing.T) context.Context {
 
 func screenshot(t *testing.T, ctx context.Context, name string) []byte {
 	t.Helper()
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name), png, 0o644); err != nil {
@@ -195,29 +195,28 @@ func TestReviewInTheBrowser(t *testing.T) {
 		t.Fatalf("decision %v", d)
 	}
 
-	var location, state string
-	err = chromedp.Run(ctx,
+	err = chromedp.Do(ctx,
 		chromedp.Navigate(admin+"/console/"),
-		chromedp.WaitVisible(`#token`, chromedp.ByID),
-		chromedp.Location(&location),
+		chromedp.WaitVisible(chromedp.ID("token")),
 	)
+	location, _ := chromedp.Run(ctx, chromedp.Location())
 	if err != nil || !strings.Contains(location, "/console/login") {
 		t.Fatalf("signed out, the console sends to %q: %v\n%s", location, err, p.output())
 	}
-	// The case is opened after the answer: the queue shows it once
-	// written; reload until it does.
-	err = chromedp.Run(ctx,
-		chromedp.SendKeys(`#token`, annToken, chromedp.ByID),
-		chromedp.Submit(`#token`, chromedp.ByID),
-		chromedp.WaitVisible(`table.queue, p.empty`, chromedp.ByQuery),
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("token"), annToken),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS("p.stats")),
 	)
 	if err != nil {
 		t.Fatalf("sign in: %v\n%s", err, p.output())
 	}
+	// The case is opened after the answer: reload the queue until it
+	// shows.
 	link := `a[href="/console/cases/` + caseID + `"]`
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		var n int
-		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('`+link+`').length`, &n)); err != nil {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('` + link + `').length`))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if n == 1 {
@@ -226,27 +225,27 @@ func TestReviewInTheBrowser(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("case %s never showed in the queue\n%s", caseID, p.output())
 		}
-		if err := chromedp.Run(ctx, chromedp.Reload(), chromedp.WaitVisible(`main`, chromedp.ByQuery)); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("p.stats"))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	screenshot(t, ctx, "console-queue.png")
-	err = chromedp.Run(ctx,
-		chromedp.Click(link, chromedp.ByQuery),
-		chromedp.WaitVisible(`#claim`, chromedp.ByID),
-		chromedp.Click(`#claim`, chromedp.ByID),
-		chromedp.WaitVisible(`#resolve`, chromedp.ByID),
-		chromedp.Click(`#outcome-fraud`, chromedp.ByID),
-		chromedp.SendKeys(`#note`, "card testing pattern; cardholder confirmed", chromedp.ByID),
-		chromedp.Click(`#resolve`, chromedp.ByID),
-		chromedp.WaitVisible(`p.notice`, chromedp.ByQuery),
-		chromedp.Text(`#state`, &state, chromedp.ByID),
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(link)),
+		chromedp.WaitVisible(chromedp.ID("claim")),
+		chromedp.Click(chromedp.ID("claim")),
+		chromedp.WaitVisible(chromedp.ID("resolve")),
+		chromedp.Click(chromedp.ID("outcome-fraud")),
+		chromedp.SendKeys(chromedp.ID("note"), "card testing pattern; cardholder confirmed"),
+		chromedp.Click(chromedp.ID("resolve")),
+		chromedp.WaitVisible(chromedp.CSS("p.notice")),
 	)
 	if err != nil {
 		t.Fatalf("claim and resolve: %v\n%s", err, p.output())
 	}
-	if !strings.Contains(state, "resolved as fraud by ann") {
-		t.Errorf("case state %q", state)
+	state, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("state")))
+	if err != nil || !strings.Contains(state, "resolved as fraud by ann") {
+		t.Errorf("case state %q, %v", state, err)
 	}
 	png := screenshot(t, ctx, "console-case.png")
 	if *updateScreenshot {
