@@ -49,9 +49,17 @@ version: "r1"
 event_types: [checkout]
 thresholds: {step_up: 30, review: 60, block: 90}
 rules:
-  - {id: big_amount, when: event.amount > 500, score: 60, reason: "amount {{event.amount}} over 500"}
-  - {id: known_fraud_card, when: (features.card_fraud_labels_30d ?? 0) >= 1, score: 40, reason: "card labelled fraud {{features.card_fraud_labels_30d}} times"}
-  - {id: busy_card, when: (features.card_count_1h ?? 0) >= 5, score: 10}
+  - id: big_amount
+    when: event.amount > 500
+    score: 60
+    reason: "amount {{event.amount}} over 500"
+  - id: known_fraud_card
+    when: (features.card_fraud_labels_30d ?? 0) >= 1
+    score: 40
+    reason: "card labelled fraud {{features.card_fraud_labels_30d}} times"
+  - id: busy_card
+    when: (features.card_count_1h ?? 0) >= 5
+    score: 10
 `,
 	}
 	for name, body := range files {
@@ -160,7 +168,7 @@ func startBrowser(t *testing.T) context.Context {
 
 func screenshot(t *testing.T, ctx context.Context, name string) []byte {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG; below it JPEG
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -189,7 +197,7 @@ func TestReviewInTheBrowser(t *testing.T) {
 		"-webhook-url", hook.srv.URL+"/riskd", "-webhook-secret-file", hook.secretFile, "-webhook-ca", hook.caFile)
 	public, admin := serving(t, p)
 
-	d := score(t, public, `{"id":"order-1","type":"checkout","ts":"2026-12-07T10:00:00Z","card_id":"card-7","account_id":"acc-1","amount":900}`, false)
+	d := score(t, public, `{"id":"order-1","type":"checkout","card_id":"card-7","account_id":"acc-1","amount":900}`, false)
 	caseID, _ := d["case_id"].(string)
 	if d["decision"] != "review" || caseID == "" {
 		t.Fatalf("decision %v", d)
@@ -215,7 +223,7 @@ func TestReviewInTheBrowser(t *testing.T) {
 	// shows.
 	link := `a[href="/console/cases/` + caseID + `"]`
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('` + link + `').length`))
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('`+link+`').length`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,8 +291,9 @@ func TestReviewInTheBrowser(t *testing.T) {
 			}
 		})
 	}
-	// The store: a later checkout on the card counts the label.
-	later := score(t, public, `{"id":"order-2","type":"checkout","ts":"2026-12-07T12:00:00Z","card_id":"card-7","amount":20}`, true)
+	// The store: a later checkout on the card (at the time of receipt,
+	// after the resolution) counts the label.
+	later := score(t, public, `{"id":"order-2","type":"checkout","card_id":"card-7","amount":20}`, true)
 	if f, _ := later["features"].(map[string]any); f["card_fraud_labels_30d"] != 1.0 {
 		t.Errorf("a later event's features %v, want card_fraud_labels_30d 1", later["features"])
 	}
@@ -363,7 +372,7 @@ func TestTwoInstancesOneClaim(t *testing.T) {
 		public = pub
 		admins = append(admins, admin)
 	}
-	d := score(t, public, `{"id":"order-9","type":"checkout","ts":"2026-12-07T10:00:00Z","card_id":"card-9","amount":900}`, false)
+	d := score(t, public, `{"id":"order-9","type":"checkout","card_id":"card-9","amount":900}`, false)
 	caseID, _ := d["case_id"].(string)
 	ann, bob := newFormClient(t, admins[0], annToken), newFormClient(t, admins[1], "bob-analyst-token-0123456789")
 	var pages [2]string
