@@ -101,6 +101,15 @@ func New(opts Options) (*Console, error) {
 	c.claims = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "riskd_case_claims_total", Help: "Claims of review cases, by result: won, or lost to another analyst's claim.",
 	}, []string{"result"})
+	// Every series shows from the start, at 0: a rate over a series born
+	// with its first resolution misses that one.
+	for _, a := range opts.Accounts {
+		for _, o := range cases.Outcomes {
+			c.resolutions.WithLabelValues(string(o), a.Name)
+		}
+	}
+	c.claims.WithLabelValues("won")
+	c.claims.WithLabelValues("lost")
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.resolutions, c.claims)
 	}
