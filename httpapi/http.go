@@ -144,6 +144,9 @@ func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
 		elsewhere("/metrics", "GET", "admin (-admin-listen)")
+		if opts.Label != nil {
+			elsewhere("/v1/labels", "POST", "admin (-admin-listen)")
+		}
 		h.routeLists("admin (-admin-listen)")
 	}
 	h.route("/healthz", "GET", func(w http.ResponseWriter, _ *http.Request) {
