@@ -2,8 +2,9 @@
 # Runs riskd's tests on a fresh machine: installs what they need where it
 # is missing (redis-server and redis-cli for the Redis store's tests, kcat
 # for the Kafka end-to-end test, curl for the docs' examples, promtool
-# from Debian's prometheus package for the alerting rules), then vets and
-# runs every test with the race detector.
+# from Debian's prometheus package for the alerting rules, chromium for
+# the review console's browser test), then vets and runs every test with
+# the race detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +14,7 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v kcat >/dev/null || need+=(kcat)
 command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   # Without recommends: prometheus would bring a node exporter along.
