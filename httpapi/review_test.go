@@ -1,14 +1,19 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
 
+	"github.com/riskd/riskd/cases"
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
@@ -80,4 +85,67 @@ func TestReviewAfterTheAnswer(t *testing.T) {
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("Review got %q, want %q", got, want)
 	}
+}
+
+// BenchmarkReviewShare scores checkouts through the handler with one in a
+// hundred sent to review, against none, each case opened in a memory case
+// store by the opener's goroutine, as riskd does. It reports the process
+// CPU time per decision (user + system, the opener's goroutine included),
+// which a shared machine disturbs less than wall time.
+func BenchmarkReviewShare(b *testing.B) {
+	p, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte("name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 30, review: 60, block: 90}\nrules:\n  - {id: big, when: event.amount > 500, score: 60}\n  - {id: busy, when: features.card_count_1h > 3, score: 10}\n")},
+	}, "p")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, share := range []struct {
+		name  string
+		every int // one review every this many events; 0: none
+	}{{"none", 0}, {"1pct", 100}} {
+		b.Run(share.name, func(b *testing.B) {
+			store := cases.NewMemory(cases.Options{})
+			opener := cases.NewOpener(store, cases.OpenerOptions{Queue: 1 << 20})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); opener.Run(ctx) }()
+			h := httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{Review: func(d *engine.Decision, event []byte) {
+				opener.Open(cases.FromDecision(d, event, time.Now()))
+			}})
+			var body []byte
+			w := httptest.NewRecorder()
+			score := func(i int) {
+				amount := 20
+				if share.every > 0 && i%share.every == 0 {
+					amount = 900
+				}
+				body = fmt.Appendf(body[:0], `{"id":"%s-%d","type":"checkout","card_id":"card-%d","amount":%d}`, share.name, i, i%500, amount)
+				w.Body.Reset()
+				h.ServeHTTP(w, httptest.NewRequest("POST", "/v1/score", bytes.NewReader(body)))
+			}
+			// Warm up (pools, the store's maps), then measure; every id
+			// is new.
+			i := 0
+			for ; i < 5000; i++ {
+				score(i)
+			}
+			before := cpuTime()
+			for b.Loop() {
+				score(i)
+				i++
+			}
+			cancel()
+			<-done
+			opener.Drain(context.Background())
+			b.ReportMetric(float64(cpuTime()-before)/float64(b.N), "cpu-ns/decision")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time, in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
