@@ -46,9 +46,6 @@ type Options struct {
 	// analyst sees the result: it sends the outcome on (feature store,
 	// decisions topic, webhook). Its error is shown, the resolution stays.
 	Resolved func(ctx context.Context, c *cases.Case) error
-	// Decision answers a search by event id for events without a case:
-	// the decision as JSON, false when none is kept. Nil: cases only.
-	Decision func(ctx context.Context, eventID string) ([]byte, bool)
 	// ClaimTTL is how long a claim lasts. Default 15 min.
 	ClaimTTL time.Duration
 	// SessionTTL is how long a sign-in lasts. Default 12 h.
@@ -88,7 +85,7 @@ func New(opts Options) (*Console, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	funcs := template.FuncMap{"age": c.age, "json": prettyJSON, "value": featureValue, "join": strings.Join}
-	for _, page := range []string{"login", "queue", "case", "decision", "message"} {
+	for _, page := range []string{"login", "queue", "case", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", page, err)
@@ -383,13 +380,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 		http.Redirect(w, r, "/console/cases/"+caseID, http.StatusSeeOther)
 		return
 	}
-	if c.opts.Decision != nil {
-		if d, ok := c.opts.Decision(r.Context(), id); ok {
-			c.render(w, http.StatusOK, "decision", view{Title: "Event " + id, Session: s, Data: map[string]string{"EventID": id, "JSON": prettyJSON(json.RawMessage(d))}})
-			return
-		}
-	}
-	c.message(w, http.StatusNotFound, s, "Not found", fmt.Sprintf("No case and no kept decision for event %q (decisions are kept for the idempotency window).", id))
+	c.message(w, http.StatusNotFound, s, "Not found", fmt.Sprintf("No review case for event %q: it was not sent to review, or its case is past its retention.", id))
 }
 
 func (c *Console) age(t time.Time) string {
