@@ -59,7 +59,7 @@ func TestReviewDecision(t *testing.T) {
 		{"retry: same case", `{"id":"e2","type":"checkout","ts":1780000001000,"card_id":"c1","amount":5}`, "review", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := enginetest.Score(t, e, tt.body)
+			d := enginetest.ScoreWith(t, e, tt.body, engine.ScoreOptions{})
 			if d.Outcome.String() != tt.want {
 				t.Fatalf("decision %s (score %d), want %s", d.Outcome, d.Score, tt.want)
 			}
