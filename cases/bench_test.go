@@ -44,7 +44,7 @@ func BenchmarkQueue(b *testing.B) {
 		}},
 		{"redis", func(b *testing.B, opts cases.Options) cases.Store {
 			srv := redistest.Start(b)
-			s, err := cases.NewRedis(context.Background(), cases.RedisOptions{Options: opts, Addrs: []string{srv.Addr()}})
+			s, err := cases.NewRedis(cases.RedisOptions{Options: opts, Addrs: []string{srv.Addr()}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -43,8 +43,9 @@ type Redis struct {
 	prefix string // "P{cases}:"
 }
 
-// NewRedis connects to Redis and checks it answers.
-func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
+// NewRedis returns a store on Redis. It does not wait for Redis: a store
+// down at start fails its calls until it answers (see Ready).
+func NewRedis(opts RedisOptions) (*Redis, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("case store: no Redis address")
 	}
@@ -57,11 +58,15 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("case store: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
 	}
 	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: opts.Addrs, ContextTimeoutEnabled: true})
-	if err := client.Ping(ctx).Err(); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("case store: Redis %s: %w", strings.Join(opts.Addrs, ","), err)
-	}
 	return &Redis{opts: opts.Options, client: client, prefix: prefix + "{cases}:"}, nil
+}
+
+// Ready reports whether Redis answers.
+func (r *Redis) Ready(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("case store: %w", err)
+	}
+	return nil
 }
 
 func (r *Redis) caseKey(id string) string { return r.prefix + "c:" + id }

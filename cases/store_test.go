@@ -48,7 +48,7 @@ var stores = []struct {
 	}},
 	{"redis", func(t testing.TB, opts cases.Options) cases.Store {
 		srv := redistest.Start(t)
-		s, err := cases.NewRedis(context.Background(), cases.RedisOptions{Options: opts, Addrs: []string{srv.Addr()}})
+		s, err := cases.NewRedis(cases.RedisOptions{Options: opts, Addrs: []string{srv.Addr()}})
 		if err != nil {
 			t.Fatal(err)
 		}

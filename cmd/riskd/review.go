@@ -67,11 +67,16 @@ func openReview(cfg *config, eng *engine.Engine, tokens []httpapi.NamedToken, re
 	rv := &review{cfg: cfg, eng: eng, tokens: tokens, reg: reg, log: log}
 	switch {
 	case cfg.redis != "":
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s, err := cases.NewRedis(ctx, cases.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+		s, err := cases.NewRedis(cases.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("-redis: %w", err)
+		}
+		// Like the feature store, the case store may come up after riskd:
+		// cases fail to open (counted) until it answers.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			log.Warn("redis not reachable yet for review cases; cases are not opened until it answers", "err", err)
 		}
 		rv.store, rv.storeName = s, "redis"
 	case rc.dataDir != "":
