@@ -165,7 +165,7 @@ func TestConsole(t *testing.T) {
 		t.Errorf("resolved %+v", c.Resolution)
 	}
 	_, casePage, _ = ann.do("GET", h.Get("Location"), nil)
-	if !strings.Contains(casePage, "resolved as <strong>fraud</strong> by ann") || strings.Contains(casePage, `id="claim"`) {
+	if !strings.Contains(casePage, "resolved as <strong id=\"outcome\">fraud</strong> by ann") || strings.Contains(casePage, `id="claim"`) {
 		t.Errorf("resolved case page:\n%s", casePage)
 	}
 	if p, _ := store.Queue(context.Background(), cases.Query{}); len(p.Cases) != 0 {

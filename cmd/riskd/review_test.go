@@ -246,7 +246,9 @@ func TestReviewInTheBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("outcome-fraud")),
 		chromedp.SendKeys(chromedp.ID("note"), "card testing pattern; cardholder confirmed"),
 		chromedp.Click(chromedp.ID("resolve")),
-		chromedp.WaitVisible(chromedp.CSS("p.notice")),
+		// Only the resolved case's page has it (the claim's page had a
+		// notice too).
+		chromedp.WaitVisible(chromedp.ID("outcome")),
 	)
 	if err != nil {
 		t.Fatalf("claim and resolve: %v\n%s", err, p.output())
