@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -32,7 +33,7 @@ func TestKafkaReview(t *testing.T) {
 	stop := runConsumerWith(t, engine.New(p, engine.Options{}), stream.KafkaOptions{Brokers: addrs, BatchSize: 10, Review: func(d *engine.Decision, event []byte) {
 		mu.Lock()
 		defer mu.Unlock()
-		reviewed[d.CaseID] = string(event)
+		reviewed[strings.Clone(d.CaseID)] = string(event) // d's strings alias its reused buffer
 	}})
 	defer stop()
 	var msgs []kafka.Message
