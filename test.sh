@@ -4,7 +4,8 @@
 # redis-server and redis-cli for the Redis store's tests, redis-sentinel
 # for the failover tests, kcat for the Kafka end-to-end test, curl for the
 # docs' examples, promtool from Debian's prometheus package for the
-# alerting rules), then vets, runs every test with the race detector and
+# alerting rules, chromium for the review console's browser test), then
+# vets, runs every test with the race detector and
 # every benchmark once.
 # Extra arguments go to the race run: ./test.sh -run TestReload
 set -euo pipefail
@@ -23,6 +24,7 @@ command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v kcat >/dev/null || need+=(kcat)
 command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   # Without recommends: prometheus would bring a node exporter along.

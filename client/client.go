@@ -63,6 +63,8 @@ func New(baseURL string, opts Options) (*Client, error) {
 	}
 	switch opts.Fallback {
 	case "", Pass, StepUp, Block:
+	case Review:
+		return nil, fmt.Errorf("riskd client: Fallback %q: a fallback opens no case for an analyst; want %q, %q or %q", opts.Fallback, Pass, StepUp, Block)
 	default:
 		return nil, fmt.Errorf("riskd client: Fallback %q: want %q, %q or %q", opts.Fallback, Pass, StepUp, Block)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/riskd/riskd/client"
@@ -84,6 +85,44 @@ func TestScore(t *testing.T) {
 	d, err = c.Score(ctx, client.Event{ID: "cb-1", Type: "chargeback", Fields: map[string]any{"card_id": "card-7"}})
 	if err != nil || !d.Unscored || d.Outcome != client.Pass || d.Ruleset != "" {
 		t.Fatalf("unscored: %+v, %v", d, err)
+	}
+}
+
+// TestReview: a review decision names its case, the same on a retry.
+func TestReview(t *testing.T) {
+	p, err := rules.Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
+		"checkout.yaml": {Data: []byte("name: checkout\nevent_types: [checkout]\nthresholds: {step_up: 30, review: 60, block: 90}\nrules:\n  - {id: big, when: event.amount > 500, score: 60, reason: big amount}\n  - {id: gift, when: event.item == \"gift_card\", action: review}\n")},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := apitest.NewServer(t, apitest.Handler(t, httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{})))
+	c := newClient(t, srv.URL, client.Options{})
+	var first string
+	for i, ev := range []client.Event{checkout("r-1", 0, map[string]any{"amount": 900}), checkout("r-1", 0, map[string]any{"amount": 900}), checkout("r-2", 1, map[string]any{"item": "gift_card"})} {
+		d, err := c.Score(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Outcome != client.Review || len(d.CaseID) != 26 || !strings.HasPrefix(d.CaseID, "c_") {
+			t.Fatalf("call %d: %+v", i+1, d)
+		}
+		switch i {
+		case 0:
+			first = d.CaseID
+		case 1:
+			if d.CaseID != first || !d.Retry {
+				t.Errorf("retry: case %s, want %s", d.CaseID, first)
+			}
+		case 2:
+			if d.CaseID == first || d.Reasons[0].Action != client.Review {
+				t.Errorf("gift card: %+v", d)
+			}
+		}
+	}
+	if _, err := client.New(srv.URL, client.Options{Fallback: client.Review}); err == nil || !strings.Contains(err.Error(), "opens no case") {
+		t.Errorf("Fallback review: %v", err)
 	}
 }
 

@@ -3,10 +3,14 @@ package client
 // Outcome is what riskd decided.
 type Outcome string
 
-// The three outcomes, in increasing order of friction.
+// The outcomes, in increasing order of friction.
 const (
 	Pass   Outcome = "pass"
 	StepUp Outcome = "step_up" // ask for 3-D Secure, an SMS code…
+	// Review: an analyst decides. Hold the order (authorise, do not
+	// capture or ship) until the case named by CaseID is resolved: approve
+	// or not_fraud releases it, decline or fraud cancels it.
+	Review Outcome = "review"
 	Block  Outcome = "block"
 )
 
@@ -23,6 +27,9 @@ type Decision struct {
 	Ruleset string   `json:"ruleset"`
 	Version string   `json:"version"`
 	Reasons []Reason `json:"reasons"`
+	// CaseID names the review case of a Review decision ("c_" and 24
+	// characters, the same for every retry of the event); empty otherwise.
+	CaseID string `json:"case_id,omitempty"`
 	// Degraded: riskd could not read some features in its budget and
 	// applied StorePolicy ("fail_open" or "fail_closed").
 	Degraded    bool   `json:"degraded"`

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"strconv"
 	"unicode/utf8"
 
@@ -27,11 +29,19 @@ type Decision struct {
 	Retry     bool
 	ElapsedUS int64
 
+	// CaseID names the review case of a review decision (AppendCaseID);
+	// empty for the other outcomes.
+	CaseID string
+
 	// Explain is filled when asked for: every feature the ruleset read and
-	// every rule that did not fire.
+	// every rule that did not fire. Features are also filled for a review
+	// decision, whose case holds them, though its answer leaves them out.
 	Explain  bool
 	Features []FeatureValue
 	NotFired []NotFired
+	// Models are the live ruleset's model predictions, as its rules read
+	// them.
+	Models []ModelScore
 
 	// Shadows are the verdicts recorded but not returned: every challenger
 	// of the live ruleset, and the champion when a challenger decided (a
@@ -82,6 +92,12 @@ type FeatureValue struct {
 	Bool  bool // the feature is boolean (seen)
 }
 
+// ModelScore is one model's prediction for the event.
+type ModelScore struct {
+	Name  string
+	Score float64
+}
+
 // NotFired is a rule that did not fire, and the run-time error that kept
 // it from firing, if any.
 type NotFired struct {
@@ -90,8 +106,8 @@ type NotFired struct {
 }
 
 func (d *Decision) reset() {
-	buf, reasons, fv, nf, sh, ls := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0], d.lists[:0]
-	*d = Decision{buf: buf, lists: ls, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh}
+	buf, reasons, fv, nf, sh, ls, ms := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0], d.lists[:0], d.Models[:0]
+	*d = Decision{buf: buf, lists: ls, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh, Models: ms}
 }
 
 // addShadow appends a cleared verdict to d.Shadows, reusing the reasons
@@ -122,6 +138,11 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 	dst = AppendJSONString(dst, d.Type)
 	dst = append(dst, ',')
 	dst = appendVerdict(dst, &d.Verdict)
+	if d.CaseID != "" {
+		dst = append(dst, `,"case_id":"`...)
+		dst = append(dst, d.CaseID...)
+		dst = append(dst, '"')
+	}
 	dst = append(dst, `,"degraded":`...)
 	dst = strconv.AppendBool(dst, d.Degraded)
 	if d.StorePolicy != "" {
@@ -260,6 +281,21 @@ func appendReasons(dst []byte, reasons []Reason) []byte {
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')
+}
+
+// caseEncoding spells case ids: lower case, no padding, safe in a URL
+// path and a Redis key.
+var caseEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// AppendCaseID appends the case id of a review decision on event id:
+// "c_" and 24 characters of SHA-256(id). It depends on the id alone, so a
+// retry, a redelivery or another instance scoring the same event names
+// the same case and the case store opens it once; hashing gives a fixed
+// form whatever an event id holds (slashes, spaces, 200 bytes).
+func AppendCaseID(dst []byte, eventID string) []byte {
+	sum := sha256.Sum256([]byte(eventID))
+	dst = append(dst, "c_"...)
+	return caseEncoding.AppendEncode(dst, sum[:15])
 }
 
 const hexDigits = "0123456789abcdef"

@@ -131,8 +131,8 @@ type compiled struct {
 // prepared is a ruleset's share of compiled: its metric children and, for
 // a live ruleset, what its challengers add.
 type prepared struct {
-	outcomes       [3]prometheus.Counter
-	shadowOutcomes [3]prometheus.Counter
+	outcomes       [rules.NumOutcomes]prometheus.Counter
+	shadowOutcomes [rules.NumOutcomes]prometheus.Counter
 	hits           []prometheus.Counter
 	errors         []prometheus.Counter
 	// reads: the features a live ruleset and its challengers read, each
@@ -142,7 +142,7 @@ type prepared struct {
 	// ScoreOptions.AllFeatures adds to the explanation.
 	unread []int
 	// agreement[champion outcome][challenger outcome], on a challenger.
-	agreement [3][3]prometheus.Counter
+	agreement [rules.NumOutcomes][rules.NumOutcomes]prometheus.Counter
 	health    *rulesetHealth
 	// lists: the mutable list each slot holds (nil for the others).
 	lists []*lists.Mutable
@@ -169,7 +169,7 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 		}
 		c.filterLists[li] = e.bindLists(f.Slots())
 	}
-	outcomes := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
+	outcomes := rules.Outcomes[:]
 	for _, rs := range p.Rulesets {
 		pr := &prepared{health: newRulesetHealth(rs)}
 		for _, o := range outcomes {
@@ -357,6 +357,11 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			})
 		}
 		e.evaluate(c, s, live, d, &d.Verdict)
+		if d.Outcome == rules.Review {
+			start := len(d.buf)
+			d.buf = AppendCaseID(d.buf, d.EventID)
+			d.CaseID = bstr(d.buf[start:len(d.buf):len(d.buf)])
+		}
 		if opts.AllFeatures && d.Explain {
 			fs := c.policy.Features.Features
 			for _, fi := range c.rulesets[live].unread {
@@ -609,7 +614,11 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 				}
 				s.modelIn = append(s.modelIn, x)
 			}
-			env.SetModel(i, slot.Model.Predict(s.modelIn))
+			p := slot.Model.Predict(s.modelIn)
+			env.SetModel(i, p)
+			if live {
+				d.Models = append(d.Models, ModelScore{Name: slot.Model.Name, Score: p})
+			}
 		case slot.Feature < 0:
 			env.SetField(i, lookup(s.ev, slot.Path))
 		default:
@@ -654,6 +663,14 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		forced = max(forced, r.Action)
 	}
 	v.Outcome = max(rs.Outcome(v.Score), forced)
+	if live && !explain && v.Outcome == rules.Review {
+		// A case holds every feature the ruleset read: the analyst sees
+		// what the rules saw.
+		for _, fi := range rs.Reads {
+			f := fs[fi]
+			d.Features = append(d.Features, FeatureValue{Name: f.Name, Value: s.feature(fi), Bool: f.Kind.Bool()})
+		}
+	}
 	if d.Degraded {
 		v.StorePolicy = "fail_open"
 		if rs.FailClosed {

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,6 +79,17 @@ type HandlerOptions struct {
 	// Logger reports failed admin authentications (riskd's rate-limits
 	// repeated warnings); nil discards.
 	Logger *slog.Logger
+	// Review receives every review decision with its event as received,
+	// after the answer is sent (both alias buffers the next request
+	// reuses: it copies what it keeps); riskd opens the case. Nil: none.
+	Review func(d *engine.Decision, event []byte)
+	// Console is the analysts' console, served under /console/ on the
+	// admin listener; nil: none.
+	Console http.Handler
+	// Label records an external label, POST /v1/labels (admin token of
+	// either role): the body as sent, the token's name. It answers the
+	// status and JSON body to send. Nil: the endpoint answers 404.
+	Label func(ctx context.Context, body []byte, by string) (int, []byte)
 }
 
 type httpScratch struct {
@@ -119,6 +131,14 @@ func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 		elsewhere("/v1/score", "POST", "public (-listen)")
 	}
 	if admin {
+		if opts.Console != nil {
+			h.mux.Handle("/console/", opts.Console)
+			served = append(served, "/console/")
+		}
+		if opts.Label != nil {
+			h.route("/v1/labels", "POST", h.label)
+			served = append(served, "/v1/labels")
+		}
 		h.route("/v1/rulesets", "GET", h.rulesets)
 		h.route("/v1/reload", "POST", h.reload)
 		served = append(served, "/v1/rulesets", "/v1/reload", h.routeLists(""))
@@ -131,6 +151,9 @@ func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
 		elsewhere("/metrics", "GET", "admin (-admin-listen)")
+		if opts.Label != nil {
+			elsewhere("/v1/labels", "POST", "admin (-admin-listen)")
+		}
 		h.routeLists("admin (-admin-listen)")
 	}
 	h.route("/healthz", "GET", func(w http.ResponseWriter, _ *http.Request) {
@@ -180,7 +203,7 @@ func (h *Handler) routeProfiles() string {
 		"/debug/pprof/trace":   pprof.Trace,
 	} {
 		h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			if h.admin(w, r) {
+			if _, ok := h.changer(w, r); ok {
 				serve(w, r)
 			}
 		})
@@ -232,6 +255,7 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.d.ShadowPending() {
 		w.Write(s.out)
+		h.review(&s.d, body)
 		return
 	}
 	// Send the answer now, framed by its length (a flush without one
@@ -241,7 +265,36 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
+	h.review(&s.d, body)
 	h.engine.Shadow(&s.d)
+}
+
+// review hands a review decision, already answered, to opts.Review.
+func (h *Handler) review(d *engine.Decision, event []byte) {
+	if d.CaseID != "" && h.opts.Review != nil {
+		h.opts.Review(d, event)
+	}
+}
+
+// label serves POST /v1/labels.
+func (h *Handler) label(w http.ResponseWriter, r *http.Request) {
+	who, ok := h.adminName(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return
+	}
+	if len(body) > 64<<10 {
+		writeError(w, http.StatusRequestEntityTooLarge, "a label is at most 65536 bytes")
+		return
+	}
+	code, answer := h.opts.Label(r.Context(), body, who)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(answer)
 }
 
 type rulesetInfo struct {
@@ -303,7 +356,7 @@ func (h *Handler) rulesets(w http.ResponseWriter, _ *http.Request) {
 // unchanged; 422: rejected, with every error; the previous policy keeps
 // serving.
 func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
-	if !h.admin(w, r) {
+	if _, ok := h.changer(w, r); !ok {
 		return
 	}
 	if h.opts.Reloader == nil {
@@ -319,13 +372,6 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
 	}
-}
-
-// admin checks the bearer token in constant time. Without a configured
-// token admin endpoints are closed, not open.
-func (h *Handler) admin(w http.ResponseWriter, r *http.Request) bool {
-	_, ok := h.adminName(w, r)
-	return ok
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

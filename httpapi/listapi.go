@@ -22,30 +22,50 @@ import (
 type NamedToken struct {
 	Name  string
 	Token string
+	// Analyst restricts the token to review: the console and labels,
+	// reading lists; not changing them, reloading or profiling.
+	Analyst bool
 }
 
 // adminName checks the bearer token in constant time against every
 // configured token and returns its name. Without a configured token
 // admin endpoints are closed, not open.
 func (h *Handler) adminName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	t, ok := h.adminToken(w, r)
+	return t.Name, ok
+}
+
+// changer is adminName for endpoints that change what riskd serves (lists,
+// the policy) or show its insides (profiles): an analyst's token is
+// refused with 403.
+func (h *Handler) changer(w http.ResponseWriter, r *http.Request) (string, bool) {
+	t, ok := h.adminToken(w, r)
+	if ok && t.Analyst {
+		writeError(w, http.StatusForbidden, "the token of "+t.Name+" is an analyst's: it reviews cases and labels events, but changes no list, reloads nothing and reads no profile")
+		return "", false
+	}
+	return t.Name, ok
+}
+
+func (h *Handler) adminToken(w http.ResponseWriter, r *http.Request) (NamedToken, bool) {
 	tokens := h.opts.AdminTokens
 	if h.opts.AdminToken != "" {
 		tokens = append([]NamedToken{{Name: "admin", Token: h.opts.AdminToken}}, tokens...)
 	}
 	if len(tokens) == 0 {
 		writeError(w, http.StatusForbidden, "admin endpoints are disabled: start riskd with -admin-token (or RISKD_ADMIN_TOKEN) or -admin-tokens-file")
-		return "", false
+		return NamedToken{}, false
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	name := ""
+	var found NamedToken
 	for _, t := range tokens {
 		// Every token is compared, so the time taken says nothing of
 		// which one matched.
-		if subtle.ConstantTimeCompare([]byte(got), []byte(t.Token)) == 1 && name == "" {
-			name = t.Name
+		if subtle.ConstantTimeCompare([]byte(got), []byte(t.Token)) == 1 && found.Name == "" {
+			found = t
 		}
 	}
-	if !ok || name == "" {
+	if !ok || found.Name == "" {
 		reason := "wrong"
 		if !ok || got == "" {
 			reason = "missing"
@@ -53,9 +73,9 @@ func (h *Handler) adminName(w http.ResponseWriter, r *http.Request) (string, boo
 		h.authFailed(r, reason)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="riskd admin"`)
 		writeError(w, http.StatusUnauthorized, "admin endpoint: missing or wrong bearer token")
-		return "", false
+		return NamedToken{}, false
 	}
-	return name, true
+	return found, true
 }
 
 // authFailed counts and logs a request refused for its admin token: the
@@ -126,7 +146,7 @@ func replyChange(w http.ResponseWriter, name string, c *lists.Change) {
 
 // listAdd adds values to a mutable list: {"values": [...], "ttl": "30d"}.
 func (h *Handler) listAdd(w http.ResponseWriter, r *http.Request) {
-	who, ok := h.adminName(w, r)
+	who, ok := h.changer(w, r)
 	if !ok {
 		return
 	}
@@ -160,7 +180,7 @@ func (h *Handler) listAdd(w http.ResponseWriter, r *http.Request) {
 // listRemove removes one value (URL-escaped in the path) from a mutable
 // list.
 func (h *Handler) listRemove(w http.ResponseWriter, r *http.Request) {
-	who, ok := h.adminName(w, r)
+	who, ok := h.changer(w, r)
 	if !ok {
 		return
 	}

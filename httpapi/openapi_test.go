@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
@@ -25,6 +27,7 @@ import (
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/outcomes"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
@@ -77,7 +80,7 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := engine.New(enginetest.Example(t), engine.Options{Registerer: reg})
 	for _, ep := range []httpapi.Endpoints{httpapi.AllEndpoints, httpapi.PublicEndpoints, httpapi.AdminEndpoints} {
-		srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Endpoints: ep, Gatherer: reg, AdminToken: "s3cret"}))
+		srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Endpoints: ep, Gatherer: reg, AdminToken: "s3cret", Label: testLabel}))
 		for _, path := range paths {
 			for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
 				req, _ := http.NewRequest(method, srv.URL+path, nil)
@@ -98,6 +101,21 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testLabel stands in for riskd's label recording: it parses as riskd
+// does, and fails to send on a label of event "down".
+func testLabel(_ context.Context, body []byte, _ string) (int, []byte) {
+	o, err := outcomes.ParseLabel(body, time.Now())
+	switch {
+	case err != nil:
+		b, _ := json.Marshal(map[string]string{"error": err.Error()})
+		return http.StatusBadRequest, b
+	case o.EventID == "down":
+		return http.StatusServiceUnavailable, []byte(`{"error":"writing to the decisions topic: the decisions topic's buffer is full (the brokers fall behind)"}`)
+	}
+	b, _ := json.Marshal(map[string]any{"event_id": o.EventID, "label": o.Label, "source": o.Source})
+	return http.StatusAccepted, b
 }
 
 // downStore is a feature store that cannot be reached.
@@ -124,14 +142,14 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	live := engine.New(p, engine.Options{Registerer: reg})
 	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: live.SetPolicy})
 	rl.Loaded(p)
-	opts := httpapi.HandlerOptions{Reloader: rl, AdminToken: "s3cret", Gatherer: reg}
+	opts := httpapi.HandlerOptions{Reloader: rl, AdminToken: "s3cret", Gatherer: reg, Label: testLabel}
 	all := apitest.NewServer(t, httpapi.NewHandler(live, opts))
 	public, admin := opts, opts
 	public.Endpoints, admin.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
 	publicSrv := apitest.NewServer(t, httpapi.NewHandler(live, public))
 	adminSrv := apitest.NewServer(t, httpapi.NewHandler(live, admin))
 	builtin := apitest.NewServer(t, httpapi.NewHandler(engine.New(enginetest.Example(t), engine.Options{MaxEventBytes: 1024}), httpapi.HandlerOptions{AdminToken: "s3cret"}))
-	closed := apitest.NewServer(t, httpapi.NewHandler(live, httpapi.HandlerOptions{Reloader: rl}))
+	closed := apitest.NewServer(t, httpapi.NewHandler(live, httpapi.HandlerOptions{Reloader: rl, Label: testLabel}))
 	shadows := apitest.NewServer(t, httpapi.NewHandler(engine.New(enginetest.Challengers(t, "5%"), engine.Options{}), httpapi.HandlerOptions{}))
 	failClosed, err := rules.Load(fstest.MapFS{
 		"features.yaml": {Data: []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n")},
@@ -218,6 +236,14 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		{name: "list remove, not a mutable list", srv: all, method: "DELETE", path: "/v1/lists/nope/x", token: "s3cret", code: 404, want: "nope"},
 		{name: "list remove, store down", srv: listsDown, method: "DELETE", path: "/v1/lists/blocked_cards_api/x", token: "s3cret", code: 503, want: "refused"},
 		{name: "list remove by GET", srv: all, method: "GET", path: "/v1/lists/blocked_cards_api/x", token: "s3cret", code: 405, want: "use DELETE"},
+		{name: "label", srv: adminSrv, method: "POST", path: "/v1/labels", token: "s3cret", body: `{"event_id":"e-1","label":"fraud","source":"chargeback","card_id":"card-7"}`, code: 202, want: `"source":"chargeback"`},
+		{name: "label, bad", srv: all, method: "POST", path: "/v1/labels", token: "s3cret", body: `{"event_id":"e-1","label":"fruad"}`, code: 400, want: "want fraud"},
+		{name: "label, wrong token", srv: all, method: "POST", path: "/v1/labels", token: "guess", body: `{}`, code: 401, want: "wrong bearer token"},
+		{name: "label, admin closed", srv: closed, method: "POST", path: "/v1/labels", token: "s3cret", body: `{}`, code: 403, want: "disabled"},
+		{name: "label on the public listener", srv: publicSrv, method: "POST", path: "/v1/labels", token: "s3cret", body: `{}`, code: 404, want: "admin (-admin-listen) listener"},
+		{name: "label by GET", srv: all, method: "GET", path: "/v1/labels", token: "s3cret", code: 405, want: "use POST"},
+		{name: "label too large", srv: all, method: "POST", path: "/v1/labels", token: "s3cret", body: `{"event_id":"` + strings.Repeat("x", 70000) + `"}`, code: 413, want: "at most 65536 bytes"},
+		{name: "label, topic down", srv: all, method: "POST", path: "/v1/labels", token: "s3cret", body: `{"event_id":"down","label":"fraud"}`, code: 503, want: "buffer is full"},
 	}
 	ops := documented(t)
 	got := map[string][]int{}

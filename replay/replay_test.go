@@ -330,3 +330,63 @@ func TestRunTwiceWritesIdenticalDecisions(t *testing.T) {
 		t.Error("no redelivery was answered as a retry")
 	}
 }
+
+// TestRunWithReview: a challenger that reviews the third payment of a card
+// instead of blocking it: review is counted, compared and measured as a
+// call of fraud (block or review).
+func TestRunWithReview(t *testing.T) {
+	live := policy(t, `name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: velocity, when: features.card_count_1h >= 2, score: 95}
+`)
+	reviewing := policy(t, `name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, review: 70}
+rules:
+  - {id: velocity, when: features.card_count_1h >= 2, score: 95}
+`)
+	var in strings.Builder
+	const base = 1800000000000
+	for card := 0; card < 4; card++ {
+		for k := 0; k < 3; k++ {
+			fmt.Fprintf(&in, `{"id":"e%d-%d","type":"checkout","ts":%d,"card_id":"c%d","fraud":%d}`+"\n", card, k, base+int64(card)*3600_000*2+int64(k)*1000, card, k/2)
+		}
+	}
+	events, bad, err := Read(strings.NewReader(in.String()), "fraud")
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
+	}
+	res, err := Run(context.Background(), live, reviewing, events, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := res.Challenger.Decisions; d["review"] != 4 || d["block"] != 0 || d["pass"] != 8 {
+		t.Errorf("challenger decisions %v", d)
+	}
+	if d := res.Live.Decisions; d["review"] != 0 || d["block"] != 4 {
+		t.Errorf("live decisions %v: every outcome shows, review at 0", d)
+	}
+	if l := res.Challenger.Labels; l.Block.TP != 0 || l.BlockOrReview.TP != 4 || l.BlockOrReview.Precision != 1 || l.BlockOrStepUp.TP != 4 {
+		t.Errorf("challenger labels %+v", l)
+	}
+	if a := res.Comparison.Agreement; a["block"]["review"] != 4 || a["pass"]["pass"] != 8 {
+		t.Errorf("agreement %v", a)
+	}
+	var text strings.Builder
+	res.WriteText(&text)
+	for _, want := range []string{
+		"decisions: pass 8 (66.67%), step_up 0 (0.00%), review 4 (33.33%), block 0 (0.00%)",
+		"block or review    1.000      1.000",
+		" review     0        0       0      0",
+		"  block     0        0       4      0",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "decisions: pass 8 (66.67%), step_up 0 (0.00%), block 4") == false {
+		t.Errorf("a policy without review reads as before:\n%s", text.String())
+	}
+}

@@ -98,8 +98,11 @@ type LabelMetrics struct {
 	Fraud      int `json:"fraud"`
 	Genuine    int `json:"genuine"`
 	Unlabelled int `json:"unlabelled"`
-	// Block counts block as the positive call; BlockOrStepUp counts both.
+	// Block counts block as the positive call; BlockOrReview counts
+	// block and review (what an analyst would have caught, had every
+	// review been called fraud); BlockOrStepUp counts all three.
 	Block         Confusion `json:"block"`
+	BlockOrReview Confusion `json:"block_or_review"`
 	BlockOrStepUp Confusion `json:"block_or_step_up"`
 	// ROCAUC and AveragePrecision rank events by score (ties share a rank).
 	ROCAUC           float64 `json:"roc_auc"`
@@ -122,7 +125,7 @@ type Comparison struct {
 	Agreement map[string]map[string]int `json:"agreement"`
 	Changed   int                       `json:"changed"`
 	Examples  []Change                  `json:"examples"`
-	matrix    [3][3]int
+	matrix    [rules.NumOutcomes][rules.NumOutcomes]int
 }
 
 // Change is one event whose outcome the challenger changed.
@@ -152,7 +155,7 @@ func (c *Comparison) add(eventID string, live, chal *engine.Verdict, label int8,
 	}
 }
 
-var outcomes = []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
+var outcomes = rules.Outcomes[:]
 
 func (c *Comparison) finish() {
 	c.Agreement = map[string]map[string]int{}
@@ -229,9 +232,11 @@ func labelMetrics(scores []int64, labels []int8, outs []rules.Outcome) *LabelMet
 		}
 		ranked = append(ranked, scored{scores[i], fraud})
 		m.Block.count(outs[i] == rules.Block, fraud)
+		m.BlockOrReview.count(outs[i] >= rules.Review, fraud)
 		m.BlockOrStepUp.count(outs[i] >= rules.StepUp, fraud)
 	}
 	m.Block.finish()
+	m.BlockOrReview.finish()
 	m.BlockOrStepUp.finish()
 	// Highest score first; each distinct score is one threshold.
 	slices.SortFunc(ranked, func(a, b scored) int { return compareInt(b.score, a.score) })
@@ -318,9 +323,25 @@ func (r *Result) WriteText(w io.Writer) {
 func writeComparison(w io.Writer, rows, cols string, c *Comparison) {
 	fmt.Fprintf(w, "\nagreement (rows: %s, columns: %s); %d events changed outcome\n", rows, cols, c.Changed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tpass\tstep_up\tblock\t")
-	for _, l := range outcomes {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", l, c.matrix[l][rules.Pass], c.matrix[l][rules.StepUp], c.matrix[l][rules.Block])
+	// The review row and column show when either side reviewed: a
+	// policy without review reads as before.
+	shown := []rules.Outcome{rules.Pass, rules.StepUp, rules.Block}
+	for _, o := range outcomes {
+		if c.matrix[rules.Review][o]+c.matrix[o][rules.Review] > 0 {
+			shown = rules.Outcomes[:]
+			break
+		}
+	}
+	for _, o := range shown {
+		fmt.Fprintf(tw, "\t%s", o)
+	}
+	fmt.Fprintln(tw, "\t")
+	for _, l := range shown {
+		fmt.Fprint(tw, l)
+		for _, o := range shown {
+			fmt.Fprintf(tw, "\t%d", c.matrix[l][o])
+		}
+		fmt.Fprintln(tw, "\t")
 	}
 	tw.Flush()
 	if len(c.Examples) > 0 {
@@ -353,8 +374,19 @@ func writeSummary(w io.Writer, prefix string, s *Summary) {
 		}
 		return 100 * float64(n) / float64(s.Scored)
 	}
-	fmt.Fprintf(w, "  decisions: pass %d (%.2f%%), step_up %d (%.2f%%), block %d (%.2f%%)\n",
-		s.Decisions["pass"], pct(s.Decisions["pass"]), s.Decisions["step_up"], pct(s.Decisions["step_up"]), s.Decisions["block"], pct(s.Decisions["block"]))
+	reviewed := s.Decisions["review"] > 0
+	fmt.Fprint(w, "  decisions:")
+	for i, o := range outcomes {
+		if o == rules.Review && !reviewed {
+			continue // a policy without review reads as before
+		}
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(w, "%s %s %d (%.2f%%)", sep, o, s.Decisions[o.String()], pct(s.Decisions[o.String()]))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  scores: min %d, p50 %d, p90 %d, p99 %d, max %d, mean %.2f\n", s.Scores.Min, s.Scores.P50, s.Scores.P90, s.Scores.P99, s.Scores.Max, s.Scores.Mean)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if s.Labels != nil {
@@ -382,7 +414,10 @@ func writeSummary(w io.Writer, prefix string, s *Summary) {
 		for _, c := range []struct {
 			name string
 			c    Confusion
-		}{{"block", l.Block}, {"block or step_up", l.BlockOrStepUp}} {
+		}{{"block", l.Block}, {"block or review", l.BlockOrReview}, {"block or step_up", l.BlockOrStepUp}} {
+			if c.name == "block or review" && !reviewed {
+				continue
+			}
 			fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\n", c.name, c.c.Precision, c.c.Recall, c.c.F1, c.c.TP, c.c.FP, c.c.FN)
 		}
 		tw.Flush()

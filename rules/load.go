@@ -551,17 +551,7 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 		es.At(root, "ruleset is missing required key \"event_types\" (only a challenger, with shadow_of, takes its champion's)")
 	}
 	if f, ok := m["thresholds"]; ok {
-		th := policyfile.Mapping(es, f.Value, "thresholds", "!step_up", "!block")
-		su, okS := th["step_up"]
-		bl, okB := th["block"]
-		if okS && okB {
-			s, good1 := policyfile.Int(es, su.Value, "thresholds.step_up")
-			b, good2 := policyfile.Int(es, bl.Value, "thresholds.block")
-			if good1 && good2 && s > b {
-				es.At(su.Value, "thresholds out of order: step_up (%d) must not be above block (%d)", s, b)
-			}
-			rs.StepUp, rs.Block = s, b
-		}
+		parseThresholds(es, f.Value, rs)
 	}
 	if f, ok := m["lists"]; ok {
 		rs.Lists = parseLists(es, f.Value, files, policyLists, file)
@@ -590,6 +580,54 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 		}
 	}
 	return out
+}
+
+// parseThresholds reads thresholds: step_up, and block, review or both.
+// The bands go up in order of severity: step_up <= review < block. Equal
+// step_up and review leave step_up no scores, as equal step_up and block
+// always did; review at or above block would leave review none while the
+// file says it reviews, so that is an error. Review without block sends
+// the top band to an analyst and blocks only by a rule's action.
+func parseThresholds(es *policyfile.Errors, n *yaml.Node, rs *Ruleset) {
+	th := policyfile.Mapping(es, n, "thresholds", "!step_up", "review", "block")
+	if th == nil {
+		return
+	}
+	rs.StepUp, rs.Review, rs.Block = 0, NoThreshold, NoThreshold
+	good := true
+	val := func(key string, dst *int64) (*yaml.Node, bool) {
+		f, ok := th[key]
+		if !ok {
+			return nil, false
+		}
+		v, ok := policyfile.Int(es, f.Value, "thresholds."+key)
+		if !ok {
+			good = false
+			return f.Value, false
+		}
+		*dst = v
+		return f.Value, true
+	}
+	suNode, hasSU := val("step_up", &rs.StepUp)
+	rvNode, hasRV := val("review", &rs.Review)
+	_, hasBL := val("block", &rs.Block)
+	if _, ok := th["block"]; !ok {
+		if _, ok := th["review"]; !ok {
+			es.At(n, "thresholds need block, review or both beside step_up (e.g. {step_up: 50, review: 70, block: 90})")
+			return
+		}
+	}
+	if !good || !hasSU {
+		return
+	}
+	switch {
+	case hasRV && rs.StepUp > rs.Review:
+		es.At(suNode, "thresholds out of order: step_up (%d) must not be above review (%d)", rs.StepUp, rs.Review)
+	case hasRV && hasBL && rs.Review >= rs.Block:
+		es.At(rvNode, "thresholds out of order: review (%d) must be below block (%d), or no score would be reviewed", rs.Review, rs.Block)
+	case hasBL && rs.StepUp > rs.Block:
+		es.At(suNode, "thresholds out of order: step_up (%d) must not be above block (%d)", rs.StepUp, rs.Block)
+	}
 }
 
 func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
@@ -637,8 +675,10 @@ func parseRule(es *policyfile.Errors, c *compiler, n *yaml.Node) *Rule {
 			r.Action = Block
 		case "step_up":
 			r.Action = StepUp
+		case "review":
+			r.Action = Review
 		default:
-			es.At(action.Value, "%s: action must be block or step_up, got %s", what, policyfile.Quote(action.Value.Value))
+			es.At(action.Value, "%s: action must be block, review or step_up, got %s", what, policyfile.Quote(action.Value.Value))
 		}
 	}
 	if !hasScore && !hasAction {

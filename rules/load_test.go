@@ -133,6 +133,32 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 			},
 		},
 		{
+			name:    "review between step_up and block",
+			ruleset: strings.Replace(goodRuleset, "{step_up: 50, block: 90}", "{step_up: 50, review: 70, block: 90}", 1),
+		},
+		{
+			name:    "review beside block: no block by score",
+			ruleset: strings.Replace(goodRuleset, "{step_up: 50, block: 90}", "{step_up: 50, review: 70}", 1),
+		},
+		{
+			name:    "review at block reviews nothing",
+			ruleset: strings.Replace(goodRuleset, "{step_up: 50, block: 90}", "{step_up: 50, review: 90, block: 90}", 1),
+			want:    []string{`p/checkout.yaml:4:35: thresholds out of order: review (90) must be below block (90), or no score would be reviewed`},
+		},
+		{
+			name:    "review below step_up",
+			ruleset: strings.Replace(goodRuleset, "{step_up: 50, block: 90}", "{step_up: 50, review: 40}", 1),
+			want:    []string{`p/checkout.yaml:4:23: thresholds out of order: step_up (50) must not be above review (40)`},
+		},
+		{
+			name:    "neither review nor block",
+			ruleset: strings.Replace(goodRuleset, "{step_up: 50, block: 90}", "{step_up: 50, reviw: 70}", 1),
+			want: []string{
+				`p/checkout.yaml:4:13: thresholds need block, review or both beside step_up (e.g. {step_up: 50, review: 70, block: 90})`,
+				`p/checkout.yaml:4:27: unknown key "reviw" in thresholds (did you mean "review"?)`,
+			},
+		},
+		{
 			name: "duplicate rule id, bad action, fractional score, missing when",
 			ruleset: goodRuleset + `  - id: velocity
     when: "true"
@@ -148,7 +174,7 @@ func TestLoadReportsEveryProblemWithItsPosition(t *testing.T) {
 `,
 			want: []string{
 				`p/checkout.yaml:12:5: duplicate rule id "velocity" (first at line 8)`,
-				`p/checkout.yaml:17:13: rule other: action must be block or step_up, got "deny"`,
+				`p/checkout.yaml:17:13: rule other: action must be block, review or step_up, got "deny"`,
 				`p/checkout.yaml:20:12: rule third: score 2.5 must be a whole number (scores are whole points so the reasons add up exactly)`,
 				`p/checkout.yaml:21:5: rule is missing required key "when"`,
 			},
@@ -336,4 +362,40 @@ func loadPolicy(t testing.TB, features, ruleset string) *rules.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestThresholdsBands(t *testing.T) {
+	for _, tt := range []struct {
+		thresholds string
+		scores     map[int64]rules.Outcome
+	}{
+		{"{step_up: 50, block: 90}", map[int64]rules.Outcome{49: rules.Pass, 50: rules.StepUp, 89: rules.StepUp, 90: rules.Block}},
+		{"{step_up: 50, review: 70, block: 90}", map[int64]rules.Outcome{49: rules.Pass, 69: rules.StepUp, 70: rules.Review, 89: rules.Review, 90: rules.Block}},
+		{"{step_up: 50, review: 70}", map[int64]rules.Outcome{50: rules.StepUp, 70: rules.Review, 1 << 40: rules.Review}},
+		{"{step_up: 70, review: 70, block: 90}", map[int64]rules.Outcome{69: rules.Pass, 70: rules.Review, 90: rules.Block}},
+	} {
+		t.Run(tt.thresholds, func(t *testing.T) {
+			p, err := loadFS(map[string]string{"features.yaml": goodFeatures, "checkout.yaml": strings.Replace(goodRuleset, "{step_up: 50, block: 90}", tt.thresholds, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := p.ForType("checkout")
+			for score, want := range tt.scores {
+				if got := rs.Outcome(score); got != want {
+					t.Errorf("score %d: %s, want %s", score, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseOutcome(t *testing.T) {
+	for _, o := range rules.Outcomes {
+		if got, ok := rules.ParseOutcome(o.String()); !ok || got != o {
+			t.Errorf("ParseOutcome(%q) = %v, %v", o, got, ok)
+		}
+	}
+	if _, ok := rules.ParseOutcome("deny"); ok {
+		t.Error("ParseOutcome(deny) succeeded")
+	}
 }

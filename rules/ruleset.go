@@ -13,25 +13,52 @@ import (
 	"github.com/riskd/riskd/models"
 )
 
-// Outcome is a decision: pass, step_up or block, ordered by severity.
+// Outcome is a decision: pass, step_up, review or block, ordered by
+// severity. Review sits below block: an analyst may still let the event
+// through, a block is final.
 type Outcome uint8
 
-// The three outcomes.
+// The outcomes, least severe first.
 const (
 	Pass Outcome = iota
 	StepUp
+	Review
 	Block
 )
+
+// NumOutcomes is how many outcomes there are: arrays indexed by Outcome
+// have this length.
+const NumOutcomes = int(Block) + 1
+
+// Outcomes lists every outcome, least severe first.
+var Outcomes = [NumOutcomes]Outcome{Pass, StepUp, Review, Block}
 
 func (o Outcome) String() string {
 	switch o {
 	case StepUp:
 		return "step_up"
+	case Review:
+		return "review"
 	case Block:
 		return "block"
 	}
 	return "pass"
 }
+
+// ParseOutcome returns the outcome named s ("pass", "step_up", "review",
+// "block").
+func ParseOutcome(s string) (Outcome, bool) {
+	for _, o := range Outcomes {
+		if o.String() == s {
+			return o, true
+		}
+	}
+	return Pass, false
+}
+
+// NoThreshold is the threshold of a band a ruleset does not use (review
+// or block left out of thresholds): no score reaches it.
+const NoThreshold = math.MaxInt64
 
 // Policy is one loaded policy directory. It is immutable: a reload builds a
 // new Policy and swaps a pointer, so scoring never locks to read it.
@@ -72,8 +99,11 @@ type Ruleset struct {
 	Hash       string // of the file's bytes: tells two edits apart whatever the version says
 	File       string
 	EventTypes []string
-	StepUp     int64
-	Block      int64
+	// Thresholds, in order StepUp <= Review < Block; a band the ruleset
+	// leaves out (review, or block when review is given) is NoThreshold.
+	StepUp int64
+	Review int64
+	Block  int64
 	// FailClosed: when features cannot be read (store down or slow), the
 	// decision is at least step_up. Default: fail open, score with what
 	// there is.
@@ -238,6 +268,8 @@ func (rs *Ruleset) Outcome(score int64) Outcome {
 	switch {
 	case score >= rs.Block:
 		return Block
+	case score >= rs.Review:
+		return Review
 	case score >= rs.StepUp:
 		return StepUp
 	}

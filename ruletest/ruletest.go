@@ -53,7 +53,7 @@ type Expectation struct {
 	RulesetAt Pos
 	Event     string
 	Ruleset   string         // whose verdict: "" = the live one; a challenger's name for its shadow verdict
-	Decision  string         // pass, step_up, block; "" = not checked
+	Decision  string         // pass, step_up, review, block; "" = not checked
 	Fired     []string       // exactly these rules fired (nil = not checked)
 	Score     *int64         // optional
 	Features  map[string]any // optional: feature values (number, bool or nil)
@@ -175,8 +175,8 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 			}
 			if f, ok := xm["decision"]; ok {
 				exp.Decision = f.Value.Value
-				if !slices.Contains([]string{"pass", "step_up", "block"}, exp.Decision) {
-					es.At(f.Value, "decision must be pass, step_up or block, got %q", exp.Decision)
+				if _, ok := rules.ParseOutcome(exp.Decision); !ok {
+					es.At(f.Value, "decision must be pass, step_up, review or block, got %q", exp.Decision)
 				}
 			}
 			if f, ok := xm["fired"]; ok {

@@ -1,7 +1,9 @@
 package stream
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -137,6 +139,24 @@ func (a *AuditStream) Record(d *engine.Decision, json []byte) {
 }
 
 var sourceHTTP = []byte("http")
+
+// ErrAuditFull is Outcome's answer when the buffer is full.
+var ErrAuditFull = errors.New("the decisions topic's buffer is full (the brokers fall behind)")
+
+// Outcome queues an outcome record (a case resolution or a label) for the
+// decisions topic under key, the event id, with the header source: its
+// source ("review" for the console's). It never waits.
+func (a *AuditStream) Outcome(key, record []byte, source string) error {
+	m := kafka.Message{Key: bytes.Clone(key), Value: bytes.Clone(record), Headers: []kafka.Header{{Key: "source", Value: []byte(source)}}}
+	select {
+	case a.queue <- m:
+		return nil
+	default:
+		a.dropCount.Inc()
+		a.dropped.Add(1)
+		return ErrAuditFull
+	}
+}
 
 // Run writes what Record queues until ctx ends, then writes what is left
 // within ShutdownTimeout and closes the writer. Call it once; stop

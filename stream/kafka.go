@@ -83,6 +83,10 @@ type KafkaOptions struct {
 	Registerer prometheus.Registerer
 	// Logger reports broker trouble; nil discards.
 	Logger *slog.Logger
+	// Review receives every review decision with its event, once decided
+	// (both alias buffers reused after: it copies what it keeps); riskd
+	// opens the case. Nil: none.
+	Review func(d *engine.Decision, event []byte)
 }
 
 // backoffMax caps the wait between retries of a failing broker or store.
@@ -591,6 +595,9 @@ func (c *Consumer) scoreOne(ctx context.Context, m *kafka.Message, d *engine.Dec
 		*o = outcome{state: degraded, id: strings.Clone(d.EventID)} // d.EventID aliases d's buffer, which the next Score reuses
 	default:
 		*o = outcome{state: decided, out: decisionMessage(d), shadow: shadowMessages(d)}
+		if d.CaseID != "" && c.opts.Review != nil {
+			c.opts.Review(d, m.Value)
+		}
 	}
 }
 

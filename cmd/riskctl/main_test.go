@@ -197,6 +197,39 @@ rules:
 	}
 }
 
+// TestReviewRuleTests: rule tests expect review decisions, by threshold
+// and by a rule's action, and name a wrong one.
+func TestReviewRuleTests(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "features.yaml"), []byte("features:\n  - {name: card_count_1h, kind: count, key: card_id, window: 1h}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 30, review: 60}
+rules:
+  - {id: big, when: event.amount > 1000, score: 60}
+  - {id: gift, when: event.item == "gift_card", action: review}
+  - {id: repeat, when: features.card_count_1h >= 1, score: 1}
+`), 0o644)
+	os.Mkdir(filepath.Join(dir, "tests"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tests", "t.yaml"), []byte(`tests:
+  - name: big amounts and gift cards go to an analyst
+    events:
+      - {id: r1, type: checkout, ts: "2026-11-20T10:00:00Z", card_id: c1, amount: 2000}
+      - {id: r2, type: checkout, ts: "2026-11-20T10:01:00Z", card_id: c1, item: gift_card}
+    expect:
+      - {event: r1, decision: review, fired: [big], score: 60}
+      - {event: r2, decision: review, fired: [gift, repeat], score: 1}
+      - {event: r2, decision: block}
+`), 0o644)
+	code, out, _ := riskctl(t, "", "test", dir)
+	if want := filepath.Join(dir, "tests", "t.yaml") + ":9: event r2: decision review (score 1), want block"; code != 1 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, want 1 and %q in:\n%s", code, want, out)
+	}
+	if strings.Count(out, "want") != 1 {
+		t.Errorf("the review expectations failed:\n%s", out)
+	}
+}
+
 // TestReplay replays a generated history of the example policy against
 // the handbook policy as a challenger (a different directory, features and
 // all), with labels, a window and decisions written out.

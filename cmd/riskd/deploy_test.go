@@ -136,8 +136,12 @@ rules:
   - {id: big, when: event.amount > 40, score: 60}
 `), 0o644)
 
+	// A webhook nobody answers: its metrics show before any outcome.
+	secret := filepath.Join(t.TempDir(), "webhook-secret")
+	os.WriteFile(secret, []byte("0123456789abcdef0123"), 0o600)
 	p := startRiskd(t, riskdBinary(t), filepath.Join(t.TempDir(), "riskd.log"),
-		"-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules, "-admin-token", "s3cret-admin-token")
+		"-listen", "127.0.0.1:0", "-kafka-brokers", addr, "-rules", rules, "-admin-token", "s3cret-admin-token",
+		"-webhook-url", "https://127.0.0.1:9/riskd", "-webhook-secret-file", secret)
 	public, _ := serving(t, p)
 	client := &http.Client{Timeout: 10 * time.Second}
 	post := func(path, body string) {

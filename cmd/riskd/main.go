@@ -76,6 +76,7 @@ type config struct {
 	// argvSecrets names the secrets given on the command line, for a
 	// warning once logging is set up.
 	argvSecrets []string
+	review      reviewConfig
 }
 
 // flagSet defines riskd's flags into c.
@@ -108,7 +109,8 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.IntVar(&c.kafkaConcurrency, "kafka-concurrency", stream.DefaultKafkaConcurrency, "events scored at once from Kafka, across partitions (a key's events always in order); lower it to leave Redis room for HTTP while Kafka catches up")
 	fl.BoolVar(&c.kafkaDegraded, "kafka-degraded", false, "on Kafka, write and commit degraded decisions (as HTTP answers them) instead of waiting for the feature store; events the store missed are then lost from feature history")
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints (changes made with it are logged as made by \"admin\")")
-	fl.StringVar(&c.adminTokensFile, "admin-tokens-file", "", "file of named admin tokens, one \"NAME TOKEN\" a line (# comments): changes to mutable lists are logged with the name of the token that made them")
+	fl.StringVar(&c.adminTokensFile, "admin-tokens-file", "", "file of named admin tokens, one \"NAME TOKEN [ROLE]\" a line (# comments; ROLE admin, the default, or analyst: review cases and labels only): list changes, claims and resolutions are logged with the token's name")
+	c.review.flags(fl)
 	fl.IntVar(&c.maxEventBytes, "max-event-bytes", engine.DefaultMaxEventBytes, "largest accepted event, in bytes")
 	fl.DurationVar(&c.shutdown, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fl.StringVar(&c.logFormat, "log-format", logs.FormatAuto, "log lines as json or text; auto: text on a terminal, json anywhere else")
@@ -335,7 +337,8 @@ func fetchLists(r *lists.Registry, p *rules.Policy, log *slog.Logger) {
 	}
 }
 
-// readTokens reads -admin-tokens-file: "NAME TOKEN" a line, # comments.
+// readTokens reads -admin-tokens-file: "NAME TOKEN [ROLE]" a line, #
+// comments.
 func readTokens(path string) ([]httpapi.NamedToken, error) {
 	if path == "" {
 		return nil, nil
@@ -352,9 +355,20 @@ func readTokens(path string) ([]httpapi.NamedToken, error) {
 			continue
 		}
 		f := strings.Fields(line)
+		analyst := false
+		if len(f) == 3 {
+			switch f[2] {
+			case "admin":
+			case "analyst":
+				analyst = true
+			default:
+				return nil, fmt.Errorf("-admin-tokens-file: %s:%d: role %q: want admin or analyst", path, i+1, f[2])
+			}
+			f = f[:2]
+		}
 		switch {
 		case len(f) != 2:
-			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: want NAME TOKEN", path, i+1)
+			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: want NAME TOKEN [ROLE]", path, i+1)
 		case !tokenNameRE.MatchString(f[0]):
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %q: letters, digits, _, - and . only", path, i+1, f[0])
 		case len(f[1]) < secret.MinTokenBytes:
@@ -363,7 +377,7 @@ func readTokens(path string) ([]httpapi.NamedToken, error) {
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %s is used twice", path, i+1, f[0])
 		}
 		names[f[0]] = true
-		out = append(out, httpapi.NamedToken{Name: f[0], Token: f[1]})
+		out = append(out, httpapi.NamedToken{Name: f[0], Token: f[1], Analyst: analyst})
 	}
 	return out, nil
 }
@@ -517,18 +531,30 @@ func serve(cfg *config, log *slog.Logger) error {
 	if cfg.redis != "" {
 		deps = append(deps, readiness.Dependency{Name: "redis", Check: store.Ready})
 	}
+	rv, err := openReview(cfg, eng, tokens, reg, log)
+	if err != nil {
+		return err
+	}
+	defer rv.close()
+	hopts.Review = rv.open
 	var audit *stream.AuditStream
 	if cfg.kafkaBrokers != "" {
-		deps = append(deps, addConsumer(&g, cfg, kafkaConn, eng, reg, log)...)
+		deps = append(deps, addConsumer(&g, cfg, kafkaConn, eng, rv.open, reg, log)...)
 		// HTTP decisions go to the decisions topic too.
 		audit = stream.NewAuditStream(stream.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Conn: kafkaConn, Topic: cfg.decisions,
 			ShutdownTimeout: cfg.shutdown, Registerer: reg, Logger: log})
 		hopts.Audit = audit.Record
 	}
+	if err := rv.serve(audit, &hopts); err != nil {
+		return err
+	}
 	checker := readiness.New(readiness.Options{Dependencies: deps, Registerer: reg, Logger: log})
 	hopts.Readiness = checker
 	g.addContext(func(ctx context.Context) error { checker.Watch(ctx, readinessEvery); return nil })
 	addServers(&g, eng, hopts, listener{ln, scoringTLS}, listener{adminLn, adminTLS}, log)
+	// Cases and outcomes are written after the servers stop making them,
+	// and before the audit stream, which carries the outcomes.
+	rv.add(&g, cfg.shutdown)
 	if audit != nil {
 		g.addContext(func(ctx context.Context) error { audit.Run(ctx); return nil })
 	}
@@ -549,7 +575,7 @@ func serve(cfg *config, log *slog.Logger) error {
 		kafkaSecurity = kafkaConn.String()
 	}
 	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "https", scoringTLS != nil, "admin_https", adminTLS != nil,
-		"policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "redis", redisAt, "kafka", cfg.kafkaBrokers, "kafka_security", kafkaSecurity)
+		"policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "cases", rv.storeName, "redis", redisAt, "kafka", cfg.kafkaBrokers, "kafka_security", kafkaSecurity)
 	return g.run(log, cfg.shutdown)
 }
 
@@ -578,11 +604,11 @@ func addSignal(g *group) {
 // addConsumer adds the Kafka consumer and returns what readiness checks
 // of it. When stopped it drains: finishes its batches, writes, commits
 // and closes, within -shutdown-timeout.
-func addConsumer(g *group, cfg *config, conn *kafkaconn.Conn, eng *engine.Engine, reg prometheus.Registerer, log *slog.Logger) []readiness.Dependency {
+func addConsumer(g *group, cfg *config, conn *kafkaconn.Conn, eng *engine.Engine, review func(*engine.Decision, []byte), reg prometheus.Registerer, log *slog.Logger) []readiness.Dependency {
 	kopts := stream.KafkaOptions{
 		Brokers: splitList(cfg.kafkaBrokers), Conn: conn, Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
 		DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
-		Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log,
+		Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log, Review: review,
 		// Like -store-timeout, the budget bounds the Redis store; the
 		// memory store never waits, so it goes without a timer.
 		StoreTimeout: -1,

@@ -54,6 +54,8 @@ func pay(risk *client.Client) http.HandlerFunc {
 			http.Error(w, "payment declined", http.StatusPaymentRequired)
 		case client.StepUp:
 			fmt.Fprintln(w, "3-D Secure challenge sent")
+		case client.Review: // authorise, hold: capture when the case is approved
+			fmt.Fprintln(w, "order held for review, case", d.CaseID)
 		default:
 			fmt.Fprintln(w, "charged")
 		}

@@ -22,7 +22,7 @@ const (
 var layout = []string{
 	"engine", "httpapi", "stream", "readiness", "features", "memstore", "redisstore", "lists",
 	"eventschema", "schema", "rules", "models", "policyfile", "replay", "ruletest",
-	"client", "api", "cmd/riskd", "cmd/riskctl", "internal/buildinfo", "internal/logs",
+	"client", "api", "cmd/riskd", "cmd/riskctl", "internal/buildinfo", "internal/logs", "cases", "console", "outcomes",
 }
 
 // never lists packages and what they must never depend on, directly or
@@ -55,6 +55,16 @@ var never = []struct {
 		[]string{"stream"},
 		[]string{mod + "httpapi"},
 		"one transport does not link the other",
+	},
+	{
+		[]string{"cases", "console", "outcomes"},
+		[]string{kafkaGo, mod + "httpapi", mod + "stream"},
+		"review sits beside the transports, which take it as options",
+	},
+	{
+		[]string{"cases", "outcomes"},
+		[]string{mod + "console"},
+		"the console uses the case store, not the other way",
 	},
 	{
 		[]string{"redisstore", "memstore"},
