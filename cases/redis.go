@@ -19,7 +19,11 @@ const DefaultRedisPrefix = "riskd:"
 type RedisOptions struct {
 	Options
 	// Addrs: one address for a standalone server, several for a Cluster.
+	// Ignored when Client is set.
 	Addrs []string
+	// Client, if set, is the connection to use: riskd's, built from -redis
+	// with its TLS, credentials and Sentinel settings. Close closes it.
+	Client redis.UniversalClient
 	// Prefix starts every key. Default DefaultRedisPrefix.
 	Prefix string
 }
@@ -46,7 +50,7 @@ type Redis struct {
 // NewRedis returns a store on Redis. It does not wait for Redis: a store
 // down at start fails its calls until it answers (see Ready).
 func NewRedis(opts RedisOptions) (*Redis, error) {
-	if len(opts.Addrs) == 0 {
+	if len(opts.Addrs) == 0 && opts.Client == nil {
 		return nil, errors.New("case store: no Redis address")
 	}
 	opts.defaults()
@@ -57,7 +61,10 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("case store: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
 	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: opts.Addrs, ContextTimeoutEnabled: true})
+	client := opts.Client
+	if client == nil {
+		client = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: opts.Addrs, ContextTimeoutEnabled: true})
+	}
 	return &Redis{opts: opts.Options, client: client, prefix: prefix + "{cases}:"}, nil
 }
 

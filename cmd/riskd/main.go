@@ -531,7 +531,7 @@ func serve(cfg *config, log *slog.Logger) error {
 	if cfg.redis != "" {
 		deps = append(deps, readiness.Dependency{Name: "redis", Check: store.Ready})
 	}
-	rv, err := openReview(cfg, eng, tokens, reg, log)
+	rv, err := openReview(cfg, eng, redisConn, tokens, reg, log)
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/cases"
 	"github.com/riskd/riskd/console"
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/internal/redisconn"
 	"github.com/riskd/riskd/outcomes"
 	"github.com/riskd/riskd/stream"
 )
@@ -61,13 +63,14 @@ type review struct {
 
 // openReview opens the case store that goes with the feature store:
 // Redis with -redis, else a bbolt file under -data-dir, else memory.
-func openReview(cfg *config, eng *engine.Engine, tokens []httpapi.NamedToken, reg prometheus.Registerer, log *slog.Logger) (*review, error) {
+func openReview(cfg *config, eng *engine.Engine, conn *redisconn.Conn, tokens []httpapi.NamedToken, reg prometheus.Registerer, log *slog.Logger) (*review, error) {
 	rc := cfg.review
 	opts := cases.Options{Retention: rc.retention}
 	rv := &review{cfg: cfg, eng: eng, tokens: tokens, reg: reg, log: log}
 	switch {
-	case cfg.redis != "":
-		s, err := cases.NewRedis(cases.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	case conn != nil:
+		client := conn.NewClient(func(o *redis.UniversalOptions) { o.ContextTimeoutEnabled = true })
+		s, err := cases.NewRedis(cases.RedisOptions{Options: opts, Client: client, Prefix: cfg.redisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("-redis: %w", err)
 		}
@@ -76,7 +79,7 @@ func openReview(cfg *config, eng *engine.Engine, tokens []httpapi.NamedToken, re
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := s.Ready(ctx); err != nil {
-			log.Warn("redis not reachable yet for review cases; cases are not opened until it answers", "err", err)
+			log.Warn("redis not reachable yet for review cases; cases are not opened until it answers", "err", conn.Explain(err))
 		}
 		rv.store, rv.storeName = s, "redis"
 	case rc.dataDir != "":
