@@ -39,6 +39,8 @@ type Policy struct {
 	Dir      string
 	Features *features.Set
 	Models   *models.Set // models.yaml; nil without one
+	// ModelInputs computes each model's inputs, in Models' order.
+	ModelInputs []*ModelInputs
 	Rulesets []*Ruleset  // sorted by name
 	// Filters holds, per log of Features (by Log.Index), the where
 	// condition its events must meet to be recorded; nil: none.
@@ -74,6 +76,9 @@ type Ruleset struct {
 	EventTypes []string
 	StepUp     int64
 	Block      int64
+	// Base, when set, makes the ruleset model-first: its score starts at
+	// the model's prediction at a stated scale, and the rules add to it.
+	Base *Base
 	// FailClosed: when features cannot be read (store down or slow), the
 	// decision is at least step_up. Default: fail open, score with what
 	// there is.
