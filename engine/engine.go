@@ -257,10 +257,10 @@ type scratch struct {
 	// on first use).
 	modelEnvs []*rules.Env
 	numBuf    []byte
-	strict     strictScratch
-	keyBuf     []byte
-	splitBuf   []byte
-	results    []rules.RuleResult
+	strict    strictScratch
+	keyBuf    []byte
+	splitBuf  []byte
+	results   []rules.RuleResult
 }
 
 func (c *compiled) newScratch() *scratch {

@@ -109,7 +109,7 @@ type ModelInputs struct {
 	Model *models.Model
 	// Index is its position in Policy.ModelInputs (and in models.yaml).
 	Index int
-	shape *Ruleset  // the derived inputs' environment: Slots and layout, no rules
+	shape *Ruleset   // the derived inputs' environment: Slots and layout, no rules
 	progs []*program // per input: nil for a feature or an event field
 }
 

@@ -41,7 +41,7 @@ type Policy struct {
 	Models   *models.Set // models.yaml; nil without one
 	// ModelInputs computes each model's inputs, in Models' order.
 	ModelInputs []*ModelInputs
-	Rulesets []*Ruleset  // sorted by name
+	Rulesets    []*Ruleset // sorted by name
 	// Filters holds, per log of Features (by Log.Index), the where
 	// condition its events must meet to be recorded; nil: none.
 	Filters []*Filter
