@@ -199,6 +199,21 @@ func compile(src *source) (*Policy, error) {
 			}
 		}
 	}
+	// A model no ruleset reads (one being trained) is typed for the
+	// event types the policy scores.
+	var scored []string
+	for _, rs := range parsed {
+		for _, t := range rs.EventTypes {
+			if !slices.Contains(scored, t) {
+				scored = append(scored, t)
+			}
+		}
+	}
+	for _, m := range ms.All() {
+		if types[m.Name] == nil {
+			types[m.Name] = scored
+		}
+	}
 	for _, ts := range types {
 		slices.Sort(ts)
 	}
