@@ -309,7 +309,7 @@ func FromDecision(d *engine.Decision, event []byte, now time.Time) *Case {
 		c.Features = append(c.Features, Feature{Name: strings.Clone(f.Name), Value: v})
 	}
 	for _, m := range d.Models {
-		c.Models = append(c.Models, Model{Name: strings.Clone(m.Name), Score: m.Score})
+		c.Models = append(c.Models, Model{Name: strings.Clone(m.Model.Name), Score: m.Score})
 	}
 	return c
 }

@@ -3,10 +3,13 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -39,9 +42,10 @@ type Decision struct {
 	Explain  bool
 	Features []FeatureValue
 	NotFired []NotFired
-	// Models are the live ruleset's model predictions, as its rules read
-	// them.
-	Models []ModelScore
+	// Models are the models the live ruleset evaluated, each with its
+	// inputs and prediction (with ScoreOptions.AllFeatures, every model
+	// of the policy).
+	Models []ModelValue
 
 	// Shadows are the verdicts recorded but not returned: every challenger
 	// of the live ruleset, and the champion when a challenger decided (a
@@ -92,10 +96,45 @@ type FeatureValue struct {
 	Bool  bool // the feature is boolean (seen)
 }
 
-// ModelScore is one model's prediction for the event.
-type ModelScore struct {
-	Name  string
+// ModelValue is one model's prediction for the event and the inputs it
+// read, as riskd computed them.
+type ModelValue struct {
+	Model *models.Model
+	// Score is the prediction; NaN for a model declared without its file
+	// (training data: only its inputs are known).
 	Score float64
+	// Inputs are in the model's order (Model.Inputs names them); NaN is
+	// missing.
+	Inputs []float64
+}
+
+// explained reports whether d.Models has m.
+func (d *Decision) explained(m *models.Model) bool {
+	for i := range d.Models {
+		if d.Models[i].Model == m {
+			return true
+		}
+	}
+	return false
+}
+
+// addModel appends m's inputs to the explanation (copied: in is reused).
+func (d *Decision) addModel(m *models.Model, in []float64) *ModelValue {
+	d.Models = append(d.Models, ModelValue{Model: m, Score: math.NaN(), Inputs: slices.Clone(in)})
+	return &d.Models[len(d.Models)-1]
+}
+
+// appendBaseReason writes the reason of a model-first ruleset's base.
+func appendBaseReason(dst []byte, b *rules.Base, p float64, points int64) []byte {
+	dst = append(dst, "model "...)
+	dst = append(dst, b.Model.Name...)
+	dst = append(dst, " gives "...)
+	dst = strconv.AppendFloat(dst, p, 'f', 4, 64)
+	dst = append(dst, ": "...)
+	dst = strconv.AppendInt(dst, points, 10)
+	dst = append(dst, " of "...)
+	dst = strconv.AppendInt(dst, b.Scale, 10)
+	return append(dst, " points"...)
 }
 
 // NotFired is a rule that did not fire, and the run-time error that kept
@@ -189,6 +228,9 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
+		if len(d.Models) > 0 {
+			dst = appendModels(dst, d.Models)
+		}
 	}
 	if d.Explain && len(d.Shadows) > 0 {
 		dst = append(dst, `,"shadow":[`...)
@@ -246,6 +288,41 @@ func appendVerdict(dst []byte, v *Verdict) []byte {
 	dst = AppendJSONString(dst, v.Version)
 	dst = append(dst, ',')
 	return appendReasons(dst, v.Reasons)
+}
+
+// appendModels appends ,"models":{name: {"score": p, "inputs": {...}}}:
+// a missing input (NaN) is null, and so is the score of a model declared
+// without its file.
+func appendModels(dst []byte, ms []ModelValue) []byte {
+	dst = append(dst, `,"models":{`...)
+	for i, m := range ms {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendJSONString(dst, m.Model.Name)
+		dst = append(dst, `:{"score":`...)
+		dst = appendJSONFloat(dst, m.Score)
+		dst = append(dst, `,"inputs":{`...)
+		for j, x := range m.Inputs {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSONString(dst, m.Model.Inputs[j].Name)
+			dst = append(dst, ':')
+			dst = appendJSONFloat(dst, x)
+		}
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONFloat appends x in the shortest form that reads back exactly,
+// null when it is not a number.
+func appendJSONFloat(dst []byte, x float64) []byte {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return append(dst, "null"...)
+	}
+	return strconv.AppendFloat(dst, x, 'g', -1, 64)
 }
 
 // appendReasons appends "reasons":[...].

@@ -125,7 +125,10 @@ type compiled struct {
 	// filterLists: per log, the mutable list each slot of its condition
 	// holds (nil for an event field).
 	filterLists [][]*lists.Mutable
-	pool        sync.Pool
+	// modelLists: per model (ModelInputs.Index), the mutable list each
+	// slot of its derived inputs' environment holds.
+	modelLists [][]*lists.Mutable
+	pool       sync.Pool
 }
 
 // prepared is a ruleset's share of compiled: its metric children and, for
@@ -168,6 +171,10 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 			c.whereErrors[li] = append(c.whereErrors[li], e.metrics.whereErrors.WithLabelValues(name))
 		}
 		c.filterLists[li] = e.bindLists(f.Slots())
+	}
+	c.modelLists = make([][]*lists.Mutable, len(p.ModelInputs))
+	for i, mi := range p.ModelInputs {
+		c.modelLists[i] = e.bindLists(mi.Slots())
 	}
 	outcomes := rules.Outcomes[:]
 	for _, rs := range p.Rulesets {
@@ -241,18 +248,24 @@ type scratch struct {
 	envs    map[*rules.Ruleset]*rules.Env
 	minute  int64 // Unix minute the event is scored in, for rule health
 	modelIn []float64
-	obs     features.Observation
-	itemOf  []int  // feature index -> index in obs.Items, -1 if none
-	reads   []bool // feature index -> the ruleset reads it
-	entryOf []int  // log index -> index in obs.Entries, or noEntryYet, keyAbsent, filteredOut
+	// liveModels are the live ruleset's predictions, kept for the case a
+	// review decision opens (the explanation keeps its own, with inputs).
+	liveModels []ModelValue
+	obs        features.Observation
+	itemOf     []int  // feature index -> index in obs.Items, -1 if none
+	reads      []bool // feature index -> the ruleset reads it
+	entryOf    []int  // log index -> index in obs.Entries, or noEntryYet, keyAbsent, filteredOut
 	// filterEnvs: per log, where its condition is evaluated (made on
 	// first use).
 	filterEnvs []*rules.Env
-	numBuf     []byte
-	strict     strictScratch
-	keyBuf     []byte
-	splitBuf   []byte
-	results    []rules.RuleResult
+	// modelEnvs: per model, where its derived inputs are computed (made
+	// on first use).
+	modelEnvs []*rules.Env
+	numBuf    []byte
+	strict    strictScratch
+	keyBuf    []byte
+	splitBuf  []byte
+	results   []rules.RuleResult
 }
 
 // What scratch.entryOf holds for a log that has no entry in the
@@ -266,7 +279,8 @@ const (
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
 	return &scratch{envs: map[*rules.Ruleset]*rules.Env{}, itemOf: make([]int, n), reads: make([]bool, n),
-		entryOf: make([]int, len(c.policy.Features.Logs)), filterEnvs: make([]*rules.Env, len(c.policy.Features.Logs))}
+		entryOf: make([]int, len(c.policy.Features.Logs)), filterEnvs: make([]*rules.Env, len(c.policy.Features.Logs)),
+		modelEnvs: make([]*rules.Env, len(c.policy.ModelInputs))}
 }
 
 // ScoreOptions ask for more than the decision.
@@ -366,6 +380,17 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			fs := c.policy.Features.Features
 			for _, fi := range c.rulesets[live].unread {
 				d.Features = append(d.Features, FeatureValue{Name: fs[fi].Name, Value: s.feature(fi), Bool: fs[fi].Kind.Bool()})
+			}
+			// Every model too, read or not (training data), from the
+			// same features.
+			for _, mi := range c.policy.ModelInputs {
+				if !d.explained(mi.Model) {
+					s.modelIn = e.modelInputs(c, s, mi, s.modelIn[:0])
+					mv := d.addModel(mi.Model, s.modelIn)
+					if mi.Model.Trained() {
+						mv.Score = mi.Model.Predict(s.modelIn)
+					}
+				}
 			}
 		}
 		if len(rs.Challengers) > 0 {
@@ -574,6 +599,46 @@ func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Even
 	return nil
 }
 
+// modelInputs appends to dst the inputs of the model mi computes, for the
+// event and features in s, in the order it was trained on: features and
+// event fields as models.FeatureInput and models.FieldInput read them,
+// derived inputs computed in their own environment (NaN for missing).
+func (e *Engine) modelInputs(c *compiled, s *scratch, mi *rules.ModelInputs, dst []float64) []float64 {
+	fs := c.policy.Features.Features
+	var env *rules.Env
+	if slots := mi.Slots(); len(slots) > 0 {
+		env = s.modelEnvs[mi.Index]
+		if env == nil {
+			env = mi.NewEnv()
+			s.modelEnvs[mi.Index] = env
+		}
+		env.Reset()
+		for i, slot := range slots {
+			switch {
+			case c.modelLists[mi.Index][i] != nil:
+				env.SetList(i, c.modelLists[mi.Index][i].Snapshot())
+			case slot.Feature < 0:
+				env.SetField(i, lookup(s.ev, slot.Path))
+			default:
+				env.SetFeature(i, s.feature(slot.Feature))
+			}
+		}
+	}
+	for i, in := range mi.Model.Inputs {
+		var x float64
+		switch {
+		case in.Derived():
+			x = mi.Derived(i, env)
+		case in.Feature >= 0:
+			x = models.FeatureInput(s.feature(in.Feature), fs[in.Feature].Kind.Bool())
+		default:
+			x = models.FieldInput(lookup(s.ev, in.Field))
+		}
+		dst = append(dst, x)
+	}
+	return dst
+}
+
 // feature is feature fi's value for the event: nil when not read or not
 // answered.
 func (s *scratch) feature(fi int) features.Value {
@@ -596,7 +661,11 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		env = rs.NewEnv()
 		s.envs[rs] = env
 	}
+	if live {
+		s.liveModels = s.liveModels[:0]
+	}
 	env.Reset()
+	var base float64
 	for i, slot := range rs.Slots {
 		if m := pr.lists[i]; m != nil {
 			env.SetList(i, m.Snapshot())
@@ -605,19 +674,17 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		switch {
 		case slot.Model != nil:
 			// Evaluated only for rulesets that read it, once the features
-			// are in: its inputs in training order, NaN for missing.
-			s.modelIn = s.modelIn[:0]
-			for _, in := range slot.Model.Inputs {
-				x := models.FieldInput(lookup(s.ev, in.Field))
-				if in.Feature >= 0 {
-					x = models.FeatureInput(s.feature(in.Feature), fs[in.Feature].Kind.Bool())
-				}
-				s.modelIn = append(s.modelIn, x)
-			}
+			// are in.
+			s.modelIn = e.modelInputs(c, s, slot.Inputs, s.modelIn[:0])
 			p := slot.Model.Predict(s.modelIn)
 			env.SetModel(i, p)
-			if live {
-				d.Models = append(d.Models, ModelScore{Name: slot.Model.Name, Score: p})
+			if rs.Base != nil && i == rs.Base.Slot() {
+				base = p
+			}
+			if explain && !d.explained(slot.Model) {
+				d.addModel(slot.Model, s.modelIn).Score = p
+			} else if live && !explain {
+				s.liveModels = append(s.liveModels, ModelValue{Model: slot.Model, Score: p})
 			}
 		case slot.Feature < 0:
 			env.SetField(i, lookup(s.ev, slot.Path))
@@ -633,6 +700,15 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	}
 	v.Ruleset, v.Version = rs.Name, rs.Version
 	forced := rules.Pass
+	if b := rs.Base; b != nil {
+		// The model's share of the score, first among the reasons so
+		// that they still add up to it.
+		points := b.Points(base)
+		start := len(d.buf)
+		d.buf = appendBaseReason(d.buf, b, base, points)
+		v.Reasons = append(v.Reasons, Reason{Rule: "model." + b.Model.Name, Score: points, Text: bstr(d.buf[start:len(d.buf):len(d.buf)])})
+		v.Score += points
+	}
 	s.results = rs.Eval(env, s.results)
 	pr.health.tick(s.minute, rs, e.log)
 	for i, r := range rs.Rules {
@@ -670,6 +746,7 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 			f := fs[fi]
 			d.Features = append(d.Features, FeatureValue{Name: f.Name, Value: s.feature(fi), Bool: f.Kind.Bool()})
 		}
+		d.Models = append(d.Models, s.liveModels...)
 	}
 	if d.Degraded {
 		v.StorePolicy = "fail_open"

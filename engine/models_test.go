@@ -86,3 +86,87 @@ rules:
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestModelFirstScore: a ruleset's base is round(scale × p), the first
+// reason, and rules add to it or force an action; the explanation lists
+// the model's inputs (derived ones computed, missing ones null) and its
+// prediction.
+func TestModelFirstScore(t *testing.T) {
+	model, err := os.ReadFile("../models/testdata/small.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{
+		"features.yaml": {Data: []byte(`event_fields:
+  - {name: amount, type: number, event_types: [checkout]}
+features:
+  - {name: avg, kind: avg, key: a_id, field: amount, window: 1h}
+`)},
+		"models.yaml": {Data: []byte(`models:
+  - name: fraud
+    file: small.json
+    format: xgboost-json
+    inputs:
+      - event.amount
+      - {name: ratio, expr: event.amount / features.avg}
+`)},
+		"small.json": {Data: model},
+		"checkout.yaml": {Data: []byte(`name: checkout
+event_types: [checkout]
+base: {model: fraud, scale: 1000}
+thresholds: {step_up: 600, block: 900}
+rules:
+  - {id: over_limit, when: event.amount > 220, action: block}
+  - {id: spike, when: event.amount > 5 * features.avg, score: 100}
+`)},
+	}
+	p, err := rules.Load(fsys, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := p.Models.Model("fraud")
+	e := engine.New(p, engine.Options{})
+	nan := math.NaN()
+	for i, tc := range []struct {
+		event    string
+		inputs   []float64
+		rules    string
+		decision string
+		json     string // the explanation's models
+	}{
+		// No history: the ratio is missing (a nil average).
+		{`{"id":"1","type":"checkout","ts":1780000000000,"a_id":"x","amount":5}`, []float64{5, nan}, "model.fraud", "pass",
+			`"models":{"fraud":{"score":0.4532618522644043,"inputs":{"event.amount":5,"fraud.ratio":null}}}`},
+		{`{"id":"2","type":"checkout","ts":1780000001000,"a_id":"x","amount":20}`, []float64{20, 4}, "model.fraud", "step_up", ""},
+		{`{"id":"3","type":"checkout","ts":1780000002000,"a_id":"x","amount":300}`, []float64{300, 300 / 12.5}, "model.fraud over_limit spike", "block", ""},
+	} {
+		var d engine.Decision
+		if err := e.Score(context.Background(), []byte(tc.event), engine.ScoreOptions{Explain: true}, &d); err != nil {
+			t.Fatal(err)
+		}
+		base := int64(math.Round(1000 * m.Predict(tc.inputs)))
+		var ids []string
+		var sum int64
+		for _, r := range d.Reasons {
+			ids = append(ids, r.Rule)
+			sum += r.Score
+		}
+		if strings.Join(ids, " ") != tc.rules || d.Reasons[0].Score != base || sum != d.Score || d.Outcome.String() != tc.decision {
+			t.Errorf("event %d: %s %d %+v, want base %d", i+1, d.Outcome, d.Score, d.Reasons, base)
+		}
+		if want := "model fraud gives "; !strings.HasPrefix(d.Reasons[0].Text, want) || !strings.HasSuffix(d.Reasons[0].Text, " of 1000 points") {
+			t.Errorf("event %d: base reason %q", i+1, d.Reasons[0].Text)
+		}
+		if len(d.Models) != 1 || len(d.Models[0].Inputs) != 2 {
+			t.Fatalf("event %d: models %+v", i+1, d.Models)
+		}
+		for j, x := range d.Models[0].Inputs {
+			if x != tc.inputs[j] && !(math.IsNaN(x) && math.IsNaN(tc.inputs[j])) {
+				t.Errorf("event %d: input %d is %v, want %v", i+1, j, x, tc.inputs[j])
+			}
+		}
+		if js := string(d.AppendJSON(nil)); !strings.Contains(js, tc.json) || !strings.Contains(js, `"models":{"fraud":{"score":`) {
+			t.Errorf("event %d: %s lacks %s", i+1, js, tc.json)
+		}
+	}
+}

@@ -30,27 +30,46 @@ type Set struct {
 type Model struct {
 	// Name is how rules read its prediction: model.<name>.
 	Name string
-	// File is the model file, within the policy directory.
+	// File is the model file, within the policy directory; "" for a
+	// model declared for training only (see Trained).
 	File   string
 	Format string
 	// Inputs are what the model reads, in the order it was trained on.
 	Inputs []Input
 	// Line is where the entry starts in models.yaml.
 	Line int
+	// Ensemble is nil for a model declared without a file: its inputs
+	// are compiled and exported (riskctl replay -features-out) so that it
+	// can be trained, but nothing can read its prediction yet.
 	*Ensemble
 }
 
-// Input is one value a model reads: a feature or an event field.
+// Trained reports whether the model has its file, so that rules can read
+// its prediction.
+func (m *Model) Trained() bool { return m.Ensemble != nil }
+
+// Input is one value a model reads: a feature, an event field, or an
+// expression over them (a derived input).
 type Input struct {
-	// Name is as written in models.yaml, as rules name it:
-	// features.card_txn_count_1h or event.amount.
+	// Name is the input's column: as rules name it for a feature or an
+	// event field (features.card_txn_count_1h, event.amount), the model's
+	// name and the input's for a derived one (fraud.amount_over_avg_90d).
+	// A model's feature_names are these.
 	Name string
 	// Feature is the feature's index in the policy's features.Set; -1 for
-	// an event field.
+	// an event field or a derived input.
 	Feature int
-	// Field is the event field when Feature is -1.
+	// Field is the event field of an event-field input.
 	Field features.Path
+	// Expr is a derived input's expression, in the rules' language;
+	// package rules compiles it (ExprNode is where it is written, for
+	// messages). "" for a feature or an event field.
+	Expr     string
+	ExprNode *yaml.Node
 }
+
+// Derived reports whether the input is an expression.
+func (in *Input) Derived() bool { return in.Expr != "" }
 
 // Model returns the model named name, or nil. A nil Set has none.
 func (s *Set) Model(name string) *Model {
@@ -58,6 +77,14 @@ func (s *Set) Model(name string) *Model {
 		return nil
 	}
 	return s.byName[name]
+}
+
+// All lists the models in file order. A nil Set has none.
+func (s *Set) All() []*Model {
+	if s == nil {
+		return nil
+	}
+	return s.Models
 }
 
 // Names lists the models' names in file order.
@@ -192,7 +219,7 @@ func Load(file string, data []byte, read func(name string) ([]byte, error), feat
 }
 
 func loadModel(es *policyfile.Errors, n *yaml.Node, read func(string) ([]byte, error), feats *features.Set, ensembles map[string]*Ensemble) *Model {
-	f := policyfile.Mapping(es, n, "model", "!name", "!file", "!format", "!inputs", "description")
+	f := policyfile.Mapping(es, n, "model", "!name", "file", "format", "!inputs", "description")
 	if f == nil {
 		return nil
 	}
@@ -200,8 +227,13 @@ func loadModel(es *policyfile.Errors, n *yaml.Node, read func(string) ([]byte, e
 	m := &Model{Line: n.Line}
 	if v, ok := f["name"]; ok {
 		if s, ok := policyfile.String(es, v.Value, "name"); ok {
-			if !nameRE.MatchString(s) {
+			switch {
+			case !nameRE.MatchString(s):
 				es.At(v.Value, "model name %s must be lower case letters, digits and _ (rules read it as model.<name>)", policyfile.Quote(s))
+			case s == "event" || s == "features":
+				// Its derived inputs' columns would read as event fields
+				// or features.
+				es.At(v.Value, "model name %s is reserved: name it for what it predicts", policyfile.Quote(s))
 			}
 			m.Name = s
 		}
@@ -214,10 +246,21 @@ func loadModel(es *policyfile.Errors, n *yaml.Node, read func(string) ([]byte, e
 	}
 	inputsOK := false
 	if v, ok := f["inputs"]; ok {
-		m.Inputs, inputsOK = inputs(es, v.Value, feats)
+		m.Inputs, inputsOK = inputs(es, v.Value, m.Name, feats)
 	}
 	v, ok := f["file"]
 	if !ok {
+		// Declared for training: its inputs are all there is to check.
+		if fm, ok := f["format"]; ok {
+			es.At(fm.Key, "format without file: a model is declared without its file only to be trained (its inputs exported); add file: once it is")
+		}
+		if !inputsOK || es.Len() > before {
+			return nil
+		}
+		return m
+	}
+	if _, ok := f["format"]; !ok {
+		es.At(v.Key, "file needs format: %s", FormatXGBoostJSON)
 		return nil
 	}
 	name, ok := policyfile.String(es, v.Value, "file")
@@ -266,11 +309,11 @@ func loadModel(es *policyfile.Errors, n *yaml.Node, read func(string) ([]byte, e
 	return m
 }
 
-// inputs reads a model's input list: features.<name> or event.<field>;
-// false when one of them is not good.
-func inputs(es *policyfile.Errors, n *yaml.Node, feats *features.Set) ([]Input, bool) {
+// inputs reads model's input list: features.<name>, event.<field> or
+// {name: x, expr: ...}; false when one of them is not good.
+func inputs(es *policyfile.Errors, n *yaml.Node, model string, feats *features.Set) ([]Input, bool) {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		es.At(n, "inputs must be a non-empty list of features.<name> and event.<field>, in the order the model was trained on")
+		es.At(n, "inputs must be a non-empty list of features.<name>, event.<field> and {name: x, expr: ...}, in the order the model was trained on")
 		return nil, false
 	}
 	if len(n.Content) > MaxInputs {
@@ -280,6 +323,19 @@ func inputs(es *policyfile.Errors, n *yaml.Node, feats *features.Set) ([]Input, 
 	var out []Input
 	seen := map[string]int{}
 	for _, c := range n.Content {
+		if c.Kind == yaml.MappingNode {
+			in, ok := derived(es, c, model)
+			if !ok {
+				continue
+			}
+			if line, dup := seen[in.Name]; dup {
+				es.At(c, "input %s is listed twice (first at line %d)", policyfile.Quote(in.Name), line)
+				continue
+			}
+			seen[in.Name] = c.Line
+			out = append(out, in)
+			continue
+		}
 		s, ok := policyfile.String(es, c, "input")
 		if !ok {
 			continue
@@ -299,6 +355,34 @@ func inputs(es *policyfile.Errors, n *yaml.Node, feats *features.Set) ([]Input, 
 		}
 	}
 	return out, len(out) == len(n.Content)
+}
+
+// derived reads a derived input, {name: x, expr: "..."}: its expression is
+// compiled with the rules (package rules), which reports its errors.
+func derived(es *policyfile.Errors, n *yaml.Node, model string) (Input, bool) {
+	f := policyfile.Mapping(es, n, "input", "!name", "!expr")
+	name, okName := f["name"]
+	src, okExpr := f["expr"]
+	if !okName || !okExpr {
+		return Input{}, false
+	}
+	s, ok := policyfile.String(es, name.Value, "input name")
+	if !ok {
+		return Input{}, false
+	}
+	if !nameRE.MatchString(s) {
+		es.At(name.Value, "input name %s must be lower case letters, digits and _ (its column is %s.<name>)", policyfile.Quote(s), model)
+		return Input{}, false
+	}
+	e, ok := policyfile.String(es, src.Value, "input expr")
+	if !ok {
+		return Input{}, false
+	}
+	if strings.TrimSpace(e) == "" {
+		es.At(src.Value, "input %s: expr is empty", policyfile.Quote(s))
+		return Input{}, false
+	}
+	return Input{Name: model + "." + s, Feature: -1, Expr: e, ExprNode: src.Value}, true
 }
 
 // errBroken is an input naming a feature that features.yaml declares but

@@ -92,9 +92,19 @@ func TestLoadErrors(t *testing.T) {
 			`p/models.yaml:1:1: models.yaml is missing required key "models"`}},
 		{"models not a list", "models: {}\n", []string{"p/models.yaml:1:9: models must be a list of models"}},
 		{"unknown key, missing keys", "models:\n  - name: x\n    file: fraud.json\n    fromat: xgboost-json\n", []string{
-			`p/models.yaml:2:5: model is missing required key "format"`,
 			`p/models.yaml:2:5: model is missing required key "inputs"`,
+			`p/models.yaml:3:5: file needs format: xgboost-json`,
 			`p/models.yaml:4:5: unknown key "fromat" in model (did you mean "format"?)`}},
+		{"format without file", "models:\n  - {name: x, format: xgboost-json, inputs: [event.a]}\n", []string{
+			`p/models.yaml:2:15: format without file: a model is declared without its file only to be trained`}},
+		{"reserved name", "models:\n  - {name: features, inputs: [event.a, {name: x, expr: event.a}]}\n", []string{
+			`p/models.yaml:2:12: model name "features" is reserved`}},
+		{"derived inputs", "models:\n  - name: x\n    inputs:\n      - {name: Ratio, expr: event.a / event.b}\n      - {name: r, expr: ''}\n      - {name: r, exp: event.a}\n      - {name: s, expr: event.a}\n      - {name: s, expr: event.b}\n", []string{
+			`p/models.yaml:4:16: input name "Ratio" must be lower case letters, digits and _ (its column is x.<name>)`,
+			`p/models.yaml:5:25: input expr must not be empty`,
+			`p/models.yaml:6:9: input is missing required key "expr"`,
+			`p/models.yaml:6:19: unknown key "exp" in input (did you mean "expr"?)`,
+			`p/models.yaml:8:9: input "x.s" is listed twice (first at line 7)`}},
 		{"names", "models:\n  - {name: Fraud, file: fraud.json, format: xgboost-json, inputs: " + fraudInputs + "}\n  - {name: ok, file: fraud.json, format: xgboost-json, inputs: " + fraudInputs + "}\n  - {name: ok, file: fraud.json, format: xgboost-json, inputs: " + fraudInputs + "}\n", []string{
 			`p/models.yaml:2:12: model name "Fraud" must be lower case letters, digits and _ (rules read it as model.<name>)`,
 			`p/models.yaml:4:5: duplicate model name "ok" (first at line 3)`}},
@@ -115,7 +125,7 @@ func TestLoadErrors(t *testing.T) {
 			`p/models.yaml:5:103: input "7" must be features.<name> or event.<field>`,
 			`p/models.yaml:5:106: input must be a string, got a list`}},
 		{"no inputs", "models:\n  - {name: x, file: amount.json, format: xgboost-json, inputs: []}\n", []string{
-			`p/models.yaml:2:64: inputs must be a non-empty list of features.<name> and event.<field>, in the order the model was trained on`}},
+			`p/models.yaml:2:64: inputs must be a non-empty list of features.<name>, event.<field> and {name: x, expr: ...}, in the order the model was trained on`}},
 		{"input count", "models:\n  - name: x\n    file: amount.json\n    format: xgboost-json\n    inputs: [event.amount, features.b]\n", []string{
 			`p/models.yaml:5:13: 2 inputs listed, but the model reads 3 (its num_feature)`}},
 		{"input order", "models:\n  - name: x\n    file: fraud.json\n    format: xgboost-json\n    inputs: [features.card_txn_count_1h, event.amount, features.a, features.b, features.c, event.d]\n", []string{
@@ -138,6 +148,19 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadUntrained: a model declared without its file (to be trained)
+// has its inputs, derived ones named after the model, and no ensemble.
+func TestLoadUntrained(t *testing.T) {
+	set, err := Load("p/models.yaml", []byte("models:\n  - name: fraud\n    inputs:\n      - event.amount\n      - {name: ratio, expr: event.amount / features.b}\n"), readTestdata, testFeatures(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := set.Model("fraud")
+	if m.Trained() || len(m.Inputs) != 2 || m.Inputs[1].Name != "fraud.ratio" || !m.Inputs[1].Derived() || m.Inputs[1].Expr != "event.amount / features.b" || m.Inputs[1].Feature != -1 || m.Inputs[0].Derived() {
+		t.Errorf("%+v", m.Inputs)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,9 +29,10 @@ import (
 // shortest form that reads back exactly (a feature's).
 type featureWriter struct {
 	w        *csv.Writer
-	fields   []features.Path // the live rulesets' event fields, by name
+	fields   []features.Path // the live rulesets' and the models' event fields, by name
 	column   map[string]int  // feature name -> its column
 	firstFea int             // column of the first feature
+	derived  map[string]int  // derived model input name -> its column
 	row      []string
 	parser   fastjson.Parser
 	buf      []byte
@@ -40,8 +42,16 @@ type featureWriter struct {
 var exportHead = []string{"event_id", "ts", "type", "ruleset", "label", "score", "decision", "rules"}
 
 func newFeatureWriter(w io.Writer, p *rules.Policy) (*featureWriter, error) {
-	fw := &featureWriter{w: csv.NewWriter(w), column: map[string]int{}}
+	fw := &featureWriter{w: csv.NewWriter(w), column: map[string]int{}, derived: map[string]int{}}
 	seen := map[string]bool{}
+	for _, m := range p.Models.All() {
+		for _, in := range m.Inputs {
+			if in.Feature < 0 && !in.Derived() && !seen[in.Field.Name] {
+				seen[in.Field.Name] = true
+				fw.fields = append(fw.fields, in.Field)
+			}
+		}
+	}
 	for _, rs := range p.Rulesets {
 		if rs.ShadowOf != "" && rs.TrafficPPM == 0 {
 			continue // never decides
@@ -62,6 +72,14 @@ func newFeatureWriter(w io.Writer, p *rules.Policy) (*featureWriter, error) {
 	for _, f := range p.Features.Features {
 		fw.column[f.Name] = len(head)
 		head = append(head, rules.FeatureEnvKey(f.Name))
+	}
+	for _, m := range p.Models.All() {
+		for _, in := range m.Inputs {
+			if in.Derived() {
+				fw.derived[in.Name] = len(head)
+				head = append(head, in.Name)
+			}
+		}
 	}
 	fw.row = make([]string, len(head))
 	if err := fw.w.Write(head); err != nil {
@@ -109,6 +127,13 @@ func (fw *featureWriter) write(ev *Event, d *engine.Decision) error {
 			r[i] = "0"
 		default:
 			r[i] = strconv.FormatFloat(f.Value.Num, 'f', -1, 64)
+		}
+	}
+	for _, m := range d.Models {
+		for j, in := range m.Model.Inputs {
+			if i, ok := fw.derived[in.Name]; ok && !math.IsNaN(m.Inputs[j]) {
+				r[i] = strconv.FormatFloat(m.Inputs[j], 'g', -1, 64)
+			}
 		}
 	}
 	if err := fw.w.Write(r); err != nil {

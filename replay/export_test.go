@@ -6,12 +6,16 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
@@ -195,4 +199,107 @@ func eventTS(t *testing.T, line string) int64 {
 		t.Fatal(err)
 	}
 	return ev.TS
+}
+
+// TestFeaturesOutDerivedInputs: a model's derived inputs are exported as
+// riskd computes them when it serves the model: each checkout's row holds
+// what ?explain=1 lists under the model's inputs, missing as an empty
+// cell. A model no rule reads yet (one declared to be trained) is
+// exported too.
+func TestFeaturesOutDerivedInputs(t *testing.T) {
+	fsys := fstest.MapFS{}
+	err := fs.WalkDir(example.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(example.FS, path)
+		fsys[path] = &fstest.MapFile{Data: data}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fraud is served (a rule reads it); next is being trained.
+	fsys["models.yaml"] = &fstest.MapFile{Data: []byte(`models:
+  - name: fraud
+    file: small.json
+    format: xgboost-json
+    inputs:
+      - {name: over_avg, expr: event.amount / features.account_amount_avg_30d}
+      - {name: busy, expr: features.card_txn_count_1h > 2}
+  - name: next
+    inputs:
+      - event.amount
+      - {name: ratio, expr: features.card_amount_sum_24h / event.amount}
+`)}
+	small, err := os.ReadFile("../models/testdata/small.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys["small.json"] = &fstest.MapFile{Data: small}
+	fsys["checkout.yaml"].Data = append(fsys["checkout.yaml"].Data, "\n  - {id: model_says, when: model.fraud > 0.6, score: 1}\n"...)
+	p, err := rules.Load(fsys, "rules/example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := exampleHistory(300)
+	events, bad, err := Read(strings.NewReader(strings.Join(lines, "\n")), "fraud")
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
+	}
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), p, nil, events, Options{FeaturesOut: &out}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, rows := rows[0], rows[1:]
+	if got := strings.Join(head[len(head)-3:], " "); got != "fraud.over_avg fraud.busy next.ratio" {
+		t.Fatalf("last columns %s", got)
+	}
+	byID := map[string][]string{}
+	for _, r := range rows {
+		byID[r[0]] = r
+	}
+	h := httpapi.NewHandler(engine.New(p, engine.Options{Store: memstore.New(memstore.Options{EventTime: true})}), httpapi.HandlerOptions{})
+	seen := map[string]bool{}
+	values := map[string]int{}
+	for _, line := range lines {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/score?explain=1", strings.NewReader(line)))
+		var ans struct {
+			EventID string `json:"event_id"`
+			Type    string
+			Models  map[string]struct {
+				Inputs map[string]*float64
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
+			t.Fatal(err)
+		}
+		row, ok := byID[ans.EventID]
+		if seen[ans.EventID] || !ok || ans.Type != "checkout" {
+			continue // only checkout reads the model: the others' explanations do not list it
+		}
+		seen[ans.EventID] = true
+		for i, c := range head[len(head)-3 : len(head)-1] {
+			x, listed := ans.Models["fraud"].Inputs[c]
+			want := ""
+			if x != nil {
+				want = strconv.FormatFloat(*x, 'g', -1, 64)
+			}
+			if got := row[len(head)-3+i]; !listed || got != want {
+				t.Errorf("%s: %s %q, explain says %q (listed %v)", ans.EventID, c, got, want, listed)
+			}
+			values[c+"="+map[bool]string{true: "empty", false: "set"}[want == ""]]++
+		}
+		if row[len(head)-1] != "" {
+			values["next.ratio=set"]++
+		}
+	}
+	if len(seen) < 100 || values["fraud.over_avg=empty"] == 0 || values["fraud.over_avg=set"] == 0 || values["fraud.busy=set"] == 0 || values["next.ratio=set"] == 0 {
+		t.Errorf("compared %d rows of %d: %v", len(seen), len(rows), values)
+	}
 }

@@ -44,6 +44,12 @@ type compiler struct {
 	// filter: the expressions are a feature's where, which reads the
 	// event and lists but not features.
 	filter bool
+	// inputsOf: the expressions are this model's derived inputs, which
+	// read the event, features and lists but no model.
+	inputsOf string
+	// inputs are the policy's models' compiled inputs, by model name, for
+	// the model slots of a ruleset.
+	inputs map[string]*ModelInputs
 }
 
 // pending is an expression waiting for its environment.
@@ -155,6 +161,18 @@ func (v *flattener) Visit(n *ast.Node) {
 		}
 		v.feats[name] = true
 	case "model":
+		if v.c.inputsOf != "" {
+			v.fail(m, "an input of model %s reads event.*, features.* and lists.*, not a model's prediction", v.c.inputsOf)
+			return
+		}
+		if v.c.filter {
+			v.fail(m, "a where reads event.* and lists.*, not models: it decides whether the event is recorded, before any model is evaluated")
+			return
+		}
+		if mod := v.c.models.Model(name); mod != nil && !mod.Trained() {
+			v.fail(m, "model %s has no file yet: it is declared to be trained (riskctl replay -features-out exports its inputs); add its file to models.yaml to read it", policyfile.Quote(name))
+			return
+		}
 		if v.c.models.Model(name) == nil {
 			msg := fmt.Sprintf("unknown model %s", policyfile.Quote(name))
 			if s := policyfile.Suggest(name, v.c.models.Names()); s != "" {
@@ -298,12 +316,13 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 	// rules' own, whether or not a rule reads them.
 	fetch := map[int]bool{}
 	if c.models != nil {
+		if rs.Base != nil {
+			used[rs.Base.Model.Name] = true
+		}
 		for _, m := range c.models.Models {
-			if used[m.Name] {
-				for _, in := range m.Inputs {
-					if in.Feature >= 0 {
-						fetch[in.Feature] = true
-					}
+			if mi := c.inputs[m.Name]; used[m.Name] && mi != nil {
+				for _, fi := range mi.Reads() {
+					fetch[fi] = true
 				}
 			}
 		}
@@ -375,7 +394,7 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 	if c.models != nil {
 		for _, m := range c.models.Models {
 			if used[m.Name] {
-				slots = append(slots, Slot{Name: "model." + m.Name, Feature: -1, Model: m})
+				slots = append(slots, Slot{Name: "model." + m.Name, Feature: -1, Model: m, Inputs: c.inputs[m.Name]})
 			}
 		}
 	}

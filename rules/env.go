@@ -30,6 +30,9 @@ type Slot struct {
 	// Model is the model whose prediction the slot holds (model.<name>),
 	// nil for a feature or an event field.
 	Model *models.Model
+	// Inputs computes the model's inputs; nil when its inputs did not
+	// compile (the policy then fails to load).
+	Inputs *ModelInputs
 	// List names the mutable list the slot holds, filled per event with
 	// SetList; "" for a feature or an event field.
 	List string

@@ -10,6 +10,7 @@ import (
 	"math"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -194,8 +195,50 @@ func compile(src *source) (*Policy, error) {
 			errs = append(errs, err)
 		}
 	}
+	// A model's derived inputs are typed for the event types of the
+	// rulesets that read it, known once they are linked.
+	types := map[string][]string{}
 	for _, rs := range all {
+		for name := range rs.c.modelsRead(rs.Ruleset) {
+			for _, t := range rs.EventTypes {
+				if !slices.Contains(types[name], t) {
+					types[name] = append(types[name], t)
+				}
+			}
+		}
+	}
+	// A model no ruleset reads (one being trained) is typed for the
+	// event types the policy scores.
+	var scored []string
+	for _, rs := range parsed {
+		for _, t := range rs.EventTypes {
+			if !slices.Contains(scored, t) {
+				scored = append(scored, t)
+			}
+		}
+	}
+	for _, m := range ms.All() {
+		if types[m.Name] == nil {
+			types[m.Name] = scored
+		}
+	}
+	for _, ts := range types {
+		slices.Sort(ts)
+	}
+	mwarns := &policyfile.Errors{File: name(models.File)}
+	p.ModelInputs, err = compileModelInputs(ms, name(models.File), set, p.Lists, types, mwarns)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.Warnings = append(p.Warnings, mwarns.Messages()...)
+	inputs := map[string]*ModelInputs{}
+	for _, mi := range p.ModelInputs {
+		inputs[mi.Model.Name] = mi
+	}
+	for _, rs := range all {
+		rs.c.inputs = inputs
 		rs.c.finish(rs.Ruleset, rs.EventTypes)
+		rs.checkBase(rs.c.warns)
 		rs.linkLists(rs.c.lists)
 		if err := rs.es.Err(); err != nil {
 			errs = append(errs, err)
@@ -515,7 +558,7 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 	rs := &Ruleset{Hash: hex.EncodeToString(sum[:6]), Lists: map[string]*List{}}
 	out := &parsedRuleset{Ruleset: rs, es: es}
 	m := policyfile.Mapping(es, root, "ruleset", "!name", "version", "description", "event_types",
-		"!thresholds", "lists", "!rules", "on_store_error", "shadow_of", "traffic", "split_key")
+		"!thresholds", "base", "lists", "!rules", "on_store_error", "shadow_of", "traffic", "split_key")
 	if m == nil {
 		return nil
 	}
@@ -552,6 +595,9 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 	}
 	if f, ok := m["thresholds"]; ok {
 		parseThresholds(es, f.Value, rs)
+	}
+	if f, ok := m["base"]; ok {
+		parseBase(es, out, f.Value, ms)
 	}
 	if f, ok := m["lists"]; ok {
 		rs.Lists = parseLists(es, f.Value, files, policyLists, file)

@@ -66,7 +66,9 @@ type Policy struct {
 	Dir      string
 	Features *features.Set
 	Models   *models.Set // models.yaml; nil without one
-	Rulesets []*Ruleset  // sorted by name
+	// ModelInputs computes each model's inputs, in Models' order.
+	ModelInputs []*ModelInputs
+	Rulesets    []*Ruleset // sorted by name
 	// Filters holds, per log of Features (by Log.Index), the where
 	// condition its events must meet to be recorded; nil: none.
 	Filters []*Filter
@@ -104,6 +106,9 @@ type Ruleset struct {
 	StepUp int64
 	Review int64
 	Block  int64
+	// Base, when set, makes the ruleset model-first: its score starts at
+	// the model's prediction at a stated scale, and the rules add to it.
+	Base *Base
 	// FailClosed: when features cannot be read (store down or slow), the
 	// decision is at least step_up. Default: fail open, score with what
 	// there is.

@@ -334,7 +334,9 @@ func check(at string, x Expectation, d *engine.Decision, v *engine.Verdict) []st
 	var out []string
 	var fired []string
 	for _, reason := range v.Reasons {
-		if reason.Rule != engine.StoreUnavailableRule {
+		// A model-first ruleset's base (model.<name>: no rule id has a
+		// dot) is in every decision; fired lists the rules.
+		if reason.Rule != engine.StoreUnavailableRule && !strings.HasPrefix(reason.Rule, "model.") {
 			fired = append(fired, reason.Rule)
 		}
 	}
