@@ -17,6 +17,7 @@ import (
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/models"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	// Now: one event stamped years ahead would otherwise sit in history
 	// ahead of every other. Zero: no limit (replays keep history's times).
 	MaxFutureSkew time.Duration
+	// MaxPastSkew refuses events whose ts is more than this behind Now:
+	// events backdated past the features' windows would each see empty
+	// windows and dodge velocity. Zero: no limit (replays and rule tests
+	// score history).
+	MaxPastSkew time.Duration
 	// StoreTimeout bounds the feature store call of one event; past it the
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
@@ -58,6 +64,7 @@ type Engine struct {
 	store    features.Store
 	timeout  time.Duration
 	skew     time.Duration
+	pastSkew time.Duration
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
@@ -68,7 +75,7 @@ type Engine struct {
 
 // New returns an engine serving policy p.
 func New(p *rules.Policy, opts Options) *Engine {
-	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew}
+	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew, pastSkew: opts.MaxPastSkew}
 	if e.store == nil {
 		e.store = features.NewMemory(features.MemoryOptions{})
 	}
@@ -308,12 +315,16 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	}
 	if err == nil {
 		if verr := c.policy.Features.Schema.Validate(ev, h.typ); verr != nil {
-			err = &InputError{Msg: verr.Error()}
+			err = inputError(verr.Error())
 		}
 	}
 	if err == nil && e.skew > 0 && h.ts > now.Add(e.skew).UnixMilli() {
 		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v ahead of this server's clock, more than the %v allowed",
 			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(h.ts-now.UnixMilli())*time.Millisecond, e.skew)}
+	}
+	if err == nil && e.pastSkew > 0 && h.ts < now.Add(-e.pastSkew).UnixMilli() {
+		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v behind this server's clock, more than the %v allowed",
+			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(now.UnixMilli()-h.ts)*time.Millisecond, e.pastSkew)}
 	}
 	if err != nil {
 		c.pool.Put(s)
@@ -543,7 +554,7 @@ func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Log)
 		n, ok, buf, err := micro(lookup(ev, p), s.numBuf)
 		s.numBuf = buf
 		if err != nil {
-			return &InputError{Msg: fmt.Sprintf("field %q: %s: %v", p.Name, bstr(buf), err)}
+			return &InputError{Msg: fmt.Sprintf("field %q: %s: %v", p.Name, policyfile.Cut(string(buf)), err)}
 		}
 		if ok {
 			s.obs.SetNum(ei, slot, n)
