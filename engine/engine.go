@@ -255,6 +255,7 @@ type scratch struct {
 	filterEnvs []*rules.Env
 	numBuf     []byte
 	strict     strictScratch
+	budget     rules.Budget // the event's evaluation steps, shared by its envs
 	keyBuf     []byte
 	splitBuf   []byte
 	results    []rules.RuleResult
@@ -309,6 +310,7 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	s := c.pool.Get().(*scratch)
 	now := e.now()
 	s.minute = now.Unix() / 60
+	s.budget.Reset()
 	ev, h, err := parseEvent(&s.parser, body, now)
 	if err == nil {
 		err = checkStrict(body, ev, &s.strict)
@@ -528,6 +530,7 @@ func (e *Engine) where(c *compiled, s *scratch, li int) bool {
 	env := s.filterEnvs[li]
 	if env == nil {
 		env = f.NewEnv()
+		env.SetBudget(&s.budget)
 		s.filterEnvs[li] = env
 	}
 	env.Reset()
@@ -590,6 +593,7 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	env := s.envs[rs]
 	if env == nil {
 		env = rs.NewEnv()
+		env.SetBudget(&s.budget)
 		s.envs[rs] = env
 	}
 	env.Reset()

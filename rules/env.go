@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -63,8 +64,14 @@ const (
 // layout is a ruleset's environment types.
 type layout struct {
 	types [2]reflect.Type
-	words int // of the presence bit set
+	words int        // of the presence bit set
+	tick  [2]uintptr // offset of the step counter's func in each type
 }
+
+// tickName is the environment's step counter, which the compiler calls
+// at each iteration of a predicate (see MaxExpressionSteps). The dot keeps
+// expressions from naming it: they can write no such identifier.
+const tickName = "riskd.tick"
 
 var anyType = reflect.TypeFor[any]()
 
@@ -109,7 +116,8 @@ func newLayout(slots []Slot) *layout {
 		// The leading word keeps the struct from being pointer-shaped (a
 		// struct of one map would be stored in an interface as the map
 		// itself, and Env writes through the interface's data pointer).
-		fields := []reflect.StructField{{Name: "Pad", Type: reflect.TypeFor[uint64](), Tag: `expr:"-"`}}
+		fields := []reflect.StructField{{Name: "Pad", Type: reflect.TypeFor[uint64](), Tag: `expr:"-"`},
+			{Name: "Tick", Type: reflect.TypeFor[func() bool](), Tag: `expr:"` + tickName + `"`}}
 		for i := range slots {
 			t := anyType
 			if env == typed || slots[i].List != "" {
@@ -123,8 +131,9 @@ func newLayout(slots []Slot) *layout {
 			})
 		}
 		l.types[env] = reflect.StructOf(fields)
+		l.tick[env] = l.types[env].Field(1).Offset
 		for i := range slots {
-			slots[i].offset[env] = l.types[env].Field(i + 1).Offset
+			slots[i].offset[env] = l.types[env].Field(i + 2).Offset
 			slots[i].kind = slots[i].goType().Kind()
 			slots[i].typed = slots[i].kind != reflect.Interface
 		}
@@ -159,6 +168,12 @@ type Env struct {
 	snaps    []*lists.Snapshot // per slot: a mutable list's snapshot
 	floats   floatArena
 	strs     map[string]any
+	// budget is the event's steps left, shared with the other
+	// environments of the event (SetBudget) or own; steps is the
+	// expression's.
+	budget *Budget
+	own    Budget
+	steps  int
 }
 
 // eface is the layout of an empty interface.
@@ -173,14 +188,43 @@ func (rs *Ruleset) NewEnv() *Env {
 	e.typedMem = (*eface)(unsafe.Pointer(&e.typedEnv)).data
 	p := reflect.New(rs.layout.types[loose])
 	e.looseEnv, e.looseMem = p.Interface(), p.UnsafePointer()
+	tick := e.tick
+	*(*func() bool)(unsafe.Add(e.typedMem, rs.layout.tick[typed])) = tick
+	*(*func() bool)(unsafe.Add(e.looseMem, rs.layout.tick[loose])) = tick
+	e.budget = &e.own
+	e.own.Reset()
 	return e
+}
+
+// SetBudget makes the environment draw its event's steps from b, shared
+// with the other environments evaluating the event; the caller resets b
+// for each event. Without it, each Reset gives the environment a budget
+// of its own.
+func (e *Env) SetBudget(b *Budget) { e.budget = b }
+
+// tick counts one step, and stops the expression (expr's VM turns the
+// panic into its error) past the expression's or the event's budget.
+func (e *Env) tick() bool {
+	e.steps--
+	e.budget.left--
+	switch {
+	case e.steps < 0:
+		panic(budgetError{fmt.Sprintf("more than %d steps (iterations of all, any, filter, map…) in one expression", MaxExpressionSteps)})
+	case e.budget.left < 0:
+		panic(budgetError{fmt.Sprintf("more than %d steps (iterations of all, any, filter, map…) for one event", MaxEventSteps)})
+	}
+	return true
 }
 
 // Ruleset is the ruleset the environment evaluates.
 func (e *Env) Ruleset() *Ruleset { return e.rs }
 
-// Reset prepares the environment for the next event: every slot absent.
+// Reset prepares the environment for the next event: every slot absent,
+// and its own budget (unless it shares one) full.
 func (e *Env) Reset() {
+	if e.budget == &e.own {
+		e.own.Reset()
+	}
 	clear(e.present)
 	e.looseSet = false
 	e.floats.n = 0
@@ -373,6 +417,7 @@ type program struct {
 }
 
 func (e *Env) run(p *program) (any, error) {
+	e.steps = MaxExpressionSteps
 	if e.has(p.needs) {
 		return e.vm.Run(p.fast, e.typedEnv)
 	}

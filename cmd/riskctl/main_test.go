@@ -447,3 +447,48 @@ rules:
 		t.Errorf("-cost-warn 0: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestValidateCostsLoopsOverEventLists: a where condition and a rule
+// looping over an event's list inside another are costed on generated
+// events that carry lists (they were costed on scalars only, at 103 ns),
+// and warned of; the evaluation budget bounds what they cost.
+func TestValidateCostsLoopsOverEventLists(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir)
+	for _, f := range []string{"login.yaml", "signup.yaml"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	nested := `all(event.items, {any(event.items, {.n == -1}) == false})`
+	feats, err := os.ReadFile(filepath.Join(dir, "features.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats = append(feats, "  - {name: card_cart_checkouts_1h, kind: count, key: card_id, window: 1h, event_types: [checkout], where: '"+nested+"'}\n"...)
+	os.WriteFile(filepath.Join(dir, "features.yaml"), feats, 0o644)
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: nested
+    when: '`+nested+`'
+    score: 10
+  - id: carts
+    when: features.card_cart_checkouts_1h > 3
+    score: 10
+`), 0o644)
+	code, out, errOut := riskctl(t, "", "validate", "-cost", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"warning: checkout/nested costs ", "warning: features/card_cart_checkouts_1h where costs "} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("no %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "checkout/carts") {
+		t.Errorf("a warning for a plain rule:\n%s", errOut)
+	}
+	if !regexp.MustCompile(`\n  features/card_cart_checkouts_1h where +\d`).MatchString(out) {
+		t.Errorf("-cost table without the where:\n%s", out)
+	}
+}
