@@ -506,8 +506,12 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	s.obs.Body = bodyHash(h.body)
 	err := e.store.Observe(ctx, &s.obs)
 	e.metrics.storeLatency.Observe(time.Since(start).Seconds())
+	if s.obs.Conflict {
+		return &InputError{Msg: fmt.Sprintf("event id %q was scored within the idempotency window for another event body: a retry repeats the event unchanged, a new event takes a new id", h.id), conflict: true}
+	}
 	if err != nil {
 		// The store left nil whatever it could not read; score with the
 		// rest and say so.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -21,6 +22,7 @@ import (
 type InputError struct {
 	Msg      string
 	tooLarge bool
+	conflict bool
 }
 
 func (e *InputError) Error() string { return e.Msg }
@@ -29,8 +31,24 @@ func (e *InputError) Error() string { return e.Msg }
 // limit.
 var ErrTooLarge = errors.New("event too large")
 
-// Is makes errors.Is(err, ErrTooLarge) true for an oversized event.
-func (e *InputError) Is(target error) bool { return target == ErrTooLarge && e.tooLarge }
+// ErrConflict matches (errors.Is) the InputError of an event whose id was
+// scored within the idempotency window for another body. HTTP answers it
+// with 409.
+var ErrConflict = errors.New("event id reused for another body")
+
+// Is makes errors.Is(err, ErrTooLarge) true for an oversized event, and
+// errors.Is(err, ErrConflict) for a reused id.
+func (e *InputError) Is(target error) bool {
+	return target == ErrTooLarge && e.tooLarge || target == ErrConflict && e.conflict
+}
+
+// bodyHash identifies an event's body for idempotency: a retry must
+// repeat it byte for byte. A cryptographic hash, so that no one can make
+// another event pass for a retry of one they know.
+func bodyHash(body []byte) [16]byte {
+	sum := sha256.Sum256(body)
+	return [16]byte(sum[:16])
+}
 
 // maxIDBytes bounds event ids: they are kept for idempotency, so a
 // megabyte id would be a memory attack.
@@ -68,6 +86,7 @@ func boundMessage(msg string) string {
 type header struct {
 	id, typ string // alias the parser's buffer
 	ts      int64  // Unix ms
+	body    []byte // the whole event, for its hash
 }
 
 // parseEvent parses body with p and validates id, type and ts. now is used
@@ -80,7 +99,7 @@ func parseEvent(p *fastjson.Parser, body []byte, now time.Time) (*fastjson.Value
 	if v.Type() != fastjson.TypeObject {
 		return nil, header{}, &InputError{Msg: fmt.Sprintf("event must be a JSON object, got %s", v.Type())}
 	}
-	var h header
+	h := header{body: body}
 	if h.id, err = requiredString(v, "id"); err != nil {
 		return nil, header{}, err
 	}

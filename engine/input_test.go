@@ -138,3 +138,27 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestReusedIDWithAnotherBody: an id scored again with the same body is
+// a retry and gets its first answer; with another body (another card and
+// amount: a velocity check dodged) it is refused as a conflict naming the
+// id, and nothing is recorded for it.
+func TestReusedIDWithAnotherBody(t *testing.T) {
+	e := engine.New(examplePolicy(t), engine.Options{})
+	first := `{"id":"pay-1","type":"checkout","ts":1780000000000,"card_id":"c1","account_id":"a1","amount":10}`
+	other := `{"id":"pay-1","type":"checkout","ts":1780000000000,"card_id":"c2","account_id":"a1","amount":9000}`
+	score(t, e, first)
+	if d := score(t, e, first); !d.Retry {
+		t.Errorf("the same body again: not answered as a retry")
+	}
+	err := e.Score(context.Background(), []byte(other), engine.ScoreOptions{}, &engine.Decision{})
+	want := `event id "pay-1" was scored within the idempotency window for another event body: a retry repeats the event unchanged, a new event takes a new id`
+	if !errors.Is(err, engine.ErrConflict) || errors.Is(err, engine.ErrTooLarge) || err.Error() != want {
+		t.Fatalf("another body under the same id: %v\nwant %s", err, want)
+	}
+	// c2 was not recorded: its first checkout sees no history.
+	d := score(t, e, `{"id":"pay-2","type":"checkout","ts":1780000001000,"card_id":"c2","account_id":"a2","amount":5}`)
+	if v := feature(d, "card_txn_count_1h"); !v.Valid || v.Num != 0 {
+		t.Errorf("card_txn_count_1h of c2 after the refused reuse: %+v, want 0", v)
+	}
+}
