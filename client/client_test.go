@@ -16,6 +16,7 @@ import (
 
 	"github.com/riskd/riskd/client"
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
@@ -29,7 +30,7 @@ func riskd(t *testing.T) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apitest.Handler(t, engine.NewHandler(engine.New(p, engine.Options{MaxEventBytes: 1024}), engine.HandlerOptions{}))
+	return apitest.Handler(t, httpapi.NewHandler(engine.New(p, engine.Options{MaxEventBytes: 1024}), httpapi.HandlerOptions{}))
 }
 
 // newClient returns a client of url. Unless a case sets its own, the

@@ -31,7 +31,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	for _, k := range []string{"id", "type", "ts"} {
 		if _, ok := e.Fields[k]; ok {
-			return nil, fmt.Errorf("Fields holds %q: set Event.ID, Type and TS instead", k)
+			return nil, fmt.Errorf("client.Event's Fields holds %q: set its ID, Type and TS instead", k)
 		}
 	}
 	head := struct {

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
 )
 
 // eventGen rewrites one checkout body in place so every iteration scores a
@@ -57,7 +58,7 @@ func (g *eventGen) next() []byte {
 // exampleWithChallengers is the example policy plus n shadow challengers
 // of checkout, each a copy of its rules.
 func exampleWithChallengers(b *testing.B, n int) *rules.Policy {
-	p, err := rules.Load(example.WithChallengers(n), "example")
+	p, err := rules.Load(exampletest.WithChallengers(n), "example")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func BenchmarkHTTPScore(b *testing.B) {
 
 func benchHTTP(b *testing.B, p *rules.Policy) {
 	e := engine.New(p, engine.Options{})
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	defer srv.Close()
 	client := srv.Client()
 	url := srv.URL + "/v1/score"

@@ -46,6 +46,11 @@ type Decision struct {
 	pending pendingShadow
 }
 
+// ShadowPending reports whether d's shadow verdicts are still to be
+// evaluated by Engine.Shadow (ScoreOptions.DeferShadow): a transport then
+// sends the answer first and calls Shadow after.
+func (d *Decision) ShadowPending() bool { return d.pending.s != nil }
+
 // Verdict is what one ruleset decided.
 type Verdict struct {
 	Ruleset string
@@ -112,9 +117,9 @@ func (d *Decision) keep(s string) string {
 // AppendJSON appends the decision in the contract's JSON format.
 func (d *Decision) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"event_id":`...)
-	dst = appendJSONString(dst, d.EventID)
+	dst = AppendJSONString(dst, d.EventID)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, d.Type)
+	dst = AppendJSONString(dst, d.Type)
 	dst = append(dst, ',')
 	dst = appendVerdict(dst, &d.Verdict)
 	dst = append(dst, `,"degraded":`...)
@@ -138,7 +143,7 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, f.Name)
+			dst = AppendJSONString(dst, f.Name)
 			dst = append(dst, ':')
 			switch {
 			case !f.Value.Valid:
@@ -155,10 +160,10 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"rule":`...)
-			dst = appendJSONString(dst, n.Rule)
+			dst = AppendJSONString(dst, n.Rule)
 			if n.Error != "" {
 				dst = append(dst, `,"error":`...)
-				dst = appendJSONString(dst, n.Error)
+				dst = AppendJSONString(dst, n.Error)
 			}
 			dst = append(dst, '}')
 		}
@@ -186,9 +191,9 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 func (d *Decision) AppendShadowJSON(dst []byte, i int) []byte {
 	v := &d.Shadows[i]
 	dst = append(dst, `{"event_id":`...)
-	dst = appendJSONString(dst, d.EventID)
+	dst = AppendJSONString(dst, d.EventID)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, d.Type)
+	dst = AppendJSONString(dst, d.Type)
 	dst = append(dst, ',')
 	dst = appendVerdict(dst, v)
 	dst = append(dst, `,"degraded":`...)
@@ -199,7 +204,7 @@ func (d *Decision) AppendShadowJSON(dst []byte, i int) []byte {
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"shadow":true,"live_ruleset":`...)
-	dst = appendJSONString(dst, d.Ruleset)
+	dst = AppendJSONString(dst, d.Ruleset)
 	dst = append(dst, `,"live_decision":"`...)
 	dst = append(dst, d.Outcome.String()...)
 	dst = append(dst, `","live_score":`...)
@@ -215,9 +220,9 @@ func appendVerdict(dst []byte, v *Verdict) []byte {
 	dst = append(dst, `","score":`...)
 	dst = strconv.AppendInt(dst, v.Score, 10)
 	dst = append(dst, `,"ruleset":`...)
-	dst = appendJSONString(dst, v.Ruleset)
+	dst = AppendJSONString(dst, v.Ruleset)
 	dst = append(dst, `,"version":`...)
-	dst = appendJSONString(dst, v.Version)
+	dst = AppendJSONString(dst, v.Version)
 	dst = append(dst, ',')
 	return appendReasons(dst, v.Reasons)
 }
@@ -230,11 +235,11 @@ func appendReasons(dst []byte, reasons []Reason) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"rule":`...)
-		dst = appendJSONString(dst, r.Rule)
+		dst = AppendJSONString(dst, r.Rule)
 		dst = append(dst, `,"score":`...)
 		dst = strconv.AppendInt(dst, r.Score, 10)
 		dst = append(dst, `,"reason":`...)
-		dst = appendJSONString(dst, r.Text)
+		dst = AppendJSONString(dst, r.Text)
 		if r.Action != rules.Pass {
 			dst = append(dst, `,"action":"`...)
 			dst = append(dst, r.Action.String()...)
@@ -246,9 +251,9 @@ func appendReasons(dst []byte, reasons []Reason) []byte {
 				if j > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendJSONString(dst, l.Name)
+				dst = AppendJSONString(dst, l.Name)
 				dst = append(dst, ':')
-				dst = appendJSONString(dst, l.Version)
+				dst = AppendJSONString(dst, l.Version)
 			}
 			dst = append(dst, '}')
 		}
@@ -259,9 +264,11 @@ func appendReasons(dst []byte, reasons []Reason) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string; invalid UTF-8 (events are
-// untrusted) becomes U+FFFD so the output is always valid JSON.
-func appendJSONString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string; invalid UTF-8 (events are
+// untrusted) becomes U+FFFD so the output is always valid JSON. The
+// transports write their error bodies with it, so that an error quoting an
+// event is escaped as its decision would be.
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

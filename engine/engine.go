@@ -1,5 +1,7 @@
-// Package engine scores events: event → features → rules → decision. HTTP
-// and Kafka transports are thin shells around one Engine.
+// Package engine scores events: event → features → rules → decision. The
+// transports, httpapi (HTTP) and stream (Kafka), are packages of their own
+// around one Engine, so that the scorer links neither net/http's server
+// nor kafka-go (riskctl replay and ruletest score without them).
 package engine
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/models"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
@@ -54,7 +57,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Lists holds the mutable lists rules read. Default: a new in-memory
 	// registry, not synced (riskctl's tests and replays: the lists are
-	// empty unless changed through it).
+	// empty unless changed through it). The engine declares a policy's
+	// lists in it; the caller fetches them first (lists.Registry.Fetch),
+	// so that compiling a policy does no I/O.
 	Lists *lists.Registry
 }
 
@@ -77,7 +82,7 @@ type Engine struct {
 func New(p *rules.Policy, opts Options) *Engine {
 	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew, pastSkew: opts.MaxPastSkew}
 	if e.store == nil {
-		e.store = features.NewMemory(features.MemoryOptions{})
+		e.store = memstore.New(memstore.Options{})
 	}
 	if e.maxBytes <= 0 {
 		e.maxBytes = DefaultMaxEventBytes
@@ -105,10 +110,11 @@ func (e *Engine) SetPolicy(p *rules.Policy) { e.current.Store(e.compile(p)) }
 // Policy returns the policy being served.
 func (e *Engine) Policy() *rules.Policy { return e.current.Load().policy }
 
-// Store returns the feature store.
+// Store returns the feature store: the HTTP API's readiness falls back to
+// it when it is given no dependencies.
 func (e *Engine) Store() features.Store { return e.store }
 
-// Lists returns the registry of mutable lists.
+// Lists returns the registry of mutable lists the list API changes.
 func (e *Engine) Lists() *lists.Registry { return e.lists }
 
 // compiled is a policy prepared for scoring: metric children resolved and
@@ -156,13 +162,9 @@ func (e *Engine) compile(p *rules.Policy) *compiled {
 			c.recorded[t] = t
 		}
 	}
-	// The mutable lists the policy declares are read from the store
-	// before it serves, so it never starts with an empty copy of one.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := e.lists.Declare(ctx, p.MutableLists); err != nil {
-		e.log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
-	}
-	cancel()
+	// No I/O here: whoever loads the policy fetches its lists first
+	// (lists.Registry.Fetch).
+	e.lists.Declare(p.MutableLists)
 	c.whereErrors = make([][]prometheus.Counter, len(p.Filters))
 	c.filterLists = make([][]*lists.Mutable, len(p.Filters))
 	for li, f := range p.Filters {
@@ -249,7 +251,7 @@ type scratch struct {
 	obs     features.Observation
 	itemOf  []int  // feature index -> index in obs.Items, -1 if none
 	reads   []bool // feature index -> the ruleset reads it
-	entryOf []int  // log index -> index in obs.Entries, -1 none yet, -2 key absent, -3 filtered out
+	entryOf []int  // log index -> index in obs.Entries, or noEntryYet, keyAbsent, filteredOut
 	// filterEnvs: per log, where its condition is evaluated (made on
 	// first use).
 	filterEnvs []*rules.Env
@@ -260,6 +262,14 @@ type scratch struct {
 	splitBuf   []byte
 	results    []rules.RuleResult
 }
+
+// What scratch.entryOf holds for a log that has no entry in the
+// observation (entries are numbered from 0).
+const (
+	noEntryYet  = -1 - iota // no feature of the log was met yet
+	keyAbsent               // the event lacks the log's key: its features are nil
+	filteredOut             // the log's where refused the event, and no feature of it is read
+)
 
 func (c *compiled) newScratch() *scratch {
 	n := len(c.policy.Features.Features)
@@ -432,7 +442,7 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 	s.obs.Reset(h.id, h.ts)
 	s.keyBuf = s.keyBuf[:0]
 	for li := range s.entryOf {
-		s.entryOf[li] = -1
+		s.entryOf[li] = noEntryYet
 	}
 	var bad error
 	for fi, f := range set.Features {
@@ -442,10 +452,10 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		if !read && !record {
 			continue
 		}
-		li := f.Log.Index
+		li := f.EventLog.Index
 		ei := s.entryOf[li]
-		if ei == -2 {
-			continue // the log's key is absent
+		if ei == keyAbsent {
+			continue
 		}
 		if ei < 0 {
 			start := len(s.keyBuf)
@@ -465,23 +475,23 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 				// No key: the log's features stay nil and nothing is
 				// recorded into it.
 				s.keyBuf = s.keyBuf[:start]
-				s.entryOf[li] = -2
+				s.entryOf[li] = keyAbsent
 				continue
 			}
 			// A filtered log records the event only when its condition
 			// holds, asked once per event; reading it is unaffected.
 			if record && c.policy.Filters[li] != nil {
-				record = ei != -3 && e.where(c, s, li)
+				record = ei != filteredOut && e.where(c, s, li)
 			}
 			if !read && !record {
 				s.keyBuf = s.keyBuf[:start]
-				s.entryOf[li] = -3
+				s.entryOf[li] = filteredOut
 				continue
 			}
-			ei = s.obs.AddEntry(f.Log, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
+			ei = s.obs.AddEntry(f.EventLog, bstr(s.keyBuf[start:len(s.keyBuf):len(s.keyBuf)]), record)
 			s.entryOf[li] = ei
 			if record {
-				if err := e.fields(s, ev, ei, f.Log); err != nil && bad == nil {
+				if err := e.fields(s, ev, ei, f.EventLog); err != nil && bad == nil {
 					bad = err
 				}
 			}
@@ -556,7 +566,7 @@ func (e *Engine) where(c *compiled, s *scratch, li int) bool {
 
 // fields sets the values entry ei records: the log's numeric fields as
 // exact micro-units and its distinct fields as key parts.
-func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Log) error {
+func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.EventLog) error {
 	for slot, p := range l.Nums {
 		n, ok, buf, err := micro(lookup(ev, p), s.numBuf)
 		s.numBuf = buf

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"time"
@@ -48,6 +49,41 @@ func (e *InputError) Is(target error) bool {
 func bodyHash(body []byte) [16]byte {
 	sum := sha256.Sum256(body)
 	return [16]byte(sum[:16])
+}
+
+// MaxEventBytes is the largest event Score takes (Options.MaxEventBytes).
+func (e *Engine) MaxEventBytes() int { return e.maxBytes }
+
+// ReadEvent reads an event from r into dst, up to MaxEventBytes: past
+// it, it stops reading, counts the event invalid and returns ErrTooLarge,
+// so a transport never holds more than the limit of a caller's body.
+func (e *Engine) ReadEvent(r io.Reader, dst []byte) ([]byte, error) {
+	dst, err := readLimited(r, dst, e.maxBytes)
+	if errors.Is(err, ErrTooLarge) {
+		e.metrics.invalidEvents.Inc()
+	}
+	return dst, err
+}
+
+// readLimited reads all of r into dst, failing with ErrTooLarge past limit
+// bytes without reading the rest.
+func readLimited(r io.Reader, dst []byte, limit int) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):min(cap(dst), limit+1)])
+		dst = dst[:len(dst)+n]
+		if len(dst) > limit {
+			return dst, ErrTooLarge
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
 }
 
 // maxIDBytes bounds event ids: they are kept for idempotency, so a

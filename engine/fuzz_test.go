@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/enginetest"
 )
 
 // FuzzScore feeds arbitrary bodies to the whole pipeline: every input is
@@ -17,7 +18,7 @@ func FuzzScore(f *testing.F) {
 	e := engine.New(examplePolicy(f), engine.Options{})
 	// The same pipeline with challengers: one in shadow, one deciding half
 	// the accounts.
-	challenged := engine.New(challengerPolicy(f, "50%"), engine.Options{})
+	challenged := engine.New(enginetest.Challengers(f, "50%"), engine.Options{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, e := range []*engine.Engine{e, challenged} {
 			var d engine.Decision

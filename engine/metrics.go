@@ -22,11 +22,13 @@ type metrics struct {
 	invalidEvents   prometheus.Counter
 }
 
-// latencyBuckets span 10 µs to 1 s in steps of 1, 2.5 and 5: engine time
+// LatencyBuckets span 10 µs to 1 s in steps of 1, 2.5 and 5: engine time
 // is microseconds, a slow store shows up in the milliseconds and a Kafka
 // commit under trouble in the hundreds. Written out so that every
 // boundary prints round (le="0.0025", not le="0.0024999999999999996").
-var latencyBuckets = []float64{
+// The transports time their requests and commits with them too, so every
+// riskd histogram has the same boundaries. Not to be modified.
+var LatencyBuckets = []float64{
 	10e-6, 25e-6, 50e-6,
 	100e-6, 250e-6, 500e-6,
 	0.001, 0.0025, 0.005,
@@ -47,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riskd_challenger_agreement_total", Help: "Events scored by both a live ruleset (champion) and a challenger, by the outcome of each: the diagonal is agreement.",
 		}, []string{"champion", "challenger", "champion_outcome", "challenger_outcome"}),
 		shadowLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "riskd_shadow_duration_seconds", Help: "Time to evaluate an event's shadow verdicts, after its live decision.", Buckets: latencyBuckets,
+			Name: "riskd_shadow_duration_seconds", Help: "Time to evaluate an event's shadow verdicts, after its live decision.", Buckets: LatencyBuckets,
 		}),
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_rule_hits_total", Help: "Rules that fired, by ruleset and rule.",
@@ -62,10 +64,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riskd_unscored_events_total", Help: "Events of a type no ruleset scores (recorded for features, answered pass), by type; types no feature records either are counted as \"other\".",
 		}, []string{"type"}),
 		scoreLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "riskd_score_duration_seconds", Help: "Time to score one event, from parsing to decision.", Buckets: latencyBuckets,
+			Name: "riskd_score_duration_seconds", Help: "Time to score one event, from parsing to decision.", Buckets: LatencyBuckets,
 		}),
 		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "riskd_feature_store_duration_seconds", Help: "Time of the feature store's read-and-record call per event.", Buckets: latencyBuckets,
+			Name: "riskd_feature_store_duration_seconds", Help: "Time of the feature store's read-and-record call per event.", Buckets: LatencyBuckets,
 		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskd_feature_store_errors_total", Help: "Feature store calls that failed; the decision was marked degraded.",

@@ -12,15 +12,18 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
 
-func redisEngine(t *testing.T, p *rules.Policy, addr, prefix string, timeout time.Duration) (*engine.Engine, *features.Redis) {
+func redisEngine(t *testing.T, p *rules.Policy, addr, prefix string, timeout time.Duration) (*engine.Engine, *redisstore.Store) {
 	t.Helper()
-	r, err := features.NewRedis(t.Context(), features.RedisOptions{Addrs: []string{addr}, Prefix: prefix})
+	r, err := redisstore.New(t.Context(), redisstore.Options{Addrs: []string{addr}, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,30 +126,22 @@ func TestRedisFaultDegradesAndRecovers(t *testing.T) {
 	}
 
 	srv.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; ; i++ {
-		d := score(t, e, checkout(fmt.Sprint("after", i), 100+i))
-		if !d.Degraded {
-			if !feature(d, "card_txn_count_1h").Valid {
-				t.Fatalf("recovered but features are nil: %+v", d.Features)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("decisions still degraded 10s after Redis came back")
-		}
-		time.Sleep(20 * time.Millisecond)
+	var back engine.Decision
+	i := 0
+	poll.Wait{Every: 20 * time.Millisecond}.Until(t, "decisions not degraded after Redis came back", func() bool {
+		back = score(t, e, checkout(fmt.Sprint("after", i), 100+i))
+		i++
+		return !back.Degraded
+	})
+	if !feature(back, "card_txn_count_1h").Valid {
+		t.Fatalf("recovered but features are nil: %+v", back.Features)
 	}
 	r.Close()
 	srv.Stop()
-	deadline = time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > baseline {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines after closing, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Wait{Every: 20 * time.Millisecond, Explain: func() string {
+		buf := make([]byte, 1<<16)
+		return fmt.Sprintf("%d goroutines after closing, %d before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+	}}.Until(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= baseline })
 }
 
 // TestReadyzFollowsRedis: /readyz answers 503 while Redis is away.
@@ -154,7 +149,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	e, r := redisEngine(t, examplePolicy(t), srv.Addr(), "ready:", time.Second)
 	defer r.Close()
-	h := apitest.NewServer(t, engine.NewHandler(e, engine.HandlerOptions{}))
+	h := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	status := func() int {
 		resp, err := http.Get(h.URL + "/readyz")
 		if err != nil {

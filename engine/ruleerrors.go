@@ -122,6 +122,17 @@ func (h *rulesetHealth) lastMinutes() []RuleErrors {
 	return out
 }
 
+// RecentRuleErrors returns, for each rule of rs that failed at run time,
+// its last minute with errors (GET /v1/rulesets shows them); nil when rs
+// is no longer served (a reload swapped the policy meanwhile).
+func (e *Engine) RecentRuleErrors(rs *rules.Ruleset) []RuleErrors {
+	p, ok := e.current.Load().rulesets[rs]
+	if !ok {
+		return nil
+	}
+	return p.health.lastMinutes()
+}
+
 // RuleErrors reports every rule of the current policy that failed at run
 // time since the policy was loaded: how often, out of how many
 // evaluations, with an example. riskctl replay and test print it.

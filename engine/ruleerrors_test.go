@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -67,7 +68,7 @@ rules:
 		t.Errorf("log:\n%s", logs.String())
 	}
 
-	srv := httptest.NewServer(engine.NewHandler(e, engine.HandlerOptions{}))
+	srv := httptest.NewServer(httpapi.NewHandler(e, httpapi.HandlerOptions{}))
 	defer srv.Close()
 	var out struct {
 		Rulesets []struct {

@@ -4,72 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/internal/apitest"
+	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/rules"
 )
-
-// challengerPolicy: a champion that steps up a card's third checkout of
-// the hour, a shadow challenger that blocks it and also reads a feature
-// the champion does not, and a split challenger live for share of the
-// accounts.
-func challengerPolicy(t testing.TB, share string) *rules.Policy {
-	t.Helper()
-	fsys := fstest.MapFS{
-		"features.yaml": {Data: []byte(`features:
-  - {name: card_count_1h, kind: count, key: card_id, window: 1h}
-  - {name: card_sum_1h, kind: sum, key: card_id, field: amount, window: 1h}
-`)},
-		"checkout.yaml": {Data: []byte(`name: checkout
-version: "1"
-event_types: [checkout]
-thresholds: {step_up: 50, block: 90}
-rules:
-  - id: velocity
-    when: features.card_count_1h >= 2
-    score: 60
-    reason: "card used {{features.card_count_1h}} times"
-`)},
-		"strict.yaml": {Data: []byte(`name: strict
-version: "s1"
-shadow_of: checkout
-thresholds: {step_up: 50, block: 90}
-rules:
-  - id: velocity
-    when: features.card_count_1h >= 2
-    score: 95
-  - id: spend
-    when: features.card_sum_1h > 100
-    score: 10
-    reason: "spent {{features.card_sum_1h}}"
-`)},
-		"split.yaml": {Data: []byte(`name: split
-version: "x1"
-shadow_of: checkout
-traffic: ` + share + `
-split_key: account_id
-thresholds: {step_up: 50, block: 90}
-rules:
-  - id: always
-    when: "true"
-    score: 1
-`)},
-	}
-	p, err := rules.Load(fsys, "p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func scoreOne(t *testing.T, e *engine.Engine, body string, opts engine.ScoreOptions) engine.Decision {
 	t.Helper()
@@ -94,7 +38,7 @@ func verdicts(d engine.Decision) map[string]string {
 func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// No account_id: the split challenger never decides, it only shadows.
-	e := engine.New(challengerPolicy(t, "50%"), engine.Options{Registerer: reg})
+	e := engine.New(enginetest.Challengers(t, "50%"), engine.Options{Registerer: reg})
 	var d engine.Decision
 	for i := 1; i <= 3; i++ {
 		d = scoreOne(t, e, fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":%d,"card_id":"c1","amount":60}`, i, 1780000000000+i*1000), engine.ScoreOptions{})
@@ -114,10 +58,10 @@ func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
 		t.Fatalf("a shadow verdict leaked into the answer: %s", out)
 	}
 	decision := func(name, ruleset, outcome string) float64 {
-		return metric(t, reg, name, map[string]string{"ruleset": ruleset, "outcome": outcome})
+		return metrictest.Value(t, reg, name, map[string]string{"ruleset": ruleset, "outcome": outcome})
 	}
 	agreement := func(challenger, co, o string) float64 {
-		return metric(t, reg, "riskd_challenger_agreement_total", map[string]string{"champion": "checkout", "challenger": challenger, "champion_outcome": co, "challenger_outcome": o})
+		return metrictest.Value(t, reg, "riskd_challenger_agreement_total", map[string]string{"champion": "checkout", "challenger": challenger, "champion_outcome": co, "challenger_outcome": o})
 	}
 	for _, c := range []struct {
 		name string
@@ -152,8 +96,8 @@ func TestShadowSharesFeaturesAndIsNotReturned(t *testing.T) {
 // account ids, the same ones in every instance; events without the key
 // stay with the champion; the champion's verdict is kept as a shadow.
 func TestSplitIsStableByKey(t *testing.T) {
-	a := engine.New(challengerPolicy(t, "20%"), engine.Options{})
-	b := engine.New(challengerPolicy(t, "20%"), engine.Options{})
+	a := engine.New(enginetest.Challengers(t, "20%"), engine.Options{})
+	b := engine.New(enginetest.Challengers(t, "20%"), engine.Options{})
 	const n = 20000
 	challenged := 0
 	for i := 0; i < n; i++ {
@@ -183,78 +127,8 @@ func TestSplitIsStableByKey(t *testing.T) {
 	if d.Ruleset != "checkout" {
 		t.Fatalf("event without the split key decided by %s", d.Ruleset)
 	}
-	all := engine.New(challengerPolicy(t, "100%"), engine.Options{})
+	all := engine.New(enginetest.Challengers(t, "100%"), engine.Options{})
 	if d := scoreOne(t, all, `{"id":"x","type":"checkout","ts":1780000000000,"account_id":"a"}`, engine.ScoreOptions{}); d.Ruleset != "split" || d.Version != "x1" {
 		t.Fatalf("100%% split: decided by %s %s", d.Ruleset, d.Version)
-	}
-}
-
-// TestHTTPAnswersBeforeShadows: the answer is framed by its length and
-// sent before the shadows run, which are still recorded.
-func TestHTTPAnswersBeforeShadows(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	e := engine.New(challengerPolicy(t, "5%"), engine.Options{Registerer: reg})
-	h := apitest.Handler(t, engine.NewHandler(e, engine.HandlerOptions{Gatherer: reg}))
-	for i := 0; i < 3; i++ {
-		rec := httptest.NewRecorder()
-		body := fmt.Sprintf(`{"id":"h%d","type":"checkout","ts":1780000000000,"card_id":"c"}`, i)
-		req := httptest.NewRequest(http.MethodPost, "/v1/score", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 || rec.Header().Get("Content-Length") != fmt.Sprint(rec.Body.Len()) || !rec.Flushed {
-			t.Fatalf("answer %d, Content-Length %q for %d bytes, flushed %v: %s", rec.Code, rec.Header().Get("Content-Length"), rec.Body.Len(), rec.Flushed, rec.Body)
-		}
-	}
-	if got := metric(t, reg, "riskd_shadow_decisions_total", map[string]string{"ruleset": "strict", "outcome": "block"}); got != 1 {
-		t.Fatalf("strict's shadow blocks: %v, want 1", got)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/rulesets", nil))
-	for _, want := range []string{`"name": "split",`, `"shadow_of": "checkout",`, `"traffic": "5%",`, `"split_key": "account_id"`} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("/v1/rulesets lacks %s:\n%s", want, rec.Body)
-		}
-	}
-}
-
-// TestKafkaShadowTopic: shadow verdicts are written, keyed by event id,
-// to the shadow decisions topic beside the live decisions.
-func TestKafkaShadowTopic(t *testing.T) {
-	broker := newBroker(t)
-	addrs := broker.ListenAddrs()
-	e := engine.New(challengerPolicy(t, "50%"), engine.Options{})
-	stop := runConsumer(t, e, addrs)
-	defer stop()
-	const n = 20
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte("c"), Value: fmt.Appendf(nil, `{"id":"k%d","type":"checkout","ts":%d,"card_id":"c","account_id":"acc-%d","amount":10}`, i, 1780000000000+i, i)}
-	}
-	produce(t, addrs, msgs...)
-	live := consume(t, addrs, decisionsTopic, n)
-	shadow := consume(t, addrs, decisionsTopic+".shadow", 2*n)
-	liveBy := map[string]string{}
-	for _, m := range live {
-		liveBy[string(m.Key)] = header(m, "ruleset")
-	}
-	perEvent := map[string][]string{}
-	for _, m := range shadow {
-		var v struct {
-			EventID      string `json:"event_id"`
-			Ruleset      string `json:"ruleset"`
-			Shadow       bool   `json:"shadow"`
-			LiveRuleset  string `json:"live_ruleset"`
-			LiveDecision string `json:"live_decision"`
-		}
-		if err := json.Unmarshal(m.Value, &v); err != nil || !v.Shadow || string(m.Key) != v.EventID || header(m, "ruleset") != v.Ruleset {
-			t.Fatalf("shadow record %s (%v)", m.Value, err)
-		}
-		if v.LiveRuleset != liveBy[v.EventID] || v.Ruleset == v.LiveRuleset {
-			t.Fatalf("shadow %s of %s: live was %s", v.Ruleset, v.EventID, liveBy[v.EventID])
-		}
-		perEvent[v.EventID] = append(perEvent[v.EventID], v.Ruleset)
-	}
-	if len(perEvent) != n {
-		t.Fatalf("shadows for %d events, want %d", len(perEvent), n)
 	}
 }

@@ -10,7 +10,9 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -58,7 +60,7 @@ func TestWhereRecordsOnlyMatchingEvents(t *testing.T) {
 	stores := map[string]func(t *testing.T) features.Store{
 		"memory": func(*testing.T) features.Store { return nil },
 		"redis": func(t *testing.T) features.Store {
-			r, err := features.NewRedis(t.Context(), features.RedisOptions{Addrs: []string{srv.Addr()}, Prefix: "where:"})
+			r, err := redisstore.New(t.Context(), redisstore.Options{Addrs: []string{srv.Addr()}, Prefix: "where:"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,10 +88,10 @@ func TestWhereRecordsOnlyMatchingEvents(t *testing.T) {
 			if len(d.Reasons) != 1 || d.Reasons[0].Rule != "declines" {
 				t.Errorf("reasons %+v, want declines", d.Reasons)
 			}
-			if got := metric(t, reg, "riskd_feature_where_errors_total", map[string]string{"feature": "card_big_1h"}); got != 1 {
+			if got := metrictest.Value(t, reg, "riskd_feature_where_errors_total", map[string]string{"feature": "card_big_1h"}); got != 1 {
 				t.Errorf("where errors of card_big_1h: %v, want 1", got)
 			}
-			if got := metric(t, reg, "riskd_feature_where_errors_total", map[string]string{"feature": "card_declined_1h"}); got != 0 {
+			if got := metrictest.Value(t, reg, "riskd_feature_where_errors_total", map[string]string{"feature": "card_declined_1h"}); got != 0 {
 				t.Errorf("where errors of card_declined_1h: %v, want 0 (nil == \"declined\" is false, not an error)", got)
 			}
 		})

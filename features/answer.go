@@ -37,12 +37,12 @@ func nameHash(s string) uint64 {
 	return h
 }
 
-// answerSize is the most bytes appendAnswer adds for obs.
-func answerSize(obs *Observation) int { return 25 + 17*len(obs.Items) }
+// AnswerSize is the most bytes appendAnswer adds for obs.
+func AnswerSize(obs *Observation) int { return 25 + 17*len(obs.Items) }
 
-// appendAnswer encodes obs's body hash, if given, and the values of its
+// AppendAnswer encodes obs's body hash, if given, and the values of its
 // items.
-func appendAnswer(dst []byte, obs *Observation) []byte {
+func AppendAnswer(dst []byte, obs *Observation) []byte {
 	if obs.Body != [16]byte{} {
 		dst = append(binary.LittleEndian.AppendUint64(dst, bodyHash), tagBody)
 		dst = append(dst, obs.Body[:]...)
@@ -66,20 +66,21 @@ func appendAnswer(dst []byte, obs *Observation) []byte {
 	return dst
 }
 
-var errBadAnswer = errors.New("stored answer is corrupt")
+// ErrBadAnswer is returned for a stored answer that cannot be read.
+var ErrBadAnswer = errors.New("stored answer is corrupt")
 
-// applyAnswer sets the items the answer has values for and reports, per
+// ApplyAnswer sets the items the answer has values for and reports, per
 // item, whether it was found (missing[i] true: a feature the first answer
 // did not read). It sets obs.Conflict when the answer was kept for a body
 // other than obs.Body (an answer kept without a body hash, by an older
 // riskd, matches any).
-func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
+func ApplyAnswer(ans []byte, obs *Observation, missing []bool) error {
 	for i := range obs.Items {
 		missing[i] = true
 	}
 	for len(ans) > 0 {
 		if len(ans) < 9 {
-			return errBadAnswer
+			return ErrBadAnswer
 		}
 		h, tag := binary.LittleEndian.Uint64(ans), ans[8]
 		ans = ans[9:]
@@ -92,13 +93,13 @@ func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
 			v = Value{Valid: true, Bool: true}
 		case tagNum:
 			if len(ans) < 8 {
-				return errBadAnswer
+				return ErrBadAnswer
 			}
 			v = Value{Valid: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(ans))}
 			ans = ans[8:]
 		case tagBody:
 			if len(ans) < 16 || h != bodyHash {
-				return errBadAnswer
+				return ErrBadAnswer
 			}
 			if obs.Body != [16]byte{} && [16]byte(ans[:16]) != obs.Body {
 				obs.Conflict = true
@@ -106,7 +107,7 @@ func applyAnswer(ans []byte, obs *Observation, missing []bool) error {
 			ans = ans[16:]
 			continue
 		default:
-			return errBadAnswer
+			return ErrBadAnswer
 		}
 		for i := range obs.Items {
 			if missing[i] && obs.Items[i].Feature.hash == h {

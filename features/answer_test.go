@@ -9,11 +9,11 @@ func TestAnswerKeepsTheBody(t *testing.T) {
 	f := &Feature{Name: "card_txn_count_1h", Kind: Count}
 	f.hash = nameHash(f.Name)
 	first := &Observation{Items: []Item{{Feature: f, Value: Value{Valid: true, Num: 3}}}, Body: [16]byte{1}}
-	kept := appendAnswer(nil, first)
-	if len(kept) > answerSize(first) {
-		t.Fatalf("answer of %d bytes, answerSize %d", len(kept), answerSize(first))
+	kept := AppendAnswer(nil, first)
+	if len(kept) > AnswerSize(first) {
+		t.Fatalf("answer of %d bytes, answerSize %d", len(kept), AnswerSize(first))
 	}
-	unhashed := appendAnswer(nil, &Observation{Items: first.Items})
+	unhashed := AppendAnswer(nil, &Observation{Items: first.Items})
 	for _, tt := range []struct {
 		name     string
 		ans      []byte
@@ -26,7 +26,7 @@ func TestAnswerKeepsTheBody(t *testing.T) {
 		{"kept without a body", unhashed, [16]byte{2}, false},
 	} {
 		retry := &Observation{Items: []Item{{Feature: f}}, Body: tt.body}
-		if err := applyAnswer(tt.ans, retry, make([]bool, 1)); err != nil {
+		if err := ApplyAnswer(tt.ans, retry, make([]bool, 1)); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
 		if retry.Conflict != tt.conflict || retry.Items[0].Value != first.Items[0].Value {

@@ -1,5 +1,6 @@
 // Package features defines the per-entity history features analysts declare
-// in features.yaml and the stores (memory, Redis) that keep that history.
+// in features.yaml, the Store contract, and the window arithmetic every
+// store (packages memstore and redisstore) computes features with.
 package features
 
 import (
@@ -67,35 +68,35 @@ type Feature struct {
 	Of         Path          // distinct
 	// Where is the condition an event must meet to be recorded (an expr
 	// expression over event.* and lists.*, compiled by package rules);
-	// empty: every event of EventTypes. WhereNode is its YAML value, for
-	// messages.
-	Where     string
-	WhereNode *yaml.Node
-	Line      int // line in features.yaml, for messages
+	// empty: every event of EventTypes. WherePos is where it is written,
+	// for messages.
+	Where    string
+	WherePos policyfile.Pos
+	Line     int // line in features.yaml, for messages
 	// Entity names the key's fields ("card_id", "account_id+device_id"):
 	// features with the same Entity share one history record per key
 	// value in the stores.
 	Entity string
-	// Log is the history the feature reads and records, shared with the
+	// EventLog is the history the feature reads and records, shared with the
 	// entity's other features that record the same event types; Slot is
-	// the feature's field in it (Log.Nums for sum, avg and max, Log.Ofs
+	// the feature's field in it (EventLog.Nums for sum, avg and max, EventLog.Ofs
 	// for distinct).
-	Log  *Log
-	Slot int
-	// InLog is the feature's position in Log.Features.
+	EventLog *EventLog
+	Slot     int
+	// InLog is the feature's position in EventLog.Features.
 	InLog int
 	// hash identifies the feature by name in stored answers.
 	hash uint64
 }
 
-// Log is one entity's history of the events of some types: what the
+// EventLog is one entity's history of the events of some types: what the
 // features keyed by that entity and recording those types read, so an
 // event is written once per log rather than once per feature. Windowed
 // kinds (count, sum, avg, max, distinct) and windowless ones (seen, age,
 // since_last, per retention) keep separate logs, and so do features with
 // different where conditions: a log holds exactly the events its
 // features record, so no store ever needs to know about conditions.
-type Log struct {
+type EventLog struct {
 	// Name identifies the log within its entity, stable across reloads:
 	// "w:checkout,login" or "s:*:400d" (windowless, with its retention),
 	// followed by ":where=" and a hash of the condition for a filtered
@@ -116,18 +117,19 @@ type Log struct {
 	Index int
 	// First: some feature needs the start of the key's run (seen, age).
 	First  bool
-	fields []fieldRef // Nums and Ofs sorted by name: a record's layout
+	fields []FieldRef // Nums and Ofs sorted by name: a record's layout
 }
 
-type fieldRef struct {
-	name string
-	num  bool
-	slot int
+// FieldRef is one field a log's records keep.
+type FieldRef struct {
+	Name string
+	Num  bool // in Nums; else in Ofs
+	Slot int  // its index in Nums or Ofs
 }
 
-// fieldOrder lists the log's fields sorted by name, the order a record
+// FieldOrder lists the log's fields sorted by name, the order a record
 // keeps them in whatever order the policy declares them.
-func (l *Log) fieldOrder() []fieldRef { return l.fields }
+func (l *EventLog) FieldOrder() []FieldRef { return l.fields }
 
 // Records reports whether events of type t are recorded into f.
 func (f *Feature) Records(t string) bool {
@@ -178,7 +180,7 @@ type Set struct {
 	// ListsNode is features.yaml's lists: mapping, if any: lists every
 	// ruleset and every where can read, which package rules compiles.
 	ListsNode *yaml.Node
-	Logs      []*Log
+	Logs      []*EventLog
 	byName    map[string]int
 	broken    []string // names of features that failed to parse
 	// unreadable: features.yaml could not be read as a list at all, so any
@@ -216,9 +218,20 @@ func (s *Set) Names() []string {
 	return out
 }
 
+// NewSet links features declared in Go rather than in features.yaml
+// (tests, tools) into a Set, as Parse does; their names must differ.
+func NewSet(fs ...*Feature) *Set {
+	s := &Set{Features: fs, Schema: &eventschema.Schema{}, byName: map[string]int{}}
+	for i, f := range fs {
+		s.byName[f.Name] = i
+	}
+	s.link()
+	return s
+}
+
 // link groups the features into logs, in file order.
 func (s *Set) link() {
-	byName := map[string]*Log{}
+	byName := map[string]*EventLog{}
 	for _, f := range s.Features {
 		types := append([]string(nil), f.EventTypes...)
 		sort.Strings(types)
@@ -236,7 +249,7 @@ func (s *Set) link() {
 		id := f.Entity + "\x00" + name
 		l := byName[id]
 		if l == nil {
-			l = &Log{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Where: f.Where, Windowless: !f.Kind.Windowed(), Index: len(s.Logs)}
+			l = &EventLog{Name: name, Entity: f.Entity, EventTypes: f.EventTypes, Where: f.Where, Windowless: !f.Kind.Windowed(), Index: len(s.Logs)}
 			byName[id] = l
 			s.Logs = append(s.Logs, l)
 		}
@@ -244,7 +257,7 @@ func (s *Set) link() {
 		f.hash = nameHash(f.Name)
 		l.Features = append(l.Features, f)
 		l.Horizon = max(l.Horizon, f.Horizon())
-		f.Log = l
+		f.EventLog = l
 		switch f.Kind {
 		case Sum, Avg, Max:
 			f.Slot = slot(&l.Nums, f.Field)
@@ -256,12 +269,12 @@ func (s *Set) link() {
 	}
 	for _, l := range s.Logs {
 		for i, p := range l.Nums {
-			l.fields = append(l.fields, fieldRef{name: p.Name, num: true, slot: i})
+			l.fields = append(l.fields, FieldRef{Name: p.Name, Num: true, Slot: i})
 		}
 		for i, p := range l.Ofs {
-			l.fields = append(l.fields, fieldRef{name: p.Name, slot: i})
+			l.fields = append(l.fields, FieldRef{Name: p.Name, Slot: i})
 		}
-		sort.Slice(l.fields, func(i, j int) bool { return l.fields[i].name < l.fields[j].name })
+		sort.Slice(l.fields, func(i, j int) bool { return l.fields[i].Name < l.fields[j].Name })
 	}
 }
 

@@ -145,7 +145,7 @@ func parseFeature(es *policyfile.Errors, n *yaml.Node) (*Feature, string) {
 			good = false
 		}
 		bad = bad || !good
-		f.Where, f.WhereNode = s, v.Value
+		f.Where, f.WherePos = s, policyfile.PosOf(v.Value)
 	}
 
 	if f.Kind == 0 {

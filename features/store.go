@@ -36,21 +36,65 @@ type Options struct {
 	// Lateness is how far behind its log's newest event an event may be
 	// and still see its exact window. Default DefaultLateness.
 	Lateness time.Duration
+	// RunningFrom is the window size (in records) from which a read in
+	// order keeps a running aggregate instead of scanning the window;
+	// below it a scan is as cheap. Default DefaultRunningFrom; negative:
+	// always (the conformance suite holds that path to the oracle too).
+	RunningFrom int
 }
 
-// DefaultIdempotencyWindow and DefaultLateness are the Options defaults.
+// DefaultIdempotencyWindow, DefaultLateness and DefaultRunningFrom are
+// the Options defaults.
 const (
 	DefaultIdempotencyWindow = 24 * time.Hour
 	DefaultLateness          = 10 * time.Minute
+	DefaultRunningFrom       = 32
 )
 
-func (o *Options) defaults() {
+// SetDefaults replaces zero values by the defaults.
+func (o *Options) SetDefaults() {
 	if o.IdempotencyWindow <= 0 {
 		o.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	if o.Lateness <= 0 {
 		o.Lateness = DefaultLateness
 	}
+	switch {
+	case o.RunningFrom == 0:
+		o.RunningFrom = DefaultRunningFrom
+	case o.RunningFrom < 0:
+		o.RunningFrom = 0
+	}
+}
+
+// TTLMargin is how long past its horizon (plus the lateness allowance)
+// history is kept when no event reads it: Redis keys live that much
+// longer than their newest event needs, and the memory store sweeps idle
+// keys after as long on its clock. An event more than this behind the
+// clock could find an idle key's history gone; nothing else depends on
+// when history goes.
+const TTLMargin = 24 * time.Hour
+
+// WindowFrom is where the window of an event at ts starts: it holds the
+// records with WindowFrom(ts) < their ts <= ts.
+func (f *Feature) WindowFrom(ts int64) int64 { return ts - f.Window.Milliseconds() }
+
+// ReadFrom is how far back an event at ts reads the log: no feature of
+// it counts a record at or before ReadFrom(ts).
+func (l *EventLog) ReadFrom(ts int64) int64 { return ts - l.Horizon.Milliseconds() }
+
+// TrimTo is what recording an event at ts may drop from the log: records
+// at or before it, which no event within the lateness allowance of this
+// one reads.
+func (l *EventLog) TrimTo(ts, lateness int64) int64 { return l.ReadFrom(ts) - lateness }
+
+// Expired reports whether a log last recorded into at written (the
+// store's clock) is past keeping: its horizon, the lateness allowance and
+// TTLMargin ago, as a Redis key's time to live runs out. Both stores read
+// such a log as absent, so whether it has been dropped yet changes no
+// answer.
+func (l *EventLog) Expired(written, now, lateness int64) bool {
+	return written <= now-l.Horizon.Milliseconds()-lateness-TTLMargin.Milliseconds()
 }
 
 // Observation is one event as the store sees it: the logs it touches
@@ -72,17 +116,17 @@ type Observation struct {
 	// key reused with other parameters the same way).
 	Body     [16]byte
 	Conflict bool
-	nums     []num
-	ofs      []of
+	nums     []numField
+	ofs      []distinctField
 }
 
 // Entry is one log of one key that the event reads or is recorded into.
 type Entry struct {
-	Log    *Log
-	Key    string // the entity: key field values, joined by KeySep
-	Record bool   // the event is one of the log's types: record it
-	num0   int    // this entry's values start at Observation.nums[num0]
-	of0    int
+	EventLog *EventLog
+	Key      string // the entity: key field values, joined by KeySep
+	Record   bool   // the event is one of the log's types: record it
+	num0     int    // this entry's values start at Observation.nums[num0]
+	of0      int    // and at Observation.ofs[of0]
 }
 
 // Item is one feature the event reads.
@@ -92,12 +136,16 @@ type Item struct {
 	Value   Value // set by Observe
 }
 
-type num struct {
+// numField is the event's value of one numeric field of a log (sum, avg,
+// max), if it has one.
+type numField struct {
 	micro int64
 	ok    bool
 }
 
-type of struct {
+// distinctField is the event's value of one field a log counts distinct
+// values of, if it has one.
+type distinctField struct {
 	val string
 	ok  bool
 }
@@ -109,25 +157,25 @@ func (o *Observation) Reset(id string, ts int64) {
 }
 
 // AddEntry adds a log of key; its field values start absent.
-func (o *Observation) AddEntry(l *Log, key string, record bool) int {
-	o.Entries = append(o.Entries, Entry{Log: l, Key: key, Record: record, num0: len(o.nums), of0: len(o.ofs)})
+func (o *Observation) AddEntry(l *EventLog, key string, record bool) int {
+	o.Entries = append(o.Entries, Entry{EventLog: l, Key: key, Record: record, num0: len(o.nums), of0: len(o.ofs)})
 	for range l.Nums {
-		o.nums = append(o.nums, num{})
+		o.nums = append(o.nums, numField{})
 	}
 	for range l.Ofs {
-		o.ofs = append(o.ofs, of{})
+		o.ofs = append(o.ofs, distinctField{})
 	}
 	return len(o.Entries) - 1
 }
 
 // SetNum sets entry e's numeric field slot, in micro-units.
 func (o *Observation) SetNum(e, slot int, micro int64) {
-	o.nums[o.Entries[e].num0+slot] = num{micro: micro, ok: true}
+	o.nums[o.Entries[e].num0+slot] = numField{micro: micro, ok: true}
 }
 
 // SetOf sets entry e's distinct field slot.
 func (o *Observation) SetOf(e, slot int, v string) {
-	o.ofs[o.Entries[e].of0+slot] = of{val: v, ok: true}
+	o.ofs[o.Entries[e].of0+slot] = distinctField{val: v, ok: true}
 }
 
 // Num returns entry e's numeric field slot, if the event has it.

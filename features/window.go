@@ -2,51 +2,52 @@ package features
 
 import "sort"
 
-// This file is the aggregation core both stores share: exact window
-// arithmetic over one feature's records of one key. The memory store keeps
-// histories between events; the Redis store builds one from the records it
-// reads and asks it the same questions.
+// This file is the aggregation core both stores (packages memstore and
+// redisstore) share: exact window arithmetic over one feature's records
+// of one key. The memory store keeps histories between events; the Redis
+// store builds one from the records it reads (or mirrors a busy key's in
+// one) and asks it the same questions.
 
-// position orders events: by time, then by arrival at the store.
-type position struct {
-	ts  int64
-	seq uint64
+// Position orders events: by time, then by arrival at the store.
+type Position struct {
+	TS  int64  // event time, Unix milliseconds
+	Seq uint64 // arrival at the store: orders events of one millisecond
 }
 
-func (p position) before(q position) bool {
-	return p.ts < q.ts || (p.ts == q.ts && p.seq < q.seq)
+func (p Position) Before(q Position) bool {
+	return p.TS < q.TS || (p.TS == q.TS && p.Seq < q.Seq)
 }
 
-// entry is one recorded event of a feature.
-type entry struct {
-	pos position
-	num int64  // sum, avg, max: micro-units
-	of  uint64 // distinct: a 64-bit hash of the value (collisions need ~2^32 values in one window)
+// Point is one recorded event of a feature.
+type Point struct {
+	Pos Position
+	Num int64  // sum, avg, max: micro-units
+	Of  uint64 // distinct: a 64-bit hash of the value (collisions need ~2^32 values in one window)
 }
 
-// sightingsKept is how many of a key's latest events seen, age and
+// SightingsKept is how many of a key's latest events seen, age and
 // since_last keep: an event needs only its predecessor; the rest let a
 // late event find its own.
-const sightingsKept = 16
+const SightingsKept = 16
 
-// history is one feature's record of one key: entries sorted by position
+// History is one feature's record of one key: entries sorted by position
 // and, for windowed kinds, an aggregate of the current window kept up to
 // date as events arrive in order, so a busy key costs the same per event
 // as a quiet one.
-type history struct {
+type History struct {
 	// buf[off:] are the live entries. Trimming advances off; an insert
 	// that finds buf full slides the live part down first, so a steady
 	// window reuses its array.
-	buf []entry
+	buf []Point
 	off int
 	// base counts the entries ever trimmed: buf[off+i] is entry number
 	// base+i, the numbering run uses.
 	base int
 	// first is where the key's current run of sightings started (seen,
 	// age): a gap of a whole retention between two events starts a new one.
-	first    position
+	first    Position
 	hasFirst bool
-	// run is set once the history is busy enough (runningFrom): most
+	// run is set once the history is busy enough (see WindowValue): most
 	// keys never are, and a smaller history keeps a key's state on fewer
 	// cache lines.
 	run *running
@@ -65,22 +66,23 @@ type running struct {
 	maxq   []int            // max: entry numbers with decreasing values
 }
 
-func (h *history) live() []entry { return h.buf[h.off:] }
+// Live are the entries kept, in position order.
+func (h *History) Live() []Point { return h.buf[h.off:] }
 
-// insert places e in position order and keeps the running aggregate.
-func (h *history) insert(k Kind, e entry) {
+// Insert places e in position order and keeps the running aggregate.
+func (h *History) Insert(k Kind, e Point) {
 	if h.buf == nil {
-		h.buf = make([]entry, 0, 4) // most keys see a few events: skip the smallest sizes
+		h.buf = make([]Point, 0, 4) // most keys see a few events: skip the smallest sizes
 	}
 	if len(h.buf) == cap(h.buf) && h.off > 0 {
 		n := copy(h.buf, h.buf[h.off:])
 		clear(h.buf[n:])
 		h.buf, h.off = h.buf[:n], 0
 	}
-	h.buf = append(h.buf, entry{})
-	live := h.live()
+	h.buf = append(h.buf, Point{})
+	live := h.Live()
 	i := len(live) - 1
-	for i > 0 && e.pos.before(live[i-1].pos) {
+	for i > 0 && e.Pos.Before(live[i-1].Pos) {
 		i-- // late events are rare: a short walk back beats a binary search
 	}
 	copy(live[i+1:], live[i:len(live)-1])
@@ -94,7 +96,7 @@ func (h *history) insert(k Kind, e entry) {
 		// In order: the next read adds it.
 	case k == Max:
 		h.run.ok = false // the queue's numbering shifted: rebuild on the next read
-	case e.pos.ts <= h.run.from:
+	case e.Pos.TS <= h.run.from:
 		// Before the window: it lands at or before lo.
 		h.run.lo++
 		h.run.hi++
@@ -104,21 +106,21 @@ func (h *history) insert(k Kind, e entry) {
 	}
 }
 
-// trimTo drops entries at or before ts: no read can see them any more.
-func (h *history) trimTo(k Kind, ts int64) {
-	live := h.live()
-	cut := sort.Search(len(live), func(i int) bool { return live[i].pos.ts > ts })
+// TrimTo drops entries at or before ts: no read can see them any more.
+func (h *History) TrimTo(k Kind, ts int64) {
+	live := h.Live()
+	cut := sort.Search(len(live), func(i int) bool { return live[i].Pos.TS > ts })
 	h.drop(k, cut)
 }
 
-// keepLatest drops all but the latest n entries.
-func (h *history) keepLatest(k Kind, n int) {
-	if cut := len(h.live()) - n; cut > 0 {
+// KeepLatest drops all but the latest n entries.
+func (h *History) KeepLatest(k Kind, n int) {
+	if cut := len(h.Live()) - n; cut > 0 {
 		h.drop(k, cut)
 	}
 }
 
-func (h *history) drop(k Kind, cut int) {
+func (h *History) drop(k Kind, cut int) {
 	if cut <= 0 {
 		return
 	}
@@ -130,15 +132,13 @@ func (h *history) drop(k Kind, cut int) {
 	h.base += cut
 }
 
-// windowValue computes a windowed feature for an event at p over entries
-// with from < ts and position before p.
-func (h *history) windowValue(k Kind, p position, from int64) Value {
-	live := h.live()
-	hi := len(live)
-	if hi > 0 && !live[hi-1].pos.before(p) {
-		hi = sort.Search(len(live), func(i int) bool { return !live[i].pos.before(p) })
-	}
-	lo := sort.Search(hi, func(i int) bool { return live[i].pos.ts > from })
+// WindowValue computes a windowed feature for an event at p over entries
+// with from < ts and position before p. A read in order over more than
+// runningFrom entries keeps a running aggregate instead of scanning: below
+// that a scan is as cheap (Options.RunningFrom).
+func (h *History) WindowValue(k Kind, p Position, from int64, runningFrom int) Value {
+	live := h.Live()
+	lo, hi := windowOf(live, p, from)
 	if hi == len(live) && hi-lo > runningFrom {
 		// In order, and enough entries to be worth a running aggregate.
 		if h.run == nil {
@@ -146,23 +146,37 @@ func (h *history) windowValue(k Kind, p position, from int64) Value {
 		}
 		return h.run.read(k, h, h.base+lo, from)
 	}
-	return aggregate(k, live[lo:hi])
+	return Aggregate(k, live[lo:hi])
 }
 
-// runningFrom is the window size from which a history keeps a running
-// aggregate instead of scanning: below it a scan is as cheap. A variable
-// so the conformance suite can hold the running path to the oracle too.
-var runningFrom = 32
+// Window computes a windowed kind for an event at p over points sorted
+// by position (a store's records read for one event): those before p
+// with from < ts, as a History's WindowValue counts them.
+func Window(k Kind, points []Point, p Position, from int64) Value {
+	lo, hi := windowOf(points, p, from)
+	return Aggregate(k, points[lo:hi])
+}
 
-// aggregate computes a windowed kind over in, the entries of its window.
-func aggregate(k Kind, in []entry) Value {
+// windowOf bounds the points, sorted by position, in the window of an
+// event at p that starts after from: [lo, hi).
+func windowOf(points []Point, p Position, from int64) (lo, hi int) {
+	hi = len(points)
+	if hi > 0 && !points[hi-1].Pos.Before(p) {
+		hi = sort.Search(len(points), func(i int) bool { return !points[i].Pos.Before(p) })
+	}
+	lo = sort.Search(hi, func(i int) bool { return points[i].Pos.TS > from })
+	return lo, hi
+}
+
+// Aggregate computes a windowed kind over in, the entries of its window.
+func Aggregate(k Kind, in []Point) Value {
 	switch k {
 	case Count:
 		return Value{Valid: true, Num: float64(len(in))}
 	case Sum, Avg:
 		var s sum128
 		for _, e := range in {
-			s.add(e.num)
+			s.add(e.Num)
 		}
 		if k == Sum {
 			return Value{Valid: true, Num: s.float()}
@@ -175,9 +189,9 @@ func aggregate(k Kind, in []entry) Value {
 		if len(in) == 0 {
 			return Value{}
 		}
-		mx := in[0].num
+		mx := in[0].Num
 		for _, e := range in[1:] {
-			mx = max(mx, e.num)
+			mx = max(mx, e.Num)
 		}
 		return Value{Valid: true, Num: float64(mx) / microPerUnit}
 	case Distinct:
@@ -187,7 +201,7 @@ func aggregate(k Kind, in []entry) Value {
 		next:
 			for i, e := range in {
 				for _, f := range in[:i] {
-					if f.of == e.of {
+					if f.Of == e.Of {
 						continue next
 					}
 				}
@@ -197,7 +211,7 @@ func aggregate(k Kind, in []entry) Value {
 		}
 		seen := make(map[uint64]struct{}, len(in))
 		for _, e := range in {
-			seen[e.of] = struct{}{}
+			seen[e.Of] = struct{}{}
 		}
 		return Value{Valid: true, Num: float64(len(seen))}
 	}
@@ -206,8 +220,8 @@ func aggregate(k Kind, in []entry) Value {
 
 // read returns the aggregate of entries [lo, end) after sliding there;
 // from is the window start those entries follow.
-func (r *running) read(k Kind, h *history, lo int, from int64) Value {
-	end := h.base + len(h.live())
+func (r *running) read(k Kind, h *History, lo int, from int64) Value {
+	end := h.base + len(h.Live())
 	if !r.ok || lo < r.lo || from < r.from {
 		// First use, after a late event, or a window that moved back:
 		// start over from lo.
@@ -215,7 +229,7 @@ func (r *running) read(k Kind, h *history, lo int, from int64) Value {
 		clear(r.counts)
 	}
 	r.slide(k, h, lo)
-	live := h.live()
+	live := h.Live()
 	for ; r.hi < end; r.hi++ {
 		r.add(k, h, live[r.hi-h.base], r.hi)
 	}
@@ -234,28 +248,28 @@ func (r *running) read(k Kind, h *history, lo int, from int64) Value {
 		if len(r.maxq) == 0 {
 			return Value{}
 		}
-		return Value{Valid: true, Num: float64(live[r.maxq[0]-h.base].num) / microPerUnit}
+		return Value{Valid: true, Num: float64(live[r.maxq[0]-h.base].Num) / microPerUnit}
 	case Distinct:
 		return Value{Valid: true, Num: float64(len(r.counts))}
 	}
 	return Value{}
 }
 
-func (r *running) add(k Kind, h *history, e entry, at int) {
+func (r *running) add(k Kind, h *History, e Point, at int) {
 	r.n++
 	switch k {
 	case Sum, Avg:
-		r.sum.add(e.num)
+		r.sum.add(e.Num)
 	case Distinct:
 		if r.counts == nil {
 			r.counts = map[uint64]int32{}
 		}
-		r.counts[e.of]++
+		r.counts[e.Of]++
 	case Max:
 		// Entries are added in order: dropping the smaller ones behind
 		// keeps the queue's values decreasing, its head the maximum.
-		live := h.live()
-		for len(r.maxq) > 0 && live[r.maxq[len(r.maxq)-1]-h.base].num <= e.num {
+		live := h.Live()
+		for len(r.maxq) > 0 && live[r.maxq[len(r.maxq)-1]-h.base].Num <= e.Num {
 			r.maxq = r.maxq[:len(r.maxq)-1]
 		}
 		r.maxq = append(r.maxq, at)
@@ -263,19 +277,19 @@ func (r *running) add(k Kind, h *history, e entry, at int) {
 }
 
 // slide removes entries before lo (absolute) from the aggregate.
-func (r *running) slide(k Kind, h *history, lo int) {
-	live := h.live()
+func (r *running) slide(k Kind, h *History, lo int) {
+	live := h.Live()
 	for ; r.lo < lo && r.lo < r.hi; r.lo++ {
 		e := live[r.lo-h.base]
 		r.n--
 		switch k {
 		case Sum, Avg:
-			r.sum.sub(e.num)
+			r.sum.sub(e.Num)
 		case Distinct:
-			if n := r.counts[e.of] - 1; n > 0 {
-				r.counts[e.of] = n
+			if n := r.counts[e.Of] - 1; n > 0 {
+				r.counts[e.Of] = n
 			} else {
-				delete(r.counts, e.of)
+				delete(r.counts, e.Of)
 			}
 		}
 	}
@@ -291,71 +305,74 @@ func (r *running) slide(k Kind, h *history, lo int) {
 	}
 }
 
-// sighting computes seen, age or since_last for an event at p from the
+// Sighting computes seen, age or since_last for an event at p from the
 // key's latest sightings and the start of its run.
-func (h *history) sighting(k Kind, p position, retention int64) Value {
-	pred, ok := h.predecessor(p)
-	return sightingValue(k, p, pred, ok, h.first, h.hasFirst, retention)
+func (h *History) Sighting(k Kind, p Position, retention int64) Value {
+	pred, ok := h.Predecessor(p)
+	return SightingValue(k, p, pred, ok, h.first, h.hasFirst, retention)
 }
 
-// predecessor is the latest kept sighting before p.
-func (h *history) predecessor(p position) (position, bool) {
-	live := h.live()
-	for i := len(live) - 1; i >= 0; i-- {
-		if live[i].pos.before(p) {
-			return live[i].pos, true
+// Predecessor is the latest kept sighting before p.
+func (h *History) Predecessor(p Position) (Position, bool) { return LatestBefore(h.Live(), p) }
+
+// LatestBefore is the position of the latest of points, sorted by
+// position, before p: an event's previous sighting.
+func LatestBefore(points []Point, p Position) (Position, bool) {
+	for i := len(points) - 1; i >= 0; i-- {
+		if points[i].Pos.Before(p) {
+			return points[i].Pos, true
 		}
 	}
-	return position{}, false
+	return Position{}, false
 }
 
-// sightingValue is the windowless arithmetic: the key was seen if its
+// SightingValue is the windowless arithmetic: the key was seen if its
 // previous event is within the retention (or, for an event older than
 // every sighting kept, if its run started before it); age counts from the
 // run's start; since_last from the previous event.
-func sightingValue(k Kind, p, pred position, hasPred bool, first position, hasFirst bool, retention int64) Value {
-	within := hasPred && p.ts-pred.ts < retention
-	seen := within || (!hasPred && hasFirst && first.before(p))
+func SightingValue(k Kind, p, pred Position, hasPred bool, first Position, hasFirst bool, retention int64) Value {
+	within := hasPred && p.TS-pred.TS < retention
+	seen := within || (!hasPred && hasFirst && first.Before(p))
 	switch k {
 	case Seen:
 		return Value{Valid: true, Bool: seen}
 	case Age:
-		if !seen || !hasFirst || !first.before(p) {
+		if !seen || !hasFirst || !first.Before(p) {
 			return Value{Valid: true}
 		}
-		return Value{Valid: true, Num: seconds(p.ts - first.ts)}
+		return Value{Valid: true, Num: seconds(p.TS - first.TS)}
 	case SinceLast:
 		if !within {
 			return Value{}
 		}
-		return Value{Valid: true, Num: seconds(p.ts - pred.ts)}
+		return Value{Valid: true, Num: seconds(p.TS - pred.TS)}
 	}
 	return Value{}
 }
 
-// startsRun reports whether an event at p becomes the start of the key's
+// StartsRun reports whether an event at p becomes the start of the key's
 // current run of sightings: the key has none; p comes shortly before the
 // start (less than a retention: it extends the run back — an event from
 // an older run leaves it alone); or p follows its previous event by a
 // whole retention or more.
-func startsRun(p, pred position, hasPred bool, first position, hasFirst bool, retention int64) bool {
+func StartsRun(p, pred Position, hasPred bool, first Position, hasFirst bool, retention int64) bool {
 	switch {
 	case !hasFirst:
 		return true
-	case p.before(first):
-		return first.ts-p.ts < retention
+	case p.Before(first):
+		return first.TS-p.TS < retention
 	}
-	return hasPred && p.ts-pred.ts >= retention
+	return hasPred && p.TS-pred.TS >= retention
 }
 
-// see records a sighting at p.
-func (h *history) see(p position, retention int64) {
-	pred, ok := h.predecessor(p)
-	if startsRun(p, pred, ok, h.first, h.hasFirst, retention) {
+// See records a sighting at p.
+func (h *History) See(p Position, retention int64) {
+	pred, ok := h.Predecessor(p)
+	if StartsRun(p, pred, ok, h.first, h.hasFirst, retention) {
 		h.first, h.hasFirst = p, true
 	}
-	h.insert(Seen, entry{pos: p})
-	h.keepLatest(Seen, sightingsKept)
+	h.Insert(Seen, Point{Pos: p})
+	h.KeepLatest(Seen, SightingsKept)
 }
 
 func seconds(ms int64) float64 { return float64(ms) / 1000 }

@@ -112,9 +112,9 @@ type Mutable struct {
 	// mu serialises what publishes snapshots (writes, syncs); readers
 	// never take it.
 	mu sync.Mutex
-	// cursor is where a store's change log was last read (Redis: a
-	// stream id).
-	cursor string
+	// Cursor is where a store's change log was last read (Redis: a
+	// stream id); only the store's Sync reads and writes it.
+	Cursor string
 }
 
 func newMutable(name string) *Mutable {
@@ -126,10 +126,17 @@ func newMutable(name string) *Mutable {
 // Snapshot is the list's current values.
 func (m *Mutable) Snapshot() *Snapshot { return m.cur.Load() }
 
-// apply publishes the snapshot after changes (in version order) as of
+// Replace publishes values at version as the list's snapshot as of now:
+// a store's Sync that read the whole list. Called from Store.Sync.
+func (m *Mutable) Replace(values Values, version, now int64) {
+	m.cur.Store(newSnapshot(values, version, now))
+}
+
+// Apply publishes the snapshot after changes (in version order) as of
 // now: the map is copied once per batch, so a list of n values costs
-// O(n) per batch of changes, whatever the batch's size. m.mu is held.
-func (m *Mutable) apply(changes []Change, now int64) {
+// O(n) per batch of changes, whatever the batch's size. Called from
+// Store.Write and Store.Sync.
+func (m *Mutable) Apply(changes []Change, now int64) {
 	cur := m.cur.Load()
 	v := maps.Clone(cur.Values)
 	version := cur.Version

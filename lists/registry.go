@@ -43,7 +43,7 @@ type Options struct {
 // Registry holds the mutable lists of one riskd: their current snapshots,
 // which events read, and the way changes reach them from its store.
 type Registry struct {
-	store store
+	store Store
 	opts  Options
 
 	mu       sync.Mutex
@@ -58,23 +58,26 @@ type Registry struct {
 	errLast map[string]time.Time // per list: the last sync failure logged
 }
 
-// store is where a registry's lists live: process memory, or Redis
-// shared by every instance.
-type store interface {
-	// write makes c durable and returns its version (c.Version is 0).
-	write(ctx context.Context, m *Mutable, c *Change, now int64) (int64, error)
-	// sync brings m up to date with what the store holds. m.mu is held.
-	sync(ctx context.Context, m *Mutable, now int64) error
-	// describe says where the lists live, for /v1/rulesets.
-	describe() string
-	close() error
+// Store is where a registry's lists live: process memory, or Redis
+// shared by every instance (package redisstore).
+type Store interface {
+	// Write makes c durable and returns its version (c.Version is 0).
+	Write(ctx context.Context, m *Mutable, c *Change, now int64) (int64, error)
+	// Sync brings m up to date with what the store holds, through
+	// m.Apply or m.Replace. It is called with m locked against other
+	// writes and syncs.
+	Sync(ctx context.Context, m *Mutable, now int64) error
+	// Describe says where the lists live, for /v1/rulesets.
+	Describe() string
+	Close() error
 }
 
 // NewMemory returns a registry whose lists live in this process alone:
 // lost on restart and not shared with other instances.
-func NewMemory(opts Options) *Registry { return newRegistry(memoryStore{}, opts) }
+func NewMemory(opts Options) *Registry { return NewRegistry(memoryStore{}, opts) }
 
-func newRegistry(s store, opts Options) *Registry {
+// NewRegistry returns a registry whose lists live in s.
+func NewRegistry(s Store, opts Options) *Registry {
 	if opts.SyncEvery <= 0 {
 		opts.SyncEvery = DefaultSyncEvery
 	}
@@ -102,20 +105,20 @@ func newRegistry(s store, opts Options) *Registry {
 }
 
 // Describe says where the registry's lists live.
-func (r *Registry) Describe() string { return r.store.describe() }
+func (r *Registry) Describe() string { return r.store.Describe() }
 
-// Declare makes names the lists the policy declares: the only ones
-// changes are accepted for. A list seen for the first time is brought up
-// to date from the store before Declare returns (within ctx), so a policy
-// is not served with an empty copy of a list the store holds; one that
-// fails is retried by Run. Lists no longer declared keep their values for
-// a policy that declares them again.
-func (r *Registry) Declare(ctx context.Context, names []string) error {
+// Close releases the store's connections.
+func (r *Registry) Close() error { return r.store.Close() }
+
+// Fetch reads from the store the lists among names this registry has
+// never held, so a policy declaring them is not served with an empty copy
+// of a list the store holds: call it before the policy is compiled
+// (Declare), within ctx. One that fails is empty until Run, once the
+// policy declares it, brings it up to date.
+func (r *Registry) Fetch(ctx context.Context, names []string) error {
 	r.mu.Lock()
 	var fresh []*Mutable
-	clear(r.declared)
 	for _, n := range names {
-		r.declared[n] = true
 		if r.lists[n] == nil {
 			m := newMutable(n)
 			r.lists[n] = m
@@ -130,6 +133,22 @@ func (r *Registry) Declare(ctx context.Context, names []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Declare makes names the lists the policy declares: the only ones
+// changes are accepted for, and those Run keeps up to date. It does no
+// I/O (see Fetch). Lists no longer declared keep their values for a
+// policy that declares them again.
+func (r *Registry) Declare(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.declared)
+	for _, n := range names {
+		r.declared[n] = true
+		if r.lists[n] == nil {
+			r.lists[n] = newMutable(n)
+		}
+	}
 }
 
 // List returns the list called name, made empty if it was never declared.
@@ -199,7 +218,7 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 	if ttl > 0 {
 		c.Expires = now.Add(ttl).UnixMilli()
 	}
-	v, err := r.store.write(ctx, m, c, c.At)
+	v, err := r.store.Write(ctx, m, c, c.At)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %s: %w", name, c.Op, err)
 	}
@@ -243,12 +262,19 @@ func checkValues(vs []string) error {
 	return nil
 }
 
+// Sync brings the list called name up to date with the store now, not
+// at Run's next tick: for a caller that must see a change made on
+// another instance at once.
+func (r *Registry) Sync(ctx context.Context, name string) error {
+	return r.sync(ctx, r.List(name))
+}
+
 // sync brings m up to date and past its expiries.
 func (r *Registry) sync(ctx context.Context, m *Mutable) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := r.opts.Now().UnixMilli()
-	err := r.store.sync(ctx, m, now)
+	err := r.store.Sync(ctx, m, now)
 	m.expire(now)
 	r.size.WithLabelValues(m.Name).Set(float64(m.Snapshot().Len()))
 	if err != nil {
@@ -299,18 +325,18 @@ func (r *Registry) logSyncError(name string, err error) {
 // memoryStore keeps lists in the registry's own snapshots.
 type memoryStore struct{}
 
-func (memoryStore) write(_ context.Context, m *Mutable, c *Change, now int64) (int64, error) {
+func (memoryStore) Write(_ context.Context, m *Mutable, c *Change, now int64) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.Version = m.Snapshot().Version + 1
-	m.apply([]Change{*c}, now)
+	m.Apply([]Change{*c}, now)
 	return c.Version, nil
 }
 
-func (memoryStore) sync(context.Context, *Mutable, int64) error { return nil }
+func (memoryStore) Sync(context.Context, *Mutable, int64) error { return nil }
 
-func (memoryStore) close() error { return nil }
+func (memoryStore) Close() error { return nil }
 
-func (memoryStore) describe() string {
+func (memoryStore) Describe() string {
 	return "memory: this riskd's own, lost on restart and not shared with other instances (start riskd with -redis to share them)"
 }

@@ -382,3 +382,18 @@ func kindName(n *yaml.Node) string {
 	}
 	return Quote(n.Value)
 }
+
+// Pos is where a scalar is written in a policy file: what a compiled
+// value keeps of its YAML node to point messages at it later.
+type Pos struct {
+	Line, Column int
+	Style        yaml.Style // quoted and block scalars shift columns
+}
+
+// PosOf is n's position.
+func PosOf(n *yaml.Node) Pos { return Pos{Line: n.Line, Column: n.Column, Style: n.Style} }
+
+// Node is a node at p, for the functions that point messages at a node.
+func (p Pos) Node() *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Line: p.Line, Column: p.Column, Style: p.Style}
+}

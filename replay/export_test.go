@@ -14,7 +14,8 @@ import (
 	"testing"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/httpapi"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -103,7 +104,7 @@ func TestFeaturesOutEqualsExplain(t *testing.T) {
 		byID[r[col["event_id"]]] = r
 	}
 
-	h := engine.NewHandler(engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})}), engine.HandlerOptions{})
+	h := httpapi.NewHandler(engine.New(p, engine.Options{Store: memstore.New(memstore.Options{EventTime: true})}), httpapi.HandlerOptions{})
 	seen := map[string]bool{}
 	compared, unreadSet := 0, 0
 	for _, line := range lines {

@@ -18,7 +18,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
@@ -332,7 +332,7 @@ type shadowTally struct {
 func newTally(p *rules.Policy, opts Options) *tally {
 	t := &tally{
 		policy:  p,
-		engine:  engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})}),
+		engine:  engine.New(p, engine.Options{Store: memstore.New(memstore.Options{EventTime: true})}),
 		shadows: map[string]*shadowTally{},
 		opts:    opts,
 	}

@@ -63,7 +63,7 @@ func TestReloadIsTimeBoxed(t *testing.T) {
 		t.Fatalf("Reload took %v with a 50ms timeout", took)
 	}
 	<-entered
-	if last, _ := rl.LastError(); last != err {
+	if _, last := rl.LastError(); last != err {
 		t.Fatalf("last error %v, want %v", last, err)
 	}
 	err = rl.Reload()
@@ -86,7 +86,7 @@ func TestReloadIsTimeBoxed(t *testing.T) {
 			t.Fatalf("reload once the read returned: %v", err)
 		}
 	}
-	if last, _ := rl.LastError(); last != nil {
+	if _, last := rl.LastError(); last != nil {
 		t.Fatalf("last error after an unchanged reload: %v", last)
 	}
 }

@@ -242,7 +242,7 @@ func TestConfigMapLayoutLoadsAndReloads(t *testing.T) {
 	if got := current.Load(); got.ForType("checkout").Version != "4" || got.ForType("login") == nil {
 		t.Fatalf("serving %+v", got.Rulesets)
 	}
-	if err, _ := rl.LastError(); err != nil {
+	if _, err := rl.LastError(); err != nil {
 		t.Fatalf("last error after a good reload: %v", err)
 	}
 }
@@ -272,7 +272,7 @@ func TestConfigMapLayoutIsWatched(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 2; current.Load().ForType("checkout").Version == "1"; i++ {
 		if time.Now().After(deadline) {
-			err, _ := rl.LastError()
+			_, err := rl.LastError()
 			t.Fatalf("the swap was not picked up within 10s (last reload error: %v)", err)
 		}
 		cm.write(map[string]string{"features.yaml": goodFeatures, "checkout.yaml": version(strconv.Itoa(i))})

@@ -41,9 +41,7 @@ type Slot struct {
 	field  *eventschema.Field // the declaration, for coercion
 	isBool bool               // a feature of a boolean kind
 
-	typed  bool         // held in its Go type in the typed environment; else any
-	kind   reflect.Kind // of that Go type, for the writes that depend on it
-	offset [2]uintptr
+	typed bool // held in its Go type in the typed environment; else any
 }
 
 // The two environments every expression is compiled against.
@@ -64,14 +62,8 @@ const (
 // layout is a ruleset's environment types.
 type layout struct {
 	types [2]reflect.Type
-	words int        // of the presence bit set
-	tick  [2]uintptr // offset of the step counter's func in each type
+	words int // of the presence bit set
 }
-
-// tickName is the environment's step counter, which the compiler calls
-// at each iteration of a predicate (see MaxExpressionSteps). The dot keeps
-// expressions from naming it: they can write no such identifier.
-const tickName = "riskd.tick"
 
 var anyType = reflect.TypeFor[any]()
 
@@ -108,16 +100,17 @@ func (s *Slot) goType() reflect.Type {
 	return anyType
 }
 
-// newLayout builds the environment types of slots and records each slot's
-// offsets in them.
+// tickName is the environment's step counter, which the compiler calls
+// at each iteration of a predicate (see MaxExpressionSteps). The dot keeps
+// expressions from naming it: they can write no such identifier.
+const tickName = "riskd.tick"
+
+// newLayout builds the environment types of slots: field i holds slot i,
+// and the last field the step counter.
 func newLayout(slots []Slot) *layout {
 	l := &layout{words: (len(slots) + 63) / 64}
 	for env := range l.types {
-		// The leading word keeps the struct from being pointer-shaped (a
-		// struct of one map would be stored in an interface as the map
-		// itself, and Env writes through the interface's data pointer).
-		fields := []reflect.StructField{{Name: "Pad", Type: reflect.TypeFor[uint64](), Tag: `expr:"-"`},
-			{Name: "Tick", Type: reflect.TypeFor[func() bool](), Tag: `expr:"` + tickName + `"`}}
+		fields := make([]reflect.StructField, 0, len(slots)+1)
 		for i := range slots {
 			t := anyType
 			if env == typed || slots[i].List != "" {
@@ -130,13 +123,11 @@ func newLayout(slots []Slot) *layout {
 				Tag: reflect.StructTag(`expr:` + strconv.Quote(slots[i].Name)),
 			})
 		}
+		fields = append(fields, reflect.StructField{Name: "Tick", Type: reflect.TypeFor[func() bool](), Tag: `expr:"` + tickName + `"`})
 		l.types[env] = reflect.StructOf(fields)
-		l.tick[env] = l.types[env].Field(1).Offset
-		for i := range slots {
-			slots[i].offset[env] = l.types[env].Field(i + 2).Offset
-			slots[i].kind = slots[i].goType().Kind()
-			slots[i].typed = slots[i].kind != reflect.Interface
-		}
+	}
+	for i := range slots {
+		slots[i].typed = slots[i].goType() != anyType
 	}
 	return l
 }
@@ -151,22 +142,26 @@ func (l *layout) zero(env int) any { return reflect.New(l.types[env]).Elem().Int
 type Env struct {
 	rs *Ruleset
 	vm vm.VM
-	// The typed environment is held by value in an interface, and filled
-	// through the interface's data pointer. expr fetches a field with
-	// reflect and boxes it with Value.Interface, which copies (allocates)
-	// a field of an addressable struct, as one behind a pointer is, but
-	// points into one held by value. The values a run boxes this way live
-	// only during the run: results are converted before the next fill.
-	typedEnv any
-	typedMem unsafe.Pointer
+	// fields holds, per environment and slot, a pointer to the slot's
+	// field (*float64, *bool, *any…): the Set methods write through it.
+	fields [2][]any
+	// typed is the typed environment the Set methods fill. Programs run on
+	// typedEnv, a copy of it taken by the first typed run after a write
+	// (typedStale) and never written again: expr fetches a field with
+	// reflect, whose Value.Interface copies (allocates) a field of an
+	// addressable struct but points into one held by value in an
+	// interface. So a run boxes values without allocating, and a value
+	// expr kept past a run would still hold what that run saw.
+	typed      reflect.Value
+	typedEnv   any
+	typedCopy  reflect.Value // of typedEnv
+	typedStale bool
 	// The loose environment is behind a pointer: its fields are
 	// interfaces, which reflect hands out without copying.
 	looseEnv any
-	looseMem unsafe.Pointer
 	looseSet bool // filled for this event
 	present  []uint64
 	snaps    []*lists.Snapshot // per slot: a mutable list's snapshot
-	floats   floatArena
 	strs     map[string]any
 	// budget is the event's steps left, shared with the other
 	// environments of the event (SetBudget) or own; steps is the
@@ -176,21 +171,19 @@ type Env struct {
 	steps  int
 }
 
-// eface is the layout of an empty interface.
-type eface struct {
-	typ, data unsafe.Pointer
-}
-
 // NewEnv returns an environment for evaluating rs.
 func (rs *Ruleset) NewEnv() *Env {
-	e := &Env{rs: rs, present: make([]uint64, rs.layout.words), strs: map[string]any{}}
-	e.typedEnv = rs.layout.zero(typed)
-	e.typedMem = (*eface)(unsafe.Pointer(&e.typedEnv)).data
+	e := &Env{rs: rs, present: make([]uint64, rs.layout.words), strs: map[string]any{}, typedStale: true}
+	e.typed = reflect.New(rs.layout.types[typed]).Elem()
 	p := reflect.New(rs.layout.types[loose])
-	e.looseEnv, e.looseMem = p.Interface(), p.UnsafePointer()
-	tick := e.tick
-	*(*func() bool)(unsafe.Add(e.typedMem, rs.layout.tick[typed])) = tick
-	*(*func() bool)(unsafe.Add(e.looseMem, rs.layout.tick[loose])) = tick
+	e.looseEnv = p.Interface()
+	for env, v := range [2]reflect.Value{e.typed, p.Elem()} {
+		e.fields[env] = make([]any, len(rs.Slots))
+		for i := range rs.Slots {
+			e.fields[env][i] = v.Field(i).Addr().Interface()
+		}
+		v.Field(len(rs.Slots)).Set(reflect.ValueOf(e.tick))
+	}
 	e.budget = &e.own
 	e.own.Reset()
 	return e
@@ -227,14 +220,13 @@ func (e *Env) Reset() {
 	}
 	clear(e.present)
 	e.looseSet = false
-	e.floats.n = 0
 }
 
-func (e *Env) at(i, env int) unsafe.Pointer {
-	if env == typed {
-		return unsafe.Add(e.typedMem, e.rs.Slots[i].offset[typed])
-	}
-	return unsafe.Add(e.looseMem, e.rs.Slots[i].offset[loose])
+// at is the pointer to slot i's field in environment env, for a write:
+// the typed environment's copy is then stale.
+func (e *Env) at(i, env int) any {
+	e.typedStale = true
+	return e.fields[env][i]
 }
 
 func (e *Env) setPresent(i int) { e.present[i/64] |= 1 << (i % 64) }
@@ -248,37 +240,36 @@ func (e *Env) SetFeature(i int, v features.Value) {
 		return
 	}
 	if e.rs.Slots[i].isBool {
-		*(*bool)(e.at(i, typed)) = v.Bool
+		*e.at(i, typed).(*bool) = v.Bool
 	} else {
-		*(*float64)(e.at(i, typed)) = v.Num
+		*e.at(i, typed).(*float64) = v.Num
 	}
 	e.setPresent(i)
 }
 
 // clear zeroes typed slot i.
 func (e *Env) clear(i int) {
-	p := e.at(i, typed)
-	switch e.rs.Slots[i].kind {
-	case reflect.Float64:
-		*(*float64)(p) = 0
-	case reflect.Bool:
-		*(*bool)(p) = false
-	case reflect.String:
-		*(*string)(p) = ""
-	case reflect.Int:
-		*(*int)(p) = 0
-	case reflect.Map:
-		*(*map[string]any)(p) = nil
-	case reflect.Slice:
-		*(*[]any)(p) = nil
-	case reflect.Struct:
-		*(*time.Time)(p) = time.Time{}
+	switch p := e.at(i, typed).(type) {
+	case *float64:
+		*p = 0
+	case *bool:
+		*p = false
+	case *string:
+		*p = ""
+	case *int:
+		*p = 0
+	case *map[string]any:
+		*p = nil
+	case *[]any:
+		*p = nil
+	case *time.Time:
+		*p = time.Time{}
 	}
 }
 
 // SetModel sets slot i, a model, to its prediction.
 func (e *Env) SetModel(i int, p float64) {
-	*(*float64)(e.at(i, typed)) = p
+	*e.at(i, typed).(*float64) = p
 	e.setPresent(i)
 }
 
@@ -286,8 +277,8 @@ func (e *Env) SetModel(i int, p float64) {
 // event is evaluated against; a rule that fires names its version
 // (ListVersions). The snapshot must not change while it is set.
 func (e *Env) SetList(i int, snap *lists.Snapshot) {
-	*(*func(string) bool)(e.at(i, typed)) = snap.Has
-	*(*func(string) bool)(e.at(i, loose)) = snap.Has
+	*e.at(i, typed).(*func(string) bool) = snap.Has
+	*e.at(i, loose).(*func(string) bool) = snap.Has
 	if e.snaps == nil {
 		e.snaps = make([]*lists.Snapshot, len(e.rs.Slots))
 	}
@@ -309,8 +300,8 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 	}
 	if !s.typed {
 		x := e.toAny(v)
-		*(*any)(e.at(i, typed)) = x
-		*(*any)(e.at(i, loose)) = x
+		*e.at(i, typed).(*any) = x
+		*e.at(i, loose).(*any) = x
 		return
 	}
 	// An absent or non-conforming value leaves the slot absent, and zero:
@@ -325,7 +316,7 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 		if v.Type() != fastjson.TypeString {
 			return
 		}
-		*(*string)(p) = bstr(v.GetStringBytes())
+		*p.(*string) = bstr(v.GetStringBytes())
 	case eventschema.Number, eventschema.Integer:
 		x, ok := s.field.Number(v)
 		if !ok {
@@ -335,16 +326,16 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
 				return
 			}
-			*(*int)(p) = int(x)
+			*p.(*int) = int(x)
 		} else {
-			*(*float64)(p) = x
+			*p.(*float64) = x
 		}
 	case eventschema.Bool:
 		switch v.Type() {
 		case fastjson.TypeTrue:
-			*(*bool)(p) = true
+			*p.(*bool) = true
 		case fastjson.TypeFalse:
-			*(*bool)(p) = false
+			*p.(*bool) = false
 		default:
 			return
 		}
@@ -353,19 +344,19 @@ func (e *Env) SetField(i int, v *fastjson.Value) {
 		if !ok {
 			return
 		}
-		*(*time.Time)(p) = t
+		*p.(*time.Time) = t
 	case eventschema.Object:
 		m, ok := e.toAny(v).(map[string]any)
 		if !ok {
 			return
 		}
-		*(*map[string]any)(p) = m
+		*p.(*map[string]any) = m
 	default: // lists
 		l, ok := e.toAny(v).([]any)
 		if !ok {
 			return
 		}
-		*(*[]any)(p) = l
+		*p.(*[]any) = l
 	}
 	e.setPresent(i)
 }
@@ -377,6 +368,7 @@ func (e *Env) fillLoose() {
 		return
 	}
 	e.looseSet = true
+	copied := e.typedCopied()
 	for i := range e.rs.Slots {
 		s := &e.rs.Slots[i]
 		if !s.typed || s.List != "" {
@@ -384,25 +376,15 @@ func (e *Env) fillLoose() {
 		}
 		var x any
 		if e.isPresent(i) {
-			p := e.at(i, typed)
-			switch s.kind {
-			case reflect.Map:
-				x = *(*map[string]any)(p)
-			case reflect.Float64:
-				x = e.floats.box(*(*float64)(p))
-			case reflect.Bool:
-				x = *(*bool)(p)
-			case reflect.String:
-				x = e.str(*(*string)(p))
-			case reflect.Int:
-				x = *(*int)(p)
-			case reflect.Slice:
-				x = *(*[]any)(p)
-			default:
-				x = *(*time.Time)(p)
+			if p, ok := e.fields[typed][i].(*string); ok {
+				x = e.str(*p)
+			} else {
+				// Boxed by reflect as expr boxes it: pointing into the
+				// copy, which no write reaches, without an allocation.
+				x = copied.Field(i).Interface()
 			}
 		}
-		*(*any)(e.at(i, loose)) = x
+		*e.fields[loose][i].(*any) = x
 	}
 }
 
@@ -419,10 +401,21 @@ type program struct {
 func (e *Env) run(p *program) (any, error) {
 	e.steps = MaxExpressionSteps
 	if e.has(p.needs) {
+		e.typedCopied()
 		return e.vm.Run(p.fast, e.typedEnv)
 	}
 	e.fillLoose()
 	return e.vm.Run(p.slow, e.looseEnv)
+}
+
+// typedCopied brings typedEnv up to date with the writes and returns it.
+func (e *Env) typedCopied() reflect.Value {
+	if e.typedStale {
+		e.typedEnv = e.typed.Interface() // a copy
+		e.typedCopy = reflect.ValueOf(e.typedEnv)
+		e.typedStale = false
+	}
+	return e.typedCopy
 }
 
 // has reports whether every slot in the bit set needs is present.
@@ -449,7 +442,7 @@ func (e *Env) toAny(v *fastjson.Value) any {
 	case fastjson.TypeString:
 		return e.str(bstr(v.GetStringBytes()))
 	case fastjson.TypeNumber:
-		return e.floats.box(v.GetFloat64())
+		return boxFloat(v.GetFloat64())
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
@@ -504,36 +497,10 @@ var smallInts = func() [1024]any {
 	return a
 }()
 
-// floatArena boxes the other numbers of one event without allocating.
-//
-// Boxing a float64 in an interface normally copies it to the heap. Here
-// each box points at a slot of an array owned by the environment instead:
-// the boxes live in the loose environment only while the event is
-// evaluated (expr copies values it keeps, reasons are rendered to text),
-// and the arena is reset for the next event, when every box it handed out
-// has been overwritten.
-type floatArena struct {
-	slots [64]float64
-	n     int
-}
-
-var float64Type = func() unsafe.Pointer {
-	var x any = 0.5
-	return (*eface)(unsafe.Pointer(&x)).typ
-}()
-
-func (a *floatArena) box(f float64) any {
+// boxFloat boxes f, from smallInts when it is one of them.
+func boxFloat(f float64) any {
 	if f >= 0 && f < float64(len(smallInts)) && f == math.Trunc(f) {
 		return smallInts[int(f)]
 	}
-	if a.n == len(a.slots) {
-		return f // an event with very many numbers: the rest go to the heap
-	}
-	p := &a.slots[a.n]
-	a.n++
-	*p = f
-	var v any
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = float64Type, unsafe.Pointer(p)
-	return v
+	return f
 }

@@ -186,7 +186,7 @@ func looseMap(e *Env) map[string]any {
 	v := reflect.ValueOf(e.looseEnv).Elem()
 	out := map[string]any{tickName: e.tick}
 	for i, s := range e.rs.Slots {
-		out[s.Name] = v.Field(i + 2).Interface()
+		out[s.Name] = v.Field(i).Interface()
 	}
 	return out
 }
@@ -328,9 +328,7 @@ func fill(t testing.TB, e *Env, p *fastjson.Parser, in input) {
 // generated events have.
 func testListSnapshot(t testing.TB, name string) *lists.Snapshot {
 	r := lists.NewMemory(lists.Options{})
-	if err := r.Declare(context.Background(), []string{name}); err != nil {
-		t.Fatal(err)
-	}
+	r.Declare([]string{name})
 	if _, err := r.Add(context.Background(), name, []string{"NG", "FR"}, 0, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -420,4 +418,52 @@ func FuzzTypedEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEnvValuesOutliveTheirRun: a value a run hands out (a result, or one
+// expr keeps) is not changed by the next events' writes, on either
+// environment: the typed one runs on a copy no write reaches, and the
+// loose one boxes from that copy.
+func TestEnvValuesOutliveTheirRun(t *testing.T) {
+	p, err := Load(fstest.MapFS{
+		"features.yaml": {Data: []byte("event_fields:\n  - {name: note, type: string}\nfeatures:\n  - {name: sum_1h, kind: sum, key: card_id, field: amount, window: 1h}\n")},
+		"r.yaml": {Data: []byte("name: r\nevent_types: [checkout]\nthresholds: {step_up: 50, block: 90}\nrules:\n" +
+			"  - {id: typed, when: \"true\", score: 1, reason: \"{{features.sum_1h}}\"}\n" +
+			"  - {id: loose, when: \"true\", score: 1, reason: \"{{event.note ?? features.sum_1h}}\"}\n")},
+	}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := p.ForType("checkout")
+	env := rs.NewEnv()
+	// event.note is absent: the loose twin of the second rule's hole runs.
+	fill := func(x float64) {
+		env.Reset()
+		for i, s := range rs.Slots {
+			if s.Feature >= 0 {
+				env.SetFeature(i, features.Value{Valid: true, Num: x})
+			} else {
+				env.SetField(i, nil)
+			}
+		}
+	}
+	// A reason hole runs with expr.AsAny: it returns the boxed value.
+	hole := func(ri int) any {
+		v, err := env.run(rs.Rules[ri].Reason.parts[0].prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	fill(1.25)
+	kept := []any{hole(0), hole(1)}
+	for _, x := range []float64{2.25, 3.5} {
+		fill(x)
+		if got := []any{hole(0), hole(1)}; !reflect.DeepEqual(got, []any{x, x}) {
+			t.Fatalf("event with %v: got %v", x, got)
+		}
+	}
+	if want := []any{1.25, 1.25}; !reflect.DeepEqual(kept, want) {
+		t.Errorf("values kept from a run (typed, loose) became %v, want %v", kept, want)
+	}
 }

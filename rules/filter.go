@@ -64,7 +64,7 @@ func compileFilters(set *features.Set, lists map[string]*List, es, warns *policy
 		what := fmt.Sprintf("feature %s: where", policyfile.Quote(first.Name))
 		c := &compiler{es: es, warns: warns, features: set, lists: lists, filter: true}
 		before := es.Len()
-		prog := c.compile(first.WhereNode, l.Where, 0, what, expr.AsBool())
+		prog := c.compile(first.WherePos.Node(), l.Where, 0, what, expr.AsBool())
 		shape := &Ruleset{}
 		c.finish(shape, l.EventTypes)
 		if prog == nil || es.Len() > before {

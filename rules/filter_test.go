@@ -83,7 +83,7 @@ func TestWhereGivesFeaturesTheirOwnLog(t *testing.T) {
 		if !ok {
 			t.Fatalf("no feature %s", name)
 		}
-		return p.Features.Features[i].Log.Index
+		return p.Features.Features[i].EventLog.Index
 	}
 	big, sum, all, small := logOf("big_count_24h"), logOf("big_sum_24h"), logOf("card_count_24h"), logOf("small_count_24h")
 	if big != sum || big == all || big == small || all == small {

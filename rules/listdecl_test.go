@@ -141,7 +141,7 @@ func TestWhereReadsFeaturesYAMLLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	i, _ := p.Features.Index("big_count_24h")
-	f := p.Filters[p.Features.Features[i].Log.Index]
+	f := p.Filters[p.Features.Features[i].EventLog.Index]
 	for country, want := range map[string]bool{"NG": true, "FR": false} {
 		env := f.NewEnv()
 		env.Reset()

@@ -22,6 +22,11 @@ type ReloaderOptions struct {
 	// Read bounds each read of Dir (file sizes, symlinks, time); the
 	// first load should use the same (LoadDir).
 	Read DirOptions
+	// Prepare, if set, receives every policy that loaded without error
+	// before Apply, outside the reloader's lock: it reads what the policy
+	// needs from the network (its mutable lists: lists.Registry.Fetch),
+	// which compiling and applying never do.
+	Prepare func(*Policy)
 	// Apply receives every policy that loaded without error; it swaps it
 	// in (engine.SetPolicy).
 	Apply func(*Policy)
@@ -41,6 +46,10 @@ type Reloader struct {
 	opts   ReloaderOptions
 	mu     sync.Mutex // serialises reloads from the watcher and from HTTP
 	digest [32]byte   // of the files last loaded
+	// loads numbers the policies compiled; applied is the number of the
+	// last applied. A reload whose Prepare ran while a later one applied
+	// is not applied after it.
+	loads, applied uint64
 	// stuck is closed when a read of the directory that timed out
 	// finally returns; nil when none is outstanding. At most one is: a
 	// reload meanwhile fails at once rather than leave another behind.
@@ -127,6 +136,19 @@ func (r *Reloader) Reload() error {
 		r.opts.Logger.Error("policy reload rejected; the previous policy keeps serving", "dir", r.opts.Dir, "err", err.Error())
 		return err
 	}
+	if r.opts.Prepare != nil {
+		r.loads++
+		n := r.loads
+		// Prepare may wait on the network: another reload (or a GET
+		// of the status) must not wait behind it.
+		r.mu.Unlock()
+		r.opts.Prepare(p)
+		r.mu.Lock()
+		if n < r.applied {
+			return nil // a later load was applied meanwhile: it stays
+		}
+		r.applied = n
+	}
 	r.opts.Apply(p)
 	r.digest = p.digest
 	r.setLastErr(nil)
@@ -165,12 +187,12 @@ func (r *Reloader) setLastErr(err error) {
 	}
 }
 
-// LastError is the error of the last reload, if it failed, and its time.
+// LastError is the time of the last reload and its error, if it failed.
 // It does not wait for a reload in progress.
-func (r *Reloader) LastError() (error, time.Time) {
+func (r *Reloader) LastError() (time.Time, error) {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
-	return r.lastErr, r.errAt
+	return r.errAt, r.lastErr
 }
 
 // Run watches the directory and reloads after each burst of changes, until

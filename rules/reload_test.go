@@ -65,7 +65,7 @@ func TestReloaderAppliesGoodAndKeepsPreviousOnError(t *testing.T) {
 	if v := current.Load().ForType("checkout").Version; v != "2" {
 		t.Fatalf("a broken reload replaced the policy: version %q", v)
 	}
-	if last, at := rl.LastError(); last == nil || at.IsZero() {
+	if at, last := rl.LastError(); last == nil || at.IsZero() {
 		t.Fatal("last reload error not recorded")
 	}
 }

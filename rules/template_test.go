@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -22,9 +23,12 @@ func envFor(t testing.TB, rs *rules.Ruleset, event string, feats map[string]feat
 	e := rs.NewEnv()
 	e.Reset()
 	for i, s := range rs.Slots {
-		if s.Feature >= 0 {
+		switch {
+		case s.List != "":
+			e.SetList(i, lists.Empty())
+		case s.Feature >= 0:
 			e.SetFeature(i, feats[strings.TrimPrefix(s.Name, "features.")])
-		} else {
+		default:
 			e.SetField(i, ev.Get(s.Path.Parts...))
 		}
 	}

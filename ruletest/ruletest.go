@@ -18,8 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
@@ -219,7 +219,7 @@ type Result struct {
 func Run(p *rules.Policy, c Case) Result {
 	r := Result{Case: c, Fired: map[string]map[string]bool{}}
 	reg := lists.NewMemory(lists.Options{})
-	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true}), Lists: reg})
+	e := engine.New(p, engine.Options{Store: memstore.New(memstore.Options{EventTime: true}), Lists: reg})
 	names := make([]string, 0, len(c.Lists))
 	for name := range c.Lists {
 		names = append(names, name)

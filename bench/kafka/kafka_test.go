@@ -20,23 +20,26 @@ import (
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/redistest"
+	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/rules/example/exampletest"
+	"github.com/riskd/riskd/stream"
 )
 
 func BenchmarkKafkaMemory(b *testing.B) {
-	run(b, features.NewMemory(features.MemoryOptions{}), 0)
+	run(b, memstore.New(memstore.Options{}), 0)
 }
 
 // BenchmarkKafkaMemoryShadow is BenchmarkKafkaMemory with one shadow
 // challenger of checkout: its evaluation and the shadow topic's writes.
 func BenchmarkKafkaMemoryShadow(b *testing.B) {
-	run(b, features.NewMemory(features.MemoryOptions{}), 1)
+	run(b, memstore.New(memstore.Options{}), 1)
 }
 
 func BenchmarkKafkaRedis(b *testing.B) {
 	srv := redistest.Start(b)
-	r, err := features.NewRedis(context.Background(), features.RedisOptions{Addrs: []string{srv.Addr()}})
+	r, err := redisstore.New(context.Background(), redisstore.Options{Addrs: []string{srv.Addr()}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,14 +56,14 @@ func pipeline(b *testing.B, store features.Store, challengers int) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := rules.Load(example.WithChallengers(challengers), "rules/example")
+	p, err := rules.Load(exampletest.WithChallengers(challengers), "rules/example")
 	if err != nil {
 		broker.Close()
 		b.Fatal(err)
 	}
 	e := engine.New(p, engine.Options{Store: store, StoreTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
-	consumer := engine.NewConsumer(e, engine.KafkaOptions{Brokers: broker.ListenAddrs()})
+	consumer := stream.NewConsumer(e, stream.KafkaOptions{Brokers: broker.ListenAddrs()})
 	done := make(chan struct{})
 	go func() { consumer.Run(ctx); close(done) }()
 	b.Cleanup(func() {
@@ -147,13 +150,13 @@ func run(b *testing.B, store features.Store, challengers int) {
 func BenchmarkKafkaOpenLoop(b *testing.B) {
 	for _, rate := range []int{10000, 30000, 50000} {
 		b.Run(fmt.Sprintf("memory/rate=%d", rate), func(b *testing.B) {
-			openLoop(b, features.NewMemory(features.MemoryOptions{}), rate)
+			openLoop(b, memstore.New(memstore.Options{}), rate)
 		})
 	}
 	srv := redistest.Start(b)
 	for _, rate := range []int{1000, 3000} {
 		b.Run(fmt.Sprintf("redis/rate=%d", rate), func(b *testing.B) {
-			r, err := features.NewRedis(context.Background(), features.RedisOptions{Addrs: []string{srv.Addr()}, Prefix: fmt.Sprintf("ol%d:", rate)})
+			r, err := redisstore.New(context.Background(), redisstore.Options{Addrs: []string{srv.Addr()}, Prefix: fmt.Sprintf("ol%d:", rate)})
 			if err != nil {
 				b.Fatal(err)
 			}

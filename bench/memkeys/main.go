@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -28,7 +28,7 @@ func main() {
 		os.Exit(1)
 	}
 	var evicted atomic.Int64
-	store := features.NewMemory(features.MemoryOptions{EventTime: true, MaxEntities: *maxKeys, OnEvict: func(n int) { evicted.Add(int64(n)) }})
+	store := memstore.New(memstore.Options{EventTime: true, MaxEntities: *maxKeys, OnEvict: func(n int) { evicted.Add(int64(n)) }})
 	e := engine.New(p, engine.Options{Store: store})
 	var before runtime.MemStats
 	runtime.GC()

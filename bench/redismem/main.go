@@ -22,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
 )
@@ -116,7 +116,7 @@ func run(addrs []string, events, workers int) error {
 	if err != nil {
 		return err
 	}
-	store, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs})
+	store, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs})
 	if err != nil {
 		return err
 	}

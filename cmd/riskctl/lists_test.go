@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -22,8 +23,8 @@ func TestListsCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{
-		AdminTokens: []engine.NamedToken{{Name: "analyst", Token: "analyst-0123456789"}}}))
+	srv := httptest.NewServer(httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{
+		AdminTokens: []httpapi.NamedToken{{Name: "analyst", Token: "analyst-0123456789"}}}))
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte("analyst-0123456789\n"), 0o600)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/buildinfo"
+	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/replay"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/ruletest"
@@ -297,7 +297,7 @@ error with its number and makes the exit status 1.
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	e := engine.New(p, engine.Options{Store: features.NewMemory(features.MemoryOptions{EventTime: true})})
+	e := engine.New(p, engine.Options{Store: memstore.New(memstore.Options{EventTime: true})})
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 0, 64<<10), engine.DefaultMaxEventBytes+1)
 	out := bufio.NewWriter(stdout)

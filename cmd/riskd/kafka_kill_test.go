@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/riskd/riskd/internal/kafkatest"
+	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 )
 
@@ -130,13 +131,7 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 // pollUntil polls cond every interval until it holds or timeout passes.
 func pollUntil(t *testing.T, every, timeout time.Duration, what string, cond func() bool, logs func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s\nriskd:\n%s", timeout, what, logs())
-		}
-		time.Sleep(every)
-	}
+	poll.Wait{Every: every, For: timeout, Explain: func() string { return "riskd:\n" + logs() }}.Until(t, what, cond)
 }
 
 // TestKafkaKillNineExactFeatures kills riskd with SIGKILL while it works

@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,11 +26,16 @@ import (
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/buildinfo"
 	"github.com/riskd/riskd/internal/logs"
 	"github.com/riskd/riskd/lists"
+	"github.com/riskd/riskd/memstore"
+	"github.com/riskd/riskd/readiness"
+	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/stream"
 )
 
 type config struct {
@@ -77,7 +81,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.BoolVar(&c.rulesRead.FollowSymlinks, "rules-follow-symlinks", false, "read policy files that are symlinks to files outside the -rules directory (symlinks within it, as in a Kubernetes ConfigMap volume, are always followed)")
 	fl.Int64Var(&c.rulesRead.MaxListBytes, "rules-max-list-bytes", rules.DefaultMaxListBytes, "most bytes of list files (lists/*.txt) read from the -rules directory together")
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
-	fl.StringVar(&c.redisPrefix, "redis-prefix", features.DefaultRedisPrefix, "prefix of every Redis key riskd writes")
+	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
@@ -90,8 +94,8 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.decisions, "kafka-decisions-topic", "risk.decisions", "decisions topic: every decision, Kafka's and HTTP's (header source: kafka or http)")
 	fl.StringVar(&c.shadowTopic, "kafka-shadow-topic", "", "shadow decisions topic (challengers' verdicts); default: the decisions topic + \".shadow\"")
 	fl.StringVar(&c.dlq, "kafka-dlq-topic", "risk.events.dlq", "dead-letter topic")
-	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", engine.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
-	fl.IntVar(&c.kafkaConcurrency, "kafka-concurrency", engine.DefaultKafkaConcurrency, "events scored at once from Kafka, across partitions (a key's events always in order); lower it to leave Redis room for HTTP while Kafka catches up")
+	fl.DurationVar(&c.kafkaStoreTimeout, "kafka-store-timeout", stream.DefaultKafkaStoreTimeout, "budget of the feature store call per event on Kafka (Redis); past it, or on a store error, the event is scored again with backoff and its partition waits")
+	fl.IntVar(&c.kafkaConcurrency, "kafka-concurrency", stream.DefaultKafkaConcurrency, "events scored at once from Kafka, across partitions (a key's events always in order); lower it to leave Redis room for HTTP while Kafka catches up")
 	fl.BoolVar(&c.kafkaDegraded, "kafka-degraded", false, "on Kafka, write and commit degraded decisions (as HTTP answers them) instead of waiting for the feature store; events the store missed are then lost from feature history")
 	fl.StringVar(&c.adminToken, "admin-token", "", "bearer token required by admin endpoints (changes made with it are logged as made by \"admin\")")
 	fl.StringVar(&c.adminTokensFile, "admin-tokens-file", "", "file of named admin tokens, one \"NAME TOKEN\" a line (# comments): changes to mutable lists are logged with the name of the token that made them")
@@ -227,12 +231,12 @@ func (c *config) storeOptions() features.Options {
 	return features.Options{IdempotencyWindow: c.idempotency, Lateness: c.lateness}
 }
 
-// openMemory returns the memory store with its metrics, and a log line
+// openMemory returns the memory store, registering its metrics, with a log line
 // (at most one a minute) whenever its key cap evicts.
-func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *features.Memory {
+func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memstore.Store {
 	var pending atomic.Int64
 	var last atomic.Int64
-	m := features.NewMemory(features.MemoryOptions{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys,
+	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
@@ -240,13 +244,6 @@ func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *featu
 				log.Warn("memory store at its key cap: least recently seen keys evicted, their history lost", "evicted", pending.Swap(0), "max_keys", cfg.memoryMaxKeys)
 			}
 		}})
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "riskd_memory_store_keys", Help: "Keys (entity values) the memory store holds."},
-			func() float64 { return float64(m.Keys()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "riskd_memory_store_evicted_keys_total", Help: "Keys the memory store evicted at its -memory-max-keys cap, their history lost."},
-			func() float64 { return float64(m.Evicted()) }),
-	)
-	return m
 }
 
 // openStore returns the Redis store when -redis is set, else the memory
@@ -263,14 +260,8 @@ func openStore(cfg *config, log *slog.Logger, reg prometheus.Registerer) (featur
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	lost := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "riskd_redis_history_lost_total",
-		Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
-	}, []string{"node"})
-	reg.MustRegister(lost)
-	r, err := features.NewRedis(ctx, features.RedisOptions{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(),
+	r, err := redisstore.New(ctx, redisstore.Options{Addrs: addrs, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
 		OnHistoryLost: func(node string) {
-			lost.WithLabelValues(node).Inc()
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})
 	if err != nil {
@@ -309,15 +300,26 @@ func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists
 	if cfg.redis == "" {
 		return lists.NewMemory(opts), nil
 	}
-	r, err := lists.NewRedis(lists.RedisOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
+	r, err := redisstore.NewLists(redisstore.ListOptions{Options: opts, Addrs: splitList(cfg.redis), Prefix: cfg.redisPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
 	return r, nil
 }
 
+// fetchLists reads the mutable lists p declares that riskd does not hold
+// yet, before p is compiled and served, so it never starts with an empty
+// copy of one; a store slow to answer delays it at most 2 s.
+func fetchLists(r *lists.Registry, p *rules.Policy, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.Fetch(ctx, p.MutableLists); err != nil {
+		log.Warn("mutable lists could not be read yet; they fill as the store answers", "err", err)
+	}
+}
+
 // readTokens reads -admin-tokens-file: "NAME TOKEN" a line, # comments.
-func readTokens(path string) ([]engine.NamedToken, error) {
+func readTokens(path string) ([]httpapi.NamedToken, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -325,7 +327,7 @@ func readTokens(path string) ([]engine.NamedToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-admin-tokens-file: %w", err)
 	}
-	var out []engine.NamedToken
+	var out []httpapi.NamedToken
 	names := map[string]bool{}
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -344,7 +346,7 @@ func readTokens(path string) ([]engine.NamedToken, error) {
 			return nil, fmt.Errorf("-admin-tokens-file: %s:%d: name %s is used twice", path, i+1, f[0])
 		}
 		names[f[0]] = true
-		out = append(out, engine.NamedToken{Name: f[0], Token: f[1]})
+		out = append(out, httpapi.NamedToken{Name: f[0], Token: f[1]})
 	}
 	return out, nil
 }
@@ -424,122 +426,126 @@ func serve(cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	valueLists, err := openLists(cfg, log, reg)
 	if err != nil {
-		store.Close()
 		return err
 	}
 	defer valueLists.Close()
+	fetchLists(valueLists, policy, log)
 	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
 	eng := engine.New(policy, opts)
-	defer store.Close()
-
-	ln, err := listen(cfg.listen, cfg.maxConns)
+	ln, adminLn, err := openListeners(cfg)
 	if err != nil {
-		return fmt.Errorf("-listen: %w", err)
+		return err
 	}
-	var adminLn net.Listener
+
+	// The components are stopped in the order they are added: the signal
+	// and the background work (policy watcher, lists, Kafka consumer,
+	// readiness watch) first, which stop at once or drain by themselves
+	// within -shutdown-timeout; then the HTTP servers, which finish their
+	// requests; then the audit stream, which writes those requests'
+	// decisions. If the watcher cannot watch, riskd stops rather than
+	// serve a policy that silently no longer follows its directory.
+	var g group
+	addSignal(&g)
+	hopts := httpapi.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: httpapi.NewHTTPMetrics(reg), AdminTokens: tokens}
+	if cfg.rulesDir != "" {
+		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead,
+			Prepare: func(p *rules.Policy) { fetchLists(valueLists, p, log) }, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
+		rl.Loaded(policy)
+		hopts.Reloader = rl
+		g.addContext(rl.Run)
+	}
+	// Mutable lists are kept up to date (from Redis, and past their
+	// values' expiries) until the signal.
+	g.addContext(func(ctx context.Context) error { valueLists.Run(ctx); return nil })
+	// What /readyz checks: the memory store is riskd itself, Redis and
+	// Kafka are not.
+	var deps []readiness.Dependency
+	if cfg.redis != "" {
+		deps = append(deps, readiness.Dependency{Name: "redis", Check: store.Ready})
+	}
+	var audit *stream.AuditStream
+	if cfg.kafkaBrokers != "" {
+		deps = append(deps, addConsumer(&g, cfg, eng, reg, log)...)
+		// HTTP decisions go to the decisions topic too.
+		audit = stream.NewAuditStream(stream.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.decisions,
+			ShutdownTimeout: cfg.shutdown, Registerer: reg, Logger: log})
+		hopts.Audit = audit.Record
+	}
+	checker := readiness.New(readiness.Options{Dependencies: deps, Registerer: reg, Logger: log})
+	hopts.Readiness = checker
+	g.addContext(func(ctx context.Context) error { checker.Watch(ctx, readinessEvery); return nil })
+	addServers(&g, eng, hopts, ln, adminLn, log)
+	if audit != nil {
+		g.addContext(func(ctx context.Context) error { audit.Run(ctx); return nil })
+	}
+
+	names := make([]string, 0, len(policy.Rulesets))
+	for _, rs := range policy.Rulesets {
+		names = append(names, rs.Name+"@"+rs.Version)
+	}
+	adminAddr := ""
+	if adminLn != nil {
+		adminAddr = adminLn.Addr().String()
+	}
+	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
+	return g.run(log, cfg.shutdown)
+}
+
+// openListeners opens -listen and, when set, -admin-listen (else nil).
+func openListeners(cfg *config) (ln, adminLn net.Listener, err error) {
+	ln, err = listen(cfg.listen, cfg.maxConns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-listen: %w", err)
+	}
 	if cfg.adminListen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.adminListen); err != nil {
 			ln.Close()
-			return fmt.Errorf("-admin-listen: %w", err)
+			return nil, nil, fmt.Errorf("-admin-listen: %w", err)
 		}
 	}
-	hopts := engine.HandlerOptions{Gatherer: reg, AdminToken: cfg.adminToken, Metrics: engine.NewHTTPMetrics(reg), AdminTokens: tokens}
-	// What /readyz checks: the memory store is riskd itself, Redis and
-	// Kafka are not.
-	var deps []engine.Dependency
-	if cfg.redis != "" {
-		deps = append(deps, engine.Dependency{Name: "redis", Check: store.Ready})
-	}
+	return ln, adminLn, nil
+}
+
+// addSignal adds the component that ends at SIGINT or SIGTERM, and so
+// stops the others.
+func addSignal(g *group) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// The policy watcher, the Kafka consumer and the readiness watch are
-	// owned here: started with the server, stopped by the signal and
-	// waited for on shutdown. If
-	// the watcher cannot watch, riskd stops rather than serve a policy that
-	// silently no longer follows its directory.
-	var background sync.WaitGroup
-	var watchErr error
-	if cfg.rulesDir != "" {
-		rl := rules.NewReloader(rules.ReloaderOptions{Dir: cfg.rulesDir, Read: cfg.rulesRead, Apply: eng.SetPolicy, Registerer: reg, Logger: log})
-		rl.Loaded(policy)
-		hopts.Reloader = rl
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			if err := rl.Run(ctx); err != nil {
-				watchErr = err
-				stop()
-			}
-		}()
-	}
+	g.add(func() error { <-ctx.Done(); return nil }, func(context.Context) error { stop(); return nil })
+}
 
-	// Mutable lists are kept up to date (from Redis, and past their
-	// values' expiries) until the signal.
-	background.Add(1)
-	go func() {
-		defer background.Done()
-		valueLists.Run(ctx)
-	}()
-
-	// On the signal the consumer drains: finishes its batches, writes,
-	// commits and closes, within -shutdown-timeout.
-	if cfg.kafkaBrokers != "" {
-		kopts := engine.KafkaOptions{
-			Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
-			DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
-			Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log,
-			// Like -store-timeout, the budget bounds the Redis store; the
-			// memory store never waits, so it goes without a timer.
-			StoreTimeout: -1,
-		}
-		if cfg.redis != "" {
-			kopts.StoreTimeout = cfg.kafkaStoreTimeout
-		}
-		consumer := engine.NewConsumer(eng, kopts)
-		deps = append(deps, consumer.Dependencies()...)
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			consumer.Run(ctx)
-		}()
+// addConsumer adds the Kafka consumer and returns what readiness checks
+// of it. When stopped it drains: finishes its batches, writes, commits
+// and closes, within -shutdown-timeout.
+func addConsumer(g *group, cfg *config, eng *engine.Engine, reg prometheus.Registerer, log *slog.Logger) []readiness.Dependency {
+	kopts := stream.KafkaOptions{
+		Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.kafkaTopic, Group: cfg.kafkaGroup,
+		DecisionsTopic: cfg.decisions, ShadowTopic: cfg.shadowTopic, DLQTopic: cfg.dlq, ShutdownTimeout: cfg.shutdown,
+		Degraded: cfg.kafkaDegraded, Concurrency: cfg.kafkaConcurrency, Registerer: reg, Logger: log,
+		// Like -store-timeout, the budget bounds the Redis store; the
+		// memory store never waits, so it goes without a timer.
+		StoreTimeout: -1,
 	}
-	readiness := engine.NewReadiness(engine.ReadinessOptions{Dependencies: deps, Registerer: reg, Logger: log})
-	hopts.Readiness = readiness
-	background.Add(1)
-	go func() {
-		defer background.Done()
-		readiness.Watch(ctx, readinessEvery)
-	}()
-
-	// With Kafka, HTTP decisions go to the decisions topic too. The audit
-	// stream stops after the HTTP servers, so that the decisions of the
-	// requests they finish are still written.
-	auditCtx, stopAudit := context.WithCancel(context.Background())
-	defer stopAudit()
-	if cfg.kafkaBrokers != "" {
-		audit := engine.NewAuditStream(engine.AuditOptions{Brokers: splitList(cfg.kafkaBrokers), Topic: cfg.decisions,
-			ShutdownTimeout: cfg.shutdown, Registerer: reg, Logger: log})
-		hopts.Audit = audit
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			audit.Run(auditCtx)
-		}()
+	if cfg.redis != "" {
+		kopts.StoreTimeout = cfg.kafkaStoreTimeout
 	}
+	consumer := stream.NewConsumer(eng, kopts)
+	g.addContext(func(ctx context.Context) error { consumer.Run(ctx); return nil })
+	return consumer.Dependencies()
+}
 
-	// With -admin-listen the admin endpoints (status, reload, metrics)
-	// leave the public port for a listener of their own.
-	type listener struct {
-		ln  net.Listener
-		srv *http.Server
-	}
-	newServer := func(h http.Handler) *http.Server {
-		return &http.Server{
+// addServers adds the HTTP servers: everything on ln, or with
+// -admin-listen (adminLn not nil) the admin endpoints (status, reload,
+// lists, metrics, profiles) on a listener of their own. Each stops by
+// finishing its requests within the shutdown timeout.
+func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, adminLn net.Listener, log *slog.Logger) {
+	serve := func(ln net.Listener, h http.Handler) {
+		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
@@ -548,53 +554,24 @@ func serve(cfg *config, log *slog.Logger) error {
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
+		g.add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(ctx context.Context) error {
+			if err := srv.Shutdown(ctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			return nil
+		})
 	}
-	var listeners []listener
-	adminAddr := ""
 	if adminLn == nil {
-		listeners = append(listeners, listener{ln, newServer(engine.NewHandler(eng, hopts))})
-	} else {
-		public, admin := hopts, hopts
-		public.Endpoints, admin.Endpoints = engine.PublicEndpoints, engine.AdminEndpoints
-		listeners = append(listeners, listener{ln, newServer(engine.NewHandler(eng, public))},
-			listener{adminLn, newServer(engine.NewHandler(eng, admin))})
-		adminAddr = adminLn.Addr().String()
+		serve(ln, httpapi.NewHandler(eng, hopts))
+		return
 	}
-	names := make([]string, 0, len(policy.Rulesets))
-	for _, rs := range policy.Rulesets {
-		names = append(names, rs.Name+"@"+rs.Version)
-	}
-	log.Info("riskd serving", "addr", ln.Addr().String(), "admin_addr", adminAddr, "policy", policy.Dir, "rulesets", strings.Join(names, ","), "store", storeName, "kafka", cfg.kafkaBrokers)
-
-	served := make(chan error, len(listeners))
-	for _, l := range listeners {
-		go func() { served <- l.srv.Serve(l.ln) }()
-	}
-	pending := len(listeners)
-	var serveErr error
-	select {
-	case serveErr = <-served: // a listener failed: stop the rest too
-		pending--
-		stop()
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.shutdown)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
-	defer cancel()
-	for _, l := range listeners {
-		if err := l.srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("shutdown: %w", err)
-		}
-	}
-	for ; pending > 0; pending-- {
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
-			serveErr = err
-		}
-	}
-	stopAudit()
-	background.Wait()
-	if serveErr != nil {
-		return serveErr
-	}
-	return watchErr
+	public, admin := hopts, hopts
+	public.Endpoints, admin.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
+	serve(ln, httpapi.NewHandler(eng, public))
+	serve(adminLn, httpapi.NewHandler(eng, admin))
 }

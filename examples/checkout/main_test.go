@@ -10,6 +10,7 @@ import (
 
 	"github.com/riskd/riskd/client"
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/rules"
 	"github.com/riskd/riskd/rules/example"
@@ -22,7 +23,7 @@ func TestPay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	riskd := apitest.NewServer(t, engine.NewHandler(engine.New(p, engine.Options{}), engine.HandlerOptions{}))
+	riskd := apitest.NewServer(t, httpapi.NewHandler(engine.New(p, engine.Options{}), httpapi.HandlerOptions{}))
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 	tests := []struct {

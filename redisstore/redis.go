@@ -1,0 +1,1045 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/riskd/riskd/features"
+)
+
+// DefaultPrefix starts every key riskd writes. The key layout's
+// version follows it ("riskd:v2:"), so a new layout never reads an old
+// one's keys: they expire on their own.
+const DefaultPrefix = "riskd:"
+
+const layoutVersion = "v2:"
+
+// claimLease is how long an instance may take to answer an event id it
+// claimed before another may take the claim over: past it the claimer is
+// presumed dead. The claim keeps the generation its records are written
+// with, so the one that takes over writes the very same members and
+// nothing is counted twice.
+const claimLease = 3 * time.Second
+
+// An id key holds a claim ('p', generation, deadline) or the first answer
+// ('a', when given, values).
+const (
+	claimMark  = 'p'
+	answerMark = 'a'
+)
+
+// Options configure a Redis store.
+type Options struct {
+	features.Options
+	// Addrs: one address for a standalone server, several for a Cluster.
+	Addrs []string
+	// Prefix starts every key. Default DefaultPrefix.
+	Prefix string
+	// PoolSize is the connection pool size per node; 0: go-redis's default
+	// (10 per CPU).
+	PoolSize int
+	// Now is the store's clock, which ages answers. Default time.Now;
+	// tests replaying history pass its event time.
+	Now func() time.Time
+	// OnHistoryLost, if set, is called (from the store's own goroutine)
+	// when a node is found to have lost its data: its epoch marker
+	// vanished or changed. Checked every EpochEvery (default 5s).
+	OnHistoryLost func(node string)
+	EpochEvery    time.Duration
+	// Registerer receives the store's metric
+	// riskd_redis_history_lost_total, counted when OnHistoryLost is
+	// called; nil registers nothing.
+	Registerer prometheus.Registerer
+	// HotFrom is how many records in its horizon make a log worth
+	// mirroring in process (see hotLog). Default DefaultHotFrom; tests
+	// set 1 to hold mirrors to the oracle on every log.
+	HotFrom int
+}
+
+// Store keeps feature history in Redis (a standalone server or a Cluster)
+// so several riskd instances share it and it survives their restarts. It
+// runs no scripts: every event is native commands, and the features are
+// computed here by the same code as the memory store's.
+//
+// Keys, all with a time to live:
+//
+//	<prefix>v2:{<entity>=<key>}:w:<types>      ZSET of records: score ts, member id+generation+ts+fields
+//	<prefix>v2:{<entity>=<key>}:s:<types>:<r>  ZSET of the latest sightings: score ts, member id+generation;
+//	                                           and the run's first, member "f", score 2^52+ts
+//	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
+//
+// An event is three round trips: claim its id (SET NX GET; a retry finds
+// its answer there and writes nothing), one MULTI/EXEC that records and
+// reads the event's logs, then keep the answer (SET PX). An entity's keys
+// share a Cluster hash tag, so its logs are read and recorded atomically:
+// the event's own record is added first (ZADD NX, so a claim taken over
+// from a dead instance adds nothing) and left out of what is read. On a
+// standalone server concurrent events share these round trips (see
+// batcher); on a Cluster each entity's transaction goes to its node, in
+// parallel.
+type Store struct {
+	client   redis.UniversalClient
+	cluster  bool
+	prefix   string
+	opts     features.Options
+	lateness int64
+	window   int64 // idempotency window, ms
+	now      func() time.Time
+	seed     maphash.Seed
+	bufs     sync.Pool
+	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
+	epoch    *epochWatch
+	hot      hotCache
+	hotFrom  int
+}
+
+// New returns a store on the given nodes. It does not wait for them:
+// riskd starts while Redis is away and degrades until it answers.
+func New(ctx context.Context, opts Options) (*Store, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("redis: no address")
+	}
+	opts.SetDefaults()
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("redis: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
+	}
+	client := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:    opts.Addrs,
+		PoolSize: opts.PoolSize,
+		// Deadlines come from the request's context (the store budget),
+		// not from fixed socket timeouts.
+		ContextTimeoutEnabled: true,
+		// One attempt: a retry would overrun the request's budget anyway,
+		// and the engine degrades (HTTP) or retries the event (Kafka).
+		MaxRetries: -1,
+	})
+	_, cluster := client.(*redis.ClusterClient)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HotFrom <= 0 {
+		opts.HotFrom = DefaultHotFrom
+	}
+	r := &Store{client: client, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
+		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom}
+	if !cluster {
+		r.batch = newBatcher(client)
+	}
+	if opts.OnHistoryLost != nil || opts.Registerer != nil {
+		lost := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_redis_history_lost_total",
+			Help: "Times a Redis node was found to have lost its data (its epoch marker vanished or changed): features read from it started over.",
+		}, []string{"node"})
+		if opts.Registerer != nil {
+			opts.Registerer.MustRegister(lost)
+		}
+		r.watchEpoch(opts.EpochEvery, func(node string) {
+			lost.WithLabelValues(node).Inc()
+			if opts.OnHistoryLost != nil {
+				opts.OnHistoryLost(node)
+			}
+		})
+	}
+	return r, nil
+}
+
+// Ready pings every node.
+func (r *Store) Ready(ctx context.Context) error {
+	if c, ok := r.client.(*redis.ClusterClient); ok {
+		return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
+			return shard.Ping(ctx).Err()
+		})
+	}
+	return r.client.Ping(ctx).Err()
+}
+
+// Close stops the epoch watch and the batcher, then closes the connections.
+func (r *Store) Close() error {
+	if r.epoch != nil {
+		r.epoch.stop()
+	}
+	if r.batch != nil {
+		r.batch.close()
+	}
+	return r.client.Close()
+}
+
+// send runs cmds: through the batcher on a standalone server, as one
+// pipeline (or transaction, tx) of their own on a Cluster. It fails when
+// the round trip did; each command keeps its own reply or error.
+func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
+	if r.batch != nil {
+		return r.batch.do(ctx, tx, cmds)
+	}
+	return roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
+}
+
+// firstErr is the first error among cmds other than redis.Nil (an
+// absent key, which callers read as such).
+func firstErr(cmds []redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
+}
+
+// entityKey is the common start of an entity's keys. The part in braces
+// is the Cluster hash tag; a key value holding "}" ends the tag early,
+// identically for all the entity's keys, so they still share a slot.
+func (r *Store) entityKey(entity, key string) string {
+	return r.prefix + "{" + entity + "=" + key + "}:"
+}
+
+// entryCmds are the replies one entry's commands will fill.
+type entryCmds struct {
+	member  string                // the event's record (windowed, recorded)
+	records *redis.StringSliceCmd // windowed: members from the horizon on
+	hot     *hotLog               // windowed: the mirror used, locked
+	added   *redis.IntCmd         // the event's ZADD
+	count   *redis.IntCmd         // hot: records in the mirrored range
+	oldest  *redis.ZSliceCmd      // hot: the oldest of them
+	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
+	all     *redis.StringSliceCmd // an old event's: every record, for when the log was last written
+	base    string
+	now     int64            // the store's clock for this event
+	counts  []*redis.IntCmd  // windowed, count-only reads: per item
+	latest  *redis.ZSliceCmd // windowless: the sightings and the run's first
+}
+
+// Observe implements Store: claim the event's id (or find its answer),
+// then read and record every entry in one transaction per node, then keep
+// the answer. A retry within the idempotency window reads its answer and
+// writes nothing.
+func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
+	now := r.now().UnixMilli()
+	gen, ans, err := r.claim(ctx, obs.EventID, now)
+	if err != nil {
+		return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
+	}
+	cmds := make([]entryCmds, len(obs.Entries))
+	if ans != nil {
+		obs.Retry = true
+		missing := make([]bool, len(obs.Items))
+		if err := features.ApplyAnswer(ans, obs, missing); err != nil {
+			return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
+		}
+		if !slices.Contains(missing, true) {
+			return nil
+		}
+		// Features the first answer did not read (a newer policy's) are
+		// read as of now, without recording anything.
+		defer unlockHot(cmds)
+		if err := r.exec(ctx, obs, cmds, -1, now); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if err := r.checkHot(ctx, obs, cmds); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		_, err := r.values(obs, cmds, missing)
+		return err
+	}
+	fixups, err := r.record(ctx, obs, cmds, gen, now)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	// Keep the answer for retries, and move a run's start where the
+	// event started a new one.
+	buf, _ := r.bufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	*buf = features.AppendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
+	col := r.client.Pipeline()
+	col.Set(ctx, r.idKey(obs.EventID), string(*buf), r.opts.IdempotencyWindow)
+	for _, f := range fixups {
+		en := &obs.Entries[f.entry]
+		key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+		if f.revive {
+			// The log was past keeping: what it held before this event
+			// is gone, as the memory store starts such a log over.
+			col.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(obs.TS, 10))
+		}
+		// XX: never create a key (and one without a TTL) that expired
+		// meanwhile.
+		args := redis.ZAddArgs{XX: true, LT: f.lower, Members: []redis.Z{{Score: firstOffset + float64(obs.TS), Member: firstMember}}}
+		col.ZAddArgs(ctx, key, args)
+	}
+	r.bufs.Put(buf)
+	sent := col.Cmds()
+	if err = r.send(ctx, false, sent...); err == nil {
+		err = firstErr(sent)
+	}
+	if err != nil {
+		return fmt.Errorf("redis: keeping the answer of %q: %w", obs.EventID, err)
+	}
+	return nil
+}
+
+// record reads and records the event's entries and computes its items.
+func (r *Store) record(ctx context.Context, obs *features.Observation, cmds []entryCmds, gen, now int64) ([]fixup, error) {
+	defer unlockHot(cmds)
+	if err := r.exec(ctx, obs, cmds, gen, now); err != nil {
+		return nil, err
+	}
+	if err := r.checkHot(ctx, obs, cmds); err != nil {
+		return nil, err
+	}
+	return r.values(obs, cmds, nil)
+}
+
+// claim makes the id this call's to score, with the generation its
+// records carry, or returns the id's answer. A claim another instance
+// holds is waited for until it is answered or its lease runs out.
+func (r *Store) claim(ctx context.Context, id string, now int64) (gen int64, ans []byte, err error) {
+	key := r.idKey(id)
+	wait := 500 * time.Microsecond
+	for {
+		mine := string(appendClaim(nil, now, now+claimLease.Milliseconds()))
+		cmd := redis.NewStringCmd(ctx, "set", key, mine, "px", r.opts.IdempotencyWindow.Milliseconds(), "nx", "get")
+		if err := r.send(ctx, false, cmd); err != nil {
+			return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		}
+		prev, err := cmd.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return now, nil, nil // ours: SET NX wrote the claim
+		case err != nil:
+			return 0, nil, fmt.Errorf("claiming its id: %w", err)
+		}
+		kind, a, b, ans, perr := parseIDValue(prev)
+		switch {
+		case perr == nil && kind == answerMark && now-a < r.window:
+			return 0, ans, nil
+		case perr != nil, kind == answerMark:
+			// Unreadable, or answered longer ago than the window (and not
+			// yet expired by Redis's own clock): the id is new again.
+			if ok, err := r.replace(ctx, key, prev, mine); err != nil || ok {
+				return now, nil, err
+			}
+			// Someone else replaced it first: look again.
+		case now >= b:
+			// The claimer is presumed dead: take over its generation, so
+			// what it may have written is written again, not twice.
+			take := string(appendClaim(nil, a, now+claimLease.Milliseconds()))
+			if ok, err := r.replace(ctx, key, prev, take); err != nil || ok {
+				return a, nil, err
+			}
+		default:
+			// Another instance is scoring it: wait for its answer.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, nil, fmt.Errorf("another instance is scoring it: %w", ctx.Err())
+			case <-t.C:
+			}
+			wait = min(2*wait, 10*time.Millisecond)
+		}
+		now = r.now().UnixMilli()
+	}
+}
+
+// replace sets key to next if it still holds prev (WATCH/MULTI: a
+// compare-and-set), and reports whether it did.
+func (r *Store) replace(ctx context.Context, key, prev, next string) (bool, error) {
+	err := r.client.Watch(ctx, func(tx *redis.Tx) error {
+		cur, err := tx.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if cur != prev {
+			return redis.TxFailedErr
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Set(ctx, key, next, r.opts.IdempotencyWindow)
+			return nil
+		})
+		return err
+	}, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.TxFailedErr):
+		return false, nil
+	}
+	return false, fmt.Errorf("claiming its id: %w", err)
+}
+
+func appendClaim(dst []byte, gen, deadline int64) []byte {
+	dst = append(dst, claimMark)
+	dst = binary.AppendVarint(dst, gen)
+	return binary.AppendVarint(dst, deadline)
+}
+
+// parseIDValue reads an id key: a claim (generation a, deadline b) or an
+// answer (given at a, values ans).
+func parseIDValue(v string) (kind byte, a, b int64, ans []byte, err error) {
+	if len(v) == 0 || (v[0] != claimMark && v[0] != answerMark) {
+		return 0, 0, 0, nil, errors.New("unexpected value in its id key")
+	}
+	buf := []byte(v[1:])
+	a, k := binary.Varint(buf)
+	if k <= 0 {
+		return 0, 0, 0, nil, features.ErrBadAnswer
+	}
+	buf = buf[k:]
+	if v[0] == answerMark {
+		return answerMark, a, 0, buf, nil
+	}
+	b, k = binary.Varint(buf)
+	if k <= 0 {
+		return 0, 0, 0, nil, features.ErrBadAnswer
+	}
+	return claimMark, a, b, nil, nil
+}
+
+func (r *Store) idKey(id string) string { return r.prefix + "id:" + id }
+
+// exec sends every entry's transaction and waits for them. gen < 0
+// reads without recording.
+func (r *Store) exec(ctx context.Context, obs *features.Observation, cmds []entryCmds, gen, now int64) error {
+	for i := range cmds {
+		cmds[i].now = now
+	}
+	r.lockHot(obs, cmds)
+	if !r.cluster {
+		col := r.client.Pipeline()
+		for ei := range obs.Entries {
+			r.queue(ctx, col, obs, ei, &cmds[ei], gen)
+		}
+		all := col.Cmds()
+		if err := r.send(ctx, true, all...); err != nil {
+			return err
+		}
+		return firstErr(all)
+	}
+	// A Cluster transaction holds one slot: one per entity, in parallel.
+	groups := map[string][]int{}
+	for ei := range obs.Entries {
+		en := &obs.Entries[ei]
+		k := en.EventLog.Entity + "=" + en.Key
+		groups[k] = append(groups[k], ei)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(groups))
+	for _, eis := range groups {
+		col := r.client.Pipeline()
+		for _, ei := range eis {
+			r.queue(ctx, col, obs, ei, &cmds[ei], gen)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			all := col.Cmds()
+			err := r.send(ctx, true, all...)
+			if err == nil {
+				err = firstErr(all)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// rangeRead reports whether entry ei's reads need its records, not
+// only counts.
+func rangeRead(obs *features.Observation, ei int) bool {
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && it.Feature.Kind != features.Count {
+			return true
+		}
+	}
+	return false
+}
+
+// lockHot finds the mirrors of the entries that read records and locks
+// them. A mirror that does not reach back to the event's horizon is not
+// used, nor one another event holds.
+func (r *Store) lockHot(obs *features.Observation, cmds []entryCmds) {
+	var hot []int
+	for ei := range obs.Entries {
+		en := &obs.Entries[ei]
+		cmds[ei].base = r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+		if en.EventLog.Windowless || !rangeRead(obs, ei) {
+			continue
+		}
+		if h := r.hot.lookup(cmds[ei].base); h != nil {
+			cmds[ei].hot = h
+			hot = append(hot, ei)
+		}
+	}
+	for _, ei := range hot {
+		c := &cmds[ei]
+		// A mirror another event is using is not waited for (that
+		// would be a round trip, past this event's budget): read whole.
+		if !c.hot.mu.TryLock() {
+			c.hot = nil
+			continue
+		}
+		l := obs.Entries[ei].EventLog
+		if c.hot.log != l || l.ReadFrom(obs.TS) < c.hot.from || r.old(obs, c) {
+			c.hot.mu.Unlock()
+			c.hot = nil
+		}
+	}
+}
+
+// old reports whether the event is so far behind the store's clock that
+// a log it reads may be past keeping (expired): only then must the log's
+// newest record be asked for, to leave an expired log out as the memory
+// store does (and as Redis would once the key's TTL ran out).
+func (r *Store) old(obs *features.Observation, c *entryCmds) bool {
+	return obs.TS < c.now-r.lateness-features.TTLMargin.Milliseconds()
+}
+
+// unlockHot releases what lockHot locked.
+func unlockHot(cmds []entryCmds) {
+	for i := range cmds {
+		if cmds[i].hot != nil {
+			cmds[i].hot.mu.Unlock()
+			cmds[i].hot = nil
+		}
+	}
+}
+
+// checkHot verifies each mirror against its ZCOUNT; a stale one is
+// dropped and its log read whole in a second round trip.
+func (r *Store) checkHot(ctx context.Context, obs *features.Observation, cmds []entryCmds) error {
+	var stale []redis.Cmder
+	for ei := range cmds {
+		c := &cmds[ei]
+		if c.hot == nil {
+			continue
+		}
+		want := int64(c.hot.count())
+		if c.added != nil && c.added.Val() == 1 && obs.TS <= c.hot.newest {
+			want++ // the event's own record, in the mirrored range
+		}
+		// Redis only ever removes a log's oldest records (trims) or all
+		// of it (expiry): the same count and the same oldest time prove
+		// nothing was added and removed in between.
+		oldest := c.oldest.Val()
+		same := c.count.Val() == want
+		if live := c.hot.all.Live(); same && len(live) > 0 {
+			first := live[0].Pos.TS
+			if c.added != nil && c.added.Val() == 1 {
+				first = min(first, obs.TS)
+			}
+			same = len(oldest) > 0 && int64(oldest[0].Score) == first
+		}
+		if same {
+			continue
+		}
+		r.hot.drop(c.base, c.hot)
+		c.hot.mu.Unlock()
+		c.hot = nil
+		c.records = redis.NewStringSliceCmd(ctx, "zrangebyscore", c.base, "("+strconv.FormatInt(obs.Entries[ei].EventLog.ReadFrom(obs.TS), 10), "+inf")
+		stale = append(stale, c.records)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if err := r.send(ctx, false, stale...); err != nil {
+		return err
+	}
+	return firstErr(stale)
+}
+
+// queue adds entry ei's commands: its record first, then its reads, then
+// its trims and times to live.
+func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.Observation, ei int, c *entryCmds, gen int64) {
+	en := &obs.Entries[ei]
+	record := en.Record && gen >= 0
+	l := en.EventLog
+	base := c.base
+	ts := strconv.FormatInt(obs.TS, 10)
+	reads := false
+	for i := range obs.Items {
+		reads = reads || obs.Items[i].Entry == ei
+	}
+	if l.Windowless {
+		// The latest sightings, and the run's first one under a score
+		// above any time (firstOffset), so trimming by rank keeps it.
+		if record {
+			// One ZADD NX for the sighting and, when the key has none
+			// (a new key or a new run), the run's first.
+			c.member = sightingMember(obs.EventID, gen)
+			zs := []redis.Z{{Score: float64(obs.TS), Member: c.member}}
+			if l.First {
+				zs = append(zs, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
+			}
+			pipe.ZAddNX(ctx, base, zs...)
+		}
+		if reads || (record && l.First) {
+			c.latest = pipe.ZRangeWithScores(ctx, base, 0, -1)
+		}
+		if record {
+			keep := features.SightingsKept
+			if l.First {
+				keep++
+			}
+			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
+			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
+		}
+		return
+	}
+	if record {
+		c.member = appendRecord(nil, obs, ei, gen)
+		c.added = pipe.ZAddNX(ctx, base, redis.Z{Score: float64(obs.TS), Member: c.member})
+	}
+	if reads && r.old(obs, c) {
+		c.all = pipe.ZRange(ctx, base, 0, -1)
+	}
+	switch {
+	case !reads:
+	case c.hot != nil:
+		from := "(" + strconv.FormatInt(c.hot.from, 10)
+		c.count = pipe.ZCount(ctx, base, from, strconv.FormatInt(c.hot.newest, 10))
+		c.oldest = pipe.ZRangeByScoreWithScores(ctx, base, &redis.ZRangeBy{Min: from, Max: "+inf", Count: 1})
+		c.tail = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: strconv.FormatInt(c.hot.newest, 10), Max: "+inf"})
+	case rangeRead(obs, ei):
+		// From the horizon on, newer records too: what a mirror starts from.
+		c.records = pipe.ZRangeByScore(ctx, base, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(l.ReadFrom(obs.TS), 10), Max: "+inf"})
+	default:
+		c.counts = make([]*redis.IntCmd, len(obs.Items))
+		for i := range obs.Items {
+			if it := &obs.Items[i]; it.Entry == ei {
+				c.counts[i] = pipe.ZCount(ctx, base, "("+strconv.FormatInt(it.Feature.WindowFrom(obs.TS), 10), ts)
+			}
+		}
+	}
+	if record {
+		// What no event within the lateness allowance can see: the
+		// memory store trims the same (features.EventLog.TrimTo), so when
+		// this runs changes no answer.
+		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10))
+		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
+	}
+}
+
+// fixup moves a windowless log's run start to the event: it starts a new
+// run, or (lower) extends the run back.
+type fixup struct {
+	entry  int
+	lower  bool
+	revive bool // the log was past keeping: clear its older sightings
+}
+
+// values computes the items (those marked in only, if not nil) from the
+// replies and returns the entries whose run's first sighting must move.
+func (r *Store) values(obs *features.Observation, cmds []entryCmds, only []bool) ([]fixup, error) {
+	var fixups []fixup
+	var sc scratch
+	for ei := range obs.Entries {
+		if obs.Entries[ei].EventLog.Windowless {
+			f, move, err := r.sightingValues(obs, ei, &cmds[ei], only, &sc)
+			if err != nil {
+				return nil, err
+			}
+			if move {
+				fixups = append(fixups, f)
+			}
+			continue
+		}
+		if err := r.windowValues(obs, ei, &cmds[ei], only, &sc); err != nil {
+			return nil, err
+		}
+	}
+	return fixups, nil
+}
+
+// scratch is what values reuses from one entry to the next.
+type scratch struct {
+	points []features.Point
+	recs   []record
+}
+
+// at is the event's position among the records read: after every record
+// of its millisecond, since its own is left out of what is read.
+func at(obs *features.Observation) features.Position {
+	return features.Position{TS: obs.TS, Seq: 1}
+}
+
+// setItems gives entry ei's items (those marked in only) their value.
+func setItems(obs *features.Observation, ei int, only []bool, value func(f *features.Feature) features.Value) {
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+			it.Value = value(it.Feature)
+		}
+	}
+}
+
+// sightingValues computes a windowless entry's items from the key's
+// latest sightings and the start of its run, as the memory store does
+// from its history, and says whether (and how) the run's start moves.
+func (r *Store) sightingValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) (fixup, bool, error) {
+	l, p := obs.Entries[ei].EventLog, at(obs)
+	retention := l.Horizon.Milliseconds()
+	var pred, first features.Position
+	hasPred, hasFirst, gone := false, false, false
+	if c.latest != nil {
+		zs, err := c.latest.Result()
+		if err != nil {
+			return fixup{}, false, err
+		}
+		// The sightings other than the event's own, in score order, and
+		// when the log was last written (the newest generation).
+		sc.points = sc.points[:0]
+		written := int64(math.MinInt64)
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			switch m {
+			case firstMember:
+				first, hasFirst = features.Position{TS: int64(z.Score - firstOffset)}, true
+			case c.member:
+			default:
+				sc.points = append(sc.points, features.Point{Pos: features.Position{TS: int64(z.Score)}})
+				if gen, err := recordGen(m); err == nil {
+					written = max(written, gen)
+				}
+			}
+		}
+		pred, hasPred = features.LatestBefore(sc.points, p)
+		others := len(sc.points) > 0
+		if c.member != "" && !others && first.TS == obs.TS {
+			// The key's only sighting is this event's: the first it
+			// shows was just written with it.
+			hasFirst = false
+		}
+		if others && l.Expired(written, c.now, r.lateness) {
+			hasPred, hasFirst = false, false // past keeping: as if gone
+			gone = true
+		}
+	}
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		return features.SightingValue(f.Kind, p, pred, hasPred, first, hasFirst, retention)
+	})
+	switch {
+	case c.member == "" || !l.First:
+	case gone:
+		return fixup{entry: ei, revive: true}, true, nil // the run starts over here
+	case hasFirst && features.StartsRun(p, pred, hasPred, first, hasFirst, retention):
+		// Earlier than the start: only ever lower it (LT), so concurrent
+		// late events settle on the earliest.
+		return fixup{entry: ei, lower: p.Before(first)}, true, nil
+	}
+	return fixup{}, false, nil
+}
+
+// windowValues computes a windowed entry's items from what was read: a
+// count per item, the mirror, or the log's records from the horizon on.
+func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) error {
+	l := obs.Entries[ei].EventLog
+	if c.all != nil {
+		expired, err := r.expired(l, c)
+		if err != nil {
+			return err
+		}
+		if expired {
+			// Past keeping: as if gone, whatever Redis holds.
+			setItems(obs, ei, only, func(f *features.Feature) features.Value { return features.Aggregate(f.Kind, nil) })
+			return nil
+		}
+	}
+	switch {
+	case c.counts != nil:
+		own := int64(0)
+		if c.member != "" {
+			own = 1 // the event's own record, added before the reads
+		}
+		for i, cmd := range c.counts {
+			if cmd == nil || (only != nil && !only[i]) {
+				continue
+			}
+			n, err := cmd.Result()
+			if err != nil {
+				return err
+			}
+			obs.Items[i].Value = features.Value{Valid: true, Num: float64(n - own)}
+		}
+		return nil
+	case c.hot != nil:
+		return r.hotValues(obs, ei, c, only)
+	case c.records == nil:
+		return nil
+	}
+	members, err := c.records.Result()
+	if err != nil {
+		return err
+	}
+	sc.recs = sc.recs[:0]
+	for _, m := range members {
+		if m == c.member {
+			continue
+		}
+		rec, err := parseRecord(m)
+		if err != nil {
+			continue // not one of ours, or damaged: it cannot be counted
+		}
+		sc.recs = append(sc.recs, rec) // in score order: by time
+	}
+	p := at(obs)
+	setItems(obs, ei, only, func(f *features.Feature) features.Value {
+		sc.points = sc.points[:0]
+		for _, rec := range sc.recs {
+			if e, ok := rec.entry(f, features.Position{TS: rec.ts}, r.seed); ok {
+				sc.points = append(sc.points, e)
+			}
+		}
+		return features.Window(f.Kind, sc.points, p, f.WindowFrom(obs.TS))
+	})
+	if len(members) >= r.hotFrom && only == nil {
+		// Busy: mirror it for the next events.
+		h := newHotLog(c.base, l, l.ReadFrom(obs.TS), r.opts.RunningFrom)
+		ok := true
+		for _, m := range members {
+			ok = ok && h.add(m, r.seed) == nil
+		}
+		if ok { // a damaged record: no mirror, read it whole
+			r.hot.add(c.base, h)
+		}
+	}
+	return nil
+}
+
+// expired reports whether the log an old event reads (c.all: its every
+// record) is past keeping, by its newest record's generation.
+func (r *Store) expired(l *features.EventLog, c *entryCmds) (bool, error) {
+	members, err := c.all.Result()
+	if err != nil {
+		return false, err
+	}
+	written, any := int64(math.MinInt64), false
+	for _, m := range members {
+		if m == c.member {
+			continue
+		}
+		if gen, err := recordGen(m); err == nil {
+			written, any = max(written, gen), true
+		}
+	}
+	return any && l.Expired(written, c.now, r.lateness), nil
+}
+
+// hotValues computes entry ei's items from its mirror and the records
+// new to it, then mirrors those and the event's own.
+func (r *Store) hotValues(obs *features.Observation, ei int, c *entryCmds, only []bool) error {
+	h, l := c.hot, obs.Entries[ei].EventLog
+	tail, err := c.tail.Result()
+	if err != nil {
+		return err
+	}
+	ownMirrored := has(h.atNewest, c.member)
+	for _, m := range tail {
+		if has(h.atNewest, m) || m == c.member {
+			continue
+		}
+		if err := h.add(m, r.seed); err != nil {
+			r.hot.drop(c.base, h)
+			return fmt.Errorf("%s of %q: %w", l.Name, obs.Entries[ei].Key, err)
+		}
+	}
+	for i := range obs.Items {
+		if it := &obs.Items[i]; it.Entry == ei && (only == nil || only[i]) {
+			it.Value = h.value(it.Feature, obs.TS)
+		}
+	}
+	if c.member != "" && !ownMirrored {
+		if err := h.add(c.member, r.seed); err != nil {
+			return err
+		}
+	}
+	h.trim(l.ReadFrom(obs.TS))
+	return nil
+}
+
+func has(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// A record is one event in a windowed log, as its ZSET member:
+//
+//	uvarint len(id), id, varint generation, varint ts, then per field (sorted by name):
+//	uvarint len(name), name, 'n' varint micro-units | 's' uvarint len, bytes
+//
+// It is a function of the event alone, so a retry writes the same member.
+type record struct {
+	ts     int64
+	fields string // the encoded fields
+}
+
+func appendRecord(dst []byte, obs *features.Observation, ei int, gen int64) string {
+	en := &obs.Entries[ei]
+	dst = binary.AppendUvarint(dst, uint64(len(obs.EventID)))
+	dst = append(dst, obs.EventID...)
+	dst = binary.AppendVarint(dst, gen)
+	dst = binary.AppendVarint(dst, obs.TS)
+	for _, fr := range en.EventLog.FieldOrder() {
+		if fr.Num {
+			n, ok := obs.Num(ei, fr.Slot)
+			if !ok {
+				continue
+			}
+			dst = appendString(dst, fr.Name)
+			dst = append(dst, 'n')
+			dst = binary.AppendVarint(dst, n)
+		} else {
+			v, ok := obs.Of(ei, fr.Slot)
+			if !ok {
+				continue
+			}
+			dst = appendString(dst, fr.Name)
+			dst = append(dst, 's')
+			dst = appendString(dst, v)
+		}
+	}
+	return string(dst)
+}
+
+// A windowless log keeps the start of the key's run as a member of its
+// sightings ZSET, scored past any event time so ranks put it last.
+const (
+	firstMember = "f"
+	firstOffset = 1 << 52
+)
+
+// sightingMember is a sighting's member: the id and its generation.
+func sightingMember(id string, gen int64) string {
+	return string(binary.AppendVarint(appendString(nil, id), gen))
+}
+
+// recordGen reads the generation of a member, a record's or a
+// sighting's (both start with the id and the generation): the store's
+// clock when its event was first claimed, so the newest of a log's is
+// when it was last written.
+func recordGen(m string) (int64, error) {
+	b := []byte(m)
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return 0, errBadRecord
+	}
+	gen, k2 := binary.Varint(b[k+int(n):])
+	if k2 <= 0 {
+		return 0, errBadRecord
+	}
+	return gen, nil
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+var errBadRecord = errors.New("corrupt record")
+
+func parseRecord(m string) (record, error) {
+	b := []byte(m)
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return record{}, errBadRecord
+	}
+	b = b[k+int(n):]
+	if _, k = binary.Varint(b); k <= 0 {
+		return record{}, errBadRecord
+	}
+	b = b[k:]
+	ts, k := binary.Varint(b)
+	if k <= 0 {
+		return record{}, errBadRecord
+	}
+	return record{ts: ts, fields: m[len(m)-len(b)+k:]}, nil
+}
+
+// field finds a field's encoded value: its tag byte and what follows.
+func (r record) field(name string) (byte, string, bool) {
+	s := r.fields
+	for len(s) > 0 {
+		n, k := binary.Uvarint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+		if k <= 0 || n >= uint64(len(s)-k) { // the name and its tag byte
+			return 0, "", false
+		}
+		fname := s[k : k+int(n)]
+		s = s[k+int(n):]
+		tag := s[0]
+		s = s[1:]
+		var val string
+		switch tag {
+		case 'n':
+			_, k := binary.Varint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+			if k <= 0 {
+				return 0, "", false
+			}
+			val, s = s[:k], s[k:]
+		case 's':
+			n, k := binary.Uvarint([]byte(s[:min(len(s), binary.MaxVarintLen64)]))
+			if k <= 0 || uint64(len(s)-k) < n {
+				return 0, "", false
+			}
+			val, s = s[k:k+int(n)], s[k+int(n):]
+		default:
+			return 0, "", false
+		}
+		if fname == name {
+			return tag, val, true
+		}
+	}
+	return 0, "", false
+}
+
+// entry is the record as feature f of its log counts it at p; false when
+// the record lacks f's field (the event was not recorded for f).
+func (r record) entry(f *features.Feature, p features.Position, seed maphash.Seed) (features.Point, bool) {
+	e := features.Point{Pos: p}
+	switch f.Kind {
+	case features.Sum, features.Avg, features.Max:
+		n, ok := r.num(f.EventLog.Nums[f.Slot].Name)
+		if !ok {
+			return e, false
+		}
+		e.Num = n
+	case features.Distinct:
+		v, ok := r.str(f.EventLog.Ofs[f.Slot].Name)
+		if !ok {
+			return e, false
+		}
+		e.Of = maphash.String(seed, v)
+	}
+	return e, true
+}
+
+func (r record) num(name string) (int64, bool) {
+	tag, v, ok := r.field(name)
+	if !ok || tag != 'n' {
+		return 0, false
+	}
+	n, _ := binary.Varint([]byte(v))
+	return n, true
+}
+
+func (r record) str(name string) (string, bool) {
+	tag, v, ok := r.field(name)
+	return v, ok && tag == 's'
+}
