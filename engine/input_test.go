@@ -121,7 +121,7 @@ func TestMaxPastSkew(t *testing.T) {
 		{`"2026-11-28T10:00:00Z"`, ``},
 		{`"2026-11-29T09:59:00Z"`, ``},
 	} {
-		body := []byte(`{"id":"p","type":"checkout","card_id":"c","amount":1,"ts":` + tt.ts + `}`)
+		body := []byte(`{"id":"p` + strings.Trim(tt.ts, `"`) + `","type":"checkout","card_id":"c","amount":1,"ts":` + tt.ts + `}`)
 		err := live.Score(context.Background(), body, engine.ScoreOptions{}, &engine.Decision{})
 		if got := errString(err); got != tt.want {
 			t.Errorf("ts %s: %q, want %q", tt.ts, got, tt.want)
