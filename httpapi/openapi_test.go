@@ -167,6 +167,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	}{
 		{name: "decision", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"decision":"pass"`},
 		{name: "retry", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"retry":true`},
+		{name: "id reused for another body", srv: all, method: "POST", path: "/v1/score", body: strings.Replace(checkout, `"amount":`, `"amount":1`, 1), code: 409, want: `scored within the idempotency window for another event body`},
 		{name: "explained", srv: all, method: "POST", path: "/v1/score?explain=1", body: `{"id":"d2","type":"checkout","card_id":"card-1","amount":1}`, code: 200, want: `"error":"invalid operation: <nil> >= int`},
 		{name: "unscored", srv: all, method: "POST", path: "/v1/score", body: `{"id":"d3","type":"chargeback","card_id":"card-1"}`, code: 200, want: `"unscored":true`},
 		{name: "shadows explained", srv: shadows, method: "POST", path: "/v1/score?explain=true", body: `{"id":"d4","type":"checkout","card_id":"c","account_id":"a"}`, code: 200, want: `"shadow":[{"decision":"pass","score":0,"ruleset":"checkout"`},
