@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/net/netutil"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
@@ -47,6 +46,8 @@ type config struct {
 	redisPrefix       string
 	storeTimeout      time.Duration
 	futureSkew        time.Duration
+	pastSkew          time.Duration
+	idleTimeout       time.Duration
 	memoryMaxKeys     int
 	maxConns          int
 	idempotency       time.Duration
@@ -83,9 +84,11 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.redis, "redis", "", "Redis address(es), comma-separated for a cluster; empty: in-memory store")
 	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
-	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
+	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
+	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
+	fl.DurationVar(&c.pastSkew, "max-past-skew", 24*time.Hour, "refuse events whose ts is more than this behind the server's clock (HTTP 400, dead letter on Kafka): a backdated event sees empty windows; 0: no limit")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
 	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated: riskd consumes the events topic and writes HTTP decisions to the decisions topic too; empty: no Kafka")
@@ -176,6 +179,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.memoryMaxKeys < 0 {
 		return nil, fmt.Errorf("-memory-max-keys %d must not be negative", c.memoryMaxKeys)
 	}
+	if c.pastSkew < 0 {
+		return nil, fmt.Errorf("-max-past-skew %v must not be negative", c.pastSkew)
+	}
+	if c.idleTimeout <= 0 {
+		return nil, fmt.Errorf("-http-idle-timeout %v must be positive", c.idleTimeout)
+	}
 	if c.futureSkew <= 0 {
 		return nil, fmt.Errorf("-max-future-skew %v must be positive", c.futureSkew)
 	}
@@ -201,16 +210,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 // loadPolicy loads the -rules directory the way every reload will
 // (rules.LoadDir, with the same bounds), or the built-in example.
-// listen opens the scoring port, accepting at most max connections at
-// once: past it new ones wait in the kernel's backlog instead of using up
-// file descriptors (a slow-loris client opening thousands of sockets
-// cannot take riskd's descriptors from Redis, Kafka or the policy files).
-func listen(addr string, max int) (net.Listener, error) {
+// listen opens the scoring port held to limit (-max-connections): a
+// client opening thousands of sockets cannot take riskd's descriptors
+// from Redis, Kafka or the policy files, and one parking idle keep-alive
+// connections cannot lock the others out (see httpapi.ConnLimit).
+func listen(addr string, limit *httpapi.ConnLimit) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return netutil.LimitListener(ln, max), nil
+	return limit.Listen(ln), nil
 }
 
 func loadPolicy(dir string, opts rules.DirOptions) (*rules.Policy, error) {
@@ -433,12 +442,13 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 	defer valueLists.Close()
 	fetchLists(valueLists, policy, log)
-	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, MaxPastSkew: cfg.pastSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
 	eng := engine.New(policy, opts)
-	ln, adminLn, err := openListeners(cfg)
+	limit := httpapi.NewConnLimit(cfg.maxConns, reg)
+	ln, adminLn, err := openListeners(cfg, limit)
 	if err != nil {
 		return err
 	}
@@ -480,7 +490,7 @@ func serve(cfg *config, log *slog.Logger) error {
 	checker := readiness.New(readiness.Options{Dependencies: deps, Registerer: reg, Logger: log})
 	hopts.Readiness = checker
 	g.addContext(func(ctx context.Context) error { checker.Watch(ctx, readinessEvery); return nil })
-	addServers(&g, eng, hopts, ln, adminLn, log)
+	addServers(&g, eng, hopts, ln, adminLn, limit, cfg.idleTimeout, log)
 	if audit != nil {
 		g.addContext(func(ctx context.Context) error { audit.Run(ctx); return nil })
 	}
@@ -498,8 +508,8 @@ func serve(cfg *config, log *slog.Logger) error {
 }
 
 // openListeners opens -listen and, when set, -admin-listen (else nil).
-func openListeners(cfg *config) (ln, adminLn net.Listener, err error) {
-	ln, err = listen(cfg.listen, cfg.maxConns)
+func openListeners(cfg *config, limit *httpapi.ConnLimit) (ln, adminLn net.Listener, err error) {
+	ln, err = listen(cfg.listen, limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-listen: %w", err)
 	}
@@ -543,16 +553,17 @@ func addConsumer(g *group, cfg *config, eng *engine.Engine, reg prometheus.Regis
 // -admin-listen (adminLn not nil) the admin endpoints (status, reload,
 // lists, metrics, profiles) on a listener of their own. Each stops by
 // finishing its requests within the shutdown timeout.
-func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, adminLn net.Listener, log *slog.Logger) {
-	serve := func(ln net.Listener, h http.Handler) {
+func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, adminLn net.Listener, limit *httpapi.ConnLimit, idle time.Duration, log *slog.Logger) {
+	serve := func(ln net.Listener, h http.Handler, track func(net.Conn, http.ConnState)) {
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       idle,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ConnState:         track,
 		}
 		g.add(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -567,11 +578,11 @@ func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, ln, 
 		})
 	}
 	if adminLn == nil {
-		serve(ln, httpapi.NewHandler(eng, hopts))
+		serve(ln, httpapi.NewHandler(eng, hopts), limit.Track)
 		return
 	}
 	public, admin := hopts, hopts
 	public.Endpoints, admin.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
-	serve(ln, httpapi.NewHandler(eng, public))
-	serve(adminLn, httpapi.NewHandler(eng, admin))
+	serve(ln, httpapi.NewHandler(eng, public), limit.Track)
+	serve(adminLn, httpapi.NewHandler(eng, admin), nil)
 }
