@@ -91,6 +91,8 @@ type Op string
 const (
 	Add    Op = "add"
 	Remove Op = "remove"
+	// Clear removes every value; the change holds none.
+	Clear Op = "clear"
 )
 
 // Change is one change to a mutable list: values added (with an expiry)
@@ -141,10 +143,14 @@ func (m *Mutable) Apply(changes []Change, now int64) {
 	v := maps.Clone(cur.Values)
 	version := cur.Version
 	for _, c := range changes {
+		if c.Op == Clear {
+			v = Values{}
+		}
 		for _, x := range c.Values {
-			if c.Op == Add {
+			switch c.Op {
+			case Add:
 				v[x] = c.Expires
-			} else {
+			case Remove:
 				delete(v, x)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -89,7 +90,7 @@ func NewRegistry(s Store, opts Options) *Registry {
 	}
 	r := &Registry{store: s, opts: opts, lists: map[string]*Mutable{}, declared: map[string]bool{}, errLast: map[string]time.Time{},
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove).",
+			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove: values; clear: 1 a change).",
 		}, []string{"list", "op"}),
 		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_list_sync_errors_total", Help: "Failed attempts to bring a mutable list up to date from its store (it keeps its last values meanwhile), by list.",
@@ -200,9 +201,45 @@ func (r *Registry) Add(ctx context.Context, name string, values []string, ttl ti
 	return r.change(ctx, name, c, ttl)
 }
 
+// ErrNotInList is returned for a removal of values none of which the
+// list holds: nothing changes, the version stays.
+var ErrNotInList = errors.New("not in the list")
+
 // Remove removes values from the declared list name on behalf of who.
+// Values the list does not hold are left out of the change; when it
+// holds none of them, nothing is written and the error is ErrNotInList.
 func (r *Registry) Remove(ctx context.Context, name string, values []string, who string) (*Change, error) {
-	return r.change(ctx, name, &Change{Op: Remove, Values: values, Who: who}, 0)
+	m, err := r.Declared(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkValues(values); err != nil {
+		return nil, err
+	}
+	// Up to date first: a value added on another instance a moment ago
+	// is there to remove.
+	if err := r.sync(ctx, m); err != nil {
+		return nil, err
+	}
+	snap := m.Snapshot()
+	present := make([]string, 0, len(values))
+	for _, v := range values {
+		if _, ok := snap.Values[v]; ok {
+			present = append(present, v)
+		}
+	}
+	if len(present) == 0 {
+		if len(values) == 1 {
+			return nil, fmt.Errorf("list %s: value %q: %w (version %d)", name, cut(values[0]), ErrNotInList, snap.Version)
+		}
+		return nil, fmt.Errorf("list %s: none of the %d values is %w (version %d)", name, len(values), ErrNotInList, snap.Version)
+	}
+	return r.change(ctx, name, &Change{Op: Remove, Values: slices.Compact(slices.Sorted(slices.Values(present))), Who: who}, 0)
+}
+
+// Clear removes every value of the declared list name on behalf of who.
+func (r *Registry) Clear(ctx context.Context, name string, who string) (*Change, error) {
+	return r.change(ctx, name, &Change{Op: Clear, Who: who}, 0)
 }
 
 func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.Duration) (*Change, error) {
@@ -210,8 +247,10 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 	if err != nil {
 		return nil, err
 	}
-	if err := checkValues(c.Values); err != nil {
-		return nil, err
+	if c.Op != Clear {
+		if err := checkValues(c.Values); err != nil {
+			return nil, err
+		}
 	}
 	now := r.opts.Now()
 	c.At = now.UnixMilli()
@@ -223,10 +262,13 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 		return nil, fmt.Errorf("list %s: %s: %w", name, c.Op, err)
 	}
 	c.Version = v
-	r.changes.WithLabelValues(name, string(c.Op)).Add(float64(len(c.Values)))
+	r.changes.WithLabelValues(name, string(c.Op)).Add(float64(max(len(c.Values), 1)))
 	shown := c.Values[:min(len(c.Values), 10)]
-	r.opts.Logger.Info("list changed", "list", name, "op", string(c.Op), "values", len(c.Values), "first_values", shown,
-		"expires", expiry(c.Expires), "by", c.Who, "at", now.UTC().Format(time.RFC3339Nano), "version", v)
+	attrs := []any{"list", name, "op", string(c.Op), "values", len(c.Values), "first_values", shown}
+	if c.Op == Add {
+		attrs = append(attrs, "expires", expiry(c.Expires))
+	}
+	r.opts.Logger.Info("list changed", append(attrs, "by", c.Who, "at", now.UTC().Format(time.RFC3339Nano), "version", v)...)
 	// This riskd sees its own change at once: the next event is scored
 	// with it, and a GET right after the change shows it.
 	if err := r.sync(ctx, m); err != nil {

@@ -95,7 +95,10 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 			}
 			version = v + 1
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if c.Op == lists.Add {
+				switch c.Op {
+				case lists.Clear:
+					p.Del(ctx, k.values)
+				case lists.Add:
 					score := math.Inf(1)
 					if c.Expires > 0 {
 						score = float64(c.Expires)
@@ -105,7 +108,7 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 						zs[i] = redis.Z{Score: score, Member: v}
 					}
 					p.ZAdd(ctx, k.values, zs...)
-				} else {
+				default:
 					members := make([]any, len(c.Values))
 					for i, v := range c.Values {
 						members[i] = v
@@ -229,9 +232,12 @@ func parseChange(f map[string]any) (lists.Change, error) {
 	}
 	c.At, _ = num("at")
 	c.Op, c.Who = lists.Op(str("op")), str("who")
-	if c.Op != lists.Add && c.Op != lists.Remove {
+	switch c.Op {
+	case lists.Add, lists.Remove:
+		c.Values = strings.Split(str("vals"), "\n")
+	case lists.Clear:
+	default:
 		return c, fmt.Errorf("unknown op %q", c.Op)
 	}
-	c.Values = strings.Split(str("vals"), "\n")
 	return c, nil
 }

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -99,7 +100,29 @@ func TestRegistryChanges(t *testing.T) {
 				},
 					in: []string{"c2"}, version: 4},
 				{advance: time.Minute, out: []string{"c2"}, version: 4},
+				{do: func() (*lists.Change, error) {
+					return a.Add(t.Context(), "blocked", []string{"c4", "c5", "c6"}, 0, "ops")
+				},
+					in: []string{"c4", "c5", "c6"}, version: 5},
+				{do: func() (*lists.Change, error) { return a.Clear(t.Context(), "blocked", "ops") },
+					out: []string{"c4", "c5", "c6"}, version: 6},
+				{do: func() (*lists.Change, error) { return a.Add(t.Context(), "blocked", []string{"c7"}, 0, "ops") },
+					in: []string{"c7"}, out: []string{"c4"}, version: 7},
 			}
+			// Removing what the list does not hold changes nothing, not
+			// even the version.
+			defer func() {
+				_, err := b.Remove(t.Context(), "blocked", []string{"c1", "c4"}, "ops")
+				if !errors.Is(err, lists.ErrNotInList) {
+					t.Errorf("removing values the list does not hold: %v", err)
+				}
+				for who, r := range map[string]*lists.Registry{"a": a, "b": b} {
+					syncList(t, r, "blocked")
+					if v := r.List("blocked").Snapshot().Version; v != 7 {
+						t.Errorf("%s at version %d after a removal of nothing, want 7", who, v)
+					}
+				}
+			}()
 			for i, st := range steps {
 				if st.do != nil {
 					ch, err := st.do()

@@ -38,8 +38,14 @@ func TestListsCommand(t *testing.T) {
 		{"add", "", append(append([]string{"lists", "add"}, conn...), "blocked", "c1", "c2"), 0, "blocked: added 2 values (expire: never) as analyst: version 1\n"},
 		{"add from stdin", "# from the case tool\nc3\n\nc4\n", append(append([]string{"lists", "add", "-ttl", "30d"}, conn...), "blocked", "-"), 0, "blocked: added 2 values (expire: 20"},
 		{"show", "", append(append([]string{"lists", "show"}, conn...), "blocked"), 0, "c1\nc2\nc3\texpires 20"},
-		{"remove", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "c1", "c3"), 0, "blocked: removed \"c1\" as analyst: version 3\nblocked: removed \"c3\" as analyst: version 4\n"},
+		{"remove", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "c1", "c3", "c9"), 0, "blocked: removed 2 values (of 3 given) as analyst: version 3\n"},
 		{"after", "", append(append([]string{"lists", "show"}, conn...), "blocked"), 0, "c2\nc4\texpires"},
+		{"add dots", "", append(append([]string{"lists", "add"}, conn...), "blocked", ".", ".."), 0, "blocked: added 2 values (expire: never) as analyst: version 4\n"},
+		{"remove dots", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "."), 0, "blocked: removed \".\" as analyst: version 5\n"},
+		{"remove dot-dot", "", append(append([]string{"lists", "remove"}, conn...), "blocked", ".."), 0, "blocked: removed \"..\" as analyst: version 6\n"},
+		{"remove what is not there", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "c9"), 1, `404: list blocked: value "c9": not in the list (version 6)`},
+		{"clear", "", append(append([]string{"lists", "clear"}, conn...), "blocked"), 0, "blocked: cleared as analyst: version 7\n"},
+		{"add after clear", "", append(append([]string{"lists", "add"}, conn...), "blocked", "c5"), 0, "blocked: added 1 values (expire: never) as analyst: version 8\n"},
 		{"unknown list", "", append(append([]string{"lists", "add"}, conn...), "blokced", "x"), 1, `riskctl lists: POST /v1/lists/blokced: 404: no such mutable list "blokced" (the policy declares blocked)`},
 		{"no token", "", []string{"lists", "add", "-url", srv.URL, "blocked", "x"}, 1, "401: admin endpoint: missing or wrong bearer token"},
 		{"bad ttl", "", append(append([]string{"lists", "add", "-ttl", "soon"}, conn...), "blocked", "x"), 1, `400: ttl "soon"`},
@@ -56,6 +62,9 @@ func TestListsCommand(t *testing.T) {
 				t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d with %q", code, out, errOut, tt.code, tt.out)
 			}
 		})
+	}
+	if _, out, _ := riskctl(t, "", append(append([]string{"lists", "show"}, conn...), "blocked")...); out != "c5\n" {
+		t.Errorf("after clear and one add, the list holds %q, want c5 alone", out)
 	}
 }
 
