@@ -117,6 +117,10 @@ type Mutable struct {
 	// Cursor is where a store's change log was last read (Redis: a
 	// stream id); only the store's Sync reads and writes it.
 	Cursor string
+	// History names the store's history of the list the snapshot comes
+	// from (Redis: a random id made when the list is first written or
+	// re-seeded): versions count changes within one history only.
+	History string
 }
 
 func newMutable(name string) *Mutable {

@@ -53,6 +53,7 @@ type Registry struct {
 
 	changes    *prometheus.CounterVec
 	syncErrors *prometheus.CounterVec
+	reseeded   *prometheus.CounterVec
 	size       *prometheus.GaugeVec
 
 	errMu   sync.Mutex
@@ -67,6 +68,10 @@ type Store interface {
 	// Sync brings m up to date with what the store holds, through
 	// m.Apply or m.Replace. It is called with m locked against other
 	// writes and syncs.
+	//
+	// Sync and Write return ErrReseeded, having done their work, when
+	// the store had lost the list m holds a snapshot of and they wrote
+	// the snapshot back.
 	Sync(ctx context.Context, m *Mutable, now int64) error
 	// Describe says where the lists live, for /v1/rulesets.
 	Describe() string
@@ -92,6 +97,9 @@ func NewRegistry(s Store, opts Options) *Registry {
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove: values; clear: 1 a change).",
 		}, []string{"list", "op"}),
+		reseeded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_list_reseeded_total", Help: "Mutable lists the store had lost (Redis flushed, or restarted empty) that this riskd wrote back from its last snapshot, by list.",
+		}, []string{"list"}),
 		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_list_sync_errors_total", Help: "Failed attempts to bring a mutable list up to date from its store (it keeps its last values meanwhile), by list.",
 		}, []string{"list"}),
@@ -100,7 +108,7 @@ func NewRegistry(s Store, opts Options) *Registry {
 		}, []string{"list"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(r.changes, r.syncErrors, r.size)
+		opts.Registerer.MustRegister(r.changes, r.syncErrors, r.reseeded, r.size)
 	}
 	return r
 }
@@ -149,7 +157,24 @@ func (r *Registry) Declare(names []string) {
 		if r.lists[n] == nil {
 			r.lists[n] = newMutable(n)
 		}
+		r.reseeded.WithLabelValues(n) // at 0 from the start: an alert compares with it
 	}
+}
+
+// ErrReseeded: see Store.
+var ErrReseeded = errors.New("the store had lost the list: written back from this riskd's snapshot")
+
+// checkReseeded logs and counts a re-seed err reports, and returns err
+// without it.
+func (r *Registry) checkReseeded(m *Mutable, err error) error {
+	if !errors.Is(err, ErrReseeded) {
+		return err
+	}
+	r.reseeded.WithLabelValues(m.Name).Inc()
+	snap := m.Snapshot()
+	r.opts.Logger.Error("mutable list lost from its store (Redis flushed, or restarted empty): written back from this riskd's last snapshot",
+		"list", m.Name, "values", snap.Len(), "version", snap.Version, "store", r.store.Describe())
+	return nil
 }
 
 // List returns the list called name, made empty if it was never declared.
@@ -258,7 +283,7 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 		c.Expires = now.Add(ttl).UnixMilli()
 	}
 	v, err := r.store.Write(ctx, m, c, c.At)
-	if err != nil {
+	if err = r.checkReseeded(m, err); err != nil {
 		return nil, fmt.Errorf("list %s: %s: %w", name, c.Op, err)
 	}
 	c.Version = v
@@ -316,7 +341,7 @@ func (r *Registry) sync(ctx context.Context, m *Mutable) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := r.opts.Now().UnixMilli()
-	err := r.store.Sync(ctx, m, now)
+	err := r.checkReseeded(m, r.store.Sync(ctx, m, now))
 	m.expire(now)
 	r.size.WithLabelValues(m.Name).Set(float64(m.Snapshot().Len()))
 	if err != nil {

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
@@ -191,9 +194,97 @@ func TestRegistryCatchesUp(t *testing.T) {
 	if err := rc.FlushAll(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The first instance to sync writes its snapshot back; the other
+	// reads it, and a change made after goes on from there.
 	syncList(t, b, "blocked")
-	if s := b.List("blocked").Snapshot(); s.Version != 0 || s.Len() != 0 {
-		t.Fatalf("after a flush: version %d, %d values; want the empty list Redis now holds", s.Version, s.Len())
+	syncList(t, a, "blocked")
+	for who, r := range map[string]*lists.Registry{"a": a, "b": b} {
+		if s := r.List("blocked").Snapshot(); s.Version != 3*logLength+1 || s.Len() != 3*logLength-1 || !s.Has("v1") {
+			t.Fatalf("after a flush, %s at version %d with %d values; want the list as it was", who, s.Version, s.Len())
+		}
+	}
+	if n, err := rc.ZCard(t.Context(), "catch:list:{blocked}:values").Result(); err != nil || n != 3*logLength-1 {
+		t.Fatalf("Redis holds %d values (%v) after the re-seed, want %d", n, err, 3*logLength-1)
+	}
+	if _, err := a.Add(t.Context(), "blocked", []string{"after"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); s.Version != 3*logLength+2 || !s.Has("after") || !s.Has("v1") {
+		t.Fatalf("a change after the re-seed: b at version %d", s.Version)
+	}
+}
+
+// TestRegistryReseedsAfterFlush: a list Redis lost is written back from
+// an instance's snapshot before a change would start it over, logged at
+// error level and counted; and instances holding one version of two
+// histories (Redis lost the list, then a fresh instance wrote to it) do
+// not stay apart: the history tells them.
+func TestRegistryReseedsAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	c := &clock{}
+	c.ms.Store(1_780_000_000_000)
+	reg := prometheus.NewRegistry()
+	logged := lockedWriter{b: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	logText := func() string {
+		logged.mu.Lock()
+		defer logged.mu.Unlock()
+		return logged.b.String()
+	}
+	open := func(r prometheus.Registerer) *lists.Registry {
+		l, err := NewLists(ListOptions{Addrs: []string{srv.Addr()}, Prefix: "flush:", Options: lists.Options{Now: c.now, Registerer: r, Logger: slog.New(slog.NewTextHandler(logged, nil))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.Fetch(t.Context(), []string{"blocked"}); err != nil {
+			t.Fatal(err)
+		}
+		l.Declare([]string{"blocked"})
+		return l
+	}
+	a, b := open(reg), open(nil)
+	if _, err := a.Add(t.Context(), "blocked", []string{"card-1"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if err := rc.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A change on the instance holding the list re-seeds it first.
+	if _, err := a.Add(t.Context(), "blocked", []string{"card-2"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); !s.Has("card-1") || !s.Has("card-2") || s.Version != 2 {
+		t.Errorf("after a flush and a change: version %d, card-1 %v, card-2 %v", s.Version, s.Has("card-1"), s.Has("card-2"))
+	}
+	if v := metrictest.Value(t, reg, "riskd_list_reseeded_total", map[string]string{"list": "blocked"}); v != 1 {
+		t.Errorf("re-seeds counted: %v, want 1", v)
+	}
+	if !strings.Contains(logText(), "level=ERROR msg=\"mutable list lost from its store") {
+		t.Errorf("no error logged:\n%s", logText())
+	}
+
+	// Lost again, and this time a fresh instance (no snapshot) writes
+	// first: version 1 of a new history, which the others take whole.
+	if err := rc.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := open(nil)
+	if _, err := fresh.Add(t.Context(), "blocked", []string{"card-3"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.Add(t.Context(), "blocked", []string{"card-4"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	for who, r := range map[string]*lists.Registry{"a": a, "b": b, "fresh": fresh} {
+		syncList(t, r, "blocked")
+		if s := r.List("blocked").Snapshot(); s.Version != 2 || s.Has("card-1") || !s.Has("card-3") || !s.Has("card-4") {
+			t.Errorf("%s at version %d: card-1 %v, card-3 %v; want the fresh history's list", who, s.Version, s.Has("card-1"), s.Has("card-3"))
+		}
 	}
 }
 
