@@ -28,8 +28,16 @@ const (
 // expired, is seen within it.
 const DefaultSyncEvery = 250 * time.Millisecond
 
+// DefaultMaxValues bounds a mutable list: a few million card
+// fingerprints is a big block list; past it a list is a data set, not a
+// list analysts keep.
+const DefaultMaxValues = 5_000_000
+
 // Options configure a Registry. Zero values are safe.
 type Options struct {
+	// MaxValues bounds each list: an addition that would take it past
+	// is refused (ErrBadChange). Default DefaultMaxValues.
+	MaxValues int
 	// SyncEvery: see DefaultSyncEvery.
 	SyncEvery time.Duration
 	// Now is the clock values expire by. Default time.Now.
@@ -86,6 +94,9 @@ func NewMemory(opts Options) *Registry { return NewRegistry(memoryStore{}, opts)
 func NewRegistry(s Store, opts Options) *Registry {
 	if opts.SyncEvery <= 0 {
 		opts.SyncEvery = DefaultSyncEvery
+	}
+	if opts.MaxValues <= 0 {
+		opts.MaxValues = DefaultMaxValues
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -221,6 +232,20 @@ func (r *Registry) Declared(name string) (*Mutable, error) {
 func (r *Registry) Add(ctx context.Context, name string, values []string, ttl time.Duration, who string) (*Change, error) {
 	if ttl < 0 {
 		return nil, fmt.Errorf("%w: ttl %v is negative", ErrBadChange, ttl)
+	}
+	m, err := r.Declared(name)
+	if err != nil {
+		return nil, err
+	}
+	snap := m.Snapshot()
+	grown := snap.Len()
+	for _, v := range values {
+		if _, ok := snap.Values[v]; !ok {
+			grown++
+		}
+	}
+	if grown > r.opts.MaxValues {
+		return nil, fmt.Errorf("%w: list %s holds %d values; with these it would hold %d, more than the %d a list may (-list-max-values)", ErrBadChange, name, snap.Len(), grown, r.opts.MaxValues)
 	}
 	c := &Change{Op: Add, Values: values, Who: who}
 	return r.change(ctx, name, c, ttl)

@@ -50,6 +50,13 @@ import (
 // list instead, which is correct, only dearer.
 const logLength = 256
 
+// maxLogValueBytes bounds the values one log entry holds: a bigger change
+// is logged without them (field "full"), and instances read the whole
+// list instead. So the log is bounded by bytes (logLength of these), not
+// only by entries: ten additions of the same 100,000 values would
+// otherwise keep ten copies of them.
+const maxLogValueBytes = 64 << 10
+
 // ListOptions configure a registry on Redis.
 type ListOptions struct {
 	lists.Options
@@ -182,9 +189,13 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 				// leave them out by their expiry anyway.
 				p.ZRemRangeByScore(ctx, k.values, "-inf", strconv.FormatInt(now, 10))
 				p.Set(ctx, k.version, version, 0)
-				p.XAdd(ctx, &redis.XAddArgs{Stream: k.log, MaxLen: logLength, Approx: true, Values: []any{
-					"v", version, "op", string(c.Op), "exp", c.Expires, "who", c.Who, "at", c.At, "vals", strings.Join(c.Values, "\n"),
-				}})
+				entry := []any{"v", version, "op", string(c.Op), "exp", c.Expires, "who", c.Who, "at", c.At}
+				if vals := strings.Join(c.Values, "\n"); len(vals) <= maxLogValueBytes {
+					entry = append(entry, "vals", vals)
+				} else {
+					entry = append(entry, "full", "1")
+				}
+				p.XAdd(ctx, &redis.XAddArgs{Stream: k.log, MaxLen: logLength, Approx: true, Values: entry})
 				return nil
 			})
 			return err
@@ -241,8 +252,9 @@ func (s *listStore) Sync(ctx context.Context, m *lists.Mutable, now int64) error
 			if err != nil {
 				return fmt.Errorf("log entry %s: %w", e.ID, err)
 			}
-			if c.Version != next {
-				// The log was trimmed past what this riskd has seen, or
+			if _, full := e.Values["full"]; full || c.Version != next {
+				// A change too big for the log (see maxLogValueBytes), or
+				// the log was trimmed past what this riskd has seen, or
 				// rewritten: read the whole list.
 				return s.load(ctx, m, now)
 			}

@@ -379,3 +379,56 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestRegistryLogBoundedByBytes: changes of many values are logged
+// without them, so adding the same 20,000 values again and again does not
+// grow the log by their size each time; an instance that was not there
+// reads the whole list for them.
+func TestRegistryLogBoundedByBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	c := &clock{}
+	c.ms.Store(1_780_000_000_000)
+	open := func() *lists.Registry {
+		l, err := NewLists(ListOptions{Addrs: []string{srv.Addr()}, Prefix: "bytes:", Options: lists.Options{Now: c.now}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.Fetch(t.Context(), []string{"blocked"}); err != nil {
+			t.Fatal(err)
+		}
+		l.Declare([]string{"blocked"})
+		return l
+	}
+	a, b := open(), open()
+	values := make([]string, 20_000)
+	for i := range values {
+		values[i] = fmt.Sprintf("card-%08d", i)
+	}
+	for range 5 {
+		if _, err := a.Add(t.Context(), "blocked", values, 0, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Add(t.Context(), "blocked", []string{"one-more"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := rc.XRange(t.Context(), "bytes:list:{blocked}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := 0
+	for _, e := range entries {
+		s, _ := e.Values["vals"].(string)
+		logged += len(s)
+	}
+	if len(entries) != 6 || logged > maxLogValueBytes {
+		t.Errorf("the log holds %d entries with %d bytes of values, want 6 with at most %d", len(entries), logged, maxLogValueBytes)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); s.Len() != 20_001 || s.Version != 6 || !s.Has("card-00019999") || !s.Has("one-more") {
+		t.Errorf("b at version %d with %d values", s.Version, s.Len())
+	}
+}

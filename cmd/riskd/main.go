@@ -48,6 +48,7 @@ type config struct {
 	futureSkew        time.Duration
 	pastSkew          time.Duration
 	idleTimeout       time.Duration
+	listMaxValues     int
 	memoryMaxKeys     int
 	maxConns          int
 	idempotency       time.Duration
@@ -86,6 +87,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
 	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
+	fl.IntVar(&c.listMaxValues, "list-max-values", lists.DefaultMaxValues, "most values a mutable list holds; an addition past it is refused (400)")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.pastSkew, "max-past-skew", 24*time.Hour, "refuse events whose ts is more than this behind the server's clock (HTTP 400, dead letter on Kafka): a backdated event sees empty windows; 0: no limit")
@@ -181,6 +183,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.pastSkew < 0 {
 		return nil, fmt.Errorf("-max-past-skew %v must not be negative", c.pastSkew)
+	}
+	if c.listMaxValues < 1 {
+		return nil, fmt.Errorf("-list-max-values %d must be at least 1", c.listMaxValues)
 	}
 	if c.idleTimeout <= 0 {
 		return nil, fmt.Errorf("-http-idle-timeout %v must be positive", c.idleTimeout)
@@ -305,7 +310,7 @@ func buildInfoGauge(b buildinfo.Info) prometheus.Collector {
 // openLists returns the registry of mutable lists: in Redis, shared with
 // every riskd on it, when -redis is set; else in this process alone.
 func openLists(cfg *config, log *slog.Logger, reg prometheus.Registerer) (*lists.Registry, error) {
-	opts := lists.Options{Registerer: reg, Logger: log}
+	opts := lists.Options{Registerer: reg, Logger: log, MaxValues: cfg.listMaxValues}
 	if cfg.redis == "" {
 		return lists.NewMemory(opts), nil
 	}
