@@ -133,7 +133,6 @@ func (s *listStore) reseed(ctx context.Context, p redis.Pipeliner, k listKeys, m
 	return h
 }
 
-
 func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change, now int64) (int64, error) {
 	k := s.keys(m.Name)
 	var version int64
