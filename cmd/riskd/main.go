@@ -50,6 +50,7 @@ type config struct {
 	idleTimeout       time.Duration
 	listMaxValues     int
 	memoryMaxKeys     int
+	memoryMaxAnswers  int
 	maxConns          int
 	idempotency       time.Duration
 	lateness          time.Duration
@@ -88,6 +89,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
 	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
 	fl.IntVar(&c.listMaxValues, "list-max-values", lists.DefaultMaxValues, "most values a mutable list holds; an addition past it is refused (400)")
+	fl.IntVar(&c.memoryMaxAnswers, "memory-max-answers", 0, "memory store: most event ids whose first answer is kept for retries (about 830 bytes each with the example policy); past it the oldest go before -idempotency-window ends; 0: no cap")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.pastSkew, "max-past-skew", 24*time.Hour, "refuse events whose ts is more than this behind the server's clock (HTTP 400, dead letter on Kafka): a backdated event sees empty windows; 0: no limit")
@@ -178,6 +180,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.maxConns < 1 {
 		return nil, fmt.Errorf("-max-connections %d must be at least 1", c.maxConns)
 	}
+	if c.memoryMaxAnswers < 0 {
+		return nil, fmt.Errorf("-memory-max-answers %d must not be negative", c.memoryMaxAnswers)
+	}
 	if c.memoryMaxKeys < 0 {
 		return nil, fmt.Errorf("-memory-max-keys %d must not be negative", c.memoryMaxKeys)
 	}
@@ -250,7 +255,7 @@ func (c *config) storeOptions() features.Options {
 func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memstore.Store {
 	var pending atomic.Int64
 	var last atomic.Int64
-	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
+	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, MaxAnswers: cfg.memoryMaxAnswers, Registerer: reg,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
