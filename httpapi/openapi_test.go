@@ -25,6 +25,7 @@ import (
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
 )
@@ -86,13 +87,15 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				isOp := false
 				for op := range ops {
 					isOp = isOp || templateMatch(op, method+" "+path)
 				}
-				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
+				// A value the list does not hold is the endpoint's own 404.
+				routed404 := resp.StatusCode == 404 && strings.Contains(string(body), lists.ErrNotInList.Error())
+				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 && !routed404 || resp.StatusCode == 405) {
 					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
 				}
 			}

@@ -253,7 +253,7 @@ func (r *Registry) Add(ctx context.Context, name string, values []string, ttl ti
 
 // ErrNotInList is returned for a removal of values none of which the
 // list holds: nothing changes, the version stays.
-var ErrNotInList = errors.New("not in the list")
+var ErrNotInList = errors.New("no such value in the list")
 
 // Remove removes values from the declared list name on behalf of who.
 // Values the list does not hold are left out of the change; when it
@@ -282,7 +282,7 @@ func (r *Registry) Remove(ctx context.Context, name string, values []string, who
 		if len(values) == 1 {
 			return nil, fmt.Errorf("list %s: value %q: %w (version %d)", name, cut(values[0]), ErrNotInList, snap.Version)
 		}
-		return nil, fmt.Errorf("list %s: none of the %d values is %w (version %d)", name, len(values), ErrNotInList, snap.Version)
+		return nil, fmt.Errorf("list %s: none of the %d values: %w (version %d)", name, len(values), ErrNotInList, snap.Version)
 	}
 	return r.change(ctx, name, &Change{Op: Remove, Values: slices.Compact(slices.Sorted(slices.Values(present))), Who: who}, 0)
 }

@@ -43,7 +43,7 @@ func TestListsCommand(t *testing.T) {
 		{"add dots", "", append(append([]string{"lists", "add"}, conn...), "blocked", ".", ".."), 0, "blocked: added 2 values (expire: never) as analyst: version 4\n"},
 		{"remove dots", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "."), 0, "blocked: removed \".\" as analyst: version 5\n"},
 		{"remove dot-dot", "", append(append([]string{"lists", "remove"}, conn...), "blocked", ".."), 0, "blocked: removed \"..\" as analyst: version 6\n"},
-		{"remove what is not there", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "c9"), 1, `404: list blocked: value "c9": not in the list (version 6)`},
+		{"remove what is not there", "", append(append([]string{"lists", "remove"}, conn...), "blocked", "c9"), 1, `404: list blocked: value "c9": no such value in the list (version 6)`},
 		{"clear", "", append(append([]string{"lists", "clear"}, conn...), "blocked"), 0, "blocked: cleared as analyst: version 7\n"},
 		{"add after clear", "", append(append([]string{"lists", "add"}, conn...), "blocked", "c5"), 0, "blocked: added 1 values (expire: never) as analyst: version 8\n"},
 		{"unknown list", "", append(append([]string{"lists", "add"}, conn...), "blokced", "x"), 1, `riskctl lists: POST /v1/lists/blokced: 404: no such mutable list "blokced" (the policy declares blocked)`},
