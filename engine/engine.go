@@ -20,6 +20,7 @@ import (
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/memstore"
 	"github.com/riskd/riskd/models"
+	"github.com/riskd/riskd/policyfile"
 	"github.com/riskd/riskd/rules"
 )
 
@@ -40,6 +41,11 @@ type Options struct {
 	// Now: one event stamped years ahead would otherwise sit in history
 	// ahead of every other. Zero: no limit (replays keep history's times).
 	MaxFutureSkew time.Duration
+	// MaxPastSkew refuses events whose ts is more than this behind Now:
+	// events backdated past the features' windows would each see empty
+	// windows and dodge velocity. Zero: no limit (replays and rule tests
+	// score history).
+	MaxPastSkew time.Duration
 	// StoreTimeout bounds the feature store call of one event; past it the
 	// decision is made without the missing features and marked degraded.
 	// Zero: the caller's context alone bounds it.
@@ -63,6 +69,7 @@ type Engine struct {
 	store    features.Store
 	timeout  time.Duration
 	skew     time.Duration
+	pastSkew time.Duration
 	metrics  *metrics
 	maxBytes int
 	now      func() time.Time
@@ -73,7 +80,7 @@ type Engine struct {
 
 // New returns an engine serving policy p.
 func New(p *rules.Policy, opts Options) *Engine {
-	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew}
+	e := &Engine{store: opts.Store, maxBytes: opts.MaxEventBytes, now: opts.Now, timeout: opts.StoreTimeout, skew: opts.MaxFutureSkew, pastSkew: opts.MaxPastSkew}
 	if e.store == nil {
 		e.store = memstore.New(memstore.Options{})
 	}
@@ -263,6 +270,7 @@ type scratch struct {
 	modelEnvs []*rules.Env
 	numBuf    []byte
 	strict    strictScratch
+	budget    rules.Budget // the event's evaluation steps, shared by its envs
 	keyBuf    []byte
 	splitBuf  []byte
 	results   []rules.RuleResult
@@ -326,18 +334,23 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 	s := c.pool.Get().(*scratch)
 	now := e.now()
 	s.minute = now.Unix() / 60
+	s.budget.Reset()
 	ev, h, err := parseEvent(&s.parser, body, now)
 	if err == nil {
 		err = checkStrict(body, ev, &s.strict)
 	}
 	if err == nil {
 		if verr := c.policy.Features.Schema.Validate(ev, h.typ); verr != nil {
-			err = &InputError{Msg: verr.Error()}
+			err = inputError(verr.Error())
 		}
 	}
 	if err == nil && e.skew > 0 && h.ts > now.Add(e.skew).UnixMilli() {
 		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v ahead of this server's clock, more than the %v allowed",
 			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(h.ts-now.UnixMilli())*time.Millisecond, e.skew)}
+	}
+	if err == nil && e.pastSkew > 0 && h.ts < now.Add(-e.pastSkew).UnixMilli() {
+		err = &InputError{Msg: fmt.Sprintf("field \"ts\" %s is %v behind this server's clock, more than the %v allowed",
+			time.UnixMilli(h.ts).UTC().Format(time.RFC3339Nano), time.Duration(now.UnixMilli()-h.ts)*time.Millisecond, e.pastSkew)}
 	}
 	if err != nil {
 		c.pool.Put(s)
@@ -533,8 +546,12 @@ func (e *Engine) observe(ctx context.Context, c *compiled, s *scratch, ev *fastj
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	s.obs.Body = bodyHash(h.body)
 	err := e.store.Observe(ctx, &s.obs)
 	e.metrics.storeLatency.Observe(time.Since(start).Seconds())
+	if s.obs.Conflict {
+		return &InputError{Msg: fmt.Sprintf("event id %q was scored within the idempotency window for another event body: a retry repeats the event unchanged, a new event takes a new id", h.id), conflict: true}
+	}
 	if err != nil {
 		// The store left nil whatever it could not read; score with the
 		// rest and say so.
@@ -557,6 +574,7 @@ func (e *Engine) where(c *compiled, s *scratch, li int) bool {
 	env := s.filterEnvs[li]
 	if env == nil {
 		env = f.NewEnv()
+		env.SetBudget(&s.budget)
 		s.filterEnvs[li] = env
 	}
 	env.Reset()
@@ -583,7 +601,7 @@ func (e *Engine) fields(s *scratch, ev *fastjson.Value, ei int, l *features.Even
 		n, ok, buf, err := micro(lookup(ev, p), s.numBuf)
 		s.numBuf = buf
 		if err != nil {
-			return &InputError{Msg: fmt.Sprintf("field %q: %s: %v", p.Name, bstr(buf), err)}
+			return &InputError{Msg: fmt.Sprintf("field %q: %s: %v", p.Name, policyfile.Cut(string(buf)), err)}
 		}
 		if ok {
 			s.obs.SetNum(ei, slot, n)
@@ -659,6 +677,7 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 	env := s.envs[rs]
 	if env == nil {
 		env = rs.NewEnv()
+		env.SetBudget(&s.budget)
 		s.envs[rs] = env
 	}
 	if live {

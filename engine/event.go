@@ -1,16 +1,20 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
 
 	"github.com/riskd/riskd/features"
+	"github.com/riskd/riskd/policyfile"
 )
 
 // InputError is an event riskd refuses: the message names the problem and
@@ -19,6 +23,7 @@ import (
 type InputError struct {
 	Msg      string
 	tooLarge bool
+	conflict bool
 }
 
 func (e *InputError) Error() string { return e.Msg }
@@ -27,8 +32,24 @@ func (e *InputError) Error() string { return e.Msg }
 // limit.
 var ErrTooLarge = errors.New("event too large")
 
-// Is makes errors.Is(err, ErrTooLarge) true for an oversized event.
-func (e *InputError) Is(target error) bool { return target == ErrTooLarge && e.tooLarge }
+// ErrConflict matches (errors.Is) the InputError of an event whose id was
+// scored within the idempotency window for another body. HTTP answers it
+// with 409.
+var ErrConflict = errors.New("event id reused for another body")
+
+// Is makes errors.Is(err, ErrTooLarge) true for an oversized event, and
+// errors.Is(err, ErrConflict) for a reused id.
+func (e *InputError) Is(target error) bool {
+	return target == ErrTooLarge && e.tooLarge || target == ErrConflict && e.conflict
+}
+
+// bodyHash identifies an event's body for idempotency: a retry must
+// repeat it byte for byte. A cryptographic hash, so that no one can make
+// another event pass for a retry of one they know.
+func bodyHash(body []byte) [16]byte {
+	sum := sha256.Sum256(body)
+	return [16]byte(sum[:16])
+}
 
 // MaxEventBytes is the largest event Score takes (Options.MaxEventBytes).
 func (e *Engine) MaxEventBytes() int { return e.maxBytes }
@@ -69,10 +90,39 @@ func readLimited(r io.Reader, dst []byte, limit int) ([]byte, error) {
 // megabyte id would be a memory attack.
 const maxIDBytes = 256
 
+// maxTypeBytes bounds event types: a type is echoed in every decision,
+// audit record and dead letter, and names one of the policy's rulesets.
+const maxTypeBytes = 128
+
+// maxMessageBytes bounds an InputError's message, whatever it quotes: it
+// is echoed to the caller and into dead letters and logs. Longer ones keep
+// their start and their end, where a parser's innermost cause is.
+const maxMessageBytes = 512
+
+// inputError returns an InputError of msg, bounded.
+func inputError(msg string) *InputError { return &InputError{Msg: boundMessage(msg)} }
+
+// boundMessage cuts the middle of a message over maxMessageBytes.
+func boundMessage(msg string) string {
+	if len(msg) <= maxMessageBytes {
+		return msg
+	}
+	head, tail := maxMessageBytes/2, maxMessageBytes/2-32
+	for head > 0 && !utf8.RuneStart(msg[head]) {
+		head--
+	}
+	from := len(msg) - tail
+	for from < len(msg) && !utf8.RuneStart(msg[from]) {
+		from++
+	}
+	return fmt.Sprintf("%s … (%d bytes cut) … %s", msg[:head], from-head, msg[from:])
+}
+
 // header is what every event must carry.
 type header struct {
 	id, typ string // alias the parser's buffer
 	ts      int64  // Unix ms
+	body    []byte // the whole event, for its hash
 }
 
 // parseEvent parses body with p and validates id, type and ts. now is used
@@ -80,12 +130,12 @@ type header struct {
 func parseEvent(p *fastjson.Parser, body []byte, now time.Time) (*fastjson.Value, header, error) {
 	v, err := p.ParseBytes(body)
 	if err != nil {
-		return nil, header{}, &InputError{Msg: "invalid JSON: " + err.Error()}
+		return nil, header{}, inputError("invalid JSON: " + err.Error())
 	}
 	if v.Type() != fastjson.TypeObject {
 		return nil, header{}, &InputError{Msg: fmt.Sprintf("event must be a JSON object, got %s", v.Type())}
 	}
-	var h header
+	h := header{body: body}
 	if h.id, err = requiredString(v, "id"); err != nil {
 		return nil, header{}, err
 	}
@@ -94,6 +144,9 @@ func parseEvent(p *fastjson.Parser, body []byte, now time.Time) (*fastjson.Value
 	}
 	if h.typ, err = requiredString(v, "type"); err != nil {
 		return nil, header{}, err
+	}
+	if len(h.typ) > maxTypeBytes {
+		return nil, header{}, &InputError{Msg: fmt.Sprintf("field \"type\" is %d bytes, over the limit of %d", len(h.typ), maxTypeBytes)}
 	}
 	if h.ts, err = parseTS(v.Get("ts"), now); err != nil {
 		return nil, header{}, err
@@ -133,7 +186,7 @@ func parseTS(f *fastjson.Value, now time.Time) (int64, error) {
 		s := bstr(f.GetStringBytes())
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return 0, &InputError{Msg: fmt.Sprintf("field \"ts\": %q is not an RFC 3339 time (e.g. 2026-11-21T10:15:00Z) or Unix milliseconds", s)}
+			return 0, &InputError{Msg: fmt.Sprintf("field \"ts\": %s is not an RFC 3339 time (e.g. 2026-11-21T10:15:00Z) or Unix milliseconds", policyfile.Quote(s))}
 		}
 		ms = t.UnixMilli()
 	case fastjson.TypeNumber:
@@ -163,7 +216,7 @@ func parseTS(f *fastjson.Value, now time.Time) (int64, error) {
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // appendKeyPart appends one key field's value: strings as they are,
-// numbers as written. ok is false for an absent, null, empty or structured
+// numbers by their decimal value (appendNumberKey). ok is false for an absent, null, empty or structured
 // value, which leaves the feature nil.
 func appendKeyPart(dst []byte, v *fastjson.Value) ([]byte, bool) {
 	return appendKey(dst, v, false)
@@ -198,11 +251,121 @@ func appendKey(dst []byte, v *fastjson.Value, escape bool) ([]byte, bool) {
 		}
 		return dst, true
 	case fastjson.TypeNumber:
-		return v.MarshalTo(dst), true
+		start := len(dst)
+		dst = v.MarshalTo(dst) // the number as written
+		return appendNumberKey(dst[:start], dst[start:]), true
 	case fastjson.TypeTrue, fastjson.TypeFalse:
 		return v.MarshalTo(dst), true
 	}
 	return dst, false
+}
+
+// maxPlainNumberKey is the longest number key written out in full; past
+// it, appendNumberKey writes an exponent.
+const maxPlainNumberKey = 40
+
+// appendNumberKey appends the key text of a number written as text (JSON
+// grammar, which the strict check holds events to): its exact decimal
+// value without exponent, sign of zero, leading or trailing zeros. So 42,
+// 42.0, 4.2e1 and 420e-1 are all the key "42", as is the string "42":
+// callers' encoders write one number in different ways, and a key must
+// not split its history by how it was written. No float64 rounding is
+// involved, so long integer ids stay distinct. A value whose plain text
+// would pass maxPlainNumberKey bytes is written d.ddde±N; one with an
+// exponent past a billion is kept as written. text may alias dst's spare
+// capacity: it is read before dst is written past it.
+func appendNumberKey(dst, text []byte) []byte {
+	i, neg := 0, false
+	if len(text) > 0 && text[0] == '-' {
+		neg, i = true, 1
+	}
+	intStart := i
+	for i < len(text) && '0' <= text[i] && text[i] <= '9' {
+		i++
+	}
+	intDigits := text[intStart:i]
+	var frac []byte
+	if i < len(text) && text[i] == '.' {
+		i++
+		from := i
+		for i < len(text) && '0' <= text[i] && text[i] <= '9' {
+			i++
+		}
+		frac = text[from:i]
+	}
+	exp := 0
+	if i < len(text) && (text[i] == 'e' || text[i] == 'E') {
+		i++
+		expNeg := false
+		if i < len(text) && (text[i] == '+' || text[i] == '-') {
+			expNeg = text[i] == '-'
+			i++
+		}
+		for ; i < len(text) && '0' <= text[i] && text[i] <= '9'; i++ {
+			if exp > 1e9 {
+				return append(dst, text...)
+			}
+			exp = exp*10 + int(text[i]-'0')
+		}
+		if expNeg {
+			exp = -exp
+		}
+	}
+	if i != len(text) || len(intDigits)+len(frac) == 0 {
+		return append(dst, text...) // not JSON's grammar: as written
+	}
+	// The digits go first to dst's end as scratch, then the key after
+	// them, which is moved down over them.
+	start := len(dst)
+	dst = append(append(dst, intDigits...), frac...)
+	e := exp - len(frac) // the value is digits × 10^e
+	d := dst[start:]
+	for len(d) > 0 && d[0] == '0' {
+		d = d[1:]
+	}
+	if len(d) == 0 {
+		return append(dst[:start], '0')
+	}
+	for d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+		e++
+	}
+	n := len(d)
+	point := n + e // where the decimal point goes among the digits
+	plain := n + e
+	switch {
+	case e >= 0:
+	case point > 0:
+		plain = n + 1
+	default:
+		plain = n + 2 - point
+	}
+	out := len(dst)
+	if neg {
+		dst = append(dst, '-')
+	}
+	switch {
+	case plain > maxPlainNumberKey:
+		dst = append(dst, d[0])
+		if n > 1 {
+			dst = append(append(dst, '.'), d[1:]...)
+		}
+		dst = strconv.AppendInt(append(dst, 'e'), int64(point-1), 10)
+	case e >= 0:
+		dst = append(dst, d...)
+		for range e {
+			dst = append(dst, '0')
+		}
+	case point > 0:
+		dst = append(append(append(dst, d[:point]...), '.'), d[point:]...)
+	default:
+		dst = append(dst, '0', '.')
+		for range -point {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, d...)
+	}
+	return dst[:start+copy(dst[start:], dst[out:])]
 }
 
 // keyEscape precedes a separator or escape byte inside a composite key's

@@ -62,6 +62,11 @@ type Field struct {
 	Enum     []string // strings only; empty: any value
 	MaxLen   int      // strings only, in characters; 0: no limit
 	Coerce   bool     // numbers only: a string holding a number is accepted
+	// Min and Max bound a number's value (inclusive), when HasMin and
+	// HasMax: one negative amount would hide a card's spending from every
+	// sum it enters.
+	Min, Max       float64
+	HasMin, HasMax bool
 	// EventTypes the declaration applies to; empty: every type.
 	EventTypes []string
 	Line       int
@@ -292,7 +297,7 @@ func overlap(a, b []string) bool {
 }
 
 func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
-	m := policyfile.Mapping(es, n, "event field", "!name", "!type", "required", "enum", "max_length", "coerce", "event_types", "description")
+	m := policyfile.Mapping(es, n, "event field", "!name", "!type", "required", "enum", "max_length", "min", "max", "coerce", "event_types", "description")
 	if m == nil {
 		return nil
 	}
@@ -364,6 +369,23 @@ func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
 			f.MaxLen = int(l)
 		}
 	}
+	for _, bound := range []struct {
+		key string
+		x   *float64
+		has *bool
+	}{{"min", &f.Min, &f.HasMin}, {"max", &f.Max, &f.HasMax}} {
+		v, ok := m[bound.key]
+		if !ok {
+			continue
+		}
+		if f.Type != Any && !f.Type.Numeric() {
+			es.At(v.Key, "%s: %s applies to number and integer fields, not to %s", what, bound.key, f.Type)
+		}
+		*bound.x, *bound.has = number(es, v.Value, what+": "+bound.key)
+	}
+	if f.HasMin && f.HasMax && f.Min > f.Max {
+		es.At(m["max"].Value, "%s: max %v is below min %v", what, f.Max, f.Min)
+	}
 	if v, ok := m["event_types"]; ok {
 		f.EventTypes, _ = policyfile.Strings(es, v.Value, what+": event_types")
 	}
@@ -371,6 +393,17 @@ func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
 		return nil
 	}
 	return f
+}
+
+// number reads a finite number scalar.
+func number(es *policyfile.Errors, n *yaml.Node, what string) (float64, bool) {
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float") {
+		if x, err := strconv.ParseFloat(n.Value, 64); err == nil && !math.IsInf(x, 0) {
+			return x, true
+		}
+	}
+	es.At(n, "%s must be a number, got %s", what, policyfile.Quote(n.Value))
+	return 0, false
 }
 
 func boolean(es *policyfile.Errors, n *yaml.Node, what string) bool {
@@ -429,6 +462,9 @@ func (f *Field) check(v *fastjson.Value, t string) error {
 		if !ok || (f.Type == Integer && !isInteger(x)) {
 			return f.want(v)
 		}
+		if f.HasMin && x < f.Min || f.HasMax && x > f.Max {
+			return &Error{f.Name, fmt.Sprintf("want %s, got %s", f.bounds(), describe(v))}
+		}
 	case Bool:
 		if tt := v.Type(); tt != fastjson.TypeTrue && tt != fastjson.TypeFalse {
 			return f.want(v)
@@ -459,6 +495,22 @@ func (f *Field) check(v *fastjson.Value, t string) error {
 		}
 	}
 	return nil
+}
+
+// bounds says what Min and Max allow.
+func (f *Field) bounds() string {
+	num := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	what := "a number"
+	if f.Type == Integer {
+		what = "an integer"
+	}
+	switch {
+	case f.HasMin && f.HasMax:
+		return fmt.Sprintf("%s from %s to %s", what, num(f.Min), num(f.Max))
+	case f.HasMin:
+		return fmt.Sprintf("%s of at least %s", what, num(f.Min))
+	}
+	return fmt.Sprintf("%s of at most %s", what, num(f.Max))
 }
 
 func (f *Field) want(v *fastjson.Value) error {

@@ -27,6 +27,9 @@ const declared = `event_fields:
   - {name: currency, type: string, enum: [EUR, USD]}
   - {name: email, type: string, max_length: 5}
   - {name: qty, type: integer}
+  - {name: fee, type: number, min: 0, coerce: true}
+  - {name: pct, type: integer, min: 0, max: 100}
+  - {name: delta, type: number, max: -1.5}
   - {name: vip, type: bool}
   - {name: seen_at, type: time}
   - {name: tags, type: list of string}
@@ -66,6 +69,13 @@ func TestValidate(t *testing.T) {
 		{"checkout", ok + `, "email": "éééé"`, ""},
 		{"checkout", ok + `, "qty": 2.5`, `field "qty": want integer, got number 2.5`},
 		{"checkout", ok + `, "qty": 2.0`, ""},
+		{"checkout", ok + `, "fee": 0`, ""},
+		{"checkout", ok + `, "fee": -1e8`, `field "fee": want a number of at least 0, got number -1e8`},
+		{"checkout", ok + `, "fee": "-0.01"`, `field "fee": want a number of at least 0, got string "-0.01"`},
+		{"checkout", ok + `, "pct": 100`, ""},
+		{"checkout", ok + `, "pct": 101`, `field "pct": want an integer from 0 to 100, got number 101`},
+		{"checkout", ok + `, "delta": -1.5`, ""},
+		{"checkout", ok + `, "delta": -1.4`, `field "delta": want a number of at most -1.5, got number -1.4`},
 		{"checkout", ok + `, "vip": "yes"`, `field "vip": want bool, got string "yes"`},
 		{"checkout", ok + `, "seen_at": "yesterday"`, `field "seen_at": want time (RFC 3339 text or Unix milliseconds), got string "yesterday"`},
 		{"checkout", ok + `, "seen_at": 1764374400000`, ""},
@@ -103,6 +113,10 @@ func TestParseErrors(t *testing.T) {
 		{`{name: s, type: string, required: yes}`, `required must be true or false, got "yes"`},
 		{`{name: s, type: string, enum: []}`, `enum must not be an empty list`},
 		{`{name: s, type: string, colour: red}`, `unknown key "colour"`},
+		{`{name: s, type: string, min: 0}`, `event field "s": min applies to number and integer fields, not to string`},
+		{`{name: n, type: number, max: ten}`, `event field "n": max must be a number, got "ten"`},
+		{`{name: n, type: number, min: .inf}`, `event field "n": min must be a number, got ".inf"`},
+		{`{name: n, type: number, min: 5, max: 1}`, `features.yaml:2:42: event field "n": max 1 is below min 5`},
 	} {
 		_, err := parse(t, "event_fields:\n  - "+tt.decl+"\n")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

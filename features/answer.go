@@ -12,14 +12,21 @@ import (
 // newer policy still finds the features both policies have.
 //
 // Layout: per item, 8 bytes FNV-1a of the name, 1 tag byte (0 nil, 1
-// false, 2 true, 3 number), and for a number its 8 float64 bytes.
+// false, 2 true, 3 number), and for a number its 8 float64 bytes. An
+// answer kept with the event's body hash (Observation.Body) starts with
+// an item of bodyHash tagged 4 and the hash's 16 bytes.
 
 const (
 	tagNil = iota
 	tagFalse
 	tagTrue
 	tagNum
+	tagBody
 )
+
+// bodyHash stands for the body in an answer's items: no feature name
+// hashes to it (names are lower case letters, digits and _).
+var bodyHash = nameHash("\x00body")
 
 func nameHash(s string) uint64 {
 	h := uint64(14695981039346656037)
@@ -31,10 +38,15 @@ func nameHash(s string) uint64 {
 }
 
 // AnswerSize is the most bytes appendAnswer adds for obs.
-func AnswerSize(obs *Observation) int { return 17 * len(obs.Items) }
+func AnswerSize(obs *Observation) int { return 25 + 17*len(obs.Items) }
 
-// AppendAnswer encodes the values of obs's items.
+// AppendAnswer encodes obs's body hash, if given, and the values of its
+// items.
 func AppendAnswer(dst []byte, obs *Observation) []byte {
+	if obs.Body != [16]byte{} {
+		dst = append(binary.LittleEndian.AppendUint64(dst, bodyHash), tagBody)
+		dst = append(dst, obs.Body[:]...)
+	}
 	for i := range obs.Items {
 		it := &obs.Items[i]
 		dst = binary.LittleEndian.AppendUint64(dst, it.Feature.hash)
@@ -59,7 +71,9 @@ var ErrBadAnswer = errors.New("stored answer is corrupt")
 
 // ApplyAnswer sets the items the answer has values for and reports, per
 // item, whether it was found (missing[i] true: a feature the first answer
-// did not read).
+// did not read). It sets obs.Conflict when the answer was kept for a body
+// other than obs.Body (an answer kept without a body hash, by an older
+// riskd, matches any).
 func ApplyAnswer(ans []byte, obs *Observation, missing []bool) error {
 	for i := range obs.Items {
 		missing[i] = true
@@ -83,6 +97,15 @@ func ApplyAnswer(ans []byte, obs *Observation, missing []bool) error {
 			}
 			v = Value{Valid: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(ans))}
 			ans = ans[8:]
+		case tagBody:
+			if len(ans) < 16 || h != bodyHash {
+				return ErrBadAnswer
+			}
+			if obs.Body != [16]byte{} && [16]byte(ans[:16]) != obs.Body {
+				obs.Conflict = true
+			}
+			ans = ans[16:]
+			continue
 		default:
 			return ErrBadAnswer
 		}

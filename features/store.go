@@ -111,8 +111,15 @@ type Observation struct {
 	// Retry is set by Observe when the id was answered before: Items hold
 	// that answer's values and nothing was recorded.
 	Retry bool
-	nums  []numField
-	ofs   []distinctField
+	// Body identifies the event's content (a hash of its body; zero: not
+	// given). It is kept with the answer, and a retry whose Body differs
+	// sets Conflict: the id was reused for another event, which must not
+	// get the first one's features (a payment API refuses an idempotency
+	// key reused with other parameters the same way).
+	Body     [16]byte
+	Conflict bool
+	nums     []numField
+	ofs      []distinctField
 }
 
 // Entry is one log of one key that the event reads or is recorded into.
@@ -162,7 +169,7 @@ func (o *Observation) Clone() *Observation {
 
 // Reset empties the observation for another event, keeping its buffers.
 func (o *Observation) Reset(id string, ts int64) {
-	o.EventID, o.TS, o.Retry = id, ts, false
+	o.EventID, o.TS, o.Retry, o.Body, o.Conflict = id, ts, false, [16]byte{}, false
 	o.Entries, o.Items, o.nums, o.ofs = o.Entries[:0], o.Items[:0], o.nums[:0], o.ofs[:0]
 }
 

@@ -240,8 +240,11 @@ func (h *Handler) score(w http.ResponseWriter, r *http.Request) {
 	// shows them, so it waits for them).
 	if err := h.engine.Score(r.Context(), body, engine.ScoreOptions{Explain: explain, DeferShadow: !explain}, &s.d); err != nil {
 		code := http.StatusBadRequest
-		if errors.Is(err, engine.ErrTooLarge) {
+		switch {
+		case errors.Is(err, engine.ErrTooLarge):
 			code = http.StatusRequestEntityTooLarge
+		case errors.Is(err, engine.ErrConflict):
+			code = http.StatusConflict
 		}
 		writeError(w, code, err.Error())
 		return

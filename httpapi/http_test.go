@@ -139,7 +139,7 @@ func TestHTTPEndpoints(t *testing.T) {
 func TestHTTPUnscoredTypesKeepMetricsSane(t *testing.T) {
 	srv := newServer(t)
 	for i := range 3000 {
-		typ := []string{"login_failed", "3ds_failed", "payout", strings.Repeat("x", i%300), "login_failed\\\",\\\"ac"}[i%5]
+		typ := []string{"login_failed", "3ds_failed", "payout", strings.Repeat("x", 1+i%128), "login_failed\\\",\\\"ac"}[i%5]
 		body := `{"id":"u` + strconv.Itoa(i) + `","type":"` + typ + `","account_id":"acc-` + strconv.Itoa(i%7) + `"}`
 		resp, err := http.Post(srv.URL+"/v1/score", "application/json", strings.NewReader(body))
 		if err != nil {

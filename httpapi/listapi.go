@@ -144,20 +144,47 @@ func replyChange(w http.ResponseWriter, name string, c *lists.Change) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-// listAdd adds values to a mutable list: {"values": [...], "ttl": "30d"}.
+// listAdd changes a mutable list: {"values": [...], "ttl": "30d"} adds
+// values, {"op": "remove", "values": [...]} removes them (those it holds),
+// {"op": "clear"} removes every value.
 func (h *Handler) listAdd(w http.ResponseWriter, r *http.Request) {
 	who, ok := h.changer(w, r)
 	if !ok {
 		return
 	}
 	var req struct {
+		Op     string   `json:"op"`
 		Values []string `json:"values"`
 		TTL    string   `json:"ttl"`
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxListBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, `body: want {"values": ["..."], "ttl": "30d"} (ttl optional): `+err.Error())
+		writeError(w, http.StatusBadRequest, `body: want {"values": ["..."], "ttl": "30d"} (ttl optional), {"op": "remove", "values": ["..."]} or {"op": "clear"}: `+err.Error())
+		return
+	}
+	var c *lists.Change
+	var err error
+	switch req.Op {
+	case "", "add":
+	case "remove", "clear":
+		if req.TTL != "" || req.Op == "clear" && len(req.Values) > 0 {
+			writeError(w, http.StatusBadRequest, `body: {"op": "remove"} takes values and no ttl, {"op": "clear"} neither`)
+			return
+		}
+		if req.Op == "remove" {
+			c, err = h.engine.Lists().Remove(r.Context(), r.PathValue("name"), req.Values, who)
+		} else {
+			c, err = h.engine.Lists().Clear(r.Context(), r.PathValue("name"), who)
+		}
+		if err != nil {
+			writeListError(w, err)
+			return
+		}
+		replyChange(w, r.PathValue("name"), c)
+		return
+	default:
+		writeError(w, http.StatusBadRequest, "op "+strconv.Quote(req.Op)+": add (the default), remove or clear")
 		return
 	}
 	var ttl time.Duration
@@ -169,7 +196,7 @@ func (h *Handler) listAdd(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	c, err := h.engine.Lists().Add(r.Context(), r.PathValue("name"), req.Values, ttl, who)
+	c, err = h.engine.Lists().Add(r.Context(), r.PathValue("name"), req.Values, ttl, who)
 	if err != nil {
 		writeListError(w, err)
 		return
@@ -194,7 +221,7 @@ func (h *Handler) listRemove(w http.ResponseWriter, r *http.Request) {
 
 func writeListError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, lists.ErrUnknownList):
+	case errors.Is(err, lists.ErrUnknownList), errors.Is(err, lists.ErrNotInList):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, lists.ErrBadChange):
 		writeError(w, http.StatusBadRequest, err.Error())

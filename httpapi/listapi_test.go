@@ -112,8 +112,15 @@ func TestListAPI(t *testing.T) {
 		{"next page", "GET", "blocked_cards_api?limit=2&after=c2", "ct-secret", "", 200, `"values":[{"value":"c3","expires_at":"`},
 		{"bad limit", "GET", "blocked_cards_api?limit=0", "ct-secret", "", 400, "limit"},
 		{"remove", "DELETE", "blocked_cards_api/c1", "ct-secret", "", 200, `"op":"remove","values":1,"version":3`},
-		{"remove escaped", "DELETE", "blocked_cards_api/a%2Fb", "ct-secret", "", 200, `"version":4`},
+		{"remove what is not there", "DELETE", "blocked_cards_api/a%2Fb", "ct-secret", "", 404, `value \"a/b\": no such value in the list (version 3)`},
+		{"add a slash and a dot", "POST", "blocked_cards_api", "ct-secret", `{"values":["a/b","."]}`, 200, `"version":4`},
+		{"remove escaped", "DELETE", "blocked_cards_api/a%2Fb", "ct-secret", "", 200, `"version":5`},
+		{"remove in the body", "POST", "blocked_cards_api", "ct-secret", `{"op":"remove","values":[".","nope"]}`, 200, `"op":"remove","values":1,"version":6`},
+		{"remove none there", "POST", "blocked_cards_api", "ct-secret", `{"op":"remove","values":["nope","nix"]}`, 404, `none of the 2 values: no such value in the list (version 6)`},
+		{"remove with a ttl", "POST", "blocked_cards_api", "ct-secret", `{"op":"remove","values":["c2"],"ttl":"1d"}`, 400, `takes values and no ttl`},
+		{"unknown op", "POST", "blocked_cards_api", "ct-secret", `{"op":"drop"}`, 400, `op \"drop\": add (the default), remove or clear`},
 		{"after removal", "GET", "blocked_cards_api", "ct-secret", "", 200, `"values":[{"value":"c2","expires_at":null},{"value":"c3"`},
+		{"clear the other", "POST", "watched_cards", "ct-secret", `{"op":"clear"}`, 200, `"op":"clear","values":0,"version":1`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := call(t, tt.method, u+tt.path, tt.token, tt.body)
@@ -122,8 +129,8 @@ func TestListAPI(t *testing.T) {
 			}
 		})
 	}
-	if got := metrictest.Value(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 3 {
-		t.Errorf("values added: %v, want 3", got)
+	if got := metrictest.Value(t, reg, "riskd_list_changes_total", map[string]string{"list": "blocked_cards_api", "op": "add"}); got != 5 {
+		t.Errorf("values added: %v, want 5", got)
 	}
 	// The page after c2 with limit 2 ended the list: no next.
 	_, body := call(t, "GET", u+"blocked_cards_api?limit=1", "ct-secret", "")
@@ -134,7 +141,7 @@ func TestListAPI(t *testing.T) {
 	}
 	// Scoring sees what the API changed.
 	code, body := call(t, "POST", srv.URL+"/v1/score", "", `{"id":"e1","type":"payment","card_id":"c2","account_id":"a"}`)
-	if code != 200 || !strings.Contains(body, `"decision":"block"`) || !strings.Contains(body, `"blocked_cards_api":"4"`) {
+	if code != 200 || !strings.Contains(body, `"decision":"block"`) || !strings.Contains(body, `"blocked_cards_api":"6"`) {
 		t.Errorf("score after the change: %d %s", code, body)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
 	"github.com/riskd/riskd/internal/enginetest"
+	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/outcomes"
 	"github.com/riskd/riskd/redisstore"
 	"github.com/riskd/riskd/rules"
@@ -89,13 +90,15 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				isOp := false
 				for op := range ops {
 					isOp = isOp || templateMatch(op, method+" "+path)
 				}
-				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 || resp.StatusCode == 405) {
+				// A value the list does not hold is the endpoint's own 404.
+				routed404 := resp.StatusCode == 404 && strings.Contains(string(body), lists.ErrNotInList.Error())
+				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 && !routed404 || resp.StatusCode == 405) {
 					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
 				}
 			}
@@ -185,6 +188,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	}{
 		{name: "decision", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"decision":"pass"`},
 		{name: "retry", srv: all, method: "POST", path: "/v1/score", body: checkout, code: 200, want: `"retry":true`},
+		{name: "id reused for another body", srv: all, method: "POST", path: "/v1/score", body: strings.Replace(checkout, `"amount":`, `"amount":1`, 1), code: 409, want: `scored within the idempotency window for another event body`},
 		{name: "explained", srv: all, method: "POST", path: "/v1/score?explain=1", body: `{"id":"d2","type":"checkout","card_id":"card-1","amount":1}`, code: 200, want: `"error":"invalid operation: <nil> >= int`},
 		{name: "unscored", srv: all, method: "POST", path: "/v1/score", body: `{"id":"d3","type":"chargeback","card_id":"card-1"}`, code: 200, want: `"unscored":true`},
 		{name: "shadows explained", srv: shadows, method: "POST", path: "/v1/score?explain=true", body: `{"id":"d4","type":"checkout","card_id":"c","account_id":"a"}`, code: 200, want: `"shadow":[{"decision":"pass","score":0,"ruleset":"checkout"`},

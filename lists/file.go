@@ -5,10 +5,12 @@
 package lists
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Dir is where list files live in a policy directory: lists/NAME.txt.
@@ -30,17 +32,30 @@ type File struct {
 // pasted twice would otherwise warn a million times.
 const maxWarnedDuplicates = 5
 
-// ParseFile reads a list file: one value per line, blanks around it
-// trimmed. A line whose first non-blank character is # is a comment, and
+// MaxLineBytes bounds one line of a list file: no value is that long, and
+// a file of one 100 MB line is not a list.
+const MaxLineBytes = 4096
+
+// ParseFile reads a list file: UTF-8 text (a leading byte order mark is
+// skipped), one value per line, lines ending in LF or CRLF, blanks around
+// a value trimmed. A line whose first non-blank character is # is a comment, and
 // so is the rest of a line from a blank followed by # ("4111… # test
 // card"). Values are kept as written: compare lower(event.email) with a
 // list of lower-case addresses for a case-blind match.
 //
 // The values share one copy of data: a million values cost the map and
 // the file's bytes, not a million allocations.
-func ParseFile(data []byte) *File {
+//
+// A file that is not such text is refused, naming the first line at
+// fault: read otherwise, a UTF-16 or CR-only file matches nothing, and a
+// binary one matches garbage, while the policy loads as if all were well.
+func ParseFile(data []byte) (*File, error) {
+	if err := checkText(data); err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(data)
 	f := &File{Version: hex.EncodeToString(sum[:6]), Bytes: len(data)}
+	data = bytes.TrimPrefix(data, utf8BOM)
 	type dup struct {
 		v    string
 		line int
@@ -90,7 +105,43 @@ func ParseFile(data []byte) *File {
 	if empty > 0 {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("line %d: %d empty lines (the first here); they are skipped", firstEmpty, empty))
 	}
-	return f
+	return f, nil
+}
+
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// checkText returns an error naming the first line of data that is not
+// UTF-8 text of lines ending in LF or CRLF, at most MaxLineBytes long.
+func checkText(data []byte) error {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return fmt.Errorf("line 1: the file is UTF-16 (it starts with a UTF-16 byte order mark): save it as UTF-8")
+	}
+	data = bytes.TrimPrefix(data, utf8BOM)
+	line, start := 1, 0
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch {
+		case c == '\n':
+			line, start = line+1, i+1
+		case i-start >= MaxLineBytes:
+			return fmt.Errorf("line %d: longer than %d bytes: a list holds one value per line", line, MaxLineBytes)
+		case c == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+			return fmt.Errorf("line %d: carriage return not followed by a line feed: lines end with LF or CRLF (a file saved with old Mac line endings?)", line)
+		case c == 0:
+			return fmt.Errorf("line %d: NUL byte: a list file is UTF-8 text (is it UTF-16, or binary?)", line)
+		case c < 0x20 && c != '\t' && c != '\r':
+			return fmt.Errorf("line %d: control character 0x%02x: a list file is UTF-8 text (is it binary?)", line, c)
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n == 1 {
+				return fmt.Errorf("line %d: invalid UTF-8: a list file is UTF-8 text (is it binary, or in another encoding?)", line)
+			}
+			i += n
+			continue
+		}
+		i++
+	}
+	return nil
 }
 
 // eachLine calls fn with each line of text and its number; a final

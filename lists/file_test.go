@@ -1,6 +1,7 @@
 package lists
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -22,9 +23,16 @@ func TestParseFile(t *testing.T) {
 			[]string{`line 2: duplicate value "x" (first at line 1)`, `line 3: duplicate value "x" (first at line 1)`, `line 4: duplicate value "x" (first at line 1)`,
 				`line 5: duplicate value "x" (first at line 1)`, `line 6: duplicate value "x" (first at line 1)`, "2 more duplicate values"}},
 		{"empty file", "", nil, []string{""}, nil},
+		{"byte order mark", "\ufeffa\nb\n", []string{"a", "b"}, []string{"\ufeffa"}, nil},
+		{"CRLF", "a\r\nb\r\n", []string{"a", "b"}, []string{"a\r"}, nil},
+		{"line of MaxLineBytes", strings.Repeat("x", MaxLineBytes) + "\n", []string{strings.Repeat("x", MaxLineBytes)}, nil, nil},
+		{"UTF-8 and tabs", "été\tcafé\n", []string{"été\tcafé"}, nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := ParseFile([]byte(tt.file))
+			f, err := ParseFile([]byte(tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, v := range tt.in {
 				if !f.Values.Has(v) {
 					t.Errorf("%q not in the list", v)
@@ -48,12 +56,50 @@ func TestParseFile(t *testing.T) {
 	}
 }
 
-// FuzzParseFile: any file parses; every value a line holds is in the
+// TestParseFileRefuses: what is not UTF-8 text of LF or CRLF lines is
+// refused naming the line, rather than read into values that match
+// nothing.
+func TestParseFileRefuses(t *testing.T) {
+	utf16 := func(bom bool, s string) string {
+		var b []byte
+		if bom {
+			b = append(b, 0xff, 0xfe)
+		}
+		for _, c := range []byte(s) {
+			b = append(b, c, 0)
+		}
+		return string(b)
+	}
+	for _, tt := range []struct{ name, file, want string }{
+		{"UTF-16 with a byte order mark", utf16(true, "a\nb\n"), "line 1: the file is UTF-16 (it starts with a UTF-16 byte order mark): save it as UTF-8"},
+		{"UTF-16 without", utf16(false, "a\nb\n"), "line 1: NUL byte: a list file is UTF-8 text (is it UTF-16, or binary?)"},
+		{"CR only", "a\rb\rc\r", "line 1: carriage return not followed by a line feed: lines end with LF or CRLF (a file saved with old Mac line endings?)"},
+		{"CR only after CRLF lines", "a\r\nb\r\nc\rd", "line 3: carriage return not followed by a line feed: lines end with LF or CRLF (a file saved with old Mac line endings?)"},
+		{"NUL on line 3", "a\nb\nc\x00\n", "line 3: NUL byte: a list file is UTF-8 text (is it UTF-16, or binary?)"},
+		{"binary", "\x7fELF\x02\x01\x01", "line 1: control character 0x02: a list file is UTF-8 text (is it binary?)"},
+		{"Latin-1", "a\ncaf\xe9\n", "line 2: invalid UTF-8: a list file is UTF-8 text (is it binary, or in another encoding?)"},
+		{"long line", "a\n" + strings.Repeat("x", MaxLineBytes+1), "line 2: longer than 4096 bytes: a list holds one value per line"},
+		{"100 MB line", strings.Repeat("4111111111111111", 100<<20/16), "line 1: longer than 4096 bytes: a list holds one value per line"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := ParseFile([]byte(tt.file))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got %v (%v)\nwant %s", err, f, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseFile: any file parses or is refused; every value a line holds is in the
 // list, and the list holds as many values as there are distinct ones.
 // Seeds are in testdata/fuzz/FuzzParseFile.
 func FuzzParseFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lf := ParseFile(data)
+		lf, err := ParseFile(data)
+		if err != nil {
+			return
+		}
+		data = bytes.TrimPrefix(data, utf8BOM)
 		distinct := map[string]bool{}
 		eachLine(string(data), func(_ int, line string) {
 			if v := value(line); v != "" {

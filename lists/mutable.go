@@ -91,6 +91,8 @@ type Op string
 const (
 	Add    Op = "add"
 	Remove Op = "remove"
+	// Clear removes every value; the change holds none.
+	Clear Op = "clear"
 )
 
 // Change is one change to a mutable list: values added (with an expiry)
@@ -115,6 +117,10 @@ type Mutable struct {
 	// Cursor is where a store's change log was last read (Redis: a
 	// stream id); only the store's Sync reads and writes it.
 	Cursor string
+	// History names the store's history of the list the snapshot comes
+	// from (Redis: a random id made when the list is first written or
+	// re-seeded): versions count changes within one history only.
+	History string
 }
 
 func newMutable(name string) *Mutable {
@@ -141,10 +147,14 @@ func (m *Mutable) Apply(changes []Change, now int64) {
 	v := maps.Clone(cur.Values)
 	version := cur.Version
 	for _, c := range changes {
+		if c.Op == Clear {
+			v = Values{}
+		}
 		for _, x := range c.Values {
-			if c.Op == Add {
+			switch c.Op {
+			case Add:
 				v[x] = c.Expires
-			} else {
+			case Remove:
 				delete(v, x)
 			}
 		}

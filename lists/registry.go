@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,8 +28,16 @@ const (
 // expired, is seen within it.
 const DefaultSyncEvery = 250 * time.Millisecond
 
+// DefaultMaxValues bounds a mutable list: a few million card
+// fingerprints is a big block list; past it a list is a data set, not a
+// list analysts keep.
+const DefaultMaxValues = 5_000_000
+
 // Options configure a Registry. Zero values are safe.
 type Options struct {
+	// MaxValues bounds each list: an addition that would take it past
+	// is refused (ErrBadChange). Default DefaultMaxValues.
+	MaxValues int
 	// SyncEvery: see DefaultSyncEvery.
 	SyncEvery time.Duration
 	// Now is the clock values expire by. Default time.Now.
@@ -52,6 +61,7 @@ type Registry struct {
 
 	changes    *prometheus.CounterVec
 	syncErrors *prometheus.CounterVec
+	reseeded   *prometheus.CounterVec
 	size       *prometheus.GaugeVec
 
 	errMu   sync.Mutex
@@ -66,6 +76,10 @@ type Store interface {
 	// Sync brings m up to date with what the store holds, through
 	// m.Apply or m.Replace. It is called with m locked against other
 	// writes and syncs.
+	//
+	// Sync and Write return ErrReseeded, having done their work, when
+	// the store had lost the list m holds a snapshot of and they wrote
+	// the snapshot back.
 	Sync(ctx context.Context, m *Mutable, now int64) error
 	// Describe says where the lists live, for /v1/rulesets.
 	Describe() string
@@ -81,6 +95,9 @@ func NewRegistry(s Store, opts Options) *Registry {
 	if opts.SyncEvery <= 0 {
 		opts.SyncEvery = DefaultSyncEvery
 	}
+	if opts.MaxValues <= 0 {
+		opts.MaxValues = DefaultMaxValues
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -89,8 +106,11 @@ func NewRegistry(s Store, opts Options) *Registry {
 	}
 	r := &Registry{store: s, opts: opts, lists: map[string]*Mutable{}, declared: map[string]bool{}, errLast: map[string]time.Time{},
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove).",
+			Name: "riskd_list_changes_total", Help: "Changes made to mutable lists through this riskd's admin API, by list and op (add, remove: values; clear: 1 a change).",
 		}, []string{"list", "op"}),
+		reseeded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_list_reseeded_total", Help: "Mutable lists the store had lost (Redis flushed, or restarted empty) that this riskd wrote back from its last snapshot, by list.",
+		}, []string{"list"}),
 		syncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_list_sync_errors_total", Help: "Failed attempts to bring a mutable list up to date from its store (it keeps its last values meanwhile), by list.",
 		}, []string{"list"}),
@@ -99,7 +119,7 @@ func NewRegistry(s Store, opts Options) *Registry {
 		}, []string{"list"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(r.changes, r.syncErrors, r.size)
+		opts.Registerer.MustRegister(r.changes, r.syncErrors, r.reseeded, r.size)
 	}
 	return r
 }
@@ -148,7 +168,24 @@ func (r *Registry) Declare(names []string) {
 		if r.lists[n] == nil {
 			r.lists[n] = newMutable(n)
 		}
+		r.reseeded.WithLabelValues(n) // at 0 from the start: an alert compares with it
 	}
+}
+
+// ErrReseeded: see Store.
+var ErrReseeded = errors.New("the store had lost the list: written back from this riskd's snapshot")
+
+// checkReseeded logs and counts a re-seed err reports, and returns err
+// without it.
+func (r *Registry) checkReseeded(m *Mutable, err error) error {
+	if !errors.Is(err, ErrReseeded) {
+		return err
+	}
+	r.reseeded.WithLabelValues(m.Name).Inc()
+	snap := m.Snapshot()
+	r.opts.Logger.Error("mutable list lost from its store (Redis flushed, or restarted empty): written back from this riskd's last snapshot",
+		"list", m.Name, "values", snap.Len(), "version", snap.Version, "store", r.store.Describe())
+	return nil
 }
 
 // List returns the list called name, made empty if it was never declared.
@@ -196,13 +233,63 @@ func (r *Registry) Add(ctx context.Context, name string, values []string, ttl ti
 	if ttl < 0 {
 		return nil, fmt.Errorf("%w: ttl %v is negative", ErrBadChange, ttl)
 	}
+	m, err := r.Declared(name)
+	if err != nil {
+		return nil, err
+	}
+	snap := m.Snapshot()
+	grown := snap.Len()
+	for _, v := range values {
+		if _, ok := snap.Values[v]; !ok {
+			grown++
+		}
+	}
+	if grown > r.opts.MaxValues {
+		return nil, fmt.Errorf("%w: list %s holds %d values; with these it would hold %d, more than the %d a list may (-list-max-values)", ErrBadChange, name, snap.Len(), grown, r.opts.MaxValues)
+	}
 	c := &Change{Op: Add, Values: values, Who: who}
 	return r.change(ctx, name, c, ttl)
 }
 
+// ErrNotInList is returned for a removal of values none of which the
+// list holds: nothing changes, the version stays.
+var ErrNotInList = errors.New("no such value in the list")
+
 // Remove removes values from the declared list name on behalf of who.
+// Values the list does not hold are left out of the change; when it
+// holds none of them, nothing is written and the error is ErrNotInList.
 func (r *Registry) Remove(ctx context.Context, name string, values []string, who string) (*Change, error) {
-	return r.change(ctx, name, &Change{Op: Remove, Values: values, Who: who}, 0)
+	m, err := r.Declared(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkValues(values); err != nil {
+		return nil, err
+	}
+	// Up to date first: a value added on another instance a moment ago
+	// is there to remove.
+	if err := r.sync(ctx, m); err != nil {
+		return nil, err
+	}
+	snap := m.Snapshot()
+	present := make([]string, 0, len(values))
+	for _, v := range values {
+		if _, ok := snap.Values[v]; ok {
+			present = append(present, v)
+		}
+	}
+	if len(present) == 0 {
+		if len(values) == 1 {
+			return nil, fmt.Errorf("list %s: value %q: %w (version %d)", name, cut(values[0]), ErrNotInList, snap.Version)
+		}
+		return nil, fmt.Errorf("list %s: none of the %d values: %w (version %d)", name, len(values), ErrNotInList, snap.Version)
+	}
+	return r.change(ctx, name, &Change{Op: Remove, Values: slices.Compact(slices.Sorted(slices.Values(present))), Who: who}, 0)
+}
+
+// Clear removes every value of the declared list name on behalf of who.
+func (r *Registry) Clear(ctx context.Context, name string, who string) (*Change, error) {
+	return r.change(ctx, name, &Change{Op: Clear, Who: who}, 0)
 }
 
 func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.Duration) (*Change, error) {
@@ -210,8 +297,10 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 	if err != nil {
 		return nil, err
 	}
-	if err := checkValues(c.Values); err != nil {
-		return nil, err
+	if c.Op != Clear {
+		if err := checkValues(c.Values); err != nil {
+			return nil, err
+		}
 	}
 	now := r.opts.Now()
 	c.At = now.UnixMilli()
@@ -219,14 +308,17 @@ func (r *Registry) change(ctx context.Context, name string, c *Change, ttl time.
 		c.Expires = now.Add(ttl).UnixMilli()
 	}
 	v, err := r.store.Write(ctx, m, c, c.At)
-	if err != nil {
+	if err = r.checkReseeded(m, err); err != nil {
 		return nil, fmt.Errorf("list %s: %s: %w", name, c.Op, err)
 	}
 	c.Version = v
-	r.changes.WithLabelValues(name, string(c.Op)).Add(float64(len(c.Values)))
+	r.changes.WithLabelValues(name, string(c.Op)).Add(float64(max(len(c.Values), 1)))
 	shown := c.Values[:min(len(c.Values), 10)]
-	r.opts.Logger.Info("list changed", "list", name, "op", string(c.Op), "values", len(c.Values), "first_values", shown,
-		"expires", expiry(c.Expires), "by", c.Who, "at", now.UTC().Format(time.RFC3339Nano), "version", v)
+	attrs := []any{"list", name, "op", string(c.Op), "values", len(c.Values), "first_values", shown}
+	if c.Op == Add {
+		attrs = append(attrs, "expires", expiry(c.Expires))
+	}
+	r.opts.Logger.Info("list changed", append(attrs, "by", c.Who, "at", now.UTC().Format(time.RFC3339Nano), "version", v)...)
 	// This riskd sees its own change at once: the next event is scored
 	// with it, and a GET right after the change shows it.
 	if err := r.sync(ctx, m); err != nil {
@@ -274,7 +366,7 @@ func (r *Registry) sync(ctx context.Context, m *Mutable) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := r.opts.Now().UnixMilli()
-	err := r.store.Sync(ctx, m, now)
+	err := r.checkReseeded(m, r.store.Sync(ctx, m, now))
 	m.expire(now)
 	r.size.WithLabelValues(m.Name).Set(float64(m.Snapshot().Len()))
 	if err != nil {

@@ -40,6 +40,12 @@ type Options struct {
 	// recently seen are evicted, their history lost: features of those
 	// keys start over. Zero: no cap.
 	MaxEntities int
+	// MaxAnswers caps the event ids whose first answer is kept for
+	// retries (about 830 bytes each with the example policy, map and
+	// arena included). Past it the oldest answers go before their
+	// idempotency window ends: a retry of one is scored as a new event.
+	// Zero: no cap (answers go at the end of the window).
+	MaxAnswers int
 	// OnEvict, if set, is told how many keys the cap evicted. It is
 	// called often and with a store lock held: it must be quick, must
 	// not call the store, and rate-limits its own logs.
@@ -213,9 +219,25 @@ func (m *Store) Observe(_ context.Context, obs *features.Observation) error {
 	// Every answer kept is queued for forgetting, even one replacing an
 	// expired answer not yet forgotten: forget only drops an answer its
 	// queue entry matches, so none is held past its time.
+	if m.opts.MaxAnswers > 0 {
+		// The cap is shared evenly by the shards, as ids are.
+		for perShard := max(1, m.opts.MaxAnswers/numShards); len(ish.answers) >= perShard && len(ish.order) > 0; {
+			m.forgetOldest(ish)
+		}
+	}
 	ish.order = append(ish.order, idAge{id: id, at: now})
 	ish.answers[id] = answer{at: now, vals: ish.keep(obs)}
 	return nil
+}
+
+// forgetOldest drops the shard's oldest answer (MaxAnswers). Called with
+// ish.mu held.
+func (m *Store) forgetOldest(ish *idShard) {
+	if a, ok := ish.answers[ish.order[0].id]; ok && a.at == ish.order[0].at {
+		delete(ish.answers, ish.order[0].id)
+	}
+	ish.order[0] = idAge{}
+	ish.order = ish.order[1:]
 }
 
 // observe reads the items (those marked in only, when only is not nil)

@@ -123,3 +123,37 @@ func TestMemoryStaysBoundedWithNewKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryCapsAnswers: with MaxAnswers, the answers kept for retries
+// stay within it (the oldest go first) inside the idempotency window; a
+// retry of a recent id still gets its answer, one of an id let go is
+// scored as a new event.
+func TestMemoryCapsAnswers(t *testing.T) {
+	fs := []*features.Feature{{Name: "a", Kind: features.Count, Key: []features.Path{features.NewPath("a")}, Entity: "a", Window: time.Hour}}
+	features.NewSet(fs...)
+	m := New(Options{EventTime: true, MaxAnswers: 10 * numShards})
+	event := func(i int) *features.Observation {
+		return storetest.NewObservation(fs, storetest.Event{ID: fmt.Sprint("e", i), Type: "a", TS: storetest.T0 + int64(i), Fields: map[string]string{"a": "k"}})
+	}
+	const n = 5000 // within a few seconds: far inside the 24h window
+	for i := range n {
+		if err := m.Observe(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids := m.Stats().IDs; ids > 10*numShards {
+		t.Errorf("%d answers kept, over the cap of %d", ids, 10*numShards)
+	}
+	for _, tt := range []struct {
+		i     int
+		retry bool
+	}{{n - 1, true}, {0, false}} {
+		obs := event(tt.i)
+		if err := m.Observe(context.Background(), obs); err != nil {
+			t.Fatal(err)
+		}
+		if obs.Retry != tt.retry {
+			t.Errorf("id e%d again: retry %v, want %v", tt.i, obs.Retry, tt.retry)
+		}
+	}
+}

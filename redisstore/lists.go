@@ -22,6 +22,17 @@ import (
 //	<prefix>list:{<name>}:values   ZSET: value, score = expiry (Unix ms; +inf: never)
 //	<prefix>list:{<name>}:version  the number of changes ever made
 //	<prefix>list:{<name>}:log      STREAM of the latest changes: v, op, exp, who, at, vals
+//	<prefix>list:{<name>}:history  a random id, made when the list is first written or re-seeded
+//
+// A version counts changes within one history: two instances at version
+// 1 of different histories (Redis lost the list and each wrote anew) hold
+// different lists, so an instance reads the whole list whenever the
+// history is not its snapshot's. When Redis lost a list (FLUSHALL, a
+// restart without persistence) that an instance holds a snapshot of, the
+// instance writes its snapshot back under a new history (the others then
+// read it whole) rather than let every instance forget the blocked cards:
+// lists.ErrReseeded tells the registry, which logs it at error level and
+// counts it.
 //
 // A change is one transaction (WATCH on the version, then MULTI: the
 // values, the version + 1, the change appended to the log). Each riskd
@@ -39,6 +50,13 @@ import (
 // logLength caps a list's log. An instance further behind reads the whole
 // list instead, which is correct, only dearer.
 const logLength = 256
+
+// maxLogValueBytes bounds the values one log entry holds: a bigger change
+// is logged without them (field "full"), and instances read the whole
+// list instead. So the log is bounded by bytes (logLength of these), not
+// only by entries: ten additions of the same 100,000 values would
+// otherwise keep ten copies of them.
+const maxLogValueBytes = 64 << 10
 
 // ListOptions configure a registry on Redis.
 type ListOptions struct {
@@ -77,11 +95,46 @@ func (s *listStore) Describe() string {
 	return "redis: shared by every riskd on it; a change reaches the others within " + lists.DefaultSyncEvery.String()
 }
 
-type listKeys struct{ values, version, log string }
+type listKeys struct{ values, version, log, history string }
 
 func (s *listStore) keys(name string) listKeys {
 	base := s.prefix + "list:{" + name + "}:"
-	return listKeys{values: base + "values", version: base + "version", log: base + "log"}
+	return listKeys{values: base + "values", version: base + "version", log: base + "log", history: base + "history"}
+}
+
+// newHistory is a random history id.
+func newHistory() string { return strconv.FormatUint(rand.Uint64(), 36) }
+
+// lost reports whether Redis lost the list m holds a snapshot of: no
+// version and no history there, where m's snapshot has changes.
+func lost(m *lists.Mutable, version int64, history string) bool {
+	return version == 0 && history == "" && m.Snapshot().Version > 0
+}
+
+// reseed adds to p what writes m's snapshot back as the list, under a new
+// history, and returns the history.
+func (s *listStore) reseed(ctx context.Context, p redis.Pipeliner, k listKeys, m *lists.Mutable, now int64) string {
+	snap := m.Snapshot()
+	h := newHistory()
+	if len(snap.Values) > 0 {
+		zs := make([]redis.Z, 0, len(snap.Values))
+		for v, exp := range snap.Values {
+			if exp != 0 && exp <= now {
+				continue
+			}
+			score := math.Inf(1)
+			if exp != 0 {
+				score = float64(exp)
+			}
+			zs = append(zs, redis.Z{Score: score, Member: v})
+		}
+		if len(zs) > 0 {
+			p.ZAdd(ctx, k.values, zs...)
+		}
+	}
+	p.Set(ctx, k.version, snap.Version, 0)
+	p.Set(ctx, k.history, h, 0)
+	return h
 }
 
 func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change, now int64) (int64, error) {
@@ -92,14 +145,33 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 	// pause so the losers do not collide again, until ctx (the admin
 	// request's) gives up.
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		reseeded := false
 		err := s.client.Watch(ctx, func(tx *redis.Tx) error {
 			v, err := tx.Get(ctx, k.version).Int64()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return err
 			}
+			h, err := tx.Get(ctx, k.history).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			reseed := lost(m, v, h)
+			if reseed {
+				v = m.Snapshot().Version
+			}
 			version = v + 1
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if c.Op == lists.Add {
+				switch {
+				case reseed:
+					s.reseed(ctx, p, k, m, now)
+					reseeded = true
+				case h == "":
+					p.Set(ctx, k.history, newHistory(), 0) // a new list
+				}
+				switch c.Op {
+				case lists.Clear:
+					p.Del(ctx, k.values)
+				case lists.Add:
 					score := math.Inf(1)
 					if c.Expires > 0 {
 						score = float64(c.Expires)
@@ -109,7 +181,7 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 						zs[i] = redis.Z{Score: score, Member: v}
 					}
 					p.ZAdd(ctx, k.values, zs...)
-				} else {
+				default:
 					members := make([]any, len(c.Values))
 					for i, v := range c.Values {
 						members[i] = v
@@ -120,14 +192,21 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 				// leave them out by their expiry anyway.
 				p.ZRemRangeByScore(ctx, k.values, "-inf", strconv.FormatInt(now, 10))
 				p.Set(ctx, k.version, version, 0)
-				p.XAdd(ctx, &redis.XAddArgs{Stream: k.log, MaxLen: logLength, Approx: true, Values: []any{
-					"v", version, "op", string(c.Op), "exp", c.Expires, "who", c.Who, "at", c.At, "vals", strings.Join(c.Values, "\n"),
-				}})
+				entry := []any{"v", version, "op", string(c.Op), "exp", c.Expires, "who", c.Who, "at", c.At}
+				if vals := strings.Join(c.Values, "\n"); len(vals) <= maxLogValueBytes {
+					entry = append(entry, "vals", vals)
+				} else {
+					entry = append(entry, "full", "1")
+				}
+				p.XAdd(ctx, &redis.XAddArgs{Stream: k.log, MaxLen: logLength, Approx: true, Values: entry})
 				return nil
 			})
 			return err
-		}, k.version)
+		}, k.version, k.history)
 		if !errors.Is(err, redis.TxFailedErr) {
+			if err == nil && reseeded {
+				return version, lists.ErrReseeded
+			}
 			return version, err
 		}
 		t := time.NewTimer(rand.N(wait) + 1)
@@ -144,12 +223,22 @@ func (s *listStore) Write(ctx context.Context, m *lists.Mutable, c *lists.Change
 func (s *listStore) Sync(ctx context.Context, m *lists.Mutable, now int64) error {
 	k := s.keys(m.Name)
 	cur := m.Snapshot()
-	v, err := s.client.Get(ctx, k.version).Int64()
+	var version, history *redis.StringCmd
+	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		version, history = p.Get(ctx, k.version), p.Get(ctx, k.history)
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	v, err := version.Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
+	h := history.Val()
 	switch {
-	case m.Cursor == "" || v < cur.Version:
+	case lost(m, v, h):
+		return s.reseedNow(ctx, m, now)
+	case m.Cursor == "" || h != m.History || v < cur.Version:
 		return s.load(ctx, m, now)
 	case v == cur.Version:
 		return nil
@@ -166,8 +255,9 @@ func (s *listStore) Sync(ctx context.Context, m *lists.Mutable, now int64) error
 			if err != nil {
 				return fmt.Errorf("log entry %s: %w", e.ID, err)
 			}
-			if c.Version != next {
-				// The log was trimmed past what this riskd has seen, or
+			if _, full := e.Values["full"]; full || c.Version != next {
+				// A change too big for the log (see maxLogValueBytes), or
+				// the log was trimmed past what this riskd has seen, or
 				// rewritten: read the whole list.
 				return s.load(ctx, m, now)
 			}
@@ -184,15 +274,50 @@ func (s *listStore) Sync(ctx context.Context, m *lists.Mutable, now int64) error
 	}
 }
 
+// reseedNow writes m's snapshot back as the list, unless another
+// instance wrote the list meanwhile (then it reads what that one wrote).
+func (s *listStore) reseedNow(ctx context.Context, m *lists.Mutable, now int64) error {
+	k := s.keys(m.Name)
+	var h string
+	err := s.client.Watch(ctx, func(tx *redis.Tx) error {
+		v, err := tx.Get(ctx, k.version).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		cur, err := tx.Get(ctx, k.history).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if !lost(m, v, cur) {
+			return errWrittenMeanwhile
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			h = s.reseed(ctx, p, k, m, now)
+			return nil
+		})
+		return err
+	}, k.version, k.history)
+	switch {
+	case errors.Is(err, errWrittenMeanwhile), errors.Is(err, redis.TxFailedErr):
+		return s.load(ctx, m, now)
+	case err != nil:
+		return err
+	}
+	m.History, m.Cursor = h, "0-0"
+	return lists.ErrReseeded
+}
+
+var errWrittenMeanwhile = errors.New("the list was written meanwhile")
+
 // load reads the whole list, its version and where its log ends, in one
 // transaction, and publishes it.
 func (s *listStore) load(ctx context.Context, m *lists.Mutable, now int64) error {
 	k := s.keys(m.Name)
-	var version *redis.StringCmd
+	var version, history *redis.StringCmd
 	var values *redis.ZSliceCmd
 	var last *redis.XMessageSliceCmd
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		version = p.Get(ctx, k.version)
+		version, history = p.Get(ctx, k.version), p.Get(ctx, k.history)
 		values = p.ZRangeByScoreWithScores(ctx, k.values, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now, 10), Max: "+inf"})
 		last = p.XRevRangeN(ctx, k.log, "+", "-", 1)
 		return nil
@@ -212,7 +337,7 @@ func (s *listStore) load(ctx context.Context, m *lists.Mutable, now int64) error
 		}
 		vals[z.Member.(string)] = exp
 	}
-	m.Cursor = "0-0"
+	m.Cursor, m.History = "0-0", history.Val()
 	if l := last.Val(); len(l) > 0 {
 		m.Cursor = l[0].ID
 	}
@@ -233,9 +358,12 @@ func parseChange(f map[string]any) (lists.Change, error) {
 	}
 	c.At, _ = num("at")
 	c.Op, c.Who = lists.Op(str("op")), str("who")
-	if c.Op != lists.Add && c.Op != lists.Remove {
+	switch c.Op {
+	case lists.Add, lists.Remove:
+		c.Values = strings.Split(str("vals"), "\n")
+	case lists.Clear:
+	default:
 		return c, fmt.Errorf("unknown op %q", c.Op)
 	}
-	c.Values = strings.Split(str("vals"), "\n")
 	return c, nil
 }

@@ -3,15 +3,19 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/riskd/riskd/internal/metrictest"
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/lists"
@@ -99,7 +103,29 @@ func TestRegistryChanges(t *testing.T) {
 				},
 					in: []string{"c2"}, version: 4},
 				{advance: time.Minute, out: []string{"c2"}, version: 4},
+				{do: func() (*lists.Change, error) {
+					return a.Add(t.Context(), "blocked", []string{"c4", "c5", "c6"}, 0, "ops")
+				},
+					in: []string{"c4", "c5", "c6"}, version: 5},
+				{do: func() (*lists.Change, error) { return a.Clear(t.Context(), "blocked", "ops") },
+					out: []string{"c4", "c5", "c6"}, version: 6},
+				{do: func() (*lists.Change, error) { return a.Add(t.Context(), "blocked", []string{"c7"}, 0, "ops") },
+					in: []string{"c7"}, out: []string{"c4"}, version: 7},
 			}
+			// Removing what the list does not hold changes nothing, not
+			// even the version.
+			defer func() {
+				_, err := b.Remove(t.Context(), "blocked", []string{"c1", "c4"}, "ops")
+				if !errors.Is(err, lists.ErrNotInList) {
+					t.Errorf("removing values the list does not hold: %v", err)
+				}
+				for who, r := range map[string]*lists.Registry{"a": a, "b": b} {
+					syncList(t, r, "blocked")
+					if v := r.List("blocked").Snapshot().Version; v != 7 {
+						t.Errorf("%s at version %d after a removal of nothing, want 7", who, v)
+					}
+				}
+			}()
 			for i, st := range steps {
 				if st.do != nil {
 					ch, err := st.do()
@@ -168,9 +194,97 @@ func TestRegistryCatchesUp(t *testing.T) {
 	if err := rc.FlushAll(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The first instance to sync writes its snapshot back; the other
+	// reads it, and a change made after goes on from there.
 	syncList(t, b, "blocked")
-	if s := b.List("blocked").Snapshot(); s.Version != 0 || s.Len() != 0 {
-		t.Fatalf("after a flush: version %d, %d values; want the empty list Redis now holds", s.Version, s.Len())
+	syncList(t, a, "blocked")
+	for who, r := range map[string]*lists.Registry{"a": a, "b": b} {
+		if s := r.List("blocked").Snapshot(); s.Version != 3*logLength+1 || s.Len() != 3*logLength-1 || !s.Has("v1") {
+			t.Fatalf("after a flush, %s at version %d with %d values; want the list as it was", who, s.Version, s.Len())
+		}
+	}
+	if n, err := rc.ZCard(t.Context(), "catch:list:{blocked}:values").Result(); err != nil || n != 3*logLength-1 {
+		t.Fatalf("Redis holds %d values (%v) after the re-seed, want %d", n, err, 3*logLength-1)
+	}
+	if _, err := a.Add(t.Context(), "blocked", []string{"after"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); s.Version != 3*logLength+2 || !s.Has("after") || !s.Has("v1") {
+		t.Fatalf("a change after the re-seed: b at version %d", s.Version)
+	}
+}
+
+// TestRegistryReseedsAfterFlush: a list Redis lost is written back from
+// an instance's snapshot before a change would start it over, logged at
+// error level and counted; and instances holding one version of two
+// histories (Redis lost the list, then a fresh instance wrote to it) do
+// not stay apart: the history tells them.
+func TestRegistryReseedsAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	c := &clock{}
+	c.ms.Store(1_780_000_000_000)
+	reg := prometheus.NewRegistry()
+	logged := lockedWriter{b: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	logText := func() string {
+		logged.mu.Lock()
+		defer logged.mu.Unlock()
+		return logged.b.String()
+	}
+	open := func(r prometheus.Registerer) *lists.Registry {
+		l, err := NewLists(ListOptions{Addrs: []string{srv.Addr()}, Prefix: "flush:", Options: lists.Options{Now: c.now, Registerer: r, Logger: slog.New(slog.NewTextHandler(logged, nil))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.Fetch(t.Context(), []string{"blocked"}); err != nil {
+			t.Fatal(err)
+		}
+		l.Declare([]string{"blocked"})
+		return l
+	}
+	a, b := open(reg), open(nil)
+	if _, err := a.Add(t.Context(), "blocked", []string{"card-1"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if err := rc.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A change on the instance holding the list re-seeds it first.
+	if _, err := a.Add(t.Context(), "blocked", []string{"card-2"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); !s.Has("card-1") || !s.Has("card-2") || s.Version != 2 {
+		t.Errorf("after a flush and a change: version %d, card-1 %v, card-2 %v", s.Version, s.Has("card-1"), s.Has("card-2"))
+	}
+	if v := metrictest.Value(t, reg, "riskd_list_reseeded_total", map[string]string{"list": "blocked"}); v != 1 {
+		t.Errorf("re-seeds counted: %v, want 1", v)
+	}
+	if !strings.Contains(logText(), "level=ERROR msg=\"mutable list lost from its store") {
+		t.Errorf("no error logged:\n%s", logText())
+	}
+
+	// Lost again, and this time a fresh instance (no snapshot) writes
+	// first: version 1 of a new history, which the others take whole.
+	if err := rc.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := open(nil)
+	if _, err := fresh.Add(t.Context(), "blocked", []string{"card-3"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.Add(t.Context(), "blocked", []string{"card-4"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	for who, r := range map[string]*lists.Registry{"a": a, "b": b, "fresh": fresh} {
+		syncList(t, r, "blocked")
+		if s := r.List("blocked").Snapshot(); s.Version != 2 || s.Has("card-1") || !s.Has("card-3") || !s.Has("card-4") {
+			t.Errorf("%s at version %d: card-1 %v, card-3 %v; want the fresh history's list", who, s.Version, s.Has("card-1"), s.Has("card-3"))
+		}
 	}
 }
 
@@ -264,4 +378,57 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestRegistryLogBoundedByBytes: changes of many values are logged
+// without them, so adding the same 20,000 values again and again does not
+// grow the log by their size each time; an instance that was not there
+// reads the whole list for them.
+func TestRegistryLogBoundedByBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	c := &clock{}
+	c.ms.Store(1_780_000_000_000)
+	open := func() *lists.Registry {
+		l, err := NewLists(ListOptions{Addrs: []string{srv.Addr()}, Prefix: "bytes:", Options: lists.Options{Now: c.now}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.Fetch(t.Context(), []string{"blocked"}); err != nil {
+			t.Fatal(err)
+		}
+		l.Declare([]string{"blocked"})
+		return l
+	}
+	a, b := open(), open()
+	values := make([]string, 20_000)
+	for i := range values {
+		values[i] = fmt.Sprintf("card-%08d", i)
+	}
+	for range 5 {
+		if _, err := a.Add(t.Context(), "blocked", values, 0, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Add(t.Context(), "blocked", []string{"one-more"}, 0, "t"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := rc.XRange(t.Context(), "bytes:list:{blocked}:log", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := 0
+	for _, e := range entries {
+		s, _ := e.Values["vals"].(string)
+		logged += len(s)
+	}
+	if len(entries) != 6 || logged > maxLogValueBytes {
+		t.Errorf("the log holds %d entries with %d bytes of values, want 6 with at most %d", len(entries), logged, maxLogValueBytes)
+	}
+	syncList(t, b, "blocked")
+	if s := b.List("blocked").Snapshot(); s.Len() != 20_001 || s.Version != 6 || !s.Has("card-00019999") || !s.Has("one-more") {
+		t.Errorf("b at version %d with %d values", s.Version, s.Len())
+	}
 }

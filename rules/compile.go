@@ -121,6 +121,7 @@ func (v *flattener) Visit(n *ast.Node) {
 		if r, ok := setRefOf(firstArg(x)); ok && x.Name == "len" && !r.l.Mutable {
 			ast.Patch(n, &ast.IntegerNode{Value: r.l.Set.Len()})
 		}
+		countSteps(x)
 		return
 	}
 	m, ok := (*n).(*ast.MemberNode)
@@ -472,6 +473,23 @@ func (r setRef) callee() ast.Node {
 		return &ast.IdentifierNode{Value: "lists." + r.l.Name}
 	}
 	return &ast.ConstantNode{Value: r.l.Set.Has}
+}
+
+// countSteps makes each iteration of a builtin's predicate a step of the
+// evaluation budget (MaxExpressionSteps): its body {p} becomes
+// {riskd.tick(); p}, which has p's type.
+func countSteps(b *ast.BuiltinNode) {
+	for _, arg := range b.Arguments {
+		c, ok := arg.(*ast.PredicateNode)
+		if !ok {
+			continue
+		}
+		tick := &ast.CallNode{Callee: &ast.IdentifierNode{Value: tickName}}
+		body := &ast.SequenceNode{Nodes: []ast.Node{tick, c.Node}}
+		tick.SetLocation(c.Node.Location())
+		body.SetLocation(c.Node.Location())
+		c.Node = body
+	}
 }
 
 func firstArg(b *ast.BuiltinNode) ast.Node {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -102,11 +103,17 @@ func (s *Slot) goType() reflect.Type {
 	return anyType
 }
 
-// newLayout builds the environment types of slots: field i holds slot i.
+// tickName is the environment's step counter, which the compiler calls
+// at each iteration of a predicate (see MaxExpressionSteps). The dot keeps
+// expressions from naming it: they can write no such identifier.
+const tickName = "riskd.tick"
+
+// newLayout builds the environment types of slots: field i holds slot i,
+// and the last field the step counter.
 func newLayout(slots []Slot) *layout {
 	l := &layout{words: (len(slots) + 63) / 64}
 	for env := range l.types {
-		fields := make([]reflect.StructField, 0, len(slots))
+		fields := make([]reflect.StructField, 0, len(slots)+1)
 		for i := range slots {
 			t := anyType
 			if env == typed || slots[i].List != "" {
@@ -119,6 +126,7 @@ func newLayout(slots []Slot) *layout {
 				Tag: reflect.StructTag(`expr:` + strconv.Quote(slots[i].Name)),
 			})
 		}
+		fields = append(fields, reflect.StructField{Name: "Tick", Type: reflect.TypeFor[func() bool](), Tag: `expr:"` + tickName + `"`})
 		l.types[env] = reflect.StructOf(fields)
 	}
 	for i := range slots {
@@ -158,6 +166,12 @@ type Env struct {
 	present  []uint64
 	snaps    []*lists.Snapshot // per slot: a mutable list's snapshot
 	strs     map[string]any
+	// budget is the event's steps left, shared with the other
+	// environments of the event (SetBudget) or own; steps is the
+	// expression's.
+	budget *Budget
+	own    Budget
+	steps  int
 }
 
 // NewEnv returns an environment for evaluating rs.
@@ -171,15 +185,42 @@ func (rs *Ruleset) NewEnv() *Env {
 		for i := range rs.Slots {
 			e.fields[env][i] = v.Field(i).Addr().Interface()
 		}
+		v.Field(len(rs.Slots)).Set(reflect.ValueOf(e.tick))
 	}
+	e.budget = &e.own
+	e.own.Reset()
 	return e
+}
+
+// SetBudget makes the environment draw its event's steps from b, shared
+// with the other environments evaluating the event; the caller resets b
+// for each event. Without it, each Reset gives the environment a budget
+// of its own.
+func (e *Env) SetBudget(b *Budget) { e.budget = b }
+
+// tick counts one step, and stops the expression (expr's VM turns the
+// panic into its error) past the expression's or the event's budget.
+func (e *Env) tick() bool {
+	e.steps--
+	e.budget.left--
+	switch {
+	case e.steps < 0:
+		panic(budgetError{fmt.Sprintf("more than %d steps (iterations of all, any, filter, map…) in one expression", MaxExpressionSteps)})
+	case e.budget.left < 0:
+		panic(budgetError{fmt.Sprintf("more than %d steps (iterations of all, any, filter, map…) for one event", MaxEventSteps)})
+	}
+	return true
 }
 
 // Ruleset is the ruleset the environment evaluates.
 func (e *Env) Ruleset() *Ruleset { return e.rs }
 
-// Reset prepares the environment for the next event: every slot absent.
+// Reset prepares the environment for the next event: every slot absent,
+// and its own budget (unless it shares one) full.
 func (e *Env) Reset() {
+	if e.budget == &e.own {
+		e.own.Reset()
+	}
 	clear(e.present)
 	e.looseSet = false
 }
@@ -361,6 +402,7 @@ type program struct {
 }
 
 func (e *Env) run(p *program) (any, error) {
+	e.steps = MaxExpressionSteps
 	if e.has(p.needs) {
 		e.typedCopied()
 		return e.vm.Run(p.fast, e.typedEnv)

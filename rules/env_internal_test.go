@@ -149,7 +149,7 @@ type mapEval struct {
 }
 
 func newMapEval(t testing.TB, lc loadedCase, rs *Ruleset) *mapEval {
-	env := types.Map{}
+	env := types.Map{tickName: types.TypeOf(func() bool { return true })}
 	for _, f := range lc.p.Features.Features {
 		env[FeatureEnvKey(f.Name)] = types.Float64
 		if f.Kind.Bool() {
@@ -189,7 +189,7 @@ func newMapEval(t testing.TB, lc loadedCase, rs *Ruleset) *mapEval {
 func looseMap(e *Env) map[string]any {
 	e.fillLoose()
 	v := reflect.ValueOf(e.looseEnv).Elem()
-	out := map[string]any{}
+	out := map[string]any{tickName: e.tick}
 	for i, s := range e.rs.Slots {
 		out[s.Name] = v.Field(i).Interface()
 	}

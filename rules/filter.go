@@ -41,6 +41,15 @@ func (f *Filter) Eval(e *Env) (bool, error) {
 	return v == true, nil
 }
 
+// Exercise evaluates f in e, filled for one event, as riskctl validate
+// -cost measures it: each run with a whole budget.
+func (f *Filter) Exercise(e *Env) {
+	if e.budget == &e.own {
+		e.own.Reset()
+	}
+	f.Eval(e)
+}
+
 // compileFilters compiles the where condition of every filtered log of
 // set, one Filter per log (nil for a log without a condition). Features
 // of one log share its condition, so it is compiled once, at the first

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -145,3 +146,39 @@ func skipTo(src string, i int, end string) int {
 	}
 	return len(src)
 }
+
+// Bounds on evaluation. expr counts no operations, and a loop over an
+// event's list inside another (`all(event.items, {any(event.items, …)})`)
+// costs the square of the list: seconds for a 60 KB event. So every
+// iteration of a builtin that takes a predicate (all, any, filter, map,
+// count, sum, reduce…) is a step, and steps are bounded per expression
+// and per event; past either bound the expression fails with ErrBudget,
+// counted and logged as any expression error. A rule an analyst writes
+// over a list of a hundred items nested twice takes 10,000 steps.
+const (
+	// MaxExpressionSteps bounds the steps of one evaluation of one
+	// expression.
+	MaxExpressionSteps = 100_000
+	// MaxEventSteps bounds the steps of every expression evaluated for
+	// one event, where conditions and shadow rulesets included, when its
+	// environments share a Budget.
+	MaxEventSteps = 1_000_000
+)
+
+// ErrBudget is the error of an expression stopped by the evaluation
+// budget.
+var ErrBudget = errors.New("evaluation budget exhausted")
+
+// budgetError is what a step past the budget panics with, which expr's VM
+// turns into the expression's error.
+type budgetError struct{ what string }
+
+func (e budgetError) Error() string { return fmt.Sprintf("%v: %s", ErrBudget, e.what) }
+func (e budgetError) Unwrap() error { return ErrBudget }
+
+// Budget is the steps left to the expressions of one event. Environments
+// evaluating one event share one (Env.SetBudget); Reset it for each event.
+type Budget struct{ left int }
+
+// Reset gives the budget MaxEventSteps.
+func (b *Budget) Reset() { b.left = MaxEventSteps }

@@ -50,11 +50,12 @@ type listFiles struct {
 	dir    string
 	data   map[string][]byte
 	parsed map[string]*lists.File
+	broken map[string]bool // declared but not list files: reported there
 	names  []string
 }
 
 func newListFiles(dir string, files []policyFile) *listFiles {
-	lf := &listFiles{dir: dir, data: map[string][]byte{}, parsed: map[string]*lists.File{}}
+	lf := &listFiles{dir: dir, data: map[string][]byte{}, parsed: map[string]*lists.File{}, broken: map[string]bool{}}
 	for _, f := range files {
 		lf.data[f.name] = f.data
 		lf.names = append(lf.names, f.name)
@@ -62,17 +63,22 @@ func newListFiles(dir string, files []policyFile) *listFiles {
 	return lf
 }
 
-func (lf *listFiles) get(name string) (*lists.File, bool) {
+// get returns the parsed list file name; ok is false when there is no
+// such file, err says why it is not a list file.
+func (lf *listFiles) get(name string) (f *lists.File, ok bool, err error) {
 	if f, ok := lf.parsed[name]; ok {
-		return f, true
+		return f, true, nil
 	}
 	data, ok := lf.data[name]
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
-	f := lists.ParseFile(data)
+	if f, err = lists.ParseFile(data); err != nil {
+		lf.broken[name] = true
+		return nil, true, err
+	}
 	lf.parsed[name] = f
-	return f, true
+	return f, true, nil
 }
 
 // warnings are the list files' own problems (duplicates, empty lines)
@@ -81,6 +87,9 @@ func (lf *listFiles) warnings() []string {
 	var out []string
 	for _, name := range lf.names {
 		f, used := lf.parsed[name]
+		if lf.broken[name] {
+			continue
+		}
 		if !used {
 			out = append(out, fmt.Sprintf("%s: no list declares this file (declare it under lists:, e.g. %s: {file: %s})",
 				path.Join(lf.dir, name), strings.TrimSuffix(path.Base(name), ".txt"), name))
@@ -205,7 +214,11 @@ func parseSource(es *policyfile.Errors, l *List, v *yaml.Node, files *listFiles)
 		es.At(f.Value, "%s: file %s must be a .txt file in the policy directory's %s/ directory, e.g. %s/%s.txt", what, policyfile.Quote(name), lists.Dir, lists.Dir, l.Name)
 		return false
 	}
-	lf, ok := files.get(name)
+	lf, ok, err := files.get(name)
+	if err != nil {
+		es.At(f.Value, "%s: file %s: %v", what, policyfile.Quote(name), err)
+		return false
+	}
 	if !ok {
 		msg := fmt.Sprintf("%s: no list file %s in the policy directory", what, policyfile.Quote(name))
 		if s := policyfile.Suggest(name, files.names); s != "" {

@@ -87,6 +87,10 @@ func TestListDeclarations(t *testing.T) {
 			`p/checkout.yaml:6:12: list "blocked" needs file: lists/blocked.txt (a file of the policy directory) or mutable: true`},
 		{"a scalar", withList("  blocked: lists/blocked.txt\n"),
 			`p/checkout.yaml:6:12: list "blocked" must be a list of values, e.g. [NG, RU], a file, {file: lists/blocked.txt}, or {mutable: true}`},
+		{"UTF-16 file", map[string]string{"features.yaml": goodFeatures, "checkout.yaml": listRuleset("  blocked: {file: lists/blocked.txt}\n", "event.card in lists.blocked"), "lists/blocked.txt": "\xff\xfea\x00\n\x00"},
+			`p/checkout.yaml:6:19: list "blocked": file "lists/blocked.txt": line 1: the file is UTF-16 (it starts with a UTF-16 byte order mark): save it as UTF-8`},
+		{"CR-only file", map[string]string{"features.yaml": goodFeatures, "checkout.yaml": listRuleset("  blocked: {file: lists/blocked.txt}\n", "event.card in lists.blocked"), "lists/blocked.txt": "4111-aa\r4111-bb\r"},
+			`p/checkout.yaml:6:19: list "blocked": file "lists/blocked.txt": line 1: carriage return not followed by a line feed: lines end with LF or CRLF (a file saved with old Mac line endings?)`},
 		{"declared twice", map[string]string{
 			"features.yaml": goodFeatures + "lists:\n  blocked: [x]\n", "checkout.yaml": listRuleset("  blocked: [y]\n", "event.card in lists.blocked")},
 			`p/checkout.yaml:6:3: list "blocked" is declared in features.yaml:15 already: every ruleset reads it as lists.blocked`},

@@ -184,6 +184,9 @@ func (r *Rule) score(e *Env) RuleResult {
 // answers. It is what a rule can cost an event (riskctl validate -cost).
 func (e *Env) Exercise(i int, dst []byte) []byte {
 	r := e.rs.Rules[i]
+	if e.budget == &e.own {
+		e.own.Reset() // each run is one event's
+	}
 	e.run(r.when) // errors cost what they cost
 	if r.graded != nil {
 		e.run(r.graded)

@@ -62,6 +62,8 @@ type AuditStream struct {
 
 	written    prometheus.Counter
 	dropCount  prometheus.Counter
+	replaced   prometheus.Counter
+	tooLarge   prometheus.Counter
 	writeError prometheus.Counter
 }
 
@@ -100,9 +102,10 @@ func NewAuditStream(opts AuditOptions) *AuditStream {
 		ErrorLogger:            kafka.LoggerFunc(logs.Printf(opts.Logger, slog.LevelWarn, "kafka-go")),
 	}
 	records := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "riskd_audit_records_total", Help: "HTTP decisions for the audit stream (the decisions topic), by result: written, or dropped because the buffer was full.",
+		Name: "riskd_audit_records_total", Help: "HTTP decisions for the audit stream (the decisions topic), by result: written; dropped because the buffer was full; replaced (written as its id and the error: over the brokers' message size limit); too_large (dropped: even that was refused).",
 	}, []string{"result"})
 	a.written, a.dropCount = records.WithLabelValues("written"), records.WithLabelValues("dropped")
+	a.replaced, a.tooLarge = records.WithLabelValues("replaced"), records.WithLabelValues("too_large")
 	a.writeError = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "riskd_audit_write_errors_total", Help: "Writes of the audit stream to the decisions topic that failed and were retried.",
 	})
@@ -218,21 +221,41 @@ func (a *AuditStream) take(batch []kafka.Message) []kafka.Message {
 }
 
 // write retries until the brokers acknowledge batch (true) or ctx ends.
+// A batch refused as too large is written one decision at a time, and a
+// decision refused alone is replaced by its id and the error, or dropped
+// (see writeEach): one oversized decision must not hold the stream.
 func (a *AuditStream) write(ctx context.Context, batch []kafka.Message, lastReport *time.Time) bool {
 	backoff := newBackoff(backoffMax)
+	retry := func(err error) bool {
+		a.writeError.Inc()
+		a.opts.Logger.Warn("audit stream: writing decisions to Kafka failed; retrying", "topic", a.opts.Topic, "decisions", len(batch), "err", err)
+		return backoff.wait(ctx)
+	}
 	for {
 		err := a.writer.WriteMessages(ctx, batch...)
 		a.reportDrops(lastReport, false)
-		if err == nil {
+		switch {
+		case err == nil:
 			a.written.Add(float64(len(batch)))
 			return true
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return false
-		}
-		a.writeError.Inc()
-		a.opts.Logger.Warn("audit stream: writing decisions to Kafka failed; retrying", "topic", a.opts.Topic, "decisions", len(batch), "err", err)
-		if !backoff.wait(ctx) {
+		case tooLarge(err):
+			a.writeError.Inc()
+			written := len(batch)
+			ok := writeEach(ctx, a.writer, batch, minimalDecision("decision"), func(m kafka.Message) {
+				a.replaced.Inc()
+				a.opts.Logger.Warn("audit stream: a decision over the brokers' size limit was replaced by its id and the error", "topic", a.opts.Topic, "event_id", string(m.Key))
+			}, func(m kafka.Message) {
+				written--
+				a.tooLarge.Inc()
+				a.opts.Logger.Error("audit stream: a decision over the brokers' size limit was dropped: even its id and the error were refused", "topic", a.opts.Topic, "event_id", string(m.Key), "bytes", recordSize(m))
+			}, retry)
+			if ok {
+				a.written.Add(float64(written))
+			}
+			return ok
+		case !retry(err):
 			return false
 		}
 	}

@@ -189,6 +189,7 @@ type kafkaMetrics struct {
 	lag          *prometheus.GaugeVec
 	storeRetries prometheus.Counter
 	storeWaiting prometheus.Gauge
+	oversized    *prometheus.CounterVec
 }
 
 // NewConsumer prepares a consumer; Run starts it.
@@ -222,6 +223,9 @@ func NewConsumer(e *engine.Engine, opts KafkaOptions) *Consumer {
 		storeWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riskd_kafka_partitions_waiting_on_store", Help: "Partitions holding at an event the feature store has not answered yet: nothing after it is decided or committed meanwhile.",
 		}),
+		oversized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskd_kafka_oversized_messages_total", Help: "Messages the brokers refused as over their size limit, by topic and result: replaced (by a smaller form: a dead letter cut, a decision by its id and the error) or dropped (even that was refused).",
+		}, []string{"topic", "result"}),
 	}
 	c.reader = kafka.NewReader(kafka.ReaderConfig{
 		Brokers: opts.Brokers,
@@ -270,8 +274,13 @@ func NewConsumer(e *engine.Engine, opts KafkaOptions) *Consumer {
 	for _, op := range []string{"fetch", "write", "commit", "reader"} {
 		c.metrics.errors.WithLabelValues(op)
 	}
+	for _, topic := range []string{opts.DecisionsTopic, opts.ShadowTopic, opts.DLQTopic} {
+		for _, result := range []string{"replaced", "dropped"} {
+			c.metrics.oversized.WithLabelValues(topic, result)
+		}
+	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag, c.metrics.storeRetries, c.metrics.storeWaiting)
+		opts.Registerer.MustRegister(c.metrics.messages, c.metrics.shadow, c.metrics.errors, c.metrics.commit, c.metrics.lag, c.metrics.storeRetries, c.metrics.storeWaiting, c.metrics.oversized)
 	}
 	return c
 }
@@ -695,7 +704,7 @@ const deadLetterMaxBytes = 64 << 10
 func deadLetter(m kafka.Message, err error, max int) kafka.Message {
 	value := m.Value
 	headers := []kafka.Header{
-		{Key: "error", Value: []byte(err.Error())},
+		{Key: "error", Value: cutBytes([]byte(err.Error()), maxHeaderBytes)},
 		{Key: "source_topic", Value: []byte(m.Topic)},
 		{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
 		{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
@@ -706,15 +715,6 @@ func deadLetter(m kafka.Message, err error, max int) kafka.Message {
 		headers = append(headers, kafka.Header{Key: "truncated", Value: []byte("true")})
 	}
 	return kafka.Message{Key: m.Key, Value: value, Headers: headers}
-}
-
-func hasHeader(m kafka.Message, key string) bool {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return true
-		}
-	}
-	return false
 }
 
 // tooLarge reports whether a write failed for a message over the
@@ -735,35 +735,42 @@ func tooLarge(err error) bool {
 }
 
 // write retries until the brokers acknowledge msgs or ctx ends (false).
+// Messages the brokers refuse as too large are written one by one, shrunk
+// or dropped (see writeEach): the partition moves on.
 func (c *Consumer) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) bool {
 	if len(msgs) == 0 {
 		return true
 	}
 	backoff := newBackoff(backoffMax)
-	for {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
+	retry := func(err error) bool {
 		c.metrics.errors.WithLabelValues("write").Inc()
 		c.opts.Logger.Warn("kafka write failed; retrying", "topic", w.Topic, "err", err)
-		if w == c.dlq && tooLarge(err) {
-			// The brokers take less than deadLetterMaxBytes: keep 1 KiB
-			// of each dead letter (its headers say what it was) rather
-			// than hold the partition.
-			for i := range msgs {
-				if len(msgs[i].Value) > 1<<10 {
-					msgs[i].Value = msgs[i].Value[:1<<10]
-					if !hasHeader(msgs[i], "truncated") {
-						msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: "truncated", Value: []byte("true")})
-					}
-				}
+		return backoff.wait(ctx)
+	}
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		switch {
+		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
+		case tooLarge(err):
+			c.metrics.errors.WithLabelValues("write").Inc()
+			smaller := minimalDecision("decision")
+			switch w {
+			case c.dlq:
+				smaller = shrinkDeadLetter
+			case c.shadow:
+				smaller = minimalDecision("shadow verdict")
 			}
-		}
-		if !backoff.wait(ctx) {
+			return writeEach(ctx, w, msgs, smaller, func(m kafka.Message) {
+				c.metrics.oversized.WithLabelValues(w.Topic, "replaced").Inc()
+				c.opts.Logger.Warn("kafka: a message over the brokers' size limit was replaced by a smaller form", "topic", w.Topic, "key", string(cutBytes(m.Key, maxShrunkKeyBytes)))
+			}, func(m kafka.Message) {
+				c.metrics.oversized.WithLabelValues(w.Topic, "dropped").Inc()
+				c.opts.Logger.Error("kafka: a message over the brokers' size limit was dropped: even its smallest form was refused", "topic", w.Topic, "key", string(cutBytes(m.Key, maxShrunkKeyBytes)), "bytes", recordSize(m))
+			}, retry)
+		case !retry(err):
 			return false
 		}
 	}

@@ -30,44 +30,65 @@ const (
 	costMaxRuns    = 2000
 	costMinRuns    = 4
 	costRuleBudget = 5 * time.Millisecond
+	// costListItems is the length of a generated list field: about what
+	// an event of the default 64 KiB can carry of small objects, so a loop
+	// nested over it shows what the evaluation budget lets it cost.
+	costListItems = 1000
 )
 
-// measureCosts runs every rule of p on generated events. An event gives
-// each field the rules read a random string, number, boolean or nothing,
-// and each feature a random value or nothing: costs that do not depend on
-// the values (a scan of a long list, a long chain of conditions) show;
-// costs that need particular values may not. The figures are this
-// machine's, under whatever else it is doing.
+// measureCosts runs every rule and every feature's where condition of p
+// on generated events. An event gives each field the expressions read a
+// random string, number, boolean, list or nothing, and each feature a
+// random value or nothing: costs that do not depend on the values (a scan
+// of a long list, a loop over an event's list, a long chain of
+// conditions) show; costs that need particular values may not. The
+// figures are this machine's, under whatever else it is doing.
 func measureCosts(p *rules.Policy) []ruleCost {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var out []ruleCost
 	var buf []byte
 	var arena fastjson.Arena
+	measure := func(run func(i int)) (time.Duration, int) {
+		runs := 0
+		start := time.Now()
+		for runs < costMinRuns || runs < costMaxRuns && time.Since(start) < costRuleBudget {
+			run(runs)
+			runs++
+		}
+		return time.Since(start) / time.Duration(runs), runs
+	}
+	for _, f := range p.Filters {
+		if f == nil {
+			continue
+		}
+		envs := make([]*rules.Env, costEvents)
+		for i := range envs {
+			envs[i] = f.NewEnv()
+			fillGenerated(rng, &arena, p, f.Slots(), envs[i])
+		}
+		per, runs := measure(func(i int) { f.Exercise(envs[i%len(envs)]) })
+		out = append(out, ruleCost{ruleset: "features", rule: f.Features[0] + " where", perEvent: per, runs: runs})
+	}
 	for _, rs := range p.Rulesets {
 		envs := make([]*rules.Env, costEvents)
 		for i := range envs {
-			envs[i] = generatedEnv(rng, &arena, p, rs)
+			envs[i] = rs.NewEnv()
+			fillGenerated(rng, &arena, p, rs.Slots, envs[i])
 		}
-		for i, r := range rs.Rules {
-			runs := 0
-			start := time.Now()
-			for runs < costMinRuns || runs < costMaxRuns && time.Since(start) < costRuleBudget {
-				buf = envs[runs%len(envs)].Exercise(i, buf[:0])
-				runs++
-			}
-			out = append(out, ruleCost{ruleset: rs.Name, rule: r.ID, perEvent: time.Since(start) / time.Duration(runs), runs: runs})
+		for ri, r := range rs.Rules {
+			per, runs := measure(func(i int) { buf = envs[i%len(envs)].Exercise(ri, buf[:0]) })
+			out = append(out, ruleCost{ruleset: rs.Name, rule: r.ID, perEvent: per, runs: runs})
 		}
 	}
 	return out
 }
 
-// generatedEnv is the expression environment of one made-up event for rs:
-// a declared field holds a value of its type, an undeclared one a string,
-// a number, a boolean or nothing.
-func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.Ruleset) *rules.Env {
-	env := rs.NewEnv()
+// fillGenerated fills env, for slots, with one made-up event: a declared
+// field holds a value of its type, an undeclared one a string, a number,
+// a boolean, a list or nothing.
+func fillGenerated(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, slots []rules.Slot, env *rules.Env) {
 	env.Reset()
-	for i, slot := range rs.Slots {
+	for i, slot := range slots {
 		if slot.List != "" {
 			env.SetList(i, lists.Empty()) // what a list holds does not change what a lookup costs
 			continue
@@ -95,19 +116,42 @@ func generatedEnv(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, rs *rules.
 			v = a.NewNumberInt(rng.IntN(100000))
 		case eventschema.Bool:
 			v = a.NewTrue()
+		case eventschema.List, eventschema.ListOfString, eventschema.ListOfNumber:
+			v = generatedList(rng, a, slot.Type)
 		case eventschema.Any:
 			switch n := rng.IntN(20); {
-			case n < 9:
+			case n < 8:
 				v = str
-			case n < 18:
+			case n < 16:
 				v = num
-			case n < 19:
+			case n < 17:
 				v = a.NewFalse()
+			case n < 19:
+				v = generatedList(rng, a, eventschema.List)
 			}
 		}
 		env.SetField(i, v)
 	}
-	return env
+}
+
+// generatedList is a list of costListItems values of t's items: strings,
+// numbers, or (a list of anything) small objects.
+func generatedList(rng *rand.Rand, a *fastjson.Arena, t eventschema.Type) *fastjson.Value {
+	l := a.NewArray()
+	for i := range costListItems {
+		var item *fastjson.Value
+		switch t {
+		case eventschema.ListOfString:
+			item = a.NewString("v" + strconv.Itoa(rng.IntN(1000)))
+		case eventschema.ListOfNumber:
+			item = a.NewNumberInt(rng.IntN(100000))
+		default:
+			item = a.NewObject()
+			item.Set("n", a.NewNumberInt(rng.IntN(100000)))
+		}
+		l.SetArrayItem(i, item)
+	}
+	return l
 }
 
 // reportCosts writes every rule's cost to w when all is set, and a warning

@@ -22,6 +22,7 @@ const listsUsage = `riskctl lists: change riskd's mutable lists (declared {mutab
   riskctl lists add [-ttl 30d] NAME VALUE...    add values (VALUE - reads them from stdin, one a line;
                                                 a value that starts with - follows --)
   riskctl lists remove NAME VALUE...            remove values (- reads them from stdin)
+  riskctl lists clear NAME                      remove every value
   riskctl lists show NAME                       print the values, one a line, with their expiry
 
 Flags: -url (default $RISKD_URL or http://localhost:8080; riskd's admin
@@ -50,9 +51,11 @@ func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		synopsis, about = "[flags] NAME VALUE...", "Removes the values from the mutable list NAME of a running riskd; a\nVALUE - reads them from standard input, one a line.\n"
 	case "show":
 		synopsis, about = "[flags] NAME", "Prints the values of the mutable list NAME of a running riskd, one a\nline, with their expiry.\n"
+	case "clear":
+		synopsis, about = "[flags] NAME", "Removes every value of the mutable list NAME of a running riskd.\n"
 	default:
 		msg := fmt.Sprintf("riskctl lists: unknown operation %s", policyfile.Quote(op))
-		if s := policyfile.Suggest(op, []string{"add", "remove", "show"}); s != "" {
+		if s := policyfile.Suggest(op, []string{"add", "remove", "show", "clear"}); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		fmt.Fprintf(stderr, "%s\n\n%s", msg, listsUsage)
@@ -70,9 +73,9 @@ func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	switch {
-	case op == "show" && len(rest) != 1:
+	case (op == "show" || op == "clear") && len(rest) != 1:
 		return usageError(fl, "want one list NAME")
-	case op != "show" && len(rest) < 2:
+	case (op == "add" || op == "remove") && len(rest) < 2:
 		return usageError(fl, "want a list NAME and at least one VALUE")
 	}
 	token := os.Getenv("RISKD_ADMIN_TOKEN")
@@ -85,8 +88,11 @@ func listsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		token = strings.TrimSpace(string(b))
 	}
 	c := &listClient{base: strings.TrimRight(*base, "/"), token: token, http: &http.Client{Timeout: time.Minute}}
-	if op == "show" {
+	switch op {
+	case "show":
 		return report(stderr, c.show(rest[0], stdout))
+	case "clear":
+		return report(stderr, c.clear(rest[0], stdout))
 	}
 	values, err := valuesOf(rest[1:], stdin)
 	if err != nil {
@@ -204,14 +210,32 @@ func (c *listClient) add(name string, values []string, ttl string, stdout io.Wri
 	return nil
 }
 
+// remove sends the values in changes of MaxValuesPerChange, in the body:
+// a value in the path would be cleaned ("." and ".." mean directories
+// there) and a request each takes days for a long list.
 func (c *listClient) remove(name string, values []string, stdout io.Writer) error {
-	for _, v := range values {
+	for len(values) > 0 {
+		n := min(len(values), lists.MaxValuesPerChange)
 		var out changed
-		if err := c.do("DELETE", "/v1/lists/"+url.PathEscape(name)+"/"+url.PathEscape(v), nil, &out); err != nil {
+		if err := c.do("POST", "/v1/lists/"+url.PathEscape(name), map[string]any{"op": "remove", "values": values[:n]}, &out); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: removed %q as %s: version %d\n", name, v, out.By, out.Version)
+		if n == 1 {
+			fmt.Fprintf(stdout, "%s: removed %q as %s: version %d\n", name, values[0], out.By, out.Version)
+		} else {
+			fmt.Fprintf(stdout, "%s: removed %d values (of %d given) as %s: version %d\n", name, out.Values, n, out.By, out.Version)
+		}
+		values = values[n:]
 	}
+	return nil
+}
+
+func (c *listClient) clear(name string, stdout io.Writer) error {
+	var out changed
+	if err := c.do("POST", "/v1/lists/"+url.PathEscape(name), map[string]any{"op": "clear"}, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: cleared as %s: version %d\n", name, out.By, out.Version)
 	return nil
 }
 

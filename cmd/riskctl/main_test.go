@@ -466,6 +466,14 @@ func TestValidateWarnsOfCostlyRules(t *testing.T) {
 	for i := range items {
 		items[i] = fmt.Sprintf("b%d", i)
 	}
+	// bin is declared a string: generated events may give an undeclared
+	// field a list, and `in` a 100,000-value inline list with a list for
+	// a needle costs milliseconds (a warning then rightly says so).
+	feats, err := os.ReadFile(filepath.Join(dir, "features.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "features.yaml"), bytes.Replace(feats, []byte("event_fields:\n"), []byte("event_fields:\n  - {name: bin, type: string}\n"), 1), 0o644)
 	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
 event_types: [checkout]
 thresholds: {step_up: 50, block: 90}
@@ -570,5 +578,51 @@ func TestRuleTestMistakes(t *testing.T) {
 	code, out, _ = riskctl(t, "", "test", dir)
 	if code != 1 || !strings.Contains(out, at+`:5:9: event refused: field "amount": `) {
 		t.Errorf("exit %d\n%s", code, out)
+	}
+}
+
+// TestValidateCostsLoopsOverEventLists: a where condition and a rule
+// looping over an event's list inside another are costed on generated
+// events that carry lists (they were costed on scalars only, at 103 ns),
+// and warned of; the evaluation budget bounds what they cost.
+func TestValidateCostsLoopsOverEventLists(t *testing.T) {
+	dir := t.TempDir()
+	copyExample(t, dir)
+	for _, f := range []string{"login.yaml", "signup.yaml"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	nested := `all(event.items, {any(event.items, {.n == -1}) == false})`
+	feats, err := os.ReadFile(filepath.Join(dir, "features.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats = bytes.Replace(feats, []byte("event_fields:\n"), []byte("event_fields:\n  - {name: items, type: list, event_types: [checkout]}\n"), 1)
+	feats = append(feats, "  - {name: card_cart_checkouts_1h, kind: count, key: card_id, window: 1h, event_types: [checkout], where: '"+nested+"'}\n"...)
+	os.WriteFile(filepath.Join(dir, "features.yaml"), feats, 0o644)
+	os.WriteFile(filepath.Join(dir, "checkout.yaml"), []byte(`name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - id: nested
+    when: '`+nested+`'
+    score: 10
+  - id: carts
+    when: features.card_cart_checkouts_1h > 3
+    score: 10
+`), 0o644)
+	code, out, errOut := riskctl(t, "", "validate", "-cost", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"warning: checkout/nested costs ", "warning: features/card_cart_checkouts_1h where costs "} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("no %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "checkout/carts") {
+		t.Errorf("a warning for a plain rule:\n%s", errOut)
+	}
+	if !regexp.MustCompile(`\n  features/card_cart_checkouts_1h where +\d`).MatchString(out) {
+		t.Errorf("-cost table without the where:\n%s", out)
 	}
 }

@@ -90,9 +90,12 @@ rules:
 
 	const n = 50
 	var events bytes.Buffer
+	// Within the last hour: riskd refuses events further behind its clock
+	// than -max-past-skew (24h).
+	base := time.Now().Add(-time.Hour).UnixMilli()
 	for i := range n {
 		fmt.Fprintf(&events, `{"id":"k-%d","type":"checkout","ts":%d,"account_id":"acc-%d","card_id":"card-%d","amount":%d}`+"\n",
-			i, 1780000000000+i*1000, i%7, i%3, 10+i)
+			i, base+int64(i)*1000, i%7, i%3, 10+i)
 	}
 	events.WriteString("not json\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

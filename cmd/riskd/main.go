@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/net/netutil"
 
 	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/features"
@@ -52,7 +51,11 @@ type config struct {
 	storeTimeout      time.Duration
 	recordTimeout     time.Duration
 	futureSkew        time.Duration
+	pastSkew          time.Duration
+	idleTimeout       time.Duration
+	listMaxValues     int
 	memoryMaxKeys     int
+	memoryMaxAnswers  int
 	maxConns          int
 	idempotency       time.Duration
 	lateness          time.Duration
@@ -94,9 +97,13 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.DurationVar(&c.recordTimeout, "record-timeout", redisstore.DefaultRecordTimeout, "the Redis store's own deadline for recording an event and keeping its answer, whatever the request's budget")
-	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; more wait in the kernel's backlog")
+	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
+	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
+	fl.IntVar(&c.listMaxValues, "list-max-values", lists.DefaultMaxValues, "most values a mutable list holds; an addition past it is refused (400)")
+	fl.IntVar(&c.memoryMaxAnswers, "memory-max-answers", 0, "memory store: most event ids whose first answer is kept for retries (about 830 bytes each with the example policy); past it the oldest go before -idempotency-window ends; 0: no cap")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
+	fl.DurationVar(&c.pastSkew, "max-past-skew", 24*time.Hour, "refuse events whose ts is more than this behind the server's clock (HTTP 400, dead letter on Kafka): a backdated event sees empty windows; 0: no limit")
 	fl.DurationVar(&c.idempotency, "idempotency-window", features.DefaultIdempotencyWindow, "how long an event id's first answer is kept: a retry within it gets the same features and is not recorded again")
 	fl.DurationVar(&c.lateness, "max-lateness", features.DefaultLateness, "how far behind its key's newest event an event may arrive and still see its exact window; history is kept this much longer than the widest window")
 	fl.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka brokers, comma-separated: riskd consumes the events topic and writes HTTP decisions to the decisions topic too; empty: no Kafka")
@@ -196,8 +203,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.maxConns < 1 {
 		return nil, fmt.Errorf("-max-connections %d must be at least 1", c.maxConns)
 	}
+	if c.memoryMaxAnswers < 0 {
+		return nil, fmt.Errorf("-memory-max-answers %d must not be negative", c.memoryMaxAnswers)
+	}
 	if c.memoryMaxKeys < 0 {
 		return nil, fmt.Errorf("-memory-max-keys %d must not be negative", c.memoryMaxKeys)
+	}
+	if c.pastSkew < 0 {
+		return nil, fmt.Errorf("-max-past-skew %v must not be negative", c.pastSkew)
+	}
+	if c.listMaxValues < 1 {
+		return nil, fmt.Errorf("-list-max-values %d must be at least 1", c.listMaxValues)
+	}
+	if c.idleTimeout <= 0 {
+		return nil, fmt.Errorf("-http-idle-timeout %v must be positive", c.idleTimeout)
 	}
 	if c.futureSkew <= 0 {
 		return nil, fmt.Errorf("-max-future-skew %v must be positive", c.futureSkew)
@@ -224,16 +243,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 // loadPolicy loads the -rules directory the way every reload will
 // (rules.LoadDir, with the same bounds), or the built-in example.
-// listen opens the scoring port, accepting at most max connections at
-// once: past it new ones wait in the kernel's backlog instead of using up
-// file descriptors (a slow-loris client opening thousands of sockets
-// cannot take riskd's descriptors from Redis, Kafka or the policy files).
-func listen(addr string, max int) (net.Listener, error) {
+// listen opens the scoring port held to limit (-max-connections): a
+// client opening thousands of sockets cannot take riskd's descriptors
+// from Redis, Kafka or the policy files, and one parking idle keep-alive
+// connections cannot lock the others out (see httpapi.ConnLimit).
+func listen(addr string, limit *httpapi.ConnLimit) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return netutil.LimitListener(ln, max), nil
+	return limit.Listen(ln), nil
 }
 
 func loadPolicy(dir string, opts rules.DirOptions) (*rules.Policy, error) {
@@ -259,7 +278,7 @@ func (c *config) storeOptions() features.Options {
 func openMemory(cfg *config, log *slog.Logger, reg prometheus.Registerer) *memstore.Store {
 	var pending atomic.Int64
 	var last atomic.Int64
-	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, Registerer: reg,
+	return memstore.New(memstore.Options{Options: cfg.storeOptions(), MaxEntities: cfg.memoryMaxKeys, MaxAnswers: cfg.memoryMaxAnswers, Registerer: reg,
 		OnEvict: func(n int) {
 			pending.Add(int64(n))
 			now := time.Now().UnixNano()
@@ -315,7 +334,7 @@ func buildInfoGauge(b buildinfo.Info) prometheus.Collector {
 // openLists returns the registry of mutable lists: in Redis, shared with
 // every riskd on it, when -redis is set; else in this process alone.
 func openLists(cfg *config, conn *redisconn.Conn, log *slog.Logger, reg prometheus.Registerer) (*lists.Registry, error) {
-	opts := lists.Options{Registerer: reg, Logger: log}
+	opts := lists.Options{Registerer: reg, Logger: log, MaxValues: cfg.listMaxValues}
 	if conn == nil {
 		return lists.NewMemory(opts), nil
 	}
@@ -495,12 +514,13 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 	defer valueLists.Close()
 	fetchLists(valueLists, policy, log)
-	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, Lists: valueLists, Logger: log}
+	opts := engine.Options{Store: store, Registerer: reg, MaxEventBytes: cfg.maxEventBytes, MaxFutureSkew: cfg.futureSkew, MaxPastSkew: cfg.pastSkew, Lists: valueLists, Logger: log}
 	if cfg.redis != "" {
 		opts.StoreTimeout = cfg.storeTimeout
 	}
 	eng := engine.New(policy, opts)
-	ln, adminLn, err := openListeners(cfg)
+	limit := httpapi.NewConnLimit(cfg.maxConns, reg)
+	ln, adminLn, err := openListeners(cfg, limit)
 	if err != nil {
 		return err
 	}
@@ -551,7 +571,7 @@ func serve(cfg *config, log *slog.Logger) error {
 	checker := readiness.New(readiness.Options{Dependencies: deps, Registerer: reg, Logger: log})
 	hopts.Readiness = checker
 	g.addContext(func(ctx context.Context) error { checker.Watch(ctx, readinessEvery); return nil })
-	addServers(&g, eng, hopts, listener{ln, scoringTLS}, listener{adminLn, adminTLS}, log)
+	addServers(&g, eng, hopts, listener{ln, scoringTLS}, listener{adminLn, adminTLS}, limit, cfg.idleTimeout, log)
 	// Cases and outcomes are written after the servers stop making them,
 	// and before the audit stream, which carries the outcomes.
 	rv.add(&g, cfg.shutdown)
@@ -580,8 +600,8 @@ func serve(cfg *config, log *slog.Logger) error {
 }
 
 // openListeners opens -listen and, when set, -admin-listen (else nil).
-func openListeners(cfg *config) (ln, adminLn net.Listener, err error) {
-	ln, err = listen(cfg.listen, cfg.maxConns)
+func openListeners(cfg *config, limit *httpapi.ConnLimit) (ln, adminLn net.Listener, err error) {
+	ln, err = listen(cfg.listen, limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-listen: %w", err)
 	}
@@ -630,9 +650,10 @@ type listener struct {
 // addServers adds the HTTP servers: everything on the scoring listener,
 // or with -admin-listen (admin.ln not nil) the admin endpoints (status,
 // reload, lists, metrics, profiles) on a listener of their own. Each
-// stops by finishing its requests within the shutdown timeout.
-func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, scoring, admin listener, log *slog.Logger) {
-	serve := func(l listener, h http.Handler) {
+// stops by finishing its requests within the shutdown timeout. The
+// scoring listener's connections are tracked by limit (-max-connections).
+func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, scoring, admin listener, limit *httpapi.ConnLimit, idle time.Duration, log *slog.Logger) {
+	serve := func(l listener, h http.Handler, track func(net.Conn, http.ConnState)) {
 		srv := &http.Server{
 			// ServeTLS offers HTTP/2 as well as HTTP/1.1.
 			TLSConfig:         l.tls,
@@ -640,9 +661,10 @@ func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, scor
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       idle,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ConnState:         track,
 		}
 		g.add(func() error {
 			var err error
@@ -663,11 +685,11 @@ func addServers(g *group, eng *engine.Engine, hopts httpapi.HandlerOptions, scor
 		})
 	}
 	if admin.ln == nil {
-		serve(scoring, httpapi.NewHandler(eng, hopts))
+		serve(scoring, httpapi.NewHandler(eng, hopts), limit.Track)
 		return
 	}
 	publicOpts, adminOpts := hopts, hopts
 	publicOpts.Endpoints, adminOpts.Endpoints = httpapi.PublicEndpoints, httpapi.AdminEndpoints
-	serve(scoring, httpapi.NewHandler(eng, publicOpts))
-	serve(admin, httpapi.NewHandler(eng, adminOpts))
+	serve(scoring, httpapi.NewHandler(eng, publicOpts), limit.Track)
+	serve(admin, httpapi.NewHandler(eng, adminOpts), nil)
 }
