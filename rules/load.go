@@ -353,21 +353,25 @@ func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile strin
 			}
 		}
 	}
+	inSchema := map[string]bool{}
+	for _, st := range schemaTypes {
+		inSchema[st] = true
+	}
 	// lonely returns, for a type t named only once (by the place asking),
 	// a close type that is better established: one the schema or two
 	// places name, or, for a feature, one a ruleset scores. Two lone
-	// spellings do not accuse each other.
+	// spellings do not accuse each other. A feature's type that only
+	// features name is as lonely however many of them name it: a typo
+	// copied from one feature to the next records nothing either; it is
+	// suggested a close type the schema names, or a ruleset scores and
+	// as many places name.
 	lonely := func(t string, feature bool) (sug string, alone bool) {
-		if names[t] > 1 {
+		if names[t] > 1 && (!feature || inSchema[t] || scored[t]) {
 			return "", false
-		}
-		inSchema := map[string]bool{}
-		for _, st := range schemaTypes {
-			inSchema[st] = true
 		}
 		var others []string
 		for _, o := range order {
-			if o != t && (names[o] > 1 || inSchema[o] || feature && scored[o]) {
+			if o != t && (names[o] > 1 && names[o] > names[t] || inSchema[o] || feature && scored[o] && names[o] >= names[t]) {
 				others = append(others, o)
 			}
 		}
@@ -400,7 +404,12 @@ func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile strin
 	fes := &policyfile.Errors{File: featuresFile}
 	for _, f := range set.Features {
 		for _, t := range f.EventTypes {
-			if sug, alone := lonely(t, true); alone && sug != "" {
+			sug, alone := lonely(t, true)
+			switch {
+			case !alone || sug == "":
+			case names[t] > 1:
+				fes.At(f.TypesPos.Node(), "feature %q: event type %s is named by no event_fields declaration or ruleset, only by features (did you mean %q?): the feature records no event of type %s", f.Name, policyfile.Quote(t), sug, policyfile.Quote(sug))
+			default:
 				fes.At(f.TypesPos.Node(), "feature %q: event type %s is named by no event_fields declaration, ruleset or other feature (did you mean %q?): the feature records no event", f.Name, policyfile.Quote(t), sug)
 			}
 		}
