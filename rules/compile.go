@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -58,6 +59,60 @@ type pending struct {
 	models map[string]bool
 	fields map[string]ast.Node // event fields read, each at its first read
 	lists  map[string]bool     // file and mutable lists read
+	// literals are the strings the expression compares event fields
+	// with, checked against the fields' enums once the types are known.
+	literals []literal
+}
+
+// literal is a string an expression compares an event field with:
+// event.status == "declined", event.status in ["approved", "declined"].
+type literal struct {
+	path, value string
+	node        ast.Node
+	listed      bool // a value of a declared list, which node reads
+}
+
+// literalFinder collects the literals of an expression whose event and
+// lists names are flattened.
+type literalFinder struct{ out []literal }
+
+func (f *literalFinder) Visit(n *ast.Node) {
+	b, ok := (*n).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	field := func(n ast.Node) string {
+		if id, ok := n.(*ast.IdentifierNode); ok && strings.HasPrefix(id.Value, "event.") {
+			return strings.TrimPrefix(id.Value, "event.")
+		}
+		return ""
+	}
+	switch b.Operator {
+	case "==", "!=":
+		l, r := b.Left, b.Right
+		if _, ok := l.(*ast.StringNode); ok {
+			l, r = r, l
+		}
+		if s, ok := r.(*ast.StringNode); ok && field(l) != "" {
+			f.out = append(f.out, literal{path: field(l), value: s.Value, node: s})
+		}
+	case "in":
+		a, ok := b.Right.(*ast.ArrayNode)
+		if !ok || field(b.Left) == "" {
+			return
+		}
+		for _, e := range a.Nodes {
+			s, ok := e.(*ast.StringNode)
+			if !ok {
+				continue
+			}
+			l := literal{path: field(b.Left), value: s.Value, node: s}
+			if s.Location() == (file.Location{}) {
+				l.node, l.listed = a, true // a declared list: its values have no place in the expression
+			}
+			f.out = append(f.out, l)
+		}
+	}
 }
 
 // flattener rewrites event/features/lists member accesses into flat
@@ -263,7 +318,9 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		}
 		return nil
 	}
-	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields, lists: pre.lists}
+	lits := &literalFinder{}
+	ast.Walk(&tree.Node, lits)
+	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields, lists: pre.lists, literals: lits.out}
 	c.pending = append(c.pending, p)
 	return p.prog
 }
@@ -364,6 +421,7 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 		}
 		slots = append(slots, s)
 	}
+	c.checkLiterals(types)
 	var names []string
 	for name := range mutable {
 		names = append(names, name)
@@ -570,4 +628,34 @@ func position(src string, from int) (int, int) {
 		n++
 	}
 	return line, col
+}
+
+// checkLiterals refuses a comparison of an event field with a string its
+// declared enum does not allow: event.status == "decline" is never true,
+// so a rule reading it never fires and a where records nothing.
+func (c *compiler) checkLiterals(types []string) {
+	for _, p := range c.pending {
+		for _, l := range p.literals {
+			f := c.features.Schema.Field(l.path, types)
+			if f == nil || len(f.Enum) == 0 || slices.Contains(f.Enum, l.value) {
+				continue
+			}
+			of := ""
+			if l.listed {
+				of = ", a value of the list"
+			}
+			msg := fmt.Sprintf("%s: event.%s is never %q%s: event_fields allows %s", p.what, l.path, l.value, of, strings.Join(f.Enum, ", "))
+			sug := policyfile.Suggest(l.value, f.Enum)
+			for _, v := range f.Enum {
+				if strings.EqualFold(v, l.value) {
+					sug = v // values are compared exactly: case matters
+				}
+			}
+			if sug != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", sug)
+			}
+			line, col := position(p.src, l.node.Location().From)
+			c.at(c.es, p.node, p.offset, line, col, "%s", msg)
+		}
+	}
 }
