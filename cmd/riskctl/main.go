@@ -143,7 +143,16 @@ func parse(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []str
 			stdout.Write(msg.Bytes())
 			return nil, 0, false
 		case err != nil:
-			stderr.Write(msg.Bytes())
+			out := msg.Bytes()
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+				var flags []string
+				fl.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+				if s := policyfile.Suggest(strings.TrimPrefix(name, "-"), flags); s != "" {
+					first, rest, _ := bytes.Cut(out, []byte("\n"))
+					out = append(fmt.Appendf(nil, "%s (did you mean -%s?)\n", first, s), rest...)
+				}
+			}
+			stderr.Write(out)
 			return nil, 2, false
 		}
 		rest := fl.Args()

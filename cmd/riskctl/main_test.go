@@ -487,7 +487,7 @@ func TestCommandLines(t *testing.T) {
 		{"replay DIR, flags after", []string{"replay", ex, "-in", in, "-json"}, 0, `"events": 1`, ""},
 		{"two directories", []string{"validate", "-rules", ex, ex}, 2, "the policy directory is -rules " + ex + "; unexpected arguments " + ex, ""},
 		{"no directory", []string{"test"}, 2, "want a policy directory: DIR or -rules DIR", ""},
-		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit", ""},
+		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit (did you mean -strict?)", ""},
 		{"unknown command", []string{"valdate", ex}, 2, `riskctl: unknown command "valdate" (did you mean "validate"?)`, ""},
 		{"help", []string{"validate", "-h"}, 0, "usage: riskctl validate", ""},
 	} {
@@ -504,8 +504,8 @@ func TestCommandLines(t *testing.T) {
 	}
 }
 
-// TestRuleTestMistakes: an expectation naming a rule or ruleset the
-// policy lacks is refused at file:line:col with a did-you-mean (it could
+// TestRuleTestMistakes: a test naming a rule, ruleset, feature, mutable
+// list or event type the policy lacks is refused at file:line:col with a did-you-mean (it could
 // only fail, without saying why); a refused event is named where it is.
 func TestRuleTestMistakes(t *testing.T) {
 	dir := t.TempDir()
@@ -518,11 +518,21 @@ func TestRuleTestMistakes(t *testing.T) {
     expect:
       - {event: g1, fired: [sanctioned_contry, cross_border]}
       - {event: g1, ruleset: chekout, decision: pass}
+      - {event: g1, features: {card_txn_cont_1h: 0}}
+  - name: more typos
+    lists: {blocked_card_api: [c]}
+    events:
+      - {id: h1, type: chekout, ts: "2026-11-20T10:00:00Z", account_id: a, card_id: c, amount: 20}
+    expect:
+      - {event: h1, decision: pass}
 `), 0o644)
 	code, out, errOut := riskctl(t, "", "test", dir)
 	at := filepath.Join(dir, "tests", "typos.yaml")
 	want := at + `:6:29: fired: ruleset checkout has no rule "sanctioned_contry" (did you mean sanctioned_country?)` + "\n" +
-		at + `:7:30: no ruleset named "chekout" (did you mean "checkout"?)` + "\n"
+		at + `:7:30: no ruleset named "chekout" (did you mean "checkout"?)` + "\n" +
+		at + `:8:32: features: no feature named "card_txn_cont_1h" (did you mean card_txn_count_1h?)` + "\n" +
+		at + `:10:13: lists: the policy declares no mutable list "blocked_card_api" (did you mean blocked_cards_api?)` + "\n" +
+		at + `:12:24: event h1: type "chekout" is named by no ruleset, feature or event_fields declaration (did you mean "checkout"?)` + "\n"
 	if code != 2 || out != "" || errOut != want {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant:\n%s", code, out, errOut, want)
 	}
