@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -70,6 +71,7 @@ type literal struct {
 	path, value string
 	node        ast.Node
 	listed      bool // a value of a declared list, which node reads
+	number      bool // a number among the strings of an in's list
 }
 
 // literalFinder collects the literals of an expression whose event and
@@ -101,13 +103,25 @@ func (f *literalFinder) Visit(n *ast.Node) {
 		if !ok || field(b.Left) == "" {
 			return
 		}
+		// A list of numbers only is the type checker's to refuse; a
+		// number among strings it lets through.
+		mixed := slices.ContainsFunc(a.Nodes, func(n ast.Node) bool { _, ok := n.(*ast.StringNode); return ok })
 		for _, e := range a.Nodes {
-			s, ok := e.(*ast.StringNode)
-			if !ok {
+			var l literal
+			switch x := e.(type) {
+			case *ast.StringNode:
+				l = literal{path: field(b.Left), value: x.Value, node: x}
+			case *ast.FloatNode:
+				l = literal{path: field(b.Left), value: strconv.FormatFloat(x.Value, 'f', -1, 64), node: x, number: true}
+			case *ast.IntegerNode:
+				l = literal{path: field(b.Left), value: strconv.Itoa(x.Value), node: x, number: true}
+			default:
 				continue
 			}
-			l := literal{path: field(b.Left), value: s.Value, node: s}
-			if s.Location() == (file.Location{}) {
+			if l.number && !mixed {
+				continue
+			}
+			if e.Location() == (file.Location{}) {
 				l.node, l.listed = a, true // a declared list: its values have no place in the expression
 			}
 			f.out = append(f.out, l)
@@ -632,12 +646,23 @@ func position(src string, from int) (int, int) {
 
 // checkLiterals refuses a comparison of an event field with a string its
 // declared enum does not allow: event.status == "decline" is never true,
-// so a rule reading it never fires and a where records nothing.
+// so a rule reading it never fires and a where records nothing. Likewise
+// a declared string is never in a list as one of its numbers: the list
+// [5967, "0742"] of codes holds 5967 the number, which no string equals.
 func (c *compiler) checkLiterals(types []string) {
 	for _, p := range c.pending {
 		for _, l := range p.literals {
 			f := c.features.Schema.Field(l.path, types)
-			if f == nil || len(f.Enum) == 0 || slices.Contains(f.Enum, l.value) {
+			if f != nil && l.number && f.Type == eventschema.String {
+				of := "the list"
+				if l.listed {
+					of = "the list it reads"
+				}
+				line, col := position(p.src, l.node.Location().From)
+				c.at(c.es, p.node, p.offset, line, col, "%s: event.%s is a string and never equals %s, a number in %s: quote the list's numbers (\"%s\")", p.what, l.path, l.value, of, l.value)
+				continue
+			}
+			if f == nil || l.number || len(f.Enum) == 0 || slices.Contains(f.Enum, l.value) {
 				continue
 			}
 			of := ""
