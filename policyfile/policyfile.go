@@ -423,6 +423,11 @@ func Suggest(s string, candidates []string) string {
 	return best
 }
 
+// Typo reports whether a is b mistyped: at most two letters added,
+// dropped or changed. It is stricter than Suggest, for warnings about
+// names that are legitimately alike (card_country, ip_country).
+func Typo(a, b string) bool { return levenshtein(a, b) <= 2 }
+
 func levenshtein(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)

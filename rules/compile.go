@@ -46,6 +46,16 @@ type compiler struct {
 	// filter: the expressions are a feature's where, which reads the
 	// event and lists but not features.
 	filter bool
+	// reads collects, policy-wide, the event fields read that no schema
+	// checks, for load to compare (nil: not collected).
+	reads *[]pathRead
+}
+
+// pathRead is an expression's read of an event field the schema does not
+// know; warn reports it with a close field read elsewhere.
+type pathRead struct {
+	path string
+	warn func(sug string)
 }
 
 // pending is an expression waiting for its environment.
@@ -432,6 +442,12 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 				}
 				c.at(c.warns, p.node, p.offset, line, col, "%s", msg)
 			}
+		} else if c.reads != nil && !eventschema.Builtin(path) && !sch.Known(path, nil) {
+			p := fields[path]
+			line, col := position(p.src, p.fields[path].Location().From)
+			*c.reads = append(*c.reads, pathRead{path, func(sug string) {
+				c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is read by no feature or other ruleset and not declared in event_fields (did you mean event.%s?): on events without it the expression reads nil", p.what, path, sug)
+			}})
 		}
 		slots = append(slots, s)
 	}

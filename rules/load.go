@@ -163,12 +163,12 @@ func compile(src *source) (*Policy, error) {
 	if listsNode != nil {
 		p.Lists = parseLists(fes, listsNode, files, nil, FeaturesFile)
 	}
-	p.Filters = compileFilters(set, p.Lists, fes, fwarns)
+	var reads []pathRead
+	p.Filters = compileFilters(set, p.Lists, fes, fwarns, &reads)
 	if err := fes.Err(); err != nil {
 		errs = append(errs, err)
 	}
 	p.Warnings = append(p.Warnings, set.Warnings...)
-	p.Warnings = append(p.Warnings, fwarns.Messages()...)
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
@@ -195,7 +195,12 @@ func compile(src *source) (*Policy, error) {
 		}
 	}
 	for _, rs := range all {
+		rs.c.reads = &reads
 		rs.c.finish(rs.Ruleset, rs.EventTypes)
+	}
+	warnLonelyReads(set, reads)
+	p.Warnings = append(p.Warnings, fwarns.Messages()...)
+	for _, rs := range all {
 		rs.linkLists(rs.c.lists)
 		if err := rs.es.Err(); err != nil {
 			errs = append(errs, err)
@@ -692,4 +697,38 @@ func compileTemplate(es *policyfile.Errors, c *compiler, node *yaml.Node, s, wha
 		}
 	}
 	return t
+}
+
+// warnLonelyReads warns of an event field that one expression reads, that
+// no schema declares and that is close to a field two places read (a
+// feature's key, of or field, a where, a ruleset's rules) by a typo's
+// few letters: without a schema, event.amout is nil on every event. Two
+// lone spellings do not accuse each other.
+func warnLonelyReads(set *features.Set, reads []pathRead) {
+	count := map[string]int{}
+	for _, r := range reads {
+		count[r.path]++
+	}
+	for _, f := range set.Features {
+		for _, p := range append([]features.Path{f.Field, f.Of}, f.Key...) {
+			if p.Name != "" {
+				count[p.Name]++
+			}
+		}
+	}
+	var known []string
+	for p, n := range count {
+		if n > 1 {
+			known = append(known, p)
+		}
+	}
+	sort.Strings(known)
+	for _, r := range reads {
+		if count[r.path] > 1 {
+			continue
+		}
+		if sug := policyfile.Suggest(r.path, known); sug != "" && policyfile.Typo(r.path, sug) {
+			r.warn(sug)
+		}
+	}
 }

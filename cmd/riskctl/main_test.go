@@ -36,6 +36,50 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 	}
 }
 
+// TestSchemalessTyposWarn: without event_fields, a field one expression
+// reads that is a typo of one read in two other places is a warning
+// with a did-you-mean (an error with -strict); alike names that are no
+// typo (card_country, ip_country) are not.
+func TestSchemalessTyposWarn(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"features.yaml": `features:
+  - {name: card_sum_24h, kind: sum, key: card_id, field: amount, window: 24h}
+  - {name: card_big_1h, kind: count, key: card_id, window: 1h, where: event.amout > 500}
+`,
+		"checkout.yaml": `name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 5000, score: 60}
+  - {id: bigger, when: event.amont > 9000, score: 60}
+  - {id: abroad, when: event.card_country != event.ip_country, score: 10}
+  - {id: home, when: event.ip_country == "FR", score: -10}
+`,
+		"login.yaml": `name: login
+event_types: [login]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: far, when: event.ip_country == "KP", score: 60}
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := dir + `/features.yaml:3:77: feature "card_big_1h": where: event.amout is read by no feature or other ruleset and not declared in event_fields (did you mean event.amount?): on events without it the expression reads nil` + "\n" +
+		dir + `/checkout.yaml:6:30: rule bigger: when: event.amont is read by no feature or other ruleset and not declared in event_fields (did you mean event.amount?): on events without it the expression reads nil` + "\n"
+	code, _, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir)
+	if code != 0 || errOut != strings.ReplaceAll("warning: "+strings.TrimSuffix(want, "\n"), "\n", "\nwarning: ")+"\n" {
+		t.Errorf("validate: exit %d\n%s\nwant:\n%s", code, errOut, want)
+	}
+	code, out, errOut := riskctl(t, "", "validate", "-strict", "-cost-warn", "0", dir)
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("validate -strict: exit %d\n%s%s\nwant:\n%s", code, out, errOut, want)
+	}
+}
+
 // TestValidateWarnsAndTestListsRuleErrors: validate prints the policy's
 // warnings (a field the schema does not declare); test lists the rules
 // that failed at run time, how often, with an example.
