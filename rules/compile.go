@@ -596,6 +596,10 @@ func (c *compiler) exprError(node *yaml.Node, src string, offset int, what strin
 		if m := inListArgRE.FindStringSubmatch(msg); m != nil {
 			msg = fmt.Sprintf("`in` a file or mutable list needs a string, not %s: the list's values are strings", m[1])
 		}
+		if msg == `unexpected token Operator("=")` {
+			// amount = 3, count => 5: one = is no operator in expr.
+			msg += " (compare with ==, !=, >= or <=)"
+		}
 		if strings.HasPrefix(msg, "unknown name ") {
 			name := strings.TrimPrefix(msg, "unknown name ")
 			switch name {
