@@ -416,7 +416,8 @@ func FormatDuration(d time.Duration) string {
 func Suggest(s string, candidates []string) string {
 	best, bestD := "", len(s)/3+2
 	for _, c := range candidates {
-		if d := levenshtein(s, c); d < bestD {
+		// Case is a typo like any other: FRAUD means fraud.
+		if d := levenshtein(strings.ToLower(s), strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}

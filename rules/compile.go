@@ -690,13 +690,7 @@ func (c *compiler) checkLiterals(types []string) {
 				of = ", a value of the list"
 			}
 			msg := fmt.Sprintf("%s: event.%s is never %q%s: event_fields allows %s", p.what, l.path, l.value, of, strings.Join(f.Enum, ", "))
-			sug := policyfile.Suggest(l.value, f.Enum)
-			for _, v := range f.Enum {
-				if strings.EqualFold(v, l.value) {
-					sug = v // values are compared exactly: case matters
-				}
-			}
-			if sug != "" {
+			if sug := policyfile.Suggest(l.value, f.Enum); sug != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", sug)
 			}
 			line, col := position(p.src, l.node.Location().From)

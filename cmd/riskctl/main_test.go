@@ -307,6 +307,11 @@ func TestReplay(t *testing.T) {
 	if code != 2 || out != "" || !strings.Contains(errOut, `riskctl replay: -label is_fruad: no event carries the field "is_fruad" (did you mean is_fraud?)`) {
 		t.Errorf("-label is_fruad: exit %d\n%s%s", code, out, errOut)
 	}
+	// Case is a typo like any other.
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "IS_FRAUD")
+	if code != 2 || out != "" || !strings.Contains(errOut, `(did you mean is_fraud?)`) {
+		t.Errorf("-label IS_FRAUD: exit %d\n%s%s", code, out, errOut)
+	}
 	// One that some events lack is reported with the count.
 	partial := filepath.Join(dir, "partial.jsonl")
 	os.WriteFile(partial, []byte(strings.Replace(in.String(), `,"is_fraud":0}`, `}`, 3)), 0o644)
