@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,8 +73,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "lists":
 		return listsCmd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(args) == 2 && args[0] == "help" && args[1] != "help" {
-			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		if len(args) >= 2 && args[0] == "help" && args[1] != "help" {
+			// riskctl help lists add is riskctl lists add -h.
+			return run(append(slices.Clone(args[1:]), "-h"), stdin, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -539,6 +539,7 @@ func TestCommandLines(t *testing.T) {
 		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit (did you mean -strict?)", ""},
 		{"unknown command", []string{"valdate", ex}, 2, `riskctl: unknown command "valdate" (did you mean "validate"?)`, ""},
 		{"help", []string{"validate", "-h"}, 0, "usage: riskctl validate", ""},
+		{"help of a lists operation", []string{"help", "lists", "add"}, 0, "usage: riskctl lists add", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := riskctl(t, tt.stdin, tt.args...)
