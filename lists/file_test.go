@@ -22,6 +22,8 @@ func TestParseFile(t *testing.T) {
 			[]string{`line 2: duplicate value "x" (first at line 1)`, `line 3: duplicate value "x" (first at line 1)`, `line 4: duplicate value "x" (first at line 1)`,
 				`line 5: duplicate value "x" (first at line 1)`, `line 6: duplicate value "x" (first at line 1)`, "2 more duplicate values"}},
 		{"empty file", "", nil, []string{""}, nil},
+		{"pasted from CSV or JSON", "a\n\"b\"\nc,d\n'e'\nMozilla/5.0 (KHTML, like Gecko)\n", []string{"a", `"b"`, "c,d", "'e'", "Mozilla/5.0 (KHTML, like Gecko)"}, []string{"b", "c"},
+			[]string{`line 2: 3 values in quotes or holding commas (the first here: "\"b\""): a list file holds one value a line, compared as written (quotes and commas included)`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := ParseFile([]byte(tt.file))
