@@ -574,6 +574,18 @@ func parseRuleset(es, warns *policyfile.Errors, set *features.Set, ms *models.Se
 			if good1 && good2 && s > b {
 				es.At(su.Value, "thresholds out of order: step_up (%d) must not be above block (%d)", s, b)
 			}
+			// At 0 or below, every event no rule fires on (score 0) would
+			// be stepped up or blocked: a typo for 50, not a policy.
+			for _, t := range []struct {
+				name string
+				v    int64
+				ok   bool
+				n    *yaml.Node
+			}{{"step_up", s, good1, su.Value}, {"block", b, good2, bl.Value}} {
+				if t.ok && t.v <= 0 {
+					es.At(t.n, "thresholds.%s %d is reached by every event no rule fires on (score 0): a threshold must be above 0 (a rule's action steps up or blocks on its own)", t.name, t.v)
+				}
+			}
 			rs.StepUp, rs.Block = s, b
 		}
 	}

@@ -311,6 +311,9 @@ func TestBrokenGalleryFails(t *testing.T) {
 		"enum_values/features.yaml":      nil,
 		"list_values/checkout.yaml":      nil,
 		"list_values/features.yaml":      nil,
+		"thresholds/features.yaml":       nil,
+		"thresholds/checkout.yaml":       {"/thresholds/step_up"},
+		"thresholds/login.yaml":          {"/thresholds/block", "/thresholds/step_up"},
 	}
 	notYAML := []string{"yaml_syntax/checkout.yaml", "yaml_positions/dedent.yaml", "yaml_positions/tab.yaml",
 		"yaml_positions/alias.yaml", "yaml_positions/anchor.yaml"}
