@@ -64,7 +64,7 @@ type Field struct {
 	Coerce   bool     // numbers only: a string holding a number is accepted
 	// EventTypes the declaration applies to; empty: every type.
 	EventTypes []string
-	Line       int
+	Line, Col  int // of the declaration
 
 	enum map[string]struct{}
 }
@@ -297,7 +297,7 @@ func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
 		return nil
 	}
 	before := es.Len()
-	f := &Field{Line: n.Line}
+	f := &Field{Line: n.Line, Col: n.Column}
 	if v, ok := m["name"]; ok {
 		if s, ok := policyfile.String(es, v.Value, "name"); ok {
 			switch {

@@ -419,6 +419,26 @@ func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile strin
 			}
 		}
 	}
+	// A type only event_fields names, close to one that rulesets or
+	// features use: the declarations check no event of the type meant.
+	reported := map[string]bool{}
+	for _, f := range set.Schema.Fields {
+		for _, t := range f.EventTypes {
+			if names[t] > 1 || reported[t] {
+				continue
+			}
+			var others []string
+			for _, o := range order {
+				if o != t && (names[o] > 1 || scored[o]) {
+					others = append(others, o)
+				}
+			}
+			if sug := policyfile.Suggest(t, others); sug != "" {
+				reported[t] = true
+				fes.AtPos(f.Line, f.Col, "event_fields: field %s is declared for event type %s, which no ruleset or feature names (did you mean %q?): events of type %s are not checked for it", policyfile.Quote(f.Name), policyfile.Quote(t), sug, policyfile.Quote(sug))
+			}
+		}
+	}
 	return fes.Err()
 }
 
