@@ -69,7 +69,7 @@ type Field struct {
 	HasMin, HasMax bool
 	// EventTypes the declaration applies to; empty: every type.
 	EventTypes []string
-	Line       int
+	Line, Col  int // of the declaration
 
 	enum map[string]struct{}
 }
@@ -302,7 +302,7 @@ func parseField(es *policyfile.Errors, n *yaml.Node) *Field {
 		return nil
 	}
 	before := es.Len()
-	f := &Field{Line: n.Line}
+	f := &Field{Line: n.Line, Col: n.Column}
 	if v, ok := m["name"]; ok {
 		if s, ok := policyfile.String(es, v.Value, "name"); ok {
 			switch {

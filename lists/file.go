@@ -62,6 +62,7 @@ func ParseFile(data []byte) (*File, error) {
 	}
 	var named []dup
 	dups, empty, firstEmpty := 0, 0, 0
+	pasted, firstPasted, pastedValue := 0, 0, ""
 	text := string(data)
 	f.Values = NewSet(strings.Count(text, "\n")+1, func(add func(string) bool) {
 		eachLine(text, func(n int, line string) {
@@ -75,6 +76,11 @@ func ParseFile(data []byte) (*File, error) {
 				return
 			case v == "":
 				return // a comment
+			}
+			if pastedList(v) {
+				if pasted++; firstPasted == 0 {
+					firstPasted, pastedValue = n, v
+				}
 			}
 			if !add(v) {
 				if dups++; dups <= maxWarnedDuplicates {
@@ -104,6 +110,9 @@ func ParseFile(data []byte) (*File, error) {
 	}
 	if empty > 0 {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("line %d: %d empty lines (the first here); they are skipped", firstEmpty, empty))
+	}
+	if pasted > 0 {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("line %d: %d values in quotes or holding commas (the first here: %q): a list file holds one value a line, compared as written (quotes and commas included)", firstPasted, pasted, cut(pastedValue)))
 	}
 	return f, nil
 }
@@ -142,6 +151,17 @@ func checkText(data []byte) error {
 		i++
 	}
 	return nil
+}
+
+// pastedList reports whether a value looks pasted from CSV or JSON: in
+// quotes ("card-7"), or several values with commas and no blank between
+// (card-7,card-8). A blank makes a comma likely part of the value, as in
+// a user agent.
+func pastedList(v string) bool {
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		return true
+	}
+	return strings.Contains(v, ",") && !strings.ContainsAny(v, " \t")
 }
 
 // eachLine calls fn with each line of text and its number; a final

@@ -27,6 +27,8 @@ func TestParseFile(t *testing.T) {
 		{"CRLF", "a\r\nb\r\n", []string{"a", "b"}, []string{"a\r"}, nil},
 		{"line of MaxLineBytes", strings.Repeat("x", MaxLineBytes) + "\n", []string{strings.Repeat("x", MaxLineBytes)}, nil, nil},
 		{"UTF-8 and tabs", "été\tcafé\n", []string{"été\tcafé"}, nil, nil},
+		{"pasted from CSV or JSON", "a\n\"b\"\nc,d\n'e'\nMozilla/5.0 (KHTML, like Gecko)\n", []string{"a", `"b"`, "c,d", "'e'", "Mozilla/5.0 (KHTML, like Gecko)"}, []string{"b", "c"},
+			[]string{`line 2: 3 values in quotes or holding commas (the first here: "\"b\""): a list file holds one value a line, compared as written (quotes and commas included)`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := ParseFile([]byte(tt.file))

@@ -160,7 +160,20 @@ func syntaxError(file string, data []byte, err error) error {
 	rest, ok := strings.CutPrefix(msg, "line ")
 	i := strings.Index(rest, ":")
 	if !ok || i <= 0 {
-		return &Error{File: file, Msg: "YAML syntax: " + msg}
+		// yaml.v3 gives no line for some errors (an unknown alias): the
+		// first lines that fail with it hold the mistake.
+		line, col := firstFailingLine(data, msg)
+		if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+			name = strings.TrimSuffix(name, "' referenced")
+			if line > 0 {
+				lines := strings.Split(string(data), "\n")
+				if j := strings.Index(lines[line-1], "*"+name); j >= 0 {
+					col = utf8.RuneCountInString(lines[line-1][:j]) + 1
+				}
+			}
+			msg += fmt.Sprintf(" (YAML reads *%s as an alias of an &%s anchor: put a value starting with * in quotes)", name, name)
+		}
+		return &Error{File: file, Line: line, Col: col, Msg: "YAML syntax: " + msg}
 	}
 	line, convErr := strconv.Atoi(rest[:i])
 	if convErr != nil {
@@ -170,6 +183,17 @@ func syntaxError(file string, data []byte, err error) error {
 	col := 0
 	if l, c := firstFailingLine(data, msg); l > line {
 		line, col = l, c
+	}
+	if msg == "did not find expected alphabetic or numeric character" {
+		// yaml.v3 says so of an alias or anchor name: a value such as
+		// *urgent* card, which was meant as text.
+		lines := strings.Split(string(data), "\n")
+		if line > 0 && line <= len(lines) {
+			if j := strings.IndexAny(lines[line-1], "*&"); j >= 0 {
+				col = utf8.RuneCountInString(lines[line-1][:j]) + 1
+				msg += " (YAML reads a value starting with * or & as an alias or anchor: put it in quotes)"
+			}
+		}
 	}
 	return &Error{File: file, Line: line, Col: col, Msg: "YAML syntax: " + msg}
 }
@@ -392,12 +416,18 @@ func FormatDuration(d time.Duration) string {
 func Suggest(s string, candidates []string) string {
 	best, bestD := "", len(s)/3+2
 	for _, c := range candidates {
-		if d := levenshtein(s, c); d < bestD {
+		// Case is a typo like any other: FRAUD means fraud.
+		if d := levenshtein(strings.ToLower(s), strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
+
+// Typo reports whether a is b mistyped: at most two letters added,
+// dropped or changed. It is stricter than Suggest, for warnings about
+// names that are legitimately alike (card_country, ip_country).
+func Typo(a, b string) bool { return levenshtein(a, b) <= 2 }
 
 func levenshtein(a, b string) int {
 	prev := make([]int, len(b)+1)

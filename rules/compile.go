@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -50,6 +52,16 @@ type compiler struct {
 	// inputs are the policy's models' compiled inputs, by model name, for
 	// the model slots of a ruleset.
 	inputs map[string]*ModelInputs
+	// reads collects, policy-wide, the event fields read that no schema
+	// checks, for load to compare (nil: not collected).
+	reads *[]pathRead
+}
+
+// pathRead is an expression's read of an event field the schema does not
+// know; warn reports it with a close field read elsewhere.
+type pathRead struct {
+	path string
+	warn func(sug string)
 }
 
 // pending is an expression waiting for its environment.
@@ -64,6 +76,73 @@ type pending struct {
 	models map[string]bool
 	fields map[string]ast.Node // event fields read, each at its first read
 	lists  map[string]bool     // file and mutable lists read
+	// literals are the strings the expression compares event fields
+	// with, checked against the fields' enums once the types are known.
+	literals []literal
+}
+
+// literal is a string an expression compares an event field with:
+// event.status == "declined", event.status in ["approved", "declined"].
+type literal struct {
+	path, value string
+	node        ast.Node
+	listed      bool // a value of a declared list, which node reads
+	number      bool // a number among the strings of an in's list
+}
+
+// literalFinder collects the literals of an expression whose event and
+// lists names are flattened.
+type literalFinder struct{ out []literal }
+
+func (f *literalFinder) Visit(n *ast.Node) {
+	b, ok := (*n).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	field := func(n ast.Node) string {
+		if id, ok := n.(*ast.IdentifierNode); ok && strings.HasPrefix(id.Value, "event.") {
+			return strings.TrimPrefix(id.Value, "event.")
+		}
+		return ""
+	}
+	switch b.Operator {
+	case "==", "!=":
+		l, r := b.Left, b.Right
+		if _, ok := l.(*ast.StringNode); ok {
+			l, r = r, l
+		}
+		if s, ok := r.(*ast.StringNode); ok && field(l) != "" {
+			f.out = append(f.out, literal{path: field(l), value: s.Value, node: s})
+		}
+	case "in":
+		a, ok := b.Right.(*ast.ArrayNode)
+		if !ok || field(b.Left) == "" {
+			return
+		}
+		// A list of numbers only is the type checker's to refuse; a
+		// number among strings it lets through.
+		mixed := slices.ContainsFunc(a.Nodes, func(n ast.Node) bool { _, ok := n.(*ast.StringNode); return ok })
+		for _, e := range a.Nodes {
+			var l literal
+			switch x := e.(type) {
+			case *ast.StringNode:
+				l = literal{path: field(b.Left), value: x.Value, node: x}
+			case *ast.FloatNode:
+				l = literal{path: field(b.Left), value: strconv.FormatFloat(x.Value, 'f', -1, 64), node: x, number: true}
+			case *ast.IntegerNode:
+				l = literal{path: field(b.Left), value: strconv.Itoa(x.Value), node: x, number: true}
+			default:
+				continue
+			}
+			if l.number && !mixed {
+				continue
+			}
+			if e.Location() == (file.Location{}) {
+				l.node, l.listed = a, true // a declared list: its values have no place in the expression
+			}
+			f.out = append(f.out, l)
+		}
+	}
 }
 
 // flattener rewrites event/features/lists member accesses into flat
@@ -282,7 +361,9 @@ func (c *compiler) compile(node *yaml.Node, src string, offset int, what string,
 		}
 		return nil
 	}
-	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields, lists: pre.lists}
+	lits := &literalFinder{}
+	ast.Walk(&tree.Node, lits)
+	p := &pending{prog: &program{}, node: node, src: src, offset: offset, what: what, opts: opts, feats: pre.feats, models: pre.models, fields: pre.fields, lists: pre.lists, literals: lits.out}
 	c.pending = append(c.pending, p)
 	return p.prog
 }
@@ -381,9 +462,16 @@ func (c *compiler) finish(rs *Ruleset, types []string) {
 				}
 				c.at(c.warns, p.node, p.offset, line, col, "%s", msg)
 			}
+		} else if c.reads != nil && !eventschema.Builtin(path) && !sch.Known(path, nil) {
+			p := fields[path]
+			line, col := position(p.src, p.fields[path].Location().From)
+			*c.reads = append(*c.reads, pathRead{path, func(sug string) {
+				c.at(c.warns, p.node, p.offset, line, col, "%s: event.%s is read by no feature or other ruleset and not declared in event_fields (did you mean event.%s?): on events without it the expression reads nil", p.what, path, sug)
+			}})
 		}
 		slots = append(slots, s)
 	}
+	c.checkLiterals(types)
 	var names []string
 	for name := range mutable {
 		names = append(names, name)
@@ -545,6 +633,10 @@ func (c *compiler) exprError(node *yaml.Node, src string, offset int, what strin
 		if m := inListArgRE.FindStringSubmatch(msg); m != nil {
 			msg = fmt.Sprintf("`in` a file or mutable list needs a string, not %s: the list's values are strings", m[1])
 		}
+		if msg == `unexpected token Operator("=")` {
+			// amount = 3, count => 5: one = is no operator in expr.
+			msg += " (compare with ==, !=, >= or <=)"
+		}
 		if strings.HasPrefix(msg, "unknown name ") {
 			name := strings.TrimPrefix(msg, "unknown name ")
 			switch name {
@@ -607,4 +699,39 @@ func position(src string, from int) (int, int) {
 		n++
 	}
 	return line, col
+}
+
+// checkLiterals refuses a comparison of an event field with a string its
+// declared enum does not allow: event.status == "decline" is never true,
+// so a rule reading it never fires and a where records nothing. Likewise
+// a declared string is never in a list as one of its numbers: the list
+// [5967, "0742"] of codes holds 5967 the number, which no string equals.
+func (c *compiler) checkLiterals(types []string) {
+	for _, p := range c.pending {
+		for _, l := range p.literals {
+			f := c.features.Schema.Field(l.path, types)
+			if f != nil && l.number && f.Type == eventschema.String {
+				of := "the list"
+				if l.listed {
+					of = "the list it reads"
+				}
+				line, col := position(p.src, l.node.Location().From)
+				c.at(c.es, p.node, p.offset, line, col, "%s: event.%s is a string and never equals %s, a number in %s: quote the list's numbers (\"%s\")", p.what, l.path, l.value, of, l.value)
+				continue
+			}
+			if f == nil || l.number || len(f.Enum) == 0 || slices.Contains(f.Enum, l.value) {
+				continue
+			}
+			of := ""
+			if l.listed {
+				of = ", a value of the list"
+			}
+			msg := fmt.Sprintf("%s: event.%s is never %q%s: event_fields allows %s", p.what, l.path, l.value, of, strings.Join(f.Enum, ", "))
+			if sug := policyfile.Suggest(l.value, f.Enum); sug != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", sug)
+			}
+			line, col := position(p.src, l.node.Location().From)
+			c.at(c.es, p.node, p.offset, line, col, "%s", msg)
+		}
+	}
 }

@@ -54,7 +54,7 @@ func (f *Filter) Exercise(e *Env) {
 // set, one Filter per log (nil for a log without a condition). Features
 // of one log share its condition, so it is compiled once, at the first
 // feature's where.
-func compileFilters(set *features.Set, lists map[string]*List, es, warns *policyfile.Errors) []*Filter {
+func compileFilters(set *features.Set, lists map[string]*List, es, warns *policyfile.Errors, reads *[]pathRead) []*Filter {
 	out := make([]*Filter, len(set.Logs))
 	for _, l := range set.Logs {
 		if l.Where == "" {
@@ -62,7 +62,7 @@ func compileFilters(set *features.Set, lists map[string]*List, es, warns *policy
 		}
 		first := l.Features[0]
 		what := fmt.Sprintf("feature %s: where", policyfile.Quote(first.Name))
-		c := &compiler{es: es, warns: warns, features: set, lists: lists, filter: true}
+		c := &compiler{es: es, warns: warns, features: set, lists: lists, filter: true, reads: reads}
 		before := es.Len()
 		prog := c.compile(first.WherePos.Node(), l.Where, 0, what, expr.AsBool())
 		shape := &Ruleset{}

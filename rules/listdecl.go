@@ -168,6 +168,10 @@ func parseInline(es *policyfile.Errors, l *List, v *yaml.Node) {
 		switch {
 		case item.Kind != yaml.ScalarNode || item.Tag == "!!null":
 			es.At(item, "list %s: items must be strings or numbers", policyfile.Quote(l.Name))
+		case (item.Tag == "!!int" || item.Tag == "!!float") && leadingZero(item.Value):
+			// A code such as an MCC (0742) or a postcode (02139): as a
+			// number it loses the zero and equals no string.
+			es.At(item, "list %s: %s is read as the number %s, its leading zero lost: quote it (%q) if it is a code", policyfile.Quote(l.Name), item.Value, strings.TrimLeft(strings.TrimLeft(item.Value, "+-"), "0"), item.Value)
 		case item.Tag == "!!int" || item.Tag == "!!float":
 			f, err := strconv.ParseFloat(item.Value, 64)
 			if err != nil {
@@ -179,6 +183,13 @@ func parseInline(es *policyfile.Errors, l *List, v *yaml.Node) {
 			l.Values = append(l.Values, item.Value)
 		}
 	}
+}
+
+// leadingZero reports whether a YAML number is written with a leading
+// zero that is not its only digit before the point: 0742, not 0 or 0.5.
+func leadingZero(v string) bool {
+	v = strings.TrimLeft(v, "+-")
+	return len(v) > 1 && v[0] == '0' && v[1] >= '0' && v[1] <= '9'
 }
 
 // parseSource reads {file: …} or {mutable: true}.

@@ -164,12 +164,12 @@ func compile(src *source) (*Policy, error) {
 	if listsNode != nil {
 		p.Lists = parseLists(fes, listsNode, files, nil, FeaturesFile)
 	}
-	p.Filters = compileFilters(set, p.Lists, fes, fwarns)
+	var reads []pathRead
+	p.Filters = compileFilters(set, p.Lists, fes, fwarns, &reads)
 	if err := fes.Err(); err != nil {
 		errs = append(errs, err)
 	}
 	p.Warnings = append(p.Warnings, set.Warnings...)
-	p.Warnings = append(p.Warnings, fwarns.Messages()...)
 	var all, parsed []*parsedRuleset
 	for _, f := range src.rulesets {
 		es := &policyfile.Errors{File: name(f.name)}
@@ -237,8 +237,13 @@ func compile(src *source) (*Policy, error) {
 	}
 	for _, rs := range all {
 		rs.c.inputs = inputs
+		rs.c.reads = &reads
 		rs.c.finish(rs.Ruleset, rs.EventTypes)
 		rs.checkBase(rs.c.warns)
+	}
+	warnLonelyReads(set, reads)
+	p.Warnings = append(p.Warnings, fwarns.Messages()...)
+	for _, rs := range all {
 		rs.linkLists(rs.c.lists)
 		if err := rs.es.Err(); err != nil {
 			errs = append(errs, err)
@@ -396,21 +401,25 @@ func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile strin
 			}
 		}
 	}
+	inSchema := map[string]bool{}
+	for _, st := range schemaTypes {
+		inSchema[st] = true
+	}
 	// lonely returns, for a type t named only once (by the place asking),
 	// a close type that is better established: one the schema or two
 	// places name, or, for a feature, one a ruleset scores. Two lone
-	// spellings do not accuse each other.
+	// spellings do not accuse each other. A feature's type that only
+	// features name is as lonely however many of them name it: a typo
+	// copied from one feature to the next records nothing either; it is
+	// suggested a close type the schema names, or a ruleset scores and
+	// as many places name.
 	lonely := func(t string, feature bool) (sug string, alone bool) {
-		if names[t] > 1 {
+		if names[t] > 1 && (!feature || inSchema[t] || scored[t]) {
 			return "", false
-		}
-		inSchema := map[string]bool{}
-		for _, st := range schemaTypes {
-			inSchema[st] = true
 		}
 		var others []string
 		for _, o := range order {
-			if o != t && (names[o] > 1 || inSchema[o] || feature && scored[o]) {
+			if o != t && (names[o] > 1 && names[o] > names[t] || inSchema[o] || feature && scored[o] && names[o] >= names[t]) {
 				others = append(others, o)
 			}
 		}
@@ -443,8 +452,33 @@ func checkEventTypes(set *features.Set, all []*parsedRuleset, featuresFile strin
 	fes := &policyfile.Errors{File: featuresFile}
 	for _, f := range set.Features {
 		for _, t := range f.EventTypes {
-			if sug, alone := lonely(t, true); alone && sug != "" {
+			sug, alone := lonely(t, true)
+			switch {
+			case !alone || sug == "":
+			case names[t] > 1:
+				fes.At(f.TypesPos.Node(), "feature %q: event type %s is named by no event_fields declaration or ruleset, only by features (did you mean %q?): the feature records no event of type %s", f.Name, policyfile.Quote(t), sug, policyfile.Quote(sug))
+			default:
 				fes.At(f.TypesPos.Node(), "feature %q: event type %s is named by no event_fields declaration, ruleset or other feature (did you mean %q?): the feature records no event", f.Name, policyfile.Quote(t), sug)
+			}
+		}
+	}
+	// A type only event_fields names, close to one that rulesets or
+	// features use: the declarations check no event of the type meant.
+	reported := map[string]bool{}
+	for _, f := range set.Schema.Fields {
+		for _, t := range f.EventTypes {
+			if names[t] > 1 || reported[t] {
+				continue
+			}
+			var others []string
+			for _, o := range order {
+				if o != t && (names[o] > 1 || scored[o]) {
+					others = append(others, o)
+				}
+			}
+			if sug := policyfile.Suggest(t, others); sug != "" {
+				reported[t] = true
+				fes.AtPos(f.Line, f.Col, "event_fields: field %s is declared for event type %s, which no ruleset or feature names (did you mean %q?): events of type %s are not checked for it", policyfile.Quote(f.Name), policyfile.Quote(t), sug, policyfile.Quote(sug))
 			}
 		}
 	}
@@ -656,7 +690,20 @@ func parseThresholds(es *policyfile.Errors, n *yaml.Node, rs *Ruleset) {
 	}
 	suNode, hasSU := val("step_up", &rs.StepUp)
 	rvNode, hasRV := val("review", &rs.Review)
-	_, hasBL := val("block", &rs.Block)
+	blNode, hasBL := val("block", &rs.Block)
+	// At 0 or below, every event no rule fires on (score 0) would be
+	// stepped up, reviewed or blocked: a typo for 50, not a policy.
+	for _, t := range []struct {
+		name string
+		v    int64
+		ok   bool
+		n    *yaml.Node
+	}{{"step_up", rs.StepUp, hasSU, suNode}, {"review", rs.Review, hasRV, rvNode}, {"block", rs.Block, hasBL, blNode}} {
+		if t.ok && t.v <= 0 {
+			es.At(t.n, "thresholds.%s %d is reached by every event no rule fires on (score 0): a threshold must be above 0 (a rule's action steps up or blocks on its own)", t.name, t.v)
+			good = false
+		}
+	}
 	if _, ok := th["block"]; !ok {
 		if _, ok := th["review"]; !ok {
 			es.At(n, "thresholds need block, review or both beside step_up (e.g. {step_up: 50, review: 70, block: 90})")
@@ -769,4 +816,38 @@ func compileTemplate(es *policyfile.Errors, c *compiler, node *yaml.Node, s, wha
 		}
 	}
 	return t
+}
+
+// warnLonelyReads warns of an event field that one expression reads, that
+// no schema declares and that is close to a field two places read (a
+// feature's key, of or field, a where, a ruleset's rules) by a typo's
+// few letters: without a schema, event.amout is nil on every event. Two
+// lone spellings do not accuse each other.
+func warnLonelyReads(set *features.Set, reads []pathRead) {
+	count := map[string]int{}
+	for _, r := range reads {
+		count[r.path]++
+	}
+	for _, f := range set.Features {
+		for _, p := range append([]features.Path{f.Field, f.Of}, f.Key...) {
+			if p.Name != "" {
+				count[p.Name]++
+			}
+		}
+	}
+	var known []string
+	for p, n := range count {
+		if n > 1 {
+			known = append(known, p)
+		}
+	}
+	sort.Strings(known)
+	for _, r := range reads {
+		if count[r.path] > 1 {
+			continue
+		}
+		if sug := policyfile.Suggest(r.path, known); sug != "" && policyfile.Typo(r.path, sug) {
+			r.warn(sug)
+		}
+	}
 }

@@ -35,12 +35,15 @@ type Case struct {
 	Events [][]byte // JSON
 	// At is where each event is in File, for messages; Types the event
 	// type of each event id.
-	At     []Pos
-	Types  map[string]string
-	Expect []Expectation
+	At    []Pos
+	Types map[string]string
+	// TypesAt is where each event's type is.
+	TypesAt map[string]Pos
+	Expect  []Expectation
 	// Lists are the values of mutable lists before the first event: what
-	// the admin API would have put in them.
-	Lists map[string][]string
+	// the admin API would have put in them; ListsAt where each is named.
+	Lists   map[string][]string
+	ListsAt map[string]Pos
 }
 
 // Pos is a line and column in a test file.
@@ -57,6 +60,8 @@ type Expectation struct {
 	Fired     []string       // exactly these rules fired (nil = not checked)
 	Score     *int64         // optional
 	Features  map[string]any // optional: feature values (number, bool or nil)
+	// FeaturesAt is where each of Features is named.
+	FeaturesAt map[string]Pos
 }
 
 // Load reads every DIR/tests/*.yaml file of fsys. dir names files in
@@ -121,7 +126,7 @@ func parse(file string, data []byte) ([]Case, error) {
 
 func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 	m := policyfile.Mapping(es, n, "test", "!name", "lists", "!events", "!expect")
-	c := Case{File: file, Types: map[string]string{}}
+	c := Case{File: file, Types: map[string]string{}, TypesAt: map[string]Pos{}, ListsAt: map[string]Pos{}}
 	before := es.Len()
 	if f, ok := m["name"]; ok {
 		c.Name, _ = policyfile.String(es, f.Value, "name")
@@ -130,6 +135,7 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 		if err := f.Value.Decode(&c.Lists); err != nil || f.Value.Kind != yaml.MappingNode {
 			es.At(f.Value, "lists must map mutable list names to their values, e.g. lists: {blocked_cards_api: [card-9]}")
 		}
+		c.ListsAt = keysAt(f.Value, false)
 	}
 	ids := map[string]bool{}
 	if f, ok := m["events"]; ok {
@@ -146,6 +152,7 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 			ids[id] = true
 			if t, ok := v["type"].(string); ok {
 				c.Types[id] = t
+				c.TypesAt[id] = keysAt(ev, true)["type"]
 			}
 			b, err := json.Marshal(jsonable(v))
 			if err != nil {
@@ -198,6 +205,7 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 				if err := f.Value.Decode(&exp.Features); err != nil {
 					es.At(f.Value, "features must map feature names to values")
 				}
+				exp.FeaturesAt = keysAt(f.Value, false)
 			}
 			c.Expect = append(c.Expect, exp)
 		}
@@ -205,9 +213,27 @@ func parseCase(es *policyfile.Errors, file string, n *yaml.Node) (Case, bool) {
 	return c, es.Len() == before
 }
 
-// Check reports, as file:line:col: message, the expectations that name
-// what policy p does not have: a ruleset, or a rule of the ruleset that
-// scores the event. Such a test could only fail, and would not say why.
+// keysAt maps the keys of mapping n to where they are, or with values,
+// to where their values are.
+func keysAt(n *yaml.Node, values bool) map[string]Pos {
+	out := map[string]Pos{}
+	if n.Kind != yaml.MappingNode {
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		at := n.Content[i]
+		if values {
+			at = n.Content[i+1]
+		}
+		out[n.Content[i].Value] = Pos{at.Line, at.Column}
+	}
+	return out
+}
+
+// Check reports, as file:line:col: message, what a test names that
+// policy p does not have: a ruleset, a rule of the ruleset that scores
+// the event, a feature, a mutable list, or an event type the policy does
+// not name, close to one it does. Such a test could only fail, and would not say why.
 func Check(p *rules.Policy, cases []Case) error {
 	byName := map[string]*rules.Ruleset{}
 	var names []string
@@ -219,7 +245,48 @@ func Check(p *rules.Policy, cases []Case) error {
 	at := func(file string, pos Pos, format string, args ...any) {
 		errs = append(errs, fmt.Sprintf("%s:%d:%d: ", file, pos.Line, pos.Col)+fmt.Sprintf(format, args...))
 	}
+	var known []string // the event types the policy names
+	seen := map[string]bool{}
+	add := func(types []string) {
+		for _, t := range types {
+			if !seen[t] {
+				seen[t] = true
+				known = append(known, t)
+			}
+		}
+	}
+	add(p.Features.Schema.Types())
+	for _, rs := range p.Rulesets {
+		add(rs.EventTypes)
+	}
+	for _, f := range p.Features.Features {
+		add(f.EventTypes)
+	}
 	for _, c := range cases {
+		for _, name := range sortedKeys(c.ListsAt) {
+			if slices.Contains(p.MutableLists, name) {
+				continue
+			}
+			msg := fmt.Sprintf("lists: the policy declares no mutable list %s", policyfile.Quote(name))
+			if sug := policyfile.Suggest(name, p.MutableLists); sug != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", sug)
+			}
+			at(c.File, c.ListsAt[name], "%s", msg)
+		}
+		ids := make([]string, 0, len(c.Types))
+		for id := range c.Types {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return posLess(c.TypesAt[ids[i]], c.TypesAt[ids[j]]) })
+		for _, id := range ids {
+			t := c.Types[id]
+			if seen[t] {
+				continue
+			}
+			if sug := policyfile.Suggest(t, known); sug != "" {
+				at(c.File, c.TypesAt[id], "event %s: type %s is named by no ruleset, feature or event_fields declaration (did you mean %q?)", id, policyfile.Quote(t), sug)
+			}
+		}
 		for _, x := range c.Expect {
 			rs := p.ForType(c.Types[x.Event])
 			if x.Ruleset != "" {
@@ -250,12 +317,35 @@ func Check(p *rules.Policy, cases []Case) error {
 				at(c.File, x.FiredAt[i], "%s", msg)
 			}
 		}
+		for _, x := range c.Expect {
+			for _, name := range sortedKeys(x.FeaturesAt) {
+				if _, ok := p.Features.Index(name); ok {
+					continue
+				}
+				msg := fmt.Sprintf("features: no feature named %s", policyfile.Quote(name))
+				if sug := policyfile.Suggest(name, p.Features.Names()); sug != "" {
+					msg += fmt.Sprintf(" (did you mean %s?)", sug)
+				}
+				at(c.File, x.FeaturesAt[name], "%s", msg)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
 	}
 	return nil
 }
+
+func sortedKeys(m map[string]Pos) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return posLess(m[out[i]], m[out[j]]) })
+	return out
+}
+
+func posLess(a, b Pos) bool { return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col }
 
 // jsonable turns YAML-decoded values into what encoding/json accepts.
 func jsonable(v any) any {

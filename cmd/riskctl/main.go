@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,8 +73,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "lists":
 		return listsCmd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(args) == 2 && args[0] == "help" && args[1] != "help" {
-			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		if len(args) >= 2 && args[0] == "help" && args[1] != "help" {
+			// riskctl help lists add is riskctl lists add -h.
+			return run(append(slices.Clone(args[1:]), "-h"), stdin, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -143,7 +145,16 @@ func parse(fl *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []str
 			stdout.Write(msg.Bytes())
 			return nil, 0, false
 		case err != nil:
-			stderr.Write(msg.Bytes())
+			out := msg.Bytes()
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+				var flags []string
+				fl.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+				if s := policyfile.Suggest(strings.TrimPrefix(name, "-"), flags); s != "" {
+					first, rest, _ := bytes.Cut(out, []byte("\n"))
+					out = append(fmt.Appendf(nil, "%s (did you mean -%s?)\n", first, s), rest...)
+				}
+			}
+			stderr.Write(out)
 			return nil, 2, false
 		}
 		rest := fl.Args()

@@ -36,6 +36,50 @@ func TestExamplePolicyValidatesAndItsTestsPass(t *testing.T) {
 	}
 }
 
+// TestSchemalessTyposWarn: without event_fields, a field one expression
+// reads that is a typo of one read in two other places is a warning
+// with a did-you-mean (an error with -strict); alike names that are no
+// typo (card_country, ip_country) are not.
+func TestSchemalessTyposWarn(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"features.yaml": `features:
+  - {name: card_sum_24h, kind: sum, key: card_id, field: amount, window: 24h}
+  - {name: card_big_1h, kind: count, key: card_id, window: 1h, where: event.amout > 500}
+`,
+		"checkout.yaml": `name: checkout
+event_types: [checkout]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: big, when: event.amount > 5000, score: 60}
+  - {id: bigger, when: event.amont > 9000, score: 60}
+  - {id: abroad, when: event.card_country != event.ip_country, score: 10}
+  - {id: home, when: event.ip_country == "FR", score: -10}
+`,
+		"login.yaml": `name: login
+event_types: [login]
+thresholds: {step_up: 50, block: 90}
+rules:
+  - {id: far, when: event.ip_country == "KP", score: 60}
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := dir + `/features.yaml:3:77: feature "card_big_1h": where: event.amout is read by no feature or other ruleset and not declared in event_fields (did you mean event.amount?): on events without it the expression reads nil` + "\n" +
+		dir + `/checkout.yaml:6:30: rule bigger: when: event.amont is read by no feature or other ruleset and not declared in event_fields (did you mean event.amount?): on events without it the expression reads nil` + "\n"
+	code, _, errOut := riskctl(t, "", "validate", "-cost-warn", "0", dir)
+	if code != 0 || errOut != strings.ReplaceAll("warning: "+strings.TrimSuffix(want, "\n"), "\n", "\nwarning: ")+"\n" {
+		t.Errorf("validate: exit %d\n%s\nwant:\n%s", code, errOut, want)
+	}
+	code, out, errOut := riskctl(t, "", "validate", "-strict", "-cost-warn", "0", dir)
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("validate -strict: exit %d\n%s%s\nwant:\n%s", code, out, errOut, want)
+	}
+}
+
 // TestValidateWarnsAndTestListsRuleErrors: validate prints the policy's
 // warnings (a field the schema does not declare); test lists the rules
 // that failed at run time, how often, with an example.
@@ -296,6 +340,11 @@ func TestReplay(t *testing.T) {
 	if code != 2 || out != "" || !strings.Contains(errOut, `riskctl replay: -label is_fruad: no event carries the field "is_fruad" (did you mean is_fraud?)`) {
 		t.Errorf("-label is_fruad: exit %d\n%s%s", code, out, errOut)
 	}
+	// Case is a typo like any other.
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-label", "IS_FRAUD")
+	if code != 2 || out != "" || !strings.Contains(errOut, `(did you mean is_fraud?)`) {
+		t.Errorf("-label IS_FRAUD: exit %d\n%s%s", code, out, errOut)
+	}
 	// One that some events lack is reported with the count.
 	partial := filepath.Join(dir, "partial.jsonl")
 	os.WriteFile(partial, []byte(strings.Replace(in.String(), `,"is_fraud":0}`, `}`, 3)), 0o644)
@@ -528,9 +577,10 @@ func TestCommandLines(t *testing.T) {
 		{"replay DIR, flags after", []string{"replay", ex, "-in", in, "-json"}, 0, `"events": 1`, ""},
 		{"two directories", []string{"validate", "-rules", ex, ex}, 2, "the policy directory is -rules " + ex + "; unexpected arguments " + ex, ""},
 		{"no directory", []string{"test"}, 2, "want a policy directory: DIR or -rules DIR", ""},
-		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit", ""},
+		{"unknown flag after DIR", []string{"validate", ex, "-strcit"}, 2, "flag provided but not defined: -strcit (did you mean -strict?)", ""},
 		{"unknown command", []string{"valdate", ex}, 2, `riskctl: unknown command "valdate" (did you mean "validate"?)`, ""},
 		{"help", []string{"validate", "-h"}, 0, "usage: riskctl validate", ""},
+		{"help of a lists operation", []string{"help", "lists", "add"}, 0, "usage: riskctl lists add", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := riskctl(t, tt.stdin, tt.args...)
@@ -545,8 +595,8 @@ func TestCommandLines(t *testing.T) {
 	}
 }
 
-// TestRuleTestMistakes: an expectation naming a rule or ruleset the
-// policy lacks is refused at file:line:col with a did-you-mean (it could
+// TestRuleTestMistakes: a test naming a rule, ruleset, feature, mutable
+// list or event type the policy lacks is refused at file:line:col with a did-you-mean (it could
 // only fail, without saying why); a refused event is named where it is.
 func TestRuleTestMistakes(t *testing.T) {
 	dir := t.TempDir()
@@ -559,11 +609,21 @@ func TestRuleTestMistakes(t *testing.T) {
     expect:
       - {event: g1, fired: [sanctioned_contry, cross_border]}
       - {event: g1, ruleset: chekout, decision: pass}
+      - {event: g1, features: {card_txn_cont_1h: 0}}
+  - name: more typos
+    lists: {blocked_card_api: [c]}
+    events:
+      - {id: h1, type: chekout, ts: "2026-11-20T10:00:00Z", account_id: a, card_id: c, amount: 20}
+    expect:
+      - {event: h1, decision: pass}
 `), 0o644)
 	code, out, errOut := riskctl(t, "", "test", dir)
 	at := filepath.Join(dir, "tests", "typos.yaml")
 	want := at + `:6:29: fired: ruleset checkout has no rule "sanctioned_contry" (did you mean sanctioned_country?)` + "\n" +
-		at + `:7:30: no ruleset named "chekout" (did you mean "checkout"?)` + "\n"
+		at + `:7:30: no ruleset named "chekout" (did you mean "checkout"?)` + "\n" +
+		at + `:8:32: features: no feature named "card_txn_cont_1h" (did you mean card_txn_count_1h?)` + "\n" +
+		at + `:10:13: lists: the policy declares no mutable list "blocked_card_api" (did you mean blocked_cards_api?)` + "\n" +
+		at + `:12:24: event h1: type "chekout" is named by no ruleset, feature or event_fields declaration (did you mean "checkout"?)` + "\n"
 	if code != 2 || out != "" || errOut != want {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant:\n%s", code, out, errOut, want)
 	}
