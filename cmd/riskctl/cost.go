@@ -93,6 +93,10 @@ func fillGenerated(rng *rand.Rand, a *fastjson.Arena, p *rules.Policy, slots []r
 			env.SetList(i, lists.Empty()) // what a list holds does not change what a lookup costs
 			continue
 		}
+		if slot.Model != nil {
+			env.SetModel(i, rng.Float64()) // a probability; the model itself is costed apart
+			continue
+		}
 		if slot.Feature >= 0 {
 			f := p.Features.Features[slot.Feature]
 			var v features.Value
