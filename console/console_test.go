@@ -29,7 +29,14 @@ func newConsole(t *testing.T) (*httptest.Server, cases.Store, chan *cases.Case) 
 	t.Helper()
 	store := cases.NewMemory(cases.Options{})
 	resolved := make(chan *cases.Case, 4)
-	c, err := console.New(console.Options{Store: store, Accounts: accounts, Resolved: func(_ context.Context, c *cases.Case) error {
+	// A decision within the idempotency window, of an event without a case.
+	decision := func(_ context.Context, id string) ([]byte, error) {
+		if id != "e-pass" {
+			return nil, nil
+		}
+		return []byte(`{"event_id":"e-pass","type":"checkout","ruleset":"checkout","version":"v1","decision":"step_up","score":40,"reasons":[{"rule":"new_device","score":40,"reason":"device <i>new</i>"}],"degraded":false}`), nil
+	}
+	c, err := console.New(console.Options{Store: store, Accounts: accounts, Decision: decision, Resolved: func(_ context.Context, c *cases.Case) error {
 		resolved <- c
 		return nil
 	}})
@@ -173,6 +180,10 @@ func TestConsole(t *testing.T) {
 	}
 	if code, page, _ := ann.do("GET", "/console/search?event_id=e-1", nil); code != http.StatusSeeOther {
 		t.Errorf("search by event id of a case: %d\n%s", code, page)
+	}
+	code, page, _ = ann.do("GET", "/console/search?event_id=e-pass", nil)
+	if code != http.StatusOK || !strings.Contains(page, `<dd id="decision-outcome">step_up, score 40`) || !strings.Contains(page, "device &lt;i&gt;new&lt;/i&gt;") {
+		t.Errorf("search by event id of a decision without a case: %d\n%s", code, page)
 	}
 	if code, _, _ := ann.do("GET", "/console/search?event_id=e-none", nil); code != http.StatusNotFound {
 		t.Errorf("search for an unknown event: %d", code)

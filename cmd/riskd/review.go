@@ -136,6 +136,7 @@ func (rv *review) serve(audit *stream.AuditStream, hopts *httpapi.HandlerOptions
 		accounts = append(accounts, console.Account{Name: t.Name, Token: t.Token, Role: role})
 	}
 	con, err := console.New(console.Options{Store: rv.store, Accounts: accounts, ClaimTTL: rv.cfg.review.claimTTL, Registerer: rv.reg, Logger: rv.log,
+		Decision: rv.eng.Decision,
 		Resolved: func(ctx context.Context, c *cases.Case) error {
 			o, err := outcomes.FromCase(c)
 			if err != nil {
