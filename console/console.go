@@ -276,6 +276,10 @@ type caseData struct {
 	Mine     bool // the signed-in analyst holds the claim
 	Outcomes []cases.Outcome
 	Notice   string
+	// Related are the entity's other cases (same card, account, device),
+	// newest first; RelatedErr says why they could not be listed.
+	Related    []cases.Summary
+	RelatedErr string
 }
 
 func (c *Console) casePage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -293,6 +297,13 @@ func (c *Console) showCase(w http.ResponseWriter, r *http.Request, s *session, i
 		return
 	}
 	d := caseData{Case: cs, Mine: cs.Claim != nil && cs.Claim.Analyst == s.Acct.Name, Outcomes: cases.Outcomes, Notice: notice}
+	if len(cs.Keys) > 0 {
+		// A case page shows the rest even when this list fails.
+		if d.Related, err = c.opts.Store.Related(r.Context(), cs.Keys, cs.ID, cases.MaxRelated); err != nil {
+			c.log.Error("listing related cases failed", "case", id, "err", err)
+			d.RelatedErr = err.Error()
+		}
+	}
 	c.render(w, code, "case", view{Title: "Case " + cs.ID, Session: s, Data: d})
 }
 
