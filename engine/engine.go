@@ -411,9 +411,10 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			s = nil
 		}
 	}
-	if !d.Retry {
+	if !d.Retry && !d.Degraded {
 		// The first answer's decision is kept beside its features, for
-		// GET /v1/decisions/{id}; a retry's is not what was first given.
+		// GET /v1/decisions/{id}; a retry's is not what was first given,
+		// and a degraded one's store is failing (no answer was kept).
 		d.kept = d.AppendKept(d.kept[:0])
 		e.store.KeepDecision(d.EventID, d.kept)
 	}
