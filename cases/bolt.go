@@ -31,6 +31,7 @@ var (
 	bucketScore  = []byte("open_score") // descending score, opened ms, id -> filter
 	bucketExpiry = []byte("expiry")     // expiry ms, id -> nothing
 	bucketMeta   = []byte("meta")       // "open" -> count of open cases
+	bucketKeys   = []byte("entity")     // len(key) (2 bytes), entity key, opened ms, id -> nothing
 	keyOpen      = []byte("open")
 )
 
@@ -42,6 +43,12 @@ type boltState struct {
 	Filter     []byte      `json:"filter"`
 	Claim      *Claim      `json:"claim,omitempty"`
 	Resolution *Resolution `json:"resolution,omitempty"`
+	Keys       []string    `json:"keys,omitempty"` // the case's entity keys, indexed in bucketKeys
+}
+
+// keyPrefix is where an entity key's cases start in bucketKeys.
+func keyPrefix(key string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(key))), key...)
 }
 
 func (st *boltState) expires(ret time.Duration) int64 {
@@ -59,7 +66,7 @@ func OpenBolt(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("case file %s: %w (is another riskd using it?)", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCases, bucketState, bucketAge, bucketScore, bucketExpiry, bucketMeta} {
+		for _, b := range [][]byte{bucketCases, bucketState, bucketAge, bucketScore, bucketExpiry, bucketMeta, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -175,6 +182,11 @@ func remove(tx *bolt.Tx, id string, st *boltState, ret time.Duration) error {
 	if err := tx.Bucket(bucketExpiry).Delete(append(be64(nil, st.expires(ret)), id...)); err != nil {
 		return err
 	}
+	for _, k := range st.Keys {
+		if err := tx.Bucket(bucketKeys).Delete(append(be64(keyPrefix(k), st.Opened), id...)); err != nil {
+			return err
+		}
+	}
 	if err := tx.Bucket(bucketState).Delete([]byte(id)); err != nil {
 		return err
 	}
@@ -234,7 +246,12 @@ func (b *Bolt) Open(_ context.Context, c *Case) (bool, error) {
 				return err
 			}
 		}
-		st := &boltState{Opened: c.OpenedAt.UnixMilli(), Score: c.Score, Filter: filterOf(c)}
+		st := &boltState{Opened: c.OpenedAt.UnixMilli(), Score: c.Score, Filter: filterOf(c), Keys: c.Keys}
+		for _, k := range c.Keys {
+			if err := indexKey(tx, k, st.Opened, c.ID); err != nil {
+				return err
+			}
+		}
 		for _, put := range []struct {
 			bucket, k, v []byte
 		}{
@@ -445,3 +462,43 @@ func (b *Bolt) Stats(context.Context) (Stats, error) {
 
 // Close implements Store.
 func (b *Bolt) Close() error { return b.db.Close() }
+
+// indexKey finds case id by entity key k, and keeps only k's MaxRelated
+// latest cases findable by it.
+func indexKey(tx *bolt.Tx, k string, opened int64, id string) error {
+	bk := tx.Bucket(bucketKeys)
+	prefix := keyPrefix(k)
+	if err := bk.Put(append(be64(prefix, opened), id...), nil); err != nil {
+		return err
+	}
+	var all [][]byte
+	c := bk.Cursor()
+	for key, _ := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = c.Next() {
+		all = append(all, bytes.Clone(key))
+	}
+	for _, key := range all[:max(0, len(all)-MaxRelated)] {
+		if err := bk.Delete(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Related implements Store.
+func (b *Bolt) Related(ctx context.Context, keys []string, self string, limit int) ([]Summary, error) {
+	var ids []string
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKeys).Cursor()
+		for _, k := range keys {
+			prefix := keyPrefix(k)
+			for key, _ := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = c.Next() {
+				ids = append(ids, string(key[len(prefix)+8:]))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cases related to %v: %w", keys, err)
+	}
+	return related(ctx, b, ids, self, limit)
+}

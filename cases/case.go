@@ -42,6 +42,9 @@ type Case struct {
 	Models   []Model         `json:"models,omitempty"`
 	Degraded bool            `json:"degraded,omitempty"`
 	OpenedAt time.Time       `json:"opened_at"`
+	// Keys are the event's entity keys (EntityKeys): the case is found
+	// by them among the cases of the same card, account or device.
+	Keys []string `json:"keys,omitempty"`
 
 	// Claim is the analyst holding the case, if the claim has not
 	// expired; Resolution is set once the case is resolved.
@@ -122,6 +125,9 @@ type Summary struct {
 	Rules    []string  `json:"rules"` // the rules that fired
 	OpenedAt time.Time `json:"opened_at"`
 	Claim    *Claim    `json:"claim,omitempty"`
+	// Resolution is filled by Store.Related only (the queue lists open
+	// cases).
+	Resolution *Resolution `json:"resolution,omitempty"`
 }
 
 // Summary returns c's queue line.
@@ -222,6 +228,10 @@ type Store interface {
 	Queue(ctx context.Context, q Query) (Page, error)
 	// Stats counts the open cases.
 	Stats(ctx context.Context) (Stats, error)
+	// Related lists the latest cases, open or resolved, that share one of
+	// keys (Case.Keys), newest first, without case self: at most limit,
+	// from the MaxRelated latest of each key.
+	Related(ctx context.Context, keys []string, self string, limit int) ([]Summary, error)
 	// Close releases the store's resources.
 	Close() error
 }

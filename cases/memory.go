@@ -39,6 +39,9 @@ type Memory struct {
 	// and stops when full.
 	byAge, byScore []*memCase
 	opens          int
+	// byKey holds each entity key's latest case ids, oldest first (at
+	// most MaxRelated); an id whose case is gone is skipped when read.
+	byKey map[string][]string
 }
 
 type memCase struct {
@@ -79,13 +82,27 @@ func (m *Memory) sweep(now time.Time, resolved bool) {
 		mc := m.byAge[0]
 		m.byAge = m.byAge[1:]
 		m.byScore = drop(m.byScore, mc, scoreOrder)
+		m.unkey(mc.c)
 		delete(m.cases, mc.c.ID)
 	}
 	if resolved {
 		for id, mc := range m.cases {
 			if mc.res != nil && m.expired(mc, now) {
+				m.unkey(mc.c)
 				delete(m.cases, id)
 			}
+		}
+	}
+}
+
+// unkey takes case c out of byKey, so keys of cases gone go too.
+func (m *Memory) unkey(c *Case) {
+	for _, k := range c.Keys {
+		ids := slices.DeleteFunc(m.byKey[k], func(id string) bool { return id == c.ID })
+		if len(ids) == 0 {
+			delete(m.byKey, k)
+		} else {
+			m.byKey[k] = ids
 		}
 	}
 }
@@ -113,6 +130,7 @@ func (m *Memory) Open(_ context.Context, c *Case) (bool, error) {
 		if !m.expired(mc, now) {
 			return false, nil
 		}
+		m.unkey(mc.c)
 		delete(m.cases, c.ID) // resolved, not swept yet
 	}
 	cp := *c
@@ -122,6 +140,13 @@ func (m *Memory) Open(_ context.Context, c *Case) (bool, error) {
 		mc.rules = append(mc.rules, r.Rule)
 	}
 	m.cases[c.ID] = mc
+	if m.byKey == nil {
+		m.byKey = map[string][]string{}
+	}
+	for _, k := range c.Keys {
+		ids := append(m.byKey[k], c.ID)
+		m.byKey[k] = ids[max(0, len(ids)-MaxRelated):]
+	}
 	m.byAge = insert(m.byAge, mc, ageOrder)
 	m.byScore = insert(m.byScore, mc, scoreOrder)
 	return true, nil
@@ -269,3 +294,14 @@ func (m *Memory) Stats(context.Context) (Stats, error) {
 
 // Close implements Store.
 func (m *Memory) Close() error { return nil }
+
+// Related implements Store.
+func (m *Memory) Related(ctx context.Context, keys []string, self string, limit int) ([]Summary, error) {
+	var ids []string
+	m.mu.Lock()
+	for _, k := range keys {
+		ids = append(ids, m.byKey[k]...)
+	}
+	m.mu.Unlock()
+	return related(ctx, m, ids, self, limit)
+}

@@ -256,7 +256,37 @@ func (r *Redis) Open(ctx context.Context, c *Case) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("case %s: open: %w", c.ID, err)
 	}
+	if n == 1 && len(c.Keys) > 0 {
+		// Each entity key's latest cases, by opening time: trimmed to
+		// MaxRelated and kept as long as a case (a gone one is skipped
+		// when read).
+		pipe := r.client.Pipeline()
+		for _, k := range c.Keys {
+			pipe.ZAdd(ctx, r.keyKey(k), redis.Z{Score: float64(opened), Member: c.ID})
+			pipe.ZRemRangeByRank(ctx, r.keyKey(k), 0, -MaxRelated-1)
+			pipe.PExpire(ctx, r.keyKey(k), r.opts.Retention)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return true, fmt.Errorf("case %s: indexing its entity keys: %w", c.ID, err)
+		}
+	}
 	return n == 1, nil
+}
+
+// keyKey holds entity key k's latest cases.
+func (r *Redis) keyKey(k string) string { return r.prefix + "e:" + k }
+
+// Related implements Store.
+func (r *Redis) Related(ctx context.Context, keys []string, self string, limit int) ([]Summary, error) {
+	var ids []string
+	for _, k := range keys {
+		got, err := r.client.ZRevRange(ctx, r.keyKey(k), 0, MaxRelated-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("cases related to %s: %w", k, err)
+		}
+		ids = append(ids, got...)
+	}
+	return related(ctx, r, ids, self, limit)
 }
 
 // caseFields are the hash fields read back with a case.

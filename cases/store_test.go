@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/riskd/riskd/cases"
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/redistest"
 )
 
@@ -82,6 +83,7 @@ func TestStores(t *testing.T) {
 			t.Run("queue", func(t *testing.T) { testQueue(t, st.new) })
 			t.Run("retention", func(t *testing.T) { testRetention(t, st.new) })
 			t.Run("one claim wins", func(t *testing.T) { testClaimRace(t, st.new) })
+			t.Run("related", func(t *testing.T) { testRelated(t, st.new) })
 		})
 	}
 }
@@ -367,5 +369,73 @@ func testClaimRace(t *testing.T, newStore newStore) {
 	wg.Wait()
 	if won.Load() != 1 {
 		t.Errorf("%d analysts won the claim, want 1", won.Load())
+	}
+}
+
+// testRelated: a case's entity keys find the other cases of the same
+// card, newest first, resolved ones with their resolution, at most
+// MaxRelated per key, none past retention.
+func testRelated(t *testing.T, newStore newStore) {
+	clk := newClock()
+	s := newStore(t, clk.opts())
+	ctx := context.Background()
+	for i := range 25 {
+		c := sample(fmt.Sprintf("c_%02d", i), clk.Now())
+		c.Keys = []string{"card_id=card-7", fmt.Sprintf("account_id=a%d", i%2)}
+		if _, err := s.Open(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute)
+	}
+	other := sample("c_other", clk.Now())
+	other.Keys = []string{"card_id=card-9"}
+	s.Open(ctx, other)
+	s.Claim(ctx, "c_23", "ann", time.Minute)
+	s.Resolve(ctx, "c_23", "ann", cases.Fraud, "")
+	got, err := s.Related(ctx, []string{"card_id=card-7"}, "c_24", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range got {
+		ids = append(ids, c.ID)
+	}
+	want := []string{}
+	for i := 23; i >= 25-cases.MaxRelated; i-- {
+		want = append(want, fmt.Sprintf("c_%02d", i))
+	}
+	if !reflect.DeepEqual(ids, want) {
+		t.Errorf("related to card-7: %v\nwant %v", ids, want)
+	}
+	if len(got) > 0 && (got[0].Resolution == nil || got[0].Resolution.Outcome != cases.Fraud || got[1].Resolution != nil) {
+		t.Errorf("resolutions: %+v, %+v", got[0].Resolution, got[1].Resolution)
+	}
+	// Two keys: their cases together, each once, within the limit.
+	if got, _ := s.Related(ctx, []string{"account_id=a0", "card_id=card-9"}, "c_24", 3); len(got) != 3 || got[0].ID != "c_other" || got[1].ID != "c_22" || got[2].ID != "c_20" {
+		t.Errorf("related to a0 and card-9: %+v", got)
+	}
+	if got, _ := s.Related(ctx, []string{"card_id=card-9"}, "c_other", 20); len(got) != 0 {
+		t.Errorf("related to a card of one case: %+v", got)
+	}
+	clk.Advance(72 * time.Hour)
+	if got, _ := s.Related(ctx, []string{"card_id=card-7"}, "", 20); len(got) != 0 {
+		t.Errorf("related past retention: %+v", got)
+	}
+}
+
+func TestEntityKeys(t *testing.T) {
+	fs := []*features.Feature{
+		{Key: []features.Path{features.NewPath("card_id")}},
+		{Key: []features.Path{features.NewPath("card_id")}},
+		{Key: []features.Path{features.NewPath("account_id"), features.NewPath("device.id")}},
+		{Key: []features.Path{features.NewPath("email")}},
+		{Key: []features.Path{features.NewPath("terminal")}},
+	}
+	got := cases.EntityKeys(fs, []byte(`{"card_id":"card-7","account_id":"a1","device":{"id":"d9"},"terminal":12}`))
+	if want := []string{"card_id=card-7", "account_id+device.id=a1|d9", "terminal=12"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("EntityKeys: %q, want %q", got, want)
+	}
+	if got := cases.EntityKeys(fs, []byte(`not json`)); got != nil {
+		t.Errorf("EntityKeys of a body that is not JSON: %q", got)
 	}
 }

@@ -46,6 +46,11 @@ type Options struct {
 	// analyst sees the result: it sends the outcome on (feature store,
 	// decisions topic, webhook). Its error is shown, the resolution stays.
 	Resolved func(ctx context.Context, c *cases.Case) error
+	// Decision looks up the decision an event id was first given, within
+	// the idempotency window (engine.Engine.Decision: the JSON of GET
+	// /v1/decisions/{id}; nil when none is kept). The search shows it for
+	// an event without a case. Nil: the search finds cases only.
+	Decision func(ctx context.Context, eventID string) ([]byte, error)
 	// ClaimTTL is how long a claim lasts. Default 15 min.
 	ClaimTTL time.Duration
 	// SessionTTL is how long a sign-in lasts. Default 12 h.
@@ -85,7 +90,7 @@ func New(opts Options) (*Console, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	funcs := template.FuncMap{"age": c.age, "json": prettyJSON, "value": featureValue, "join": strings.Join}
-	for _, page := range []string{"login", "queue", "case", "message"} {
+	for _, page := range []string{"login", "queue", "case", "message", "decision"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", page, err)
@@ -271,6 +276,10 @@ type caseData struct {
 	Mine     bool // the signed-in analyst holds the claim
 	Outcomes []cases.Outcome
 	Notice   string
+	// Related are the entity's other cases (same card, account, device),
+	// newest first; RelatedErr says why they could not be listed.
+	Related    []cases.Summary
+	RelatedErr string
 }
 
 func (c *Console) casePage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -288,6 +297,13 @@ func (c *Console) showCase(w http.ResponseWriter, r *http.Request, s *session, i
 		return
 	}
 	d := caseData{Case: cs, Mine: cs.Claim != nil && cs.Claim.Analyst == s.Acct.Name, Outcomes: cases.Outcomes, Notice: notice}
+	if len(cs.Keys) > 0 {
+		// A case page shows the rest even when this list fails.
+		if d.Related, err = c.opts.Store.Related(r.Context(), cs.Keys, cs.ID, cases.MaxRelated); err != nil {
+			c.log.Error("listing related cases failed", "case", id, "err", err)
+			d.RelatedErr = err.Error()
+		}
+	}
 	c.render(w, code, "case", view{Title: "Case " + cs.ID, Session: s, Data: d})
 }
 
@@ -380,7 +396,43 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 		http.Redirect(w, r, "/console/cases/"+caseID, http.StatusSeeOther)
 		return
 	}
+	if c.opts.Decision != nil {
+		raw, err := c.opts.Decision(r.Context(), id)
+		if err != nil {
+			c.log.Error("looking up a decision failed", "event", id, "err", err)
+			c.message(w, http.StatusServiceUnavailable, s, "Search failed", fmt.Sprintf("The decision of event %q could not be looked up: %v", id, err))
+			return
+		}
+		var d keptDecision
+		if raw != nil && json.Unmarshal(raw, &d) == nil {
+			c.render(w, http.StatusOK, "decision", view{Title: "Decision " + id, Session: s, Data: d})
+			return
+		}
+		c.message(w, http.StatusNotFound, s, "Not found", fmt.Sprintf("No review case for event %q, and no decision within the idempotency window: it was not scored, or longer ago than the window.", id))
+		return
+	}
 	c.message(w, http.StatusNotFound, s, "Not found", fmt.Sprintf("No review case for event %q: it was not sent to review, or its case is past its retention.", id))
+}
+
+// keptDecision is a decision as GET /v1/decisions/{id} answers it.
+type keptDecision struct {
+	EventID  string `json:"event_id"`
+	Type     string `json:"type"`
+	Ruleset  string `json:"ruleset"`
+	Version  string `json:"version"`
+	Decision string `json:"decision"`
+	Score    int64  `json:"score"`
+	Reasons  []struct {
+		Rule   string            `json:"rule"`
+		Score  int64             `json:"score"`
+		Reason string            `json:"reason"`
+		Action string            `json:"action"`
+		Lists  map[string]string `json:"lists"`
+	} `json:"reasons"`
+	CaseID    string `json:"case_id"`
+	Degraded  bool   `json:"degraded"`
+	Unscored  bool   `json:"unscored"`
+	Truncated bool   `json:"truncated"`
 }
 
 func (c *Console) age(t time.Time) string {

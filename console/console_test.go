@@ -29,7 +29,14 @@ func newConsole(t *testing.T) (*httptest.Server, cases.Store, chan *cases.Case) 
 	t.Helper()
 	store := cases.NewMemory(cases.Options{})
 	resolved := make(chan *cases.Case, 4)
-	c, err := console.New(console.Options{Store: store, Accounts: accounts, Resolved: func(_ context.Context, c *cases.Case) error {
+	// A decision within the idempotency window, of an event without a case.
+	decision := func(_ context.Context, id string) ([]byte, error) {
+		if id != "e-pass" {
+			return nil, nil
+		}
+		return []byte(`{"event_id":"e-pass","type":"checkout","ruleset":"checkout","version":"v1","decision":"step_up","score":40,"reasons":[{"rule":"new_device","score":40,"reason":"device <i>new</i>"}],"degraded":false}`), nil
+	}
+	c, err := console.New(console.Options{Store: store, Accounts: accounts, Decision: decision, Resolved: func(_ context.Context, c *cases.Case) error {
 		resolved <- c
 		return nil
 	}})
@@ -42,7 +49,20 @@ func newConsole(t *testing.T) (*httptest.Server, cases.Store, chan *cases.Case) 
 		Decision: "review", Score: 70, Ruleset: "checkout", Version: "v1", OpenedAt: time.Now().Add(-3 * time.Minute),
 		Reasons:  []cases.Reason{{Rule: "velocity", Score: 70, Reason: "card used <b>6</b> times"}},
 		Features: []cases.Feature{{Name: "card_count_1h", Value: 6.0}}}
-	if _, err := store.Open(context.Background(), open); err != nil {
+	open.Keys = []string{"card_id=card-<7>"}
+	earlier := &cases.Case{ID: "c_earlier", EventID: "e-0", Type: "checkout", Event: json.RawMessage(`{"id":"e-0"}`),
+		Decision: "review", Score: 60, Ruleset: "checkout", Version: "v1", OpenedAt: time.Now().Add(-time.Hour),
+		Reasons: []cases.Reason{{Rule: "velocity", Score: 60}}, Keys: []string{"card_id=card-<7>"}}
+	for _, c := range []*cases.Case{earlier, open} {
+		if _, err := store.Open(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The earlier case is resolved: the queue holds one.
+	if _, err := store.Claim(context.Background(), "c_earlier", "bob", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Resolve(context.Background(), "c_earlier", "bob", cases.Fraud, ""); err != nil {
 		t.Fatal(err)
 	}
 	return srv, store, resolved
@@ -131,6 +151,9 @@ func TestConsole(t *testing.T) {
 	if !strings.Contains(casePage, "card used &lt;b&gt;6&lt;/b&gt; times") || !strings.Contains(casePage, "card-\\u003c7\\u003e") && !strings.Contains(casePage, "card-&lt;7&gt;") {
 		t.Errorf("case page does not escape what events and reasons hold:\n%s", casePage)
 	}
+	if !strings.Contains(casePage, `The latest cases of card_id=card-&lt;7&gt;`) || !strings.Contains(casePage, `<a href="/console/cases/c_earlier">c_earlier</a>`) || !strings.Contains(casePage, "fraud by bob") || strings.Contains(casePage, `<a href="/console/cases/`+caseID+`">`) {
+		t.Errorf("case page does not list the entity's other cases (and only them):\n%s", casePage)
+	}
 	annCSRF := csrf(t, casePage)
 	if code, _, _ := ann.do("POST", "/console/cases/"+caseID+"/claim", url.Values{"csrf": {"forged"}}); code != http.StatusForbidden {
 		t.Errorf("claim with a forged CSRF token: %d", code)
@@ -173,6 +196,10 @@ func TestConsole(t *testing.T) {
 	}
 	if code, page, _ := ann.do("GET", "/console/search?event_id=e-1", nil); code != http.StatusSeeOther {
 		t.Errorf("search by event id of a case: %d\n%s", code, page)
+	}
+	code, page, _ = ann.do("GET", "/console/search?event_id=e-pass", nil)
+	if code != http.StatusOK || !strings.Contains(page, `<dd id="decision-outcome">step_up, score 40`) || !strings.Contains(page, "device &lt;i&gt;new&lt;/i&gt;") {
+		t.Errorf("search by event id of a decision without a case: %d\n%s", code, page)
 	}
 	if code, _, _ := ann.do("GET", "/console/search?event_id=e-none", nil); code != http.StatusNotFound {
 		t.Errorf("search for an unknown event: %d", code)

@@ -54,6 +54,7 @@ type Decision struct {
 
 	buf   []byte              // backing store for the strings above
 	lists []rules.ListVersion // backing store of the reasons' Lists
+	kept  []byte              // AppendKept's output, handed to the store
 
 	// pending holds a scoring's scratch while its shadows wait for
 	// Engine.Shadow (ScoreOptions.DeferShadow).
@@ -146,7 +147,7 @@ type NotFired struct {
 
 func (d *Decision) reset() {
 	buf, reasons, fv, nf, sh, ls, ms := d.buf[:0], d.Reasons[:0], d.Features[:0], d.NotFired[:0], d.Shadows[:0], d.lists[:0], d.Models[:0]
-	*d = Decision{buf: buf, lists: ls, Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh, Models: ms}
+	*d = Decision{buf: buf, lists: ls, kept: d.kept[:0], Verdict: Verdict{Reasons: reasons}, Features: fv, NotFired: nf, Shadows: sh, Models: ms}
 }
 
 // addShadow appends a cleared verdict to d.Shadows, reusing the reasons
@@ -243,6 +244,81 @@ func (d *Decision) AppendJSON(dst []byte) []byte {
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
+// AppendKept appends what the feature store keeps of the decision for
+// GET /v1/decisions/{id}: a JSON object of the answer's fields but the
+// event id (the store's key) and elapsed_us, at most
+// features.MaxDecisionBytes long. When the whole does not fit, the
+// reasons lose their texts and lists and then, last first, whole reasons
+// ("truncated": true says so); a type or ruleset too long to fit at all
+// is left out too.
+func (d *Decision) AppendKept(dst []byte) []byte {
+	start := len(dst)
+	if dst = d.appendKept(dst, len(d.Reasons), true, true); len(dst)-start <= features.MaxDecisionBytes {
+		return dst
+	}
+	for n := len(d.Reasons); n >= 0; n-- {
+		if dst = d.appendKept(dst[:start], n, false, true); len(dst)-start <= features.MaxDecisionBytes {
+			return dst
+		}
+	}
+	return d.appendKept(dst[:start], 0, false, false)
+}
+
+// appendKept appends the kept decision with its first n reasons, whole
+// or not, and with its names (type, ruleset, version) or not.
+func (d *Decision) appendKept(dst []byte, n int, whole, names bool) []byte {
+	if names {
+		dst = append(dst, `{"type":`...)
+		dst = AppendJSONString(dst, d.Type)
+		dst = append(dst, `,"ruleset":`...)
+		dst = AppendJSONString(dst, d.Ruleset)
+		dst = append(dst, `,"version":`...)
+		dst = AppendJSONString(dst, d.Version)
+		dst = append(dst, `,"decision":"`...)
+	} else {
+		dst = append(dst, `{"decision":"`...)
+	}
+	dst = append(dst, d.Outcome.String()...)
+	dst = append(dst, `","score":`...)
+	dst = strconv.AppendInt(dst, d.Score, 10)
+	dst = append(dst, ',')
+	if whole {
+		dst = appendReasons(dst, d.Reasons[:n])
+	} else {
+		dst = append(dst, `"reasons":[`...)
+		for i, r := range d.Reasons[:n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"rule":`...)
+			dst = AppendJSONString(dst, r.Rule)
+			dst = append(dst, `,"score":`...)
+			dst = strconv.AppendInt(dst, r.Score, 10)
+			if r.Action != rules.Pass {
+				dst = append(dst, `,"action":"`...)
+				dst = append(dst, r.Action.String()...)
+				dst = append(dst, '"')
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if d.CaseID != "" {
+		dst = append(dst, `,"case_id":"`...)
+		dst = append(dst, d.CaseID...)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"degraded":`...)
+	dst = strconv.AppendBool(dst, d.Degraded)
+	if d.Unscored {
+		dst = append(dst, `,"unscored":true`...)
+	}
+	if !whole || !names {
+		dst = append(dst, `,"truncated":true`...)
 	}
 	return append(dst, '}')
 }

@@ -411,6 +411,13 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 			s = nil
 		}
 	}
+	if !d.Retry && !d.Degraded {
+		// The first answer's decision is kept beside its features, for
+		// GET /v1/decisions/{id}; a retry's is not what was first given,
+		// and a degraded one's store is failing (no answer was kept).
+		d.kept = d.AppendKept(d.kept[:0])
+		e.store.KeepDecision(d.EventID, d.kept)
+	}
 	if s != nil {
 		c.pool.Put(s)
 	}
@@ -421,6 +428,19 @@ func (e *Engine) Score(ctx context.Context, body []byte, opts ScoreOptions, d *D
 		e.Shadow(d)
 	}
 	return nil
+}
+
+// Decision returns the decision event id was first given, as GET
+// /v1/decisions/{id} answers it: the JSON the store kept beside the first
+// answer (Decision.AppendKept) with the event id first; nil when none is
+// kept (never scored, or longer ago than the idempotency window).
+func (e *Engine) Decision(ctx context.Context, id string) ([]byte, error) {
+	kept, err := e.store.Decision(ctx, id)
+	if err != nil || len(kept) < 2 || kept[0] != '{' {
+		return nil, err
+	}
+	out := AppendJSONString(append(make([]byte, 0, len(id)+len(kept)+16), `{"event_id":`...), id)
+	return append(append(out, ','), kept[1:]...), nil
 }
 
 // Shadow evaluates the shadow verdicts Score left pending in d (see

@@ -25,10 +25,22 @@ import (
 //     is trimmed or expires never changes an answer.
 type Store interface {
 	Observe(ctx context.Context, obs *Observation) error
+	// KeepDecision keeps dec, what an event id's first answer decided
+	// (at most MaxDecisionBytes; the store copies it), beside that
+	// answer for as long: GET /v1/decisions/{id} reads it back.
+	KeepDecision(id string, dec []byte)
+	// Decision returns the decision kept for id within the idempotency
+	// window; nil when there is none (never scored, expired, forgotten).
+	Decision(ctx context.Context, id string) ([]byte, error)
 	// Ready reports whether the store can serve (for /readyz).
 	Ready(ctx context.Context) error
 	Close() error
 }
+
+// MaxDecisionBytes bounds the decision a store keeps per event id
+// (KeepDecision): the engine cuts what it hands in to fit, so the
+// decisions kept add at most this many bytes per id to the answers.
+const MaxDecisionBytes = 512
 
 // Options are what both stores share. Zero values take the defaults.
 type Options struct {

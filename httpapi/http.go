@@ -139,15 +139,17 @@ func NewHandler(e *engine.Engine, opts HandlerOptions) *Handler {
 			h.route("/v1/labels", "POST", h.label)
 			served = append(served, "/v1/labels")
 		}
+		h.route("/v1/decisions/{id}", "GET", h.decision)
 		h.route("/v1/rulesets", "GET", h.rulesets)
 		h.route("/v1/reload", "POST", h.reload)
-		served = append(served, "/v1/rulesets", "/v1/reload", h.routeLists(""))
+		served = append(served, "/v1/decisions/{id}", "/v1/rulesets", "/v1/reload", h.routeLists(""))
 		if opts.Gatherer != nil {
 			h.route("/metrics", "GET", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 			served = append(served, "/metrics")
 		}
 		served = append(served, h.routeProfiles())
 	} else {
+		elsewhere("/v1/decisions/{id}", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/rulesets", "GET", "admin (-admin-listen)")
 		elsewhere("/v1/reload", "POST", "admin (-admin-listen)")
 		elsewhere("/metrics", "GET", "admin (-admin-listen)")
@@ -298,6 +300,26 @@ func (h *Handler) label(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	w.Write(answer)
+}
+
+// decision serves GET /v1/decisions/{id} (admin token of either role):
+// the decision an event id was first given, as the feature store keeps
+// it beside the first answer, for the idempotency window.
+func (h *Handler) decision(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.adminName(w, r); !ok {
+		return
+	}
+	id := r.PathValue("id")
+	dec, err := h.engine.Decision(r.Context(), id)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "looking up the decision of event id "+strconv.Quote(id)+": "+err.Error())
+	case dec == nil:
+		writeError(w, http.StatusNotFound, "no decision kept for event id "+strconv.Quote(id)+": never scored, or scored longer ago than the idempotency window")
+	default:
+		w.Header()["Content-Type"] = jsonContentType
+		w.Write(append(dec, '\n'))
+	}
 }
 
 type rulesetInfo struct {

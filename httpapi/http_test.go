@@ -229,7 +229,7 @@ func TestHTTPPublicAndAdminEndpoints(t *testing.T) {
 		{admin, "GET", "/healthz", 200, "ok"},
 		{admin, "GET", "/readyz", 200, "ready"},
 		{admin, "POST", "/v1/score", 404, `{"error":"POST /v1/score is served on riskd's public (-listen) listener, not this one"}`},
-		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/rulesets, /v1/reload, /v1/lists/NAME, /metrics, /debug/pprof/, /healthz, /readyz, /openapi.yaml)"}`},
+		{admin, "GET", "/nope", 404, `{"error":"no such endpoint: GET /nope (see /v1/decisions/{id}, /v1/rulesets, /v1/reload, /v1/lists/NAME, /metrics, /debug/pprof/, /healthz, /readyz, /openapi.yaml)"}`},
 		{public, "POST", "/v1/lists/blocked", 404, `{"error":"POST /v1/lists/blocked is served on riskd's admin (-admin-listen) listener, not this one"}`},
 	} {
 		var body io.Reader

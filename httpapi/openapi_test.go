@@ -97,7 +97,8 @@ func TestHTTPMethodsAndPathsMatchTheDocument(t *testing.T) {
 					isOp = isOp || templateMatch(op, method+" "+path)
 				}
 				// A value the list does not hold is the endpoint's own 404.
-				routed404 := resp.StatusCode == 404 && strings.Contains(string(body), lists.ErrNotInList.Error())
+				// So is an event id no decision is kept for.
+				routed404 := resp.StatusCode == 404 && (strings.Contains(string(body), lists.ErrNotInList.Error()) || strings.Contains(string(body), "no decision kept"))
 				if ep == httpapi.AllEndpoints && isOp && (resp.StatusCode == 404 && !routed404 || resp.StatusCode == 405) {
 					t.Errorf("%s %s is documented, but riskd answers %d", method, path, resp.StatusCode)
 				}
@@ -128,6 +129,8 @@ var errDown = errors.New("dial tcp 10.0.0.1:6379: connect: connection refused")
 
 func (downStore) Observe(context.Context, *features.Observation) error { return errDown }
 func (downStore) Ready(context.Context) error                          { return errDown }
+func (downStore) KeepDecision(string, []byte)                          {}
+func (downStore) Decision(context.Context, string) ([]byte, error)     { return nil, errDown }
 func (downStore) Close() error                                         { return nil }
 
 // TestHTTPAnswersEveryDocumentedResponse makes riskd give every response
@@ -161,7 +164,9 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := apitest.NewServer(t, httpapi.NewHandler(engine.New(failClosed, engine.Options{Store: downStore{}}), httpapi.HandlerOptions{}))
+	downEngine := engine.New(failClosed, engine.Options{Store: downStore{}})
+	down := apitest.NewServer(t, httpapi.NewHandler(downEngine, httpapi.HandlerOptions{}))
+	downAdmin := apitest.NewServer(t, httpapi.NewHandler(downEngine, httpapi.HandlerOptions{AdminToken: "s3cret"}))
 
 	// Mutable lists in a Redis that is not there.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -197,6 +202,13 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		{name: "too large", srv: builtin, method: "POST", path: "/v1/score", body: `{"id":"d7","type":"checkout","pad":"` + strings.Repeat("x", 2000) + `"}`, code: 413, want: "over the limit of 1024 bytes"},
 		{name: "score on the admin listener", srv: adminSrv, method: "POST", path: "/v1/score", body: checkout, code: 404, want: "public (-listen) listener"},
 		{name: "score by GET", srv: all, method: "GET", path: "/v1/score", code: 405, want: "use POST"},
+		{name: "decision kept", srv: adminSrv, method: "GET", path: "/v1/decisions/d1", token: "s3cret", code: 200, want: `{"event_id":"d1","type":"checkout","ruleset":"checkout","version":"v1","decision":"pass"`},
+		{name: "decision not kept", srv: all, method: "GET", path: "/v1/decisions/never", token: "s3cret", code: 404, want: `no decision kept for event id \"never\"`},
+		{name: "decision, store down", srv: downAdmin, method: "GET", path: "/v1/decisions/d5", token: "s3cret", code: 503, want: "connection refused"},
+		{name: "decision, wrong token", srv: all, method: "GET", path: "/v1/decisions/d1", token: "guess", code: 401, want: "wrong bearer token"},
+		{name: "decision, admin closed", srv: closed, method: "GET", path: "/v1/decisions/d1", token: "s3cret", code: 403, want: "disabled"},
+		{name: "decision on the public listener", srv: publicSrv, method: "GET", path: "/v1/decisions/d1", token: "s3cret", code: 404, want: "admin (-admin-listen) listener"},
+		{name: "decision by POST", srv: all, method: "POST", path: "/v1/decisions/d1", token: "s3cret", code: 405, want: "use GET"},
 		{name: "status", srv: all, method: "GET", path: "/v1/rulesets", code: 200, want: `"last_reload_error": null`},
 		{name: "status on the public listener", srv: publicSrv, method: "GET", path: "/v1/rulesets", code: 404, want: "admin (-admin-listen) listener"},
 		{name: "status by POST", srv: all, method: "POST", path: "/v1/rulesets", code: 405, want: "use GET"},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,8 @@ type Options struct {
 	// keys start over. Zero: no cap.
 	MaxEntities int
 	// MaxAnswers caps the event ids whose first answer is kept for
-	// retries (about 830 bytes each with the example policy, map and
+	// retries (about 1,070 bytes each with the example policy, map,
+	// the decision kept (KeepDecision) and
 	// arena included). Past it the oldest answers go before their
 	// idempotency window ends: a retry of one is scored as a new event.
 	// Zero: no cap (answers go at the end of the window).
@@ -108,6 +110,7 @@ func (sh *idShard) keep(obs *features.Observation) []byte {
 type answer struct {
 	at   int64 // store clock when given, ms
 	vals []byte
+	dec  []byte // what the first answer decided (KeepDecision), in the arena
 }
 
 type idAge struct {
@@ -228,6 +231,41 @@ func (m *Store) Observe(_ context.Context, obs *features.Observation) error {
 	ish.order = append(ish.order, idAge{id: id, at: now})
 	ish.answers[id] = answer{at: now, vals: ish.keep(obs)}
 	return nil
+}
+
+// KeepDecision implements Store: dec is copied into the arena beside the
+// id's answer. An id without an answer (forgotten meanwhile) keeps
+// nothing.
+func (m *Store) KeepDecision(id string, dec []byte) {
+	h := m.hash("", id)
+	ish := &m.ids[h[0]%numShards]
+	ish.mu.Lock()
+	defer ish.mu.Unlock()
+	a, ok := ish.answers[h]
+	if !ok {
+		return
+	}
+	dec = dec[:min(len(dec), features.MaxDecisionBytes)]
+	if cap(ish.arena)-len(ish.arena) < len(dec) {
+		ish.arena = make([]byte, 0, arenaChunk)
+	}
+	start := len(ish.arena)
+	ish.arena = append(ish.arena, dec...)
+	a.dec = ish.arena[start:len(ish.arena):len(ish.arena)]
+	ish.answers[h] = a
+}
+
+// Decision implements Store.
+func (m *Store) Decision(_ context.Context, id string) ([]byte, error) {
+	now := m.now(0)
+	h := m.hash("", id)
+	ish := &m.ids[h[0]%numShards]
+	ish.mu.Lock()
+	defer ish.mu.Unlock()
+	if a, ok := ish.answers[h]; ok && now-a.at < m.window && a.dec != nil {
+		return slices.Clone(a.dec), nil
+	}
+	return nil, nil
 }
 
 // forgetOldest drops the shard's oldest answer (MaxAnswers). Called with

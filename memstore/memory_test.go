@@ -157,3 +157,7 @@ func TestMemoryCapsAnswers(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryKeepsDecisions(t *testing.T) {
+	storetest.KeptDecisions(t, New(Options{Options: features.Options{IdempotencyWindow: storetest.Window}, EventTime: true}), nil)
+}

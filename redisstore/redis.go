@@ -92,6 +92,7 @@ type Options struct {
 //	<prefix>v2:{<entity>=<key>}:s:<types>:<r>  ZSET of the latest sightings: score ts, member id+generation;
 //	                                           and the run's first, member "f", score 2^52+ts
 //	<prefix>v2:id:<event id>                   the event's first answer (or a claim on it)
+//	<prefix>v2:dec:<event id>                  what that answer decided (KeepDecision)
 //
 // On a standalone server a new event is one round trip: claim its id
 // (SET NX GET) and, the id being new, record and read the event's logs,
@@ -634,6 +635,38 @@ func parseIDValue(v string) (kind byte, a, b int64, ans []byte, err error) {
 }
 
 func (r *Store) idKey(id string) string { return r.prefix + "id:" + id }
+
+func (r *Store) decisionKey(id string) string { return r.prefix + "dec:" + id }
+
+// KeepDecision implements Store: SET PX beside the answer, sent by the
+// writer after the answer as the answer is. The value is the store's
+// clock when kept (a varint, as the answer's) and dec: the decision ages
+// on the store's clock as its answer does.
+func (r *Store) KeepDecision(id string, dec []byte) {
+	dec = dec[:min(len(dec), features.MaxDecisionBytes)]
+	v := append(binary.AppendVarint(make([]byte, 0, binary.MaxVarintLen64+len(dec)), r.now().UnixMilli()), dec...)
+	set := redis.NewStatusCmd(context.Background(), "set", r.decisionKey(id), v, "px", r.opts.IdempotencyWindow.Milliseconds())
+	r.writer.later([]redis.Cmder{set}, "keeping the decision of "+strconv.Quote(id))
+}
+
+// Decision implements Store: one GET.
+func (r *Store) Decision(ctx context.Context, id string) ([]byte, error) {
+	v, err := r.client.Get(ctx, r.decisionKey(id)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("redis: reading the decision of %q: %w", id, err)
+	}
+	at, k := binary.Varint(v)
+	if k <= 0 {
+		return nil, fmt.Errorf("redis: reading the decision of %q: %w", id, features.ErrBadAnswer)
+	}
+	if r.now().UnixMilli()-at >= r.window {
+		return nil, nil
+	}
+	return v[k:], nil
+}
 
 // exec sends every entry's transaction and waits for them. gen < 0
 // reads without recording.

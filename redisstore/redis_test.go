@@ -372,3 +372,9 @@ func TestRunsAfterLongIdle(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisKeepsDecisions(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := &storetest.Clock{}
+	storetest.KeptDecisions(t, newRedis(t, clock, srv.Addr()), clock)
+}

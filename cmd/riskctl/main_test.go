@@ -320,6 +320,39 @@ func TestReplay(t *testing.T) {
 	if b, err := os.ReadFile(decisions); err != nil || strings.Count(string(b), "\n") != 40 {
 		t.Errorf("decisions file: %v\n%s", err, b)
 	}
+	// The same labels from an export of the decisions topic's label
+	// records, joined by event id: the same counts without -label.
+	var export strings.Builder
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&export, `{"event_id":"e%d","type":"checkout","decision":"pass","score":0}`+"\n", i)
+		if i%10 == 9 {
+			fmt.Fprintf(&export, `{"source":"chargeback","event_id":"e%d","type":"checkout","label":"fraud"}`+"\n", i)
+		} else {
+			fmt.Fprintf(&export, `{"source":"review","event_id":"e%d","type":"checkout","label":"not_fraud","analyst":"ann"}`+"\n", i)
+		}
+	}
+	labels := filepath.Join(dir, "labels.jsonl")
+	if err := os.WriteFile(labels, []byte(export.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-labels", labels,
+		"-from", "2027-01-15T08:05:00Z", "-json")
+	res.Live.Labels.Fraud, res.Live.Labels.Block.Recall = 0, 0
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Live.Labels.Fraud != 4 || res.Live.Labels.Block.Recall != 1 ||
+		!strings.Contains(errOut, "-labels "+labels+": 40 labels, 40 events labelled") {
+		t.Errorf("-labels: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-labels", events)
+	if code != 2 || !strings.Contains(errOut, "-labels "+events+": no label record") {
+		t.Errorf("-labels without a label record: exit %d\n%s", code, errOut)
+	}
+	if err := os.WriteFile(labels, []byte(`{"event_id":"other","label":"fraud"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = riskctl(t, "", "replay", "-rules", "../../rules/example", "-in", events, "-labels", labels)
+	if code != 2 || !strings.Contains(errOut, "no event of "+events+" has the id of a label") {
+		t.Errorf("-labels joining no event: exit %d\n%s", code, errOut)
+	}
 	// Each customer's events after its first fraud are left out; e39 is
 	// u0's second fraud.
 	training := filepath.Join(dir, "training.csv")

@@ -29,6 +29,7 @@ and make the exit status 1. -features-out writes training data and
 	in := fl.String("in", "", "the events, JSON lines in `FILE`, gzip-compressed or not; - for standard input (required)")
 	challenger := fl.String("challenger", "", "a second policy directory `DIR` to replay beside -rules and compare")
 	label := fl.String("label", "", "the event `FIELD` holding the fraud label (true/false or 1/0)")
+	labelsFile := fl.String("labels", "", "fraud labels from `FILE`: an export of the decisions topic's label records (source review, chargeback, ...: JSON lines with event_id and label fraud or not_fraud), joined by event id; over -label where both label an event")
 	from := fl.String("from", "", "count events from `TIME` on (2018-08-08 or RFC 3339); earlier ones still feed the features")
 	to := fl.String("to", "", "count events before `TIME` (exclusive)")
 	out := fl.String("out", "", "write the live decisions as JSON lines to `FILE` (- for standard output; the summary then goes to standard error)")
@@ -61,7 +62,7 @@ and make the exit status 1. -features-out writes training data and
 		fmt.Fprintf(stderr, "riskctl replay: -to %s is not after -from %s\n", *to, *from)
 		return 2
 	}
-	if opts.KnownFraud, err = knownFraud(*knownField, *knownDelay, *knownEvery, *knownFrom, *label); err != nil {
+	if opts.KnownFraud, err = knownFraud(*knownField, *knownDelay, *knownEvery, *knownFrom, *label+*labelsFile); err != nil {
 		fmt.Fprintf(stderr, "riskctl replay: %v\n", err)
 		return 2
 	}
@@ -103,7 +104,37 @@ and make the exit status 1. -features-out writes training data and
 		fmt.Fprintf(stderr, "%s:%v\n", *in, e)
 	}
 	fmt.Fprintf(stderr, "replay: read %d events in %.1fs\n", len(events), time.Since(start).Seconds())
-	if *label != "" {
+	if *labelsFile != "" {
+		f, err := os.Open(*labelsFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "riskctl replay:", err)
+			return 1
+		}
+		labels, bad, err := replay.ReadLabels(f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(stderr, "riskctl replay: reading %s: %v\n", *labelsFile, err)
+			return 1
+		}
+		for i, e := range bad {
+			if i == 20 {
+				fmt.Fprintf(stderr, "%s: ... %d more lines skipped\n", *labelsFile, len(bad)-20)
+				break
+			}
+			fmt.Fprintf(stderr, "%s:%v\n", *labelsFile, e)
+		}
+		n := labels.Apply(events)
+		fmt.Fprintf(stderr, "replay: -labels %s: %d labels, %d events labelled\n", *labelsFile, len(labels), n)
+		switch {
+		case len(labels) == 0:
+			fmt.Fprintf(stderr, "riskctl replay: -labels %s: no label record (a JSON line with event_id and label fraud or not_fraud)\n", *labelsFile)
+			return 2
+		case n == 0:
+			fmt.Fprintf(stderr, "riskctl replay: -labels %s: no event of %s has the id of a label\n", *labelsFile, *in)
+			return 2
+		}
+	}
+	if *label != "" && *labelsFile == "" {
 		if msg, fatal := labelCoverage(events, *label); fatal {
 			fmt.Fprintf(stderr, "riskctl replay: %s\n", msg)
 			return 2
@@ -162,7 +193,7 @@ func knownFraud(field, delay, every, from, label string) (replay.KnownFraud, err
 		return k, nil
 	}
 	if label == "" {
-		return k, fmt.Errorf("-known-fraud needs -label: frauds are known from their labels")
+		return k, fmt.Errorf("-known-fraud needs -label or -labels: frauds are known from their labels")
 	}
 	// 0 is a duration here: a label known at once, taken in as it comes.
 	dur := func(s string) (time.Duration, error) {

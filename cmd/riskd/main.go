@@ -100,7 +100,7 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
 	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
 	fl.IntVar(&c.listMaxValues, "list-max-values", lists.DefaultMaxValues, "most values a mutable list holds; an addition past it is refused (400)")
-	fl.IntVar(&c.memoryMaxAnswers, "memory-max-answers", 0, "memory store: most event ids whose first answer is kept for retries (about 830 bytes each with the example policy); past it the oldest go before -idempotency-window ends; 0: no cap")
+	fl.IntVar(&c.memoryMaxAnswers, "memory-max-answers", 0, "memory store: most event ids whose first answer is kept for retries (about 1,070 bytes each with the example policy, its decision included); past it the oldest go before -idempotency-window ends; 0: no cap")
 	fl.IntVar(&c.memoryMaxKeys, "memory-max-keys", 0, "memory store: most keys held (a card, an account, an account+device pair: about 1 KB each); past it the least recently seen are evicted and their history lost; 0: no cap (expired keys still go)")
 	fl.DurationVar(&c.futureSkew, "max-future-skew", 5*time.Minute, "refuse events whose ts is more than this ahead of the server's clock (HTTP 400, dead letter on Kafka)")
 	fl.DurationVar(&c.pastSkew, "max-past-skew", 24*time.Hour, "refuse events whose ts is more than this behind the server's clock (HTTP 400, dead letter on Kafka): a backdated event sees empty windows; 0: no limit")

@@ -103,7 +103,11 @@ func openReview(cfg *config, eng *engine.Engine, conn *redisconn.Conn, tokens []
 // open queues the case of review decision d on event: the transports
 // call it once the decision is answered or written.
 func (rv *review) open(d *engine.Decision, event []byte) {
-	rv.opener.Open(cases.FromDecision(d, event, time.Now()))
+	c := cases.FromDecision(d, event, time.Now())
+	// The entity keys (card, account, device) find the entity's other
+	// cases; worked out after the answer, for review decisions only.
+	c.Keys = cases.EntityKeys(rv.eng.Policy().Features.Features, c.Event)
+	rv.opener.Open(c)
 }
 
 // serve sets up where outcomes go (the feature store; the decisions topic
@@ -136,6 +140,7 @@ func (rv *review) serve(audit *stream.AuditStream, hopts *httpapi.HandlerOptions
 		accounts = append(accounts, console.Account{Name: t.Name, Token: t.Token, Role: role})
 	}
 	con, err := console.New(console.Options{Store: rv.store, Accounts: accounts, ClaimTTL: rv.cfg.review.claimTTL, Registerer: rv.reg, Logger: rv.log,
+		Decision: rv.eng.Decision,
 		Resolved: func(ctx context.Context, c *cases.Case) error {
 			o, err := outcomes.FromCase(c)
 			if err != nil {
