@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,6 +127,7 @@ type Store struct {
 	background    sync.WaitGroup
 	recordTimeout time.Duration
 	onError       func(error)
+	poolSize      int // connections per node
 }
 
 // DefaultRecordTimeout is Options.RecordTimeout's default.
@@ -148,9 +151,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
 	}
+	poolSize := 10 * runtime.GOMAXPROCS(0) // go-redis's default
 	client := conn.NewClient(func(o *redis.UniversalOptions) {
 		if opts.PoolSize > 0 {
 			o.PoolSize = opts.PoolSize
+		}
+		if o.PoolSize > 0 {
+			poolSize = o.PoolSize
 		}
 		// Deadlines come from the request's context (the store budget),
 		// or the store's own for what outlives the request; the socket
@@ -172,7 +179,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	r := &Store{client: client, conn: conn, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
-		recordTimeout: opts.RecordTimeout, onError: opts.OnError}
+		recordTimeout: opts.RecordTimeout, onError: opts.OnError, poolSize: poolSize}
 	if !cluster {
 		r.batch = newBatcher(client, opts.RecordTimeout)
 	}
@@ -195,15 +202,42 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	return r, nil
 }
 
-// Ready pings every node; its error says where riskd connects (without
-// the password) and what to check.
+// Ready pings every node (every master of a Cluster), and leaves each
+// with warmConns open connections, so the first events after /readyz
+// says ready find their connections dialled and handshaken instead of
+// spending their budget on it. Its error says where riskd connects
+// (without the password) and what to check.
 func (r *Store) Ready(ctx context.Context) error {
 	if c, ok := r.client.(*redis.ClusterClient); ok {
 		return r.conn.Explain(c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
-			return shard.Ping(ctx).Err()
+			return r.warm(ctx, shard)
 		}))
 	}
-	return r.conn.Explain(r.client.Ping(ctx).Err())
+	return r.conn.Explain(r.warm(ctx, r.client))
+}
+
+// warmConns is how many connections Ready keeps open to each node: the
+// events an instance has waiting on one node at once when it starts
+// under load (each takes one per entity on that node, plus its claim).
+const warmConns = 8
+
+// warm pings c, on warmConns connections at once when its pool holds
+// fewer (at start, or after an outage closed them): each ping that finds
+// no idle connection dials one, and all are back in the pool after.
+func (r *Store) warm(ctx context.Context, c redis.UniversalClient) error {
+	n := min(warmConns, r.poolSize)
+	if int(c.PoolStats().TotalConns) >= n {
+		return c.Ping(ctx).Err()
+	}
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- c.Ping(ctx).Err() }()
+	}
+	var err error
+	for range n {
+		err = cmp.Or(err, <-errs)
+	}
+	return err
 }
 
 // connOf is conn, or else the Conn of bare addresses.
