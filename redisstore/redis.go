@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -237,21 +236,24 @@ func (r *Store) Ready(ctx context.Context) error {
 // under load (each takes one per entity on that node, plus its claim).
 const warmConns = 8
 
-// warm pings c, on warmConns connections at once when its pool holds
-// fewer (at start, or after an outage closed them): each ping that finds
-// no idle connection dials one, and all are back in the pool after.
+// warm pings c, on warmConns connections held at once when its pool
+// holds fewer (at start, or after an outage closed them): each taken
+// from the pool, dialled if none is idle, and all put back after. One
+// after another: go-redis's dedicated connections race when they first
+// connect at once.
 func (r *Store) warm(ctx context.Context, c redis.UniversalClient) error {
 	n := min(warmConns, r.poolSize)
-	if int(c.PoolStats().TotalConns) >= n {
+	node, ok := c.(*redis.Client)
+	if !ok || int(c.PoolStats().TotalConns) >= n {
 		return c.Ping(ctx).Err()
-	}
-	errs := make(chan error, n)
-	for range n {
-		go func() { errs <- c.Ping(ctx).Err() }()
 	}
 	var err error
 	for range n {
-		err = cmp.Or(err, <-errs)
+		cn := node.Conn()
+		defer cn.Close()
+		if err = cn.Ping(ctx).Err(); err != nil {
+			break
+		}
 	}
 	return err
 }
