@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/riskd/riskd/features"
 	"github.com/riskd/riskd/internal/poll"
 	"github.com/riskd/riskd/internal/redistest"
 	"github.com/riskd/riskd/internal/storetest"
@@ -22,20 +25,36 @@ import (
 func TestOutageLosesNothing(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		srv := redistest.Start(t)
-		outage(t, []*redistest.Server{srv}, srv.Addr())
+		outage(t, []*redistest.Server{srv}, 20*time.Second, srv.Addr())
 	})
 	t.Run("cluster", func(t *testing.T) {
 		c := redistest.StartCluster(t)
-		outage(t, c.Nodes, c.Addrs()...)
+		outage(t, c.Nodes, 20*time.Second, c.Addrs()...)
 	})
 }
 
-// outage pauses every node of nodes for 5 s while events are scored.
-func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
+// TestOutageBacklog: an outage longer than the record timeout. The
+// events that gave up wait in the backlog, and are recorded when Redis
+// answers again: every later event's features are the oracle's.
+func TestOutageBacklog(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		srv := redistest.Start(t)
+		outage(t, []*redistest.Server{srv}, 300*time.Millisecond, srv.Addr())
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := redistest.StartCluster(t)
+		outage(t, c.Nodes, 300*time.Millisecond, c.Addrs()...)
+	})
+}
+
+// outage pauses every node of nodes for 5 s while events are scored,
+// with the store's record timeout record: longer than the outage, the
+// events are recorded by their own attempts; shorter, by the backlog.
+func outage(t *testing.T, nodes []*redistest.Server, record time.Duration, addrs ...string) {
 	clock := &storetest.Clock{}
 	var mu sync.Mutex
 	var errs []error
-	s := newRedisOpts(t, clock, Options{Addrs: addrs, RecordTimeout: 20 * time.Second,
+	s := newRedisOpts(t, clock, Options{Addrs: addrs, RecordTimeout: record,
 		OnError: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }})
 	set := storetest.OracleSet()
 	o := storetest.NewOracle(set.Features)
@@ -57,8 +76,20 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 			}
 		}
 	}
+	kept := func(id string) {
+		t.Helper()
+		poll.Wait{For: 30 * time.Second}.Until(t, "the answer of "+id+" is kept", func() bool {
+			v, err := s.client.Get(t.Context(), s.idKey(id)).Result()
+			return err == nil && strings.HasPrefix(v, string(answerMark))
+		})
+	}
 	for i := range 5 {
 		check(event(fmt.Sprint("before", i), int64(i), "card"))
+	}
+	// Their answers are kept before the outage: the writer's failures
+	// are another story (reported; a retry then scores again).
+	for i := range 5 {
+		kept(fmt.Sprint("before", i))
 	}
 	for _, n := range nodes {
 		n.Pause()
@@ -77,8 +108,18 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 		}
 		lost = append(lost, e)
 	}
-	// A 5 s outage, then Redis answers again.
+	if record < 5*time.Second {
+		poll.Wait{For: 30 * time.Second}.Until(t, "the events that gave up wait in the backlog", func() bool {
+			s.backlog.mu.Lock()
+			defer s.backlog.mu.Unlock()
+			return len(s.backlog.events) == len(lost)
+		})
+	}
+	// A 5 s outage, then Redis answers again; the clock moves on past
+	// the claims' lease, as it would have (the store's clock is the
+	// test's).
 	time.Sleep(5*time.Second - time.Since(paused))
+	clock.Advance(storetest.T0 + 20_000)
 	for _, n := range nodes {
 		n.Resume()
 	}
@@ -93,10 +134,7 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 	// The events that gave up are recorded in the background; later
 	// events are compared once that is done (their answers are kept).
 	for _, e := range lost {
-		poll.Wait{For: 30 * time.Second}.Until(t, "the answer of "+e.ID+" is kept", func() bool {
-			v, err := s.client.Get(t.Context(), s.idKey(e.ID)).Result()
-			return err == nil && strings.HasPrefix(v, string(answerMark))
-		})
+		kept(e.ID)
 	}
 	for i := range 5 {
 		check(event(fmt.Sprint("after", i), int64(20+i), fmt.Sprint("card", i%2)))
@@ -106,5 +144,47 @@ func outage(t *testing.T, nodes []*redistest.Server, addrs ...string) {
 	defer mu.Unlock()
 	for _, err := range errs {
 		t.Errorf("store reported: %v", err)
+	}
+}
+
+// TestBacklogFullIsReported: events that find the backlog full are
+// counted and reported, never dropped silently.
+func TestBacklogFullIsReported(t *testing.T) {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	var errs []string
+	s := newRedisOpts(t, nil, Options{Addrs: []string{srv.Addr()}, Backlog: 2,
+		OnError: func(err error) { mu.Lock(); errs = append(errs, err.Error()); mu.Unlock() }})
+	srv.Stop()
+	f := storetest.NewFeature(features.Count, time.Hour)
+	for i := range 4 {
+		obs := storetest.NewObservation([]*features.Feature{f}, storetest.Event{ID: fmt.Sprint(i), TS: storetest.T0 + 1000, Fields: map[string]string{"k": "a"}})
+		if err := s.Observe(t.Context(), obs); err == nil {
+			t.Fatal("Observe succeeded with the server down")
+		}
+	}
+	if n := testutil.ToFloat64(s.backlog.gauge); n != 2 {
+		t.Errorf("riskd_redis_record_backlog %v, want 2", n)
+	}
+	if n := testutil.ToFloat64(s.backlog.dropped.WithLabelValues("full")); n != 2 {
+		t.Errorf(`riskd_redis_record_dropped_total{reason="full"} %v, want 2`, n)
+	}
+	// The first drop is reported at once, the next ones at most every
+	// dropReportEvery: held until then.
+	mu.Lock()
+	defer mu.Unlock()
+	s.backlog.mu.Lock()
+	reported := 2 - s.backlog.drops["full"]
+	s.backlog.mu.Unlock()
+	var said int
+	for _, e := range errs {
+		if strings.Contains(e, "full:1") {
+			said++
+		} else if strings.Contains(e, "full:2") {
+			said += 2
+		}
+	}
+	if len(errs) == 0 || !strings.Contains(errs[0], `event "2"`) || said != reported {
+		t.Errorf("reported %q (%d drops, want %d), want the first naming event 2, the backlog full", errs, said, reported)
 	}
 }

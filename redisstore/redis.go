@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +74,11 @@ type Options struct {
 	// OnError, if set, is told of every failed write made after an
 	// answer (from the store's own goroutines): nothing fails silently.
 	OnError func(error)
+	// Backlog and BacklogBytes bound the events kept while Redis does
+	// not answer (past RecordTimeout), recorded in timestamp order when
+	// it does. Defaults DefaultBacklog and DefaultBacklogBytes.
+	Backlog      int
+	BacklogBytes int64
 	// Registerer receives the store's metric
 	// riskd_redis_history_lost_total, counted when OnHistoryLost is
 	// called; nil registers nothing.
@@ -126,6 +135,8 @@ type Store struct {
 	background    sync.WaitGroup
 	recordTimeout time.Duration
 	onError       func(error)
+	poolSize      int // connections per node
+	backlog       *backlog
 }
 
 // DefaultRecordTimeout is Options.RecordTimeout's default.
@@ -149,9 +160,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis: prefix %q must not contain { or }: they delimit the Cluster hash tag", prefix)
 	}
+	poolSize := 10 * runtime.GOMAXPROCS(0) // go-redis's default
 	client := conn.NewClient(func(o *redis.UniversalOptions) {
 		if opts.PoolSize > 0 {
 			o.PoolSize = opts.PoolSize
+		}
+		if o.PoolSize > 0 {
+			poolSize = o.PoolSize
 		}
 		// Deadlines come from the request's context (the store budget),
 		// or the store's own for what outlives the request; the socket
@@ -173,11 +188,18 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	r := &Store{client: client, conn: conn, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
-		recordTimeout: opts.RecordTimeout, onError: opts.OnError}
+		recordTimeout: opts.RecordTimeout, onError: opts.OnError, poolSize: poolSize}
 	if !cluster {
 		r.batch = newBatcher(client, opts.RecordTimeout)
 	}
 	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
+	if opts.Backlog <= 0 {
+		opts.Backlog = DefaultBacklog
+	}
+	if opts.BacklogBytes <= 0 {
+		opts.BacklogBytes = DefaultBacklogBytes
+	}
+	r.backlog = newBacklog(r, opts.Backlog, opts.BacklogBytes, opts.Registerer)
 	if opts.OnHistoryLost != nil || opts.Registerer != nil {
 		lost := prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskd_redis_history_lost_total",
@@ -196,15 +218,45 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	return r, nil
 }
 
-// Ready pings every node; its error says where riskd connects (without
-// the password) and what to check.
+// Ready pings every node (every master of a Cluster), and leaves each
+// with warmConns open connections, so the first events after /readyz
+// says ready find their connections dialled and handshaken instead of
+// spending their budget on it. Its error says where riskd connects
+// (without the password) and what to check.
 func (r *Store) Ready(ctx context.Context) error {
 	if c, ok := r.client.(*redis.ClusterClient); ok {
 		return r.conn.Explain(c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error {
-			return shard.Ping(ctx).Err()
+			return r.warm(ctx, shard)
 		}))
 	}
-	return r.conn.Explain(r.client.Ping(ctx).Err())
+	return r.conn.Explain(r.warm(ctx, r.client))
+}
+
+// warmConns is how many connections Ready keeps open to each node: the
+// events an instance has waiting on one node at once when it starts
+// under load (each takes one per entity on that node, plus its claim).
+const warmConns = 8
+
+// warm pings c, on warmConns connections held at once when its pool
+// holds fewer (at start, or after an outage closed them): each taken
+// from the pool, dialled if none is idle, and all put back after. One
+// after another: go-redis's dedicated connections race when they first
+// connect at once.
+func (r *Store) warm(ctx context.Context, c redis.UniversalClient) error {
+	n := min(warmConns, r.poolSize)
+	node, ok := c.(*redis.Client)
+	if !ok || int(c.PoolStats().TotalConns) >= n {
+		return c.Ping(ctx).Err()
+	}
+	var err error
+	for range n {
+		cn := node.Conn()
+		defer cn.Close()
+		if err = cn.Ping(ctx).Err(); err != nil {
+			break
+		}
+	}
+	return err
 }
 
 // connOf is conn, or else the Conn of bare addresses.
@@ -225,6 +277,9 @@ func (r *Store) Close() error {
 	if r.epoch != nil {
 		r.epoch.stop()
 	}
+	// The backlog stops first (it starts recordings of its own); what
+	// the recordings under way give it after is counted as dropped.
+	r.backlog.close()
 	r.background.Wait()
 	r.writer.close()
 	if r.batch != nil {
@@ -285,10 +340,39 @@ type entryCmds struct {
 // retry within the idempotency window reads its answer and writes
 // nothing.
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
+	var err error
 	if r.cluster {
-		return r.observeApart(ctx, obs)
+		err = r.observeApart(ctx, obs)
+	} else {
+		err = r.observe(ctx, obs)
 	}
-	return r.observe(ctx, obs)
+	if err != nil && !errors.Is(err, errRecordedLater) && !errors.Is(err, errScoredElsewhere) && unreachable(err) {
+		// Neither recorded nor being recorded: Redis is away.
+		r.backlog.add(obs.Clone(), err)
+	}
+	return err
+}
+
+// errRecordedLater: the caller gave up, and the event is recorded on the
+// store's own deadline (or kept in the backlog).
+var errRecordedLater = errors.New("it is recorded all the same")
+
+// unreachable reports whether err says Redis did not answer (rather than
+// refused the event): the event is worth keeping until it does.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// later keeps in the backlog an event whose recording failed after its
+// caller gave up, when Redis did not answer; other failures are reported.
+func (r *Store) later(obs *features.Observation, err error) {
+	if unreachable(err) {
+		r.backlog.add(obs, err)
+		return
+	}
+	r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", obs.EventID, err))
 }
 
 // observeApart runs observe on a copy of obs and on the store's own
@@ -303,11 +387,7 @@ func (r *Store) observeApart(ctx context.Context, obs *features.Observation) err
 		defer r.background.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
 		defer cancel()
-		err := r.observe(sctx, own)
-		if err != nil && ctx.Err() != nil && !errors.Is(err, errScoredElsewhere) {
-			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", own.EventID, err))
-		}
-		done <- err
+		done <- r.observe(sctx, own)
 	}()
 	select {
 	case err := <-done:
@@ -317,7 +397,16 @@ func (r *Store) observeApart(ctx context.Context, obs *features.Observation) err
 		}
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("redis: event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+		// The recording goes on; its failure is the backlog's to handle,
+		// not the caller's, who is told it gave up.
+		r.background.Add(1)
+		go func() {
+			defer r.background.Done()
+			if err := <-done; err != nil && !errors.Is(err, errScoredElsewhere) {
+				r.later(own, err)
+			}
+		}()
+		return fmt.Errorf("redis: event %q: %w (%w)", obs.EventID, ctx.Err(), errRecordedLater)
 	}
 }
 
@@ -396,7 +485,7 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 	case <-j.done:
 	case <-ctx.Done():
 		r.finishLater(obs.Clone(), cmds, queued, j, sc, now)
-		return false, "", fmt.Errorf("event %q: %w (it is recorded all the same)", obs.EventID, ctx.Err())
+		return false, "", fmt.Errorf("event %q: %w (%w)", obs.EventID, ctx.Err(), errRecordedLater)
 	}
 	defer unlockHot(cmds)
 	return r.finish(ctx, obs, cmds, queued, j, sc, now)
@@ -436,11 +525,11 @@ func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, queued 
 		select {
 		case <-j.done:
 		case <-ctx.Done():
-			r.fail(fmt.Errorf("redis: recording %q: %w", obs.EventID, ctx.Err()))
+			r.later(obs, ctx.Err())
 			return
 		}
 		if _, _, err := r.finish(ctx, obs, cmds, queued, j, sc, now); err != nil {
-			r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", obs.EventID, err))
+			r.later(obs, err)
 		}
 	}()
 }

@@ -50,6 +50,8 @@ type config struct {
 	redisPrefix       string
 	storeTimeout      time.Duration
 	recordTimeout     time.Duration
+	recordBacklog     int
+	recordBacklogB    int64
 	futureSkew        time.Duration
 	pastSkew          time.Duration
 	idleTimeout       time.Duration
@@ -97,6 +99,8 @@ func flagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fl.StringVar(&c.redisPrefix, "redis-prefix", redisstore.DefaultPrefix, "prefix of every Redis key riskd writes")
 	fl.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Millisecond, "budget of the feature store call per event (Redis); past it the decision is degraded")
 	fl.DurationVar(&c.recordTimeout, "record-timeout", redisstore.DefaultRecordTimeout, "the Redis store's own deadline for recording an event and keeping its answer, whatever the request's budget")
+	fl.IntVar(&c.recordBacklog, "record-backlog", redisstore.DefaultBacklog, "most events kept while Redis does not answer within -record-timeout, recorded in timestamp order when it does (within -max-lateness); past it events are dropped, counted and logged")
+	fl.Int64Var(&c.recordBacklogB, "record-backlog-bytes", redisstore.DefaultBacklogBytes, "most bytes of events kept by -record-backlog")
 	fl.IntVar(&c.maxConns, "max-connections", 10000, "most connections the scoring port holds at once; past it a new one closes the longest idle (keep-alive, or not yet sending), or is refused when all are serving requests")
 	fl.DurationVar(&c.idleTimeout, "http-idle-timeout", 10*time.Second, "how long an idle keep-alive connection is kept open between requests")
 	fl.IntVar(&c.listMaxValues, "list-max-values", lists.DefaultMaxValues, "most values a mutable list holds; an addition past it is refused (400)")
@@ -196,6 +200,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.recordTimeout <= 0 {
 		return nil, fmt.Errorf("-record-timeout %v must be positive", c.recordTimeout)
+	}
+	if c.recordBacklog <= 0 || c.recordBacklogB <= 0 {
+		return nil, fmt.Errorf("-record-backlog %d and -record-backlog-bytes %d must be positive", c.recordBacklog, c.recordBacklogB)
 	}
 	if c.storeTimeout <= 0 {
 		return nil, fmt.Errorf("-store-timeout %v must be positive", c.storeTimeout)
@@ -297,8 +304,8 @@ func openStore(cfg *config, conn *redisconn.Conn, log *slog.Logger, reg promethe
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	r, err := redisstore.New(ctx, redisstore.Options{Conn: conn, Prefix: cfg.redisPrefix, Options: cfg.storeOptions(), Registerer: reg,
-		RecordTimeout: cfg.recordTimeout,
-		OnError:       func(err error) { log.Error("an event's history or answer could not be written", "err", err) },
+		RecordTimeout: cfg.recordTimeout, Backlog: cfg.recordBacklog, BacklogBytes: cfg.recordBacklogB,
+		OnError: func(err error) { log.Error("an event's history or answer could not be written", "err", err) },
 		OnHistoryLost: func(node string) {
 			log.Error("redis lost its data (restarted empty or flushed): feature history starts over", "node", node)
 		}})
