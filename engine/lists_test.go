@@ -8,49 +8,18 @@ import (
 	"testing/fstest"
 
 	"github.com/riskd/riskd/engine"
+	"github.com/riskd/riskd/internal/enginetest"
 	"github.com/riskd/riskd/lists"
 	"github.com/riskd/riskd/rules"
 )
-
-const listsFeatures = `lists:
-  watched_cards: {mutable: true}
-features:
-  - name: card_payments_1h
-    kind: count
-    key: card_id
-    window: 1h
-    event_types: [payment]
-  - name: watched_card_payments_1h
-    kind: count
-    key: account_id
-    window: 1h
-    event_types: [payment]
-    where: event.card_id in lists.watched_cards
-`
-
-const listsRuleset = `name: payment
-event_types: [payment]
-thresholds: {step_up: 50, block: 90}
-lists:
-  blocked_cards: {file: lists/blocked_cards.txt}
-  blocked_cards_api: {mutable: true}
-rules:
-  - id: blocked_card
-    when: event.card_id in lists.blocked_cards || event.card_id in lists.blocked_cards_api
-    action: block
-    reason: "card {{event.card_id}} is blocked"
-  - id: watched
-    when: features.watched_card_payments_1h >= 1 && features.card_payments_1h >= 0
-    score: 10
-`
 
 // TestListsInDecisions: file and mutable lists block, and the reason
 // names the version of each list the rule read; a mutable list changed
 // through the registry applies to the next event, in rules and in where.
 func TestListsInDecisions(t *testing.T) {
 	p, err := rules.Load(fstest.MapFS{
-		"features.yaml":           {Data: []byte(listsFeatures)},
-		"payment.yaml":            {Data: []byte(listsRuleset)},
+		"features.yaml":           {Data: []byte(enginetest.ListsFeatures)},
+		"payment.yaml":            {Data: []byte(enginetest.ListsRuleset)},
 		"lists/blocked_cards.txt": {Data: []byte("c-file\n")},
 	}, "p")
 	if err != nil {

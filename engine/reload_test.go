@@ -5,60 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/riskd/riskd/engine"
-	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/internal/enginetest"
 )
-
-// copyExample writes the example policy into a temporary directory with
-// the checkout ruleset's version set to v.
-func copyExample(t *testing.T, dir, version string) {
-	t.Helper()
-	os.MkdirAll(filepath.Join(dir, "lists"), 0o755)
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
-		data, err := example.FS.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "checkout.yaml" {
-			data = []byte(strings.Replace(string(data), `version: "2026-11-25.1"`, `version: "`+version+`"`, 1))
-		}
-		tmp := filepath.Join(dir, filepath.Dir(name), "."+filepath.Base(name))
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// reloadable serves the policy in dir on a memory store, with a Reloader
-// that swaps new versions in.
-func reloadable(t *testing.T, dir string) (*engine.Engine, *rules.Reloader) {
-	t.Helper()
-	p, err := rules.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(p, engine.Options{})
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
-	rl.Loaded(p)
-	return e, rl
-}
 
 // TestReloadUnderLoad rewrites the policy many times while several
 // goroutines score: no request fails and every decision carries one of
 // the versions that were on disk.
 func TestReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
-	copyExample(t, dir, "v0")
-	e, rl := reloadable(t, dir)
+	enginetest.CopyExample(t, dir, "v0")
+	e, rl := enginetest.Reloadable(t, dir)
 
 	const reloads = 30
 	var stop atomic.Bool
@@ -85,7 +46,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}()
 	}
 	for i := 1; i <= reloads; i++ {
-		copyExample(t, dir, fmt.Sprint("v", i))
+		enginetest.CopyExample(t, dir, fmt.Sprint("v", i))
 		if err := rl.Reload(); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
@@ -94,7 +55,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			if err := rl.Reload(); err == nil {
 				t.Fatal("a broken policy was accepted")
 			}
-			copyExample(t, dir, fmt.Sprint("v", i))
+			enginetest.CopyExample(t, dir, fmt.Sprint("v", i))
 		}
 	}
 	stop.Store(true)
@@ -112,8 +73,8 @@ func TestReloadUnderLoad(t *testing.T) {
 // recorded.
 func TestReloadKeepsFeatureHistory(t *testing.T) {
 	dir := t.TempDir()
-	copyExample(t, dir, "v1")
-	e, rl := reloadable(t, dir)
+	enginetest.CopyExample(t, dir, "v1")
+	e, rl := enginetest.Reloadable(t, dir)
 	body := func(i int) string {
 		return fmt.Sprintf(`{"id":"e%d","type":"checkout","ts":%d,"card_id":"c","account_id":"a","amount":10}`, i, 1780000000000+i*1000)
 	}

@@ -139,7 +139,7 @@ func (downStore) Close() error                                         { return 
 // test gets is an answer the document may misdescribe.
 func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 	dir := t.TempDir()
-	copyExample(t, dir, "v1")
+	enginetest.CopyExample(t, dir, "v1")
 	p, err := rules.Load(os.DirFS(dir), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestHTTPAnswersEveryDocumentedResponse(t *testing.T) {
 		{name: "status on the public listener", srv: publicSrv, method: "GET", path: "/v1/rulesets", code: 404, want: "admin (-admin-listen) listener"},
 		{name: "status by POST", srv: all, method: "POST", path: "/v1/rulesets", code: 405, want: "use GET"},
 		{name: "reload unchanged", srv: all, method: "POST", path: "/v1/reload", token: "s3cret", code: 200, want: `"reason":"unchanged"`},
-		{name: "reload", srv: all, before: func() { copyExample(t, dir, "v2") }, method: "POST", path: "/v1/reload", token: "s3cret", code: 200, want: `"reloaded":true`},
+		{name: "reload", srv: all, before: func() { enginetest.CopyExample(t, dir, "v2") }, method: "POST", path: "/v1/reload", token: "s3cret", code: 200, want: `"reloaded":true`},
 		{name: "reload refused", srv: all, before: func() {
 			os.WriteFile(filepath.Join(dir, "login.yaml"), []byte("name: login\nbogus: 1\n"), 0o644)
 		}, method: "POST", path: "/v1/reload", token: "s3cret", code: 422, want: `unknown key \"bogus\"`},

@@ -10,54 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riskd/riskd/engine"
 	"github.com/riskd/riskd/httpapi"
 	"github.com/riskd/riskd/internal/apitest"
-	"github.com/riskd/riskd/rules"
-	"github.com/riskd/riskd/rules/example"
+	"github.com/riskd/riskd/internal/enginetest"
 )
-
-// copyExample writes the example policy into a temporary directory with
-// the checkout ruleset's version set to v.
-func copyExample(t *testing.T, dir, version string) {
-	t.Helper()
-	os.MkdirAll(filepath.Join(dir, "lists"), 0o755)
-	for _, name := range []string{"features.yaml", "checkout.yaml", "login.yaml", "signup.yaml", "lists/blocked_cards.txt"} {
-		data, err := example.FS.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "checkout.yaml" {
-			data = []byte(strings.Replace(string(data), `version: "2026-11-25.1"`, `version: "`+version+`"`, 1))
-		}
-		tmp := filepath.Join(dir, filepath.Dir(name), "."+filepath.Base(name))
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// reloadable serves the policy in dir on a memory store, with a Reloader
-// that swaps new versions in.
-func reloadable(t *testing.T, dir string) (*engine.Engine, *rules.Reloader) {
-	t.Helper()
-	p, err := rules.Load(os.DirFS(dir), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(p, engine.Options{})
-	rl := rules.NewReloader(rules.ReloaderOptions{Dir: dir, Apply: e.SetPolicy})
-	rl.Loaded(p)
-	return e, rl
-}
 
 func TestReloadEndpoint(t *testing.T) {
 	dir := t.TempDir()
-	copyExample(t, dir, "v1")
-	e, rl := reloadable(t, dir)
+	enginetest.CopyExample(t, dir, "v1")
+	e, rl := enginetest.Reloadable(t, dir)
 	open := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Reloader: rl}))
 	guarded := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
 
@@ -86,7 +47,7 @@ func TestReloadEndpoint(t *testing.T) {
 	if code, body := do(guarded.URL+"/v1/reload", "POST", "s3cret"); code != 200 || !strings.Contains(body, `"unchanged"`) {
 		t.Errorf("unchanged: %d %s", code, body)
 	}
-	copyExample(t, dir, "v2")
+	enginetest.CopyExample(t, dir, "v2")
 	if code, body := do(guarded.URL+"/v1/reload", "POST", "s3cret"); code != 200 || !strings.Contains(body, `"reloaded":true`) {
 		t.Errorf("reload: %d %s", code, body)
 	}
@@ -109,8 +70,8 @@ func TestReloadEndpoint(t *testing.T) {
 // previous policy keeps serving.
 func TestReloadEndpointsSurviveHostileFiles(t *testing.T) {
 	dir := t.TempDir()
-	copyExample(t, dir, "v1")
-	e, rl := reloadable(t, dir)
+	enginetest.CopyExample(t, dir, "v1")
+	e, rl := enginetest.Reloadable(t, dir)
 	srv := apitest.NewServer(t, httpapi.NewHandler(e, httpapi.HandlerOptions{Reloader: rl, AdminToken: "s3cret"}))
 	client := &http.Client{Timeout: 10 * time.Second} // a hang fails the test instead of stalling it
 	do := func(method, path string) (int, string) {
