@@ -745,7 +745,7 @@ func (e *Engine) evaluate(c *compiled, s *scratch, rs *rules.Ruleset, d *Decisio
 		points := b.Points(base)
 		start := len(d.buf)
 		d.buf = appendBaseReason(d.buf, b, base, points)
-		v.Reasons = append(v.Reasons, Reason{Rule: "model." + b.Model.Name, Score: points, Text: bstr(d.buf[start:len(d.buf):len(d.buf)])})
+		v.Reasons = append(v.Reasons, Reason{Rule: b.Rule, Score: points, Text: bstr(d.buf[start:len(d.buf):len(d.buf)])})
 		v.Score += points
 	}
 	s.results = rs.Eval(env, s.results)

@@ -19,8 +19,11 @@ const MaxBaseScale = 1_000_000
 type Base struct {
 	Model *models.Model
 	Scale int64
-	slot  int // the model's slot in the ruleset's environment
-	line  int
+	// Rule names the base in a decision's reasons: "model." + Model.Name,
+	// made once here rather than for every event.
+	Rule string
+	slot int // the model's slot in the ruleset's environment
+	line int
 }
 
 // Points is the base score for prediction p: round(Scale × p), 0 when p
@@ -76,6 +79,7 @@ func parseBase(es *policyfile.Errors, out *parsedRuleset, n *yaml.Node, ms *mode
 		es.At(f.Value, "base: model %s has no file yet: it is declared to be trained; add its file to models.yaml to score with it", policyfile.Quote(name))
 	default:
 		b.Model = mod
+		b.Rule = "model." + mod.Name
 		out.Base = b
 	}
 }
