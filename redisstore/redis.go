@@ -126,7 +126,7 @@ type Store struct {
 	now      func() time.Time
 	seed     maphash.Seed
 	bufs     sync.Pool
-	batch    *batcher // standalone only: a Cluster's transactions hold one slot each
+	batch    *batcher
 	epoch    *epochWatch
 	hot      hotCache
 	hotFrom  int
@@ -137,6 +137,7 @@ type Store struct {
 	onError       func(error)
 	poolSize      int // connections per node
 	backlog       *backlog
+	flights       flights
 }
 
 // DefaultRecordTimeout is Options.RecordTimeout's default.
@@ -189,9 +190,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	r := &Store{client: client, conn: conn, cluster: cluster, prefix: prefix + layoutVersion, opts: opts.Options, now: opts.Now,
 		lateness: opts.Lateness.Milliseconds(), window: opts.IdempotencyWindow.Milliseconds(), seed: maphash.MakeSeed(), hotFrom: opts.HotFrom,
 		recordTimeout: opts.RecordTimeout, onError: opts.OnError, poolSize: poolSize}
-	if !cluster {
-		r.batch = newBatcher(client, opts.RecordTimeout)
-	}
+	r.batch = newBatcher(client, opts.RecordTimeout)
 	r.writer = newWriter(client, opts.RecordTimeout, opts.OnError)
 	if opts.Backlog <= 0 {
 		opts.Backlog = DefaultBacklog
@@ -282,17 +281,16 @@ func (r *Store) Close() error {
 	r.backlog.close()
 	r.background.Wait()
 	r.writer.close()
-	if r.batch != nil {
-		r.batch.close()
-	}
+	r.batch.close()
 	return r.client.Close()
 }
 
-// send runs cmds: through the batcher on a standalone server, as one
-// pipeline (or transaction, tx) of their own on a Cluster. It fails when
-// the round trip did; each command keeps its own reply or error.
+// send runs cmds through the batcher, but for a Cluster's transaction
+// (tx), which holds one slot and goes as a round trip of its own. It
+// fails when the round trip did; each command keeps its own reply or
+// error.
 func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
-	if r.batch != nil {
+	if !tx || !r.cluster {
 		return r.batch.do(ctx, tx, cmds)
 	}
 	return roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
@@ -321,15 +319,19 @@ type entryCmds struct {
 	member  string                // the event's record (windowed, recorded)
 	records *redis.StringSliceCmd // windowed: members from the horizon on
 	hot     *hotLog               // windowed: the mirror used, locked
-	added   *redis.IntCmd         // the event's ZADD
-	count   *redis.IntCmd         // hot: records in the mirrored range
-	oldest  *redis.ZSliceCmd      // hot: the oldest of them
-	tail    *redis.StringSliceCmd // hot: members from the mirror's newest on
-	all     *redis.StringSliceCmd // an old event's: every record, for when the log was last written
-	base    string
-	now     int64            // the store's clock for this event
-	counts  []*redis.IntCmd  // windowed, count-only reads: per item
-	latest  *redis.ZSliceCmd // windowless: the sightings and the run's first
+	added   *redis.IntCmd         // the event's ZADD (record or sighting)
+	// sighting: added is a windowless log's, which adds the run's first
+	// with the sighting when the log has none.
+	sighting bool
+	trims    []redis.Cmder         // what goes with the record: trims, time to live
+	count    *redis.IntCmd         // hot: records in the mirrored range
+	oldest   *redis.ZSliceCmd      // hot: the oldest of them
+	tail     *redis.StringSliceCmd // hot: members from the mirror's newest on
+	all      *redis.StringSliceCmd // an old event's: every record, for when the log was last written
+	base     string
+	now      int64            // the store's clock for this event
+	counts   []*redis.IntCmd  // windowed, count-only reads: per item
+	latest   *redis.ZSliceCmd // windowless: the sightings and the run's first
 }
 
 // Observe implements Store: claim the event's id (or find its answer),
@@ -340,12 +342,7 @@ type entryCmds struct {
 // retry within the idempotency window reads its answer and writes
 // nothing.
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
-	var err error
-	if r.cluster {
-		err = r.observeApart(ctx, obs)
-	} else {
-		err = r.observe(ctx, obs)
-	}
+	err := r.observe(ctx, obs)
 	if err != nil && !errors.Is(err, errRecordedLater) && !errors.Is(err, errScoredElsewhere) && unreachable(err) {
 		// Neither recorded nor being recorded: Redis is away.
 		r.backlog.add(obs.Clone(), err)
@@ -375,56 +372,25 @@ func (r *Store) later(obs *features.Observation, err error) {
 	r.fail(fmt.Errorf("redis: recording %q after its request gave up: %w", obs.EventID, err))
 }
 
-// observeApart runs observe on a copy of obs and on the store's own
-// deadline, and waits for it within ctx: on a Cluster, where the claim
-// and the records are round trips of their own, an event whose caller
-// gave up is still recorded and its answer kept for its retries.
-func (r *Store) observeApart(ctx context.Context, obs *features.Observation) error {
-	own := obs.Clone()
-	done := make(chan error, 1)
-	r.background.Add(1)
-	go func() {
-		defer r.background.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), r.recordTimeout)
-		defer cancel()
-		done <- r.observe(sctx, own)
-	}()
-	select {
-	case err := <-done:
-		obs.Retry = own.Retry
-		for i := range obs.Items {
-			obs.Items[i].Value = own.Items[i].Value
-		}
-		return err
-	case <-ctx.Done():
-		// The recording goes on; its failure is the backlog's to handle,
-		// not the caller's, who is told it gave up.
-		r.background.Add(1)
-		go func() {
-			defer r.background.Done()
-			if err := <-done; err != nil && !errors.Is(err, errScoredElsewhere) {
-				r.later(own, err)
-			}
-		}()
-		return fmt.Errorf("redis: event %q: %w (%w)", obs.EventID, ctx.Err(), errRecordedLater)
-	}
-}
-
 func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
 	cmds := make([]entryCmds, len(obs.Entries))
-	var known *string // what the id key held, when the first round trip found it taken
-	if !r.cluster {
-		done, prev, err := r.recordAtOnce(ctx, obs, cmds, now)
-		if err != nil {
-			return fmt.Errorf("redis: %w", err)
+	f := r.flights.takeOff(obs.EventID)
+	defer func(id string) {
+		if f != nil && !f.handed.Load() {
+			r.flights.land(id, f)
 		}
-		if done {
-			return nil
-		}
-		known = &prev
+	}(obs.EventID)
+	// What the id key held, the first round trip having found it taken.
+	done, prev, err := r.recordAtOnce(ctx, obs, cmds, now, f)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
-	gen, ans, err := r.claim(ctx, obs.EventID, now, known)
+	if done {
+		return nil
+	}
+	clear(cmds)
+	gen, ans, err := r.claim(ctx, obs.EventID, now, &prev, f)
 	if err != nil {
 		return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 	}
@@ -453,7 +419,7 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	if err := r.keepLater(ctx, obs, fixups, now); err != nil {
+	if err := r.keepLater(ctx, obs, fixups, now, f); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
@@ -461,22 +427,23 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 
 // recordAtOnce claims a new id and reads and records the event in one
 // round trip, and computes its items. When the id was not new it
-// returns what its key held, having written nothing. If ctx ends first
+// returns what its key held, having recorded nothing. If ctx ends first
 // the event is recorded all the same, its items computed and its answer
 // kept for its retries, on the store's own deadline (finishLater).
-func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64) (done bool, prev string, err error) {
+func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64, f *flight) (done bool, prev string, err error) {
 	for i := range cmds {
 		cmds[i].now = now
 	}
 	r.lockHot(obs, cmds)
-	col := r.client.Pipeline()
-	for ei := range obs.Entries {
-		r.queue(ctx, col, obs, ei, &cmds[ei], now)
-	}
 	mine := string(appendNonce(appendClaim(nil, now, now+claimLease.Milliseconds())))
-	queued := col.Cmds()
-	sc := r.recordCmd(obs.EventID, mine, queued)
-	j, err := r.batch.start(ctx, false, []redis.Cmder{sc})
+	var sent []redis.Cmder
+	var settle settleFunc
+	if r.cluster {
+		sent, settle = r.acrossNodes(ctx, obs, cmds, mine, now, f)
+	} else {
+		sent, settle = r.inOneScript(ctx, obs, cmds, mine, now)
+	}
+	j, err := r.batch.start(ctx, false, sent)
 	if err != nil {
 		unlockHot(cmds)
 		return false, "", err
@@ -484,20 +451,123 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 	select {
 	case <-j.done:
 	case <-ctx.Done():
-		r.finishLater(obs.Clone(), cmds, queued, j, sc, now)
+		if f != nil {
+			f.handed.Store(true)
+		}
+		r.finishLater(obs.Clone(), cmds, j, settle, now, f)
 		return false, "", fmt.Errorf("event %q: %w (%w)", obs.EventID, ctx.Err(), errRecordedLater)
 	}
 	defer unlockHot(cmds)
-	return r.finish(ctx, obs, cmds, queued, j, sc, now)
+	return r.finish(ctx, obs, cmds, j, settle, now, f)
 }
 
-// finish computes the items once the script call is answered, and
-// leaves the answer to keep.
-func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) (bool, string, error) {
+// settleFunc reads the replies of recordAtOnce's round trip (within
+// ctx, for what must be sent again): whether the id was this call's,
+// and if not what its key held.
+type settleFunc func(ctx context.Context) (ours bool, prev string, err error)
+
+// inOneScript is a standalone server's recordAtOnce: one recordScript
+// call, which records only when the id is new.
+func (r *Store) inOneScript(ctx context.Context, obs *features.Observation, cmds []entryCmds, mine string, now int64) ([]redis.Cmder, settleFunc) {
+	col := r.client.Pipeline()
+	for ei := range obs.Entries {
+		r.queue(ctx, col, obs, ei, &cmds[ei], now)
+	}
+	queued := col.Cmds()
+	sc := r.recordCmd(obs.EventID, mine, queued)
+	return []redis.Cmder{sc}, func(ctx context.Context) (bool, string, error) { return r.recorded(ctx, sc, queued) }
+}
+
+// acrossNodes is a Cluster's recordAtOnce: the claim and one
+// entityScript call per entity, sent together (one pipeline per node),
+// each recording only what its log lacks of the event. When the id was
+// already answered before this call began, what it recorded all the
+// same (in a log the first scoring did not record in: a newer policy's,
+// one trimmed since, an id reused for another event) is taken back, as
+// a retry records nothing. An id claimed by a call still scoring it
+// keeps what this one recorded: that call may have found it and counted
+// it as its own.
+func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds []entryCmds, mine string, now int64, f *flight) ([]redis.Cmder, settleFunc) {
+	claim := redis.NewStringCmd(context.Background(), "set", r.idKey(obs.EventID), mine, "px", r.window, "nx", "get")
+	calls := r.entityCalls(ctx, obs, cmds, now, now)
+	sent := make([]redis.Cmder, 0, 1+len(calls))
+	sent = append(sent, claim)
+	for _, call := range calls {
+		sent = append(sent, call.sc)
+	}
+	return sent, func(ctx context.Context) (bool, string, error) {
+		prev, err := claim.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			prev = mine
+		case err != nil:
+			return false, "", fmt.Errorf("claiming its id: %w", err)
+		}
+		if err := r.entityReplies(ctx, calls, cmds); err != nil {
+			return false, "", err
+		}
+		if prev == mine {
+			return true, "", nil
+		}
+		// What was recorded is the event's whoever's the id turns out to
+		// be: only a retry takes it back. Where the id is this call's to
+		// take, it is taken here: recording again in a second round trip
+		// would read the logs after this one's trims.
+		kind, a, b, _, perr := parseIDValue(prev)
+		switch {
+		case perr == nil && kind == answerMark && now-a < r.window:
+			if a < now {
+				if err := r.takeBack(ctx, cmds); err != nil {
+					return false, "", err
+				}
+			}
+			return false, prev, nil
+		case perr != nil, kind == answerMark:
+			// Unreadable, or answered longer ago than the window: new
+			// again.
+			ok, err := r.replace(ctx, r.idKey(obs.EventID), prev, mine)
+			return ok, prev, err
+		case now >= b && r.flights.other(obs.EventID, f) == nil:
+			// The claimer is presumed dead (it is not this process):
+			// what it recorded was found, not recorded twice.
+			ok, err := r.replace(ctx, r.idKey(obs.EventID), prev, string(appendClaim(nil, a, now+claimLease.Milliseconds())))
+			return ok, prev, err
+		}
+		return false, prev, nil
+	}
+}
+
+// takeBack removes what entityCalls added for the event: its records,
+// and a run's first sighting it wrote with its own.
+func (r *Store) takeBack(ctx context.Context, cmds []entryCmds) error {
+	var undo []redis.Cmder
+	for ei := range cmds {
+		c := &cmds[ei]
+		if c.added == nil || c.added.Val() == 0 {
+			continue
+		}
+		members := []any{c.member}
+		if c.sighting && c.added.Val() == 2 {
+			members = append(members, firstMember)
+		}
+		undo = append(undo, redis.NewIntCmd(ctx, append([]any{"zrem", c.base}, members...)...))
+	}
+	if len(undo) == 0 {
+		return nil
+	}
+	if err := r.send(ctx, false, undo...); err != nil {
+		return fmt.Errorf("taking back what a retry recorded: %w", err)
+	}
+	return firstErr(undo)
+}
+
+// finish computes the items once the round trip is answered, and leaves
+// the answer to keep.
+func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []entryCmds, j *batchJob, settle settleFunc, now int64, f *flight) (bool, string, error) {
 	if j.err != nil {
 		return false, "", j.err
 	}
-	ours, prev, err := r.recorded(ctx, sc, queued)
+	ours, prev, err := settle(ctx)
 	if err != nil || !ours {
 		return false, prev, err
 	}
@@ -508,14 +578,14 @@ func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []en
 	if err != nil {
 		return false, "", err
 	}
-	return true, "", r.keepLater(ctx, obs, fixups, now)
+	return true, "", r.keepLater(ctx, obs, fixups, now, f)
 }
 
 // finishLater finishes, on the store's own deadline, an event whose
-// caller gave up while its script call was under way: obs is the
+// caller gave up while its round trip was under way: obs is the
 // caller's observation copied, cmds's mirrors stay locked until then. An
 // id found taken is left to its owner.
-func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, queued []redis.Cmder, j *batchJob, sc *redis.SliceCmd, now int64) {
+func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, j *batchJob, settle settleFunc, now int64, f *flight) {
 	r.background.Add(1)
 	go func() {
 		defer r.background.Done()
@@ -525,10 +595,15 @@ func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, queued 
 		select {
 		case <-j.done:
 		case <-ctx.Done():
+			r.flights.land(obs.EventID, f)
 			r.later(obs, ctx.Err())
 			return
 		}
-		if _, _, err := r.finish(ctx, obs, cmds, queued, j, sc, now); err != nil {
+		ours, _, err := r.finish(ctx, obs, cmds, j, settle, now, f)
+		if !ours || err != nil {
+			r.flights.land(obs.EventID, f)
+		}
+		if err != nil {
 			r.later(obs, err)
 		}
 	}()
@@ -546,7 +621,7 @@ func (r *Store) fail(err error) {
 // it is kept a retry finds the claim and waits for it (claim). A run's
 // start that moves is written first, before the answer: the key's next
 // event must see it.
-func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups []fixup, now int64) error {
+func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups []fixup, now int64, f *flight) error {
 	if len(fixups) > 0 {
 		col := r.client.Pipeline()
 		for _, f := range fixups {
@@ -579,7 +654,13 @@ func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups
 	*buf = features.AppendAnswer(binary.AppendVarint(append((*buf)[:0], answerMark), now), obs)
 	set := redis.NewStatusCmd(context.Background(), "set", r.idKey(obs.EventID), string(*buf), "px", r.opts.IdempotencyWindow.Milliseconds())
 	r.bufs.Put(buf)
-	r.writer.later([]redis.Cmder{set}, "keeping the answer of "+strconv.Quote(obs.EventID))
+	var landed func()
+	if f != nil {
+		f.handed.Store(true)
+		id := obs.EventID
+		landed = func() { r.flights.land(id, f) }
+	}
+	r.writer.later([]redis.Cmder{set}, "keeping the answer of "+strconv.Quote(obs.EventID), landed)
 	return nil
 }
 
@@ -600,7 +681,7 @@ func (r *Store) record(ctx context.Context, obs *features.Observation, cmds []en
 // holds is waited for until it is answered or its lease runs out.
 // known, if not nil, is what the id key was just found to hold, so the
 // first attempt is not sent again.
-func (r *Store) claim(ctx context.Context, id string, now int64, known *string) (gen int64, ans []byte, err error) {
+func (r *Store) claim(ctx context.Context, id string, now int64, known *string, own *flight) (gen int64, ans []byte, err error) {
 	key := r.idKey(id)
 	wait := 500 * time.Microsecond
 	for {
@@ -623,6 +704,17 @@ func (r *Store) claim(ctx context.Context, id string, now int64, known *string) 
 			}
 		}
 		kind, a, b, ans, perr := parseIDValue(prev)
+		if o := r.flights.other(id, own); o != nil && perr == nil && kind == claimMark && prev != mine {
+			// Scored by this very process: alive, whatever its lease
+			// says. Its answer is kept when it lands.
+			select {
+			case <-ctx.Done():
+				return 0, nil, fmt.Errorf("%w: %w", errScoredElsewhere, ctx.Err())
+			case <-o.done:
+			}
+			now = r.now().UnixMilli()
+			continue
+		}
 		switch {
 		case prev == mine:
 			return now, nil, nil // ours: the claim was sent again after a failed round trip
@@ -735,7 +827,7 @@ func (r *Store) KeepDecision(id string, dec []byte) {
 	dec = dec[:min(len(dec), features.MaxDecisionBytes)]
 	v := append(binary.AppendVarint(make([]byte, 0, binary.MaxVarintLen64+len(dec)), r.now().UnixMilli()), dec...)
 	set := redis.NewStatusCmd(context.Background(), "set", r.decisionKey(id), v, "px", r.opts.IdempotencyWindow.Milliseconds())
-	r.writer.later([]redis.Cmder{set}, "keeping the decision of "+strconv.Quote(id))
+	r.writer.later([]redis.Cmder{set}, "keeping the decision of "+strconv.Quote(id), nil)
 }
 
 // Decision implements Store: one GET.
@@ -775,7 +867,21 @@ func (r *Store) exec(ctx context.Context, obs *features.Observation, cmds []entr
 		}
 		return firstErr(all)
 	}
-	// A Cluster transaction holds one slot: one per entity, in parallel.
+	if gen >= 0 {
+		// Recording: one entityScript call per entity, each node's in one
+		// pipeline shared with other events'.
+		calls := r.entityCalls(ctx, obs, cmds, gen, now)
+		scs := make([]redis.Cmder, len(calls))
+		for i, call := range calls {
+			scs[i] = call.sc
+		}
+		if err := r.send(ctx, false, scs...); err != nil {
+			return err
+		}
+		return r.entityReplies(ctx, calls, cmds)
+	}
+	// Reading: a Cluster transaction holds one slot: one per entity, in
+	// parallel.
 	groups := map[string][]int{}
 	for ei := range obs.Entries {
 		en := &obs.Entries[ei]
@@ -934,7 +1040,7 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 			if l.First {
 				zs = append(zs, redis.Z{Score: firstOffset + float64(obs.TS), Member: firstMember})
 			}
-			pipe.ZAddNX(ctx, base, zs...)
+			c.added, c.sighting = pipe.ZAddNX(ctx, base, zs...), true
 		}
 		if reads || (record && l.First) {
 			c.latest = pipe.ZRangeWithScores(ctx, base, 0, -1)
@@ -944,8 +1050,8 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 			if l.First {
 				keep++
 			}
-			pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1))
-			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
+			c.trims = append(c.trims[:0], pipe.ZRemRangeByRank(ctx, base, 0, int64(-keep-1)),
+				pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin))
 		}
 		return
 	}
@@ -978,8 +1084,8 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 		// What no event within the lateness allowance can see: the
 		// memory store trims the same (features.EventLog.TrimTo), so when
 		// this runs changes no answer.
-		pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10))
-		pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin)
+		c.trims = append(c.trims[:0], pipe.ZRemRangeByScore(ctx, base, "-inf", strconv.FormatInt(l.TrimTo(obs.TS, r.lateness), 10)),
+			pipe.PExpire(ctx, base, l.Horizon+r.opts.Lateness+features.TTLMargin))
 	}
 }
 
