@@ -517,9 +517,7 @@ func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds
 		switch {
 		case perr == nil && kind == answerMark && now-a < r.window:
 			if a < now {
-				if err := r.takeBack(ctx, cmds); err != nil {
-					return false, "", err
-				}
+				r.takeBack(obs.EventID, cmds)
 			}
 			return false, prev, nil
 		case perr != nil, kind == answerMark:
@@ -537,9 +535,13 @@ func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds
 	}
 }
 
-// takeBack removes what entityCalls added for the event: its records,
-// and a run's first sighting it wrote with its own.
-func (r *Store) takeBack(ctx context.Context, cmds []entryCmds) error {
+// takeBack removes what entityCalls added for the event id: its
+// records, and a run's first sighting it wrote with its own. After the
+// answer, with the answers kept: the retry's answer does not wait for it.
+// Most of what a retry adds is a record its first scoring's has been
+// trimmed for (its sighting pushed out of the latest kept, its record
+// past the log's horizon), which no event reads anyway.
+func (r *Store) takeBack(id string, cmds []entryCmds) {
 	var undo []redis.Cmder
 	for ei := range cmds {
 		c := &cmds[ei]
@@ -550,15 +552,11 @@ func (r *Store) takeBack(ctx context.Context, cmds []entryCmds) error {
 		if c.sighting && c.added.Val() == 2 {
 			members = append(members, firstMember)
 		}
-		undo = append(undo, redis.NewIntCmd(ctx, append([]any{"zrem", c.base}, members...)...))
+		undo = append(undo, redis.NewIntCmd(context.Background(), append([]any{"zrem", c.base}, members...)...))
 	}
-	if len(undo) == 0 {
-		return nil
+	if len(undo) > 0 {
+		r.writer.later(undo, "taking back what a retry of "+strconv.Quote(id)+" recorded", nil)
 	}
-	if err := r.send(ctx, false, undo...); err != nil {
-		return fmt.Errorf("taking back what a retry recorded: %w", err)
-	}
-	return firstErr(undo)
 }
 
 // finish computes the items once the round trip is answered, and leaves

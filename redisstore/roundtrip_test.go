@@ -3,8 +3,12 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/riskd/riskd/internal/lagproxy"
 	"github.com/riskd/riskd/internal/redistest"
@@ -22,6 +26,53 @@ func TestOneRoundTripPerEvent(t *testing.T) {
 	proxy := lagproxy.Start(t, srv.Addr(), 0)
 	clock := &storetest.Clock{}
 	s := newRedis(t, clock, proxy.Addr())
+	roundTrips(t, s, clock, proxy.Flights, proxy.Opened)
+}
+
+// TestOneRoundTripPerEventCluster: on a Cluster too, where the claim and
+// each entity's logs live on different nodes, a new event is one round
+// trip: one pipeline (per node, sent at once) before its answer. The
+// proxy cannot stand between go-redis and a Cluster's nodes (they
+// announce their own addresses), so the client's pipelines are counted,
+// as they leave: one per round trip, however many nodes it reaches.
+func TestOneRoundTripPerEventCluster(t *testing.T) {
+	c := redistest.StartCluster(t)
+	clock := &storetest.Clock{}
+	s := newRedis(t, clock, c.Addrs()...)
+	var h tripHook
+	s.client.AddHook(&h)
+	roundTrips(t, s, clock, h.trips.Load, h.dials.Load)
+}
+
+// tripHook counts a client's round trips (a command alone, or a
+// pipeline) and its dials.
+type tripHook struct{ trips, dials atomic.Int64 }
+
+func (h *tripHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		h.dials.Add(1)
+		return next(ctx, network, addr)
+	}
+}
+
+func (h *tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.trips.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.trips.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// roundTrips scores events on s and checks each took one round trip
+// before its answer, as trips counts them; opened counts the dials, whose
+// handshakes would count too.
+func roundTrips(t *testing.T, s *Store, clock *storetest.Clock, trips, opened func() int64) {
 	set := storetest.OracleSet() // every kind, several logs and entities
 	one := int64(1_000_000)
 	// The answers wait here until the count of their event is taken: they
@@ -45,13 +96,13 @@ func TestOneRoundTripPerEvent(t *testing.T) {
 		clock.Advance(ts)
 		obs := storetest.NewObservation(set.Features, storetest.Event{ID: id, Type: "b", TS: ts,
 			Fields: map[string]string{"k": "a", "k2": "b", "of": "x"}, Amount: &one})
-		before, opened := proxy.Flights(), proxy.Opened()
+		before, dialled := trips(), opened()
 		if err := s.Observe(t.Context(), obs); err != nil {
 			t.Fatal(err)
 		}
-		n := proxy.Flights() - before
+		n := trips() - before
 		flush()
-		if proxy.Opened() != opened {
+		if opened() != dialled {
 			return -1 // the pool dialled meanwhile: its handshake counts too
 		}
 		return n
