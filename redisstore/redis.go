@@ -293,7 +293,29 @@ func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 	if !tx || !r.cluster {
 		return r.batch.do(ctx, tx, cmds)
 	}
-	return roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
+	// A Cluster changing under an event refuses its commands for a
+	// moment: TRYAGAIN while a slot is resharded, for an entity whose
+	// keys are split between the two nodes until the rest follow (longer
+	// than go-redis's few redirects wait); CLUSTERDOWN from a node that
+	// saw the cluster fail for a few milliseconds during a manual
+	// failover (go-redis gives up a transaction at once when a command
+	// is refused as it is queued). Given up, the event would be lost:
+	// its claim taken, nothing recorded. Refused commands ran nothing (a
+	// transaction with one refused runs none), and every command the
+	// store sends is safe to run twice (see batcher.run): they are sent
+	// again until ctx ends.
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
+		if err != nil || !slices.ContainsFunc(cmds, refused) || !sleep(ctx, wait) {
+			return err
+		}
+	}
+}
+
+// refused reports whether a Cluster refused c for now, without running
+// it.
+func refused(c redis.Cmder) bool {
+	return redis.IsTryAgainError(c.Err()) || redis.IsClusterDownError(c.Err())
 }
 
 // firstErr is the first error among cmds other than redis.Nil (an

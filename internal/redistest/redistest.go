@@ -1,6 +1,7 @@
 // Package redistest starts real redis-server processes for tests: a
 // standalone server on a free port (plain, or TLS with an ACL user), a
-// three-node Cluster, or a master and replica watched by Sentinels. A
+// three-master Cluster (with a replica of each, failed over and resharded
+// at will), or a master and replica watched by Sentinels. A
 // test that needs Redis fails when redis-server cannot start; it never
 // skips.
 package redistest
@@ -10,10 +11,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -193,9 +196,13 @@ func (s *Server) Restart() {
 	s.run()
 }
 
-// Cluster is a three-master Redis Cluster on loopback.
+// Cluster is a Redis Cluster on loopback: three masters, and with
+// StartClusterReplicas a replica of each.
 type Cluster struct {
+	// Nodes are every node, masters and replicas, in the order they were
+	// started; their roles change with failovers (see Masters, ReplicaOf).
 	Nodes []*Server
+	ids   map[*Server]string // node IDs: what roles and slots are named by
 }
 
 // Addrs lists the nodes' addresses.
@@ -207,13 +214,16 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// FlushAll empties every node, as a Cluster that lost its data (restarted
-// without persistence) would be.
+// FlushAll empties every master (their replicas follow), as a Cluster
+// that lost its data (restarted without persistence) would be.
 func (c *Cluster) FlushAll(t testing.TB) {
 	t.Helper()
 	for _, n := range c.Nodes {
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr()})
-		err := cl.FlushAll(context.Background()).Err()
+		info, err := cl.Info(context.Background(), "replication").Result()
+		if err == nil && !strings.Contains(info, "role:slave") {
+			err = cl.FlushAll(context.Background()).Err()
+		}
 		cl.Close()
 		if err != nil {
 			t.Fatalf("flushing %s: %v", n.Addr(), err)
@@ -221,46 +231,381 @@ func (c *Cluster) FlushAll(t testing.TB) {
 	}
 }
 
-// StartCluster runs three redis-server nodes in cluster mode and joins
-// them with redis-cli --cluster create.
+// StartCluster runs three redis-server nodes in cluster mode, all
+// masters, and joins them with redis-cli --cluster create.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, 0)
+}
+
+// StartClusterReplicas runs three masters and a replica of each, and
+// returns once every replica is in sync: a failover (Failover) then
+// loses no acknowledged write.
+func StartClusterReplicas(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, 1)
+}
+
+func startCluster(t testing.TB, replicas int) *Cluster {
+	t.Helper()
 	dir := t.TempDir()
-	c := &Cluster{}
-	for range 3 {
+	c := &Cluster{ids: map[*Server]string{}}
+	for range 3 * (1 + replicas) {
 		port := freePort(t, true)
 		c.Nodes = append(c.Nodes, start(t, port, dir, redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)}, "--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port)),
-			"--cluster-node-timeout", "2000"))
+			"--cluster-node-timeout", "2000",
+			// A replica's first sync starts at once, not after the 5 s a
+			// master waits by default for more replicas to share it.
+			"--repl-diskless-sync-delay", "0"))
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli is needed to create the cluster: %v", err)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	for _, n := range c.Nodes {
-		rc := redis.NewClient(&redis.Options{Addr: n.Addr()})
-		for {
-			info, _ := rc.ClusterInfo(ctx).Result()
-			if strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				rc.Close()
-				t.Fatalf("cluster node %s not ok within 20s: %s", n.Addr(), info)
-			case <-time.After(50 * time.Millisecond):
+		c.ids[n] = do(t, n, func(ctx context.Context, rc *redis.Client) (string, error) { return rc.ClusterMyID(ctx).Result() })
+	}
+	c.settle(t, "the cluster to form", nil)
+	return c
+}
+
+// do runs f with a client of node n, failing the test on its error.
+func do[T any](t testing.TB, n *Server, f func(context.Context, *redis.Client) (T, error)) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rc := newClient(n.client)
+	defer rc.Close()
+	out, err := f(ctx, rc)
+	if err != nil {
+		t.Fatalf("cluster node %s: %v", n.Addr(), err)
+	}
+	return out
+}
+
+// node is the server of a node ID, nil if none.
+func (c *Cluster) node(id string) *Server {
+	for n, nid := range c.ids {
+		if nid == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// roles reads CLUSTER NODES on rc: each node's master ("" for a master).
+// It fails unless the node knows every node of c, each connected and
+// not suspected of failing: a view still settling.
+func (c *Cluster) roles(ctx context.Context, rc *redis.Client) (map[string]string, error) {
+	text, err := rc.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		flags := strings.Split(f[2], ",")
+		for _, bad := range []string{"fail", "fail?", "handshake", "noaddr"} {
+			if slices.Contains(flags, bad) {
+				return nil, fmt.Errorf("node %s is %s", f[1], f[2])
 			}
 		}
-		rc.Close()
+		if f[7] != "connected" {
+			return nil, fmt.Errorf("node %s is %s", f[1], f[7])
+		}
+		master := ""
+		if f[3] != "-" {
+			master = f[3]
+		}
+		out[f[0]] = master
 	}
-	return c
+	if len(out) != len(c.Nodes) {
+		return nil, fmt.Errorf("knows %d nodes of %d", len(out), len(c.Nodes))
+	}
+	return out, nil
+}
+
+// settle waits until the cluster is quiet: every node says
+// cluster_state:ok, every node sees the same masters and replicas, every
+// replica's link to its master is up, and ok (if not nil) holds on every
+// node. Clients see the same cluster whichever node they ask.
+func (c *Cluster) settle(t testing.TB, what string, ok func(ctx context.Context, n *Server, rc *redis.Client) bool) {
+	t.Helper()
+	clients := make([]*redis.Client, len(c.Nodes))
+	for i, n := range c.Nodes {
+		clients[i] = newClient(n.client)
+		defer clients[i].Close()
+	}
+	var last string
+	waitForExplained(t, 30*time.Second, what, &last, func(ctx context.Context) bool {
+		var first map[string]string
+		for i, rc := range clients {
+			n := c.Nodes[i]
+			info, err := rc.ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				last = fmt.Sprintf("%s: cluster state not ok (%v)", n.Addr(), err)
+				return false
+			}
+			roles, err := c.roles(ctx, rc)
+			if err != nil {
+				last = fmt.Sprintf("%s: %v", n.Addr(), err)
+				return false
+			}
+			if first == nil {
+				first = roles
+			} else if !maps.Equal(first, roles) {
+				last = fmt.Sprintf("%s sees roles %v, %s sees %v", c.Nodes[0].Addr(), first, n.Addr(), roles)
+				return false
+			}
+			if ok != nil && !ok(ctx, n, rc) {
+				last = fmt.Sprintf("%s: not yet", n.Addr())
+				return false
+			}
+		}
+		for i, rc := range clients {
+			if first[c.ids[c.Nodes[i]]] == "" {
+				continue
+			}
+			info, _ := rc.Info(ctx, "replication").Result()
+			if !strings.Contains(info, "master_link_status:up") {
+				last = fmt.Sprintf("replica %s not in sync", c.Nodes[i].Addr())
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// view is CLUSTER NODES as the first node that answers sees it: each
+// node's master ("" for a master).
+func (c *Cluster) view(t testing.TB) map[string]string {
+	t.Helper()
+	var err error
+	for _, n := range c.Nodes {
+		rc := newClient(n.client)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var roles map[string]string
+		roles, err = c.roles(ctx, rc)
+		cancel()
+		rc.Close()
+		if err == nil {
+			return roles
+		}
+	}
+	t.Fatalf("no cluster node shows a settled view: %v", err)
+	return nil
+}
+
+// Masters are the nodes serving slots now.
+func (c *Cluster) Masters(t testing.TB) []*Server {
+	t.Helper()
+	roles := c.view(t)
+	var out []*Server
+	for _, n := range c.Nodes {
+		if roles[c.ids[n]] == "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ReplicaOf is a replica of master now, nil if it has none.
+func (c *Cluster) ReplicaOf(t testing.TB, master *Server) *Server {
+	t.Helper()
+	roles := c.view(t)
+	for _, n := range c.Nodes {
+		if roles[c.ids[n]] == c.ids[master] {
+			return n
+		}
+	}
+	return nil
+}
+
+// MasterOf is the master of replica now, nil if it is a master.
+func (c *Cluster) MasterOf(t testing.TB, replica *Server) *Server {
+	t.Helper()
+	return c.node(c.view(t)[c.ids[replica]])
+}
+
+// KeySlot is the hash slot of key (CLUSTER KEYSLOT: Redis's own
+// reading of a hash tag).
+func (c *Cluster) KeySlot(t testing.TB, key string) int {
+	t.Helper()
+	return int(do(t, c.Nodes[0], func(ctx context.Context, rc *redis.Client) (int64, error) {
+		return rc.ClusterKeySlot(ctx, key).Result()
+	}))
+}
+
+// SlotOwner is the master serving slot now.
+func (c *Cluster) SlotOwner(t testing.TB, slot int) *Server {
+	t.Helper()
+	id := do(t, c.Nodes[0], func(ctx context.Context, rc *redis.Client) (string, error) { return slotOwner(ctx, rc, slot) })
+	return c.node(id)
+}
+
+// slotOwner is the ID of the master rc says serves slot.
+func slotOwner(ctx context.Context, rc *redis.Client, slot int) (string, error) {
+	shards, err := rc.ClusterShards(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start <= int64(slot) && int64(slot) <= r.End {
+				return shardMaster(sh), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("slot %d is served by no node", slot)
+}
+
+// shardMaster is the ID of a shard's master, "" if it has none.
+func shardMaster(sh redis.ClusterShard) string {
+	for _, n := range sh.Nodes {
+		if n.Role == "master" {
+			return n.ID
+		}
+	}
+	return ""
+}
+
+// Failover has replica take over from its master with CLUSTER FAILOVER:
+// the manual failover, in which the master stops taking writes until the
+// replica has every one of them, so none it acknowledged is lost. It
+// returns once the replica is a master and every node says so (in
+// CLUSTER NODES and CLUSTER SHARDS), the old master follows it in sync,
+// and the cluster is ok on every node.
+func (c *Cluster) Failover(t testing.TB, replica *Server) {
+	t.Helper()
+	old := c.MasterOf(t, replica)
+	if old == nil {
+		t.Fatalf("failover: %s is not a replica", replica.Addr())
+	}
+	do(t, replica, func(ctx context.Context, rc *redis.Client) (string, error) { return rc.ClusterFailover(ctx).Result() })
+	newID, oldID := c.ids[replica], c.ids[old]
+	c.settle(t, fmt.Sprintf("%s to take over from %s", replica.Addr(), old.Addr()), func(ctx context.Context, n *Server, rc *redis.Client) bool {
+		if n == replica {
+			if info, _ := rc.Info(ctx, "replication").Result(); !strings.Contains(info, "role:master") {
+				return false
+			}
+		}
+		roles, err := c.roles(ctx, rc)
+		if err != nil || roles[newID] != "" || roles[oldID] != newID {
+			return false
+		}
+		shards, err := rc.ClusterShards(ctx).Result()
+		if err != nil {
+			return false
+		}
+		serves := false
+		for _, sh := range shards {
+			if len(sh.Slots) == 0 {
+				continue
+			}
+			m := shardMaster(sh)
+			if m == "" || m == oldID {
+				return false
+			}
+			serves = serves || m == newID
+		}
+		return serves
+	})
+}
+
+// Migration moves a slot from one master to another as redis-cli
+// --cluster reshard does, in steps a test runs between: Start (the
+// source answers ASK for keys it no longer holds), MoveKeys (a batch at
+// a time: an entity whose keys are split between the two nodes is
+// answered TRYAGAIN for commands on several of its keys), Finish (the
+// target owns the slot: MOVED).
+type Migration struct {
+	c        *Cluster
+	Slot     int
+	From, To *Server
+}
+
+// StartMigration marks slot importing on to, then migrating on from.
+// The target is marked first: a client the source sends there with ASK
+// must be served.
+func (c *Cluster) StartMigration(t testing.TB, slot int, from, to *Server) *Migration {
+	t.Helper()
+	do(t, to, func(ctx context.Context, rc *redis.Client) (string, error) {
+		return rc.Do(ctx, "cluster", "setslot", slot, "importing", c.ids[from]).Text()
+	})
+	do(t, from, func(ctx context.Context, rc *redis.Client) (string, error) {
+		return rc.Do(ctx, "cluster", "setslot", slot, "migrating", c.ids[to]).Text()
+	})
+	return &Migration{c: c, Slot: slot, From: from, To: to}
+}
+
+// MoveKeys moves up to n of the keys the source still holds in the slot
+// (CLUSTER GETKEYSINSLOT, then one MIGRATE ... KEYS), and returns them:
+// none when none is left.
+func (m *Migration) MoveKeys(t testing.TB, n int) []string {
+	t.Helper()
+	return do(t, m.From, func(ctx context.Context, rc *redis.Client) ([]string, error) {
+		keys, err := rc.ClusterGetKeysInSlot(ctx, m.Slot, n).Result()
+		if err != nil || len(keys) == 0 {
+			return nil, err
+		}
+		args := []any{"migrate", "127.0.0.1", m.To.Port, "", 0, 10_000, "keys"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		// NOKEY: the keys expired meanwhile, which moves them as well.
+		if err := rc.Do(ctx, args...).Err(); err != nil && !strings.Contains(err.Error(), "NOKEY") {
+			return nil, fmt.Errorf("migrating %d keys of slot %d to %s: %w", len(keys), m.Slot, m.To.Addr(), err)
+		}
+		return keys, nil
+	})
+}
+
+// Finish moves the keys left and gives the slot to the target on every
+// master (the target first, then the source, which must know it holds
+// nothing more of it, then the others), and returns once every node says
+// the target serves it and the cluster is ok everywhere.
+func (m *Migration) Finish(t testing.TB) {
+	t.Helper()
+	for len(m.MoveKeys(t, 100)) > 0 {
+	}
+	masters := []*Server{m.To, m.From}
+	for _, n := range m.c.Masters(t) {
+		if n != m.To && n != m.From {
+			masters = append(masters, n)
+		}
+	}
+	for _, n := range masters {
+		do(t, n, func(ctx context.Context, rc *redis.Client) (string, error) {
+			return rc.Do(ctx, "cluster", "setslot", m.Slot, "node", m.c.ids[m.To]).Text()
+		})
+	}
+	m.c.settle(t, fmt.Sprintf("slot %d to be served by %s", m.Slot, m.To.Addr()), func(ctx context.Context, _ *Server, rc *redis.Client) bool {
+		id, err := slotOwner(ctx, rc, m.Slot)
+		return err == nil && id == m.c.ids[m.To]
+	})
+}
+
+// MigrateSlot moves slot from one master to another, batch keys at a
+// time, calling between (if not nil) after each batch, while the slot is
+// half moved.
+func (c *Cluster) MigrateSlot(t testing.TB, slot int, from, to *Server, batch int, between func()) {
+	t.Helper()
+	m := c.StartMigration(t, slot, from, to)
+	for len(m.MoveKeys(t, batch)) > 0 {
+		if between != nil {
+			between()
+		}
+	}
+	m.Finish(t)
 }
 
 // freePort finds a loopback port that is free, and for a cluster node
@@ -385,11 +730,21 @@ func newClient(opts redis.Options) *redis.Client {
 // waitFor polls ok until it holds, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, ok func(context.Context) bool) {
 	t.Helper()
+	waitForExplained(t, timeout, what, nil, ok)
+}
+
+// waitForExplained is waitFor saying, when it fails, what *last (if not
+// nil) said last: what ok saw that was not yet as wanted.
+func waitForExplained(t testing.TB, timeout time.Duration, what string, last *string, ok func(context.Context) bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for !ok(ctx) {
 		select {
 		case <-ctx.Done():
+			if last != nil {
+				t.Fatalf("waited %v for %s: %s", timeout, what, *last)
+			}
 			t.Fatalf("waited %v for %s", timeout, what)
 		case <-time.After(50 * time.Millisecond):
 		}
