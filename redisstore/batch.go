@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -145,23 +146,31 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
-	fill := func(pipe redis.Pipeliner) error {
-		for _, j := range jobs {
-			if err := pipe.BatchProcess(ctx, j.cmds...); err != nil {
-				return err
-			}
-		}
-		return nil
+	var cmds []redis.Cmder
+	for _, j := range jobs {
+		cmds = append(cmds, j.cmds...)
 	}
 	// A round trip that failed (a connection refused or broken: Redis
 	// restarting, failing over) is tried again until the deadline: every
 	// command sent is safe to run twice (claims and the record script
-	// know their own claim, records are ZADD NX, the rest are reads, trims
-	// and writes of the same values). What still fails the batch as a
-	// whole fails every job in it.
+	// know their own claim, records are ZADD NX or found already, the
+	// rest are reads, trims and writes of the same values). So are the
+	// commands a Cluster refused for the moment (see refused), alone.
+	// What still fails the batch as a whole fails every job in it.
 	var err error
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		if err = roundTrip(ctx, b.client, tx, fill); err == nil || !sleep(ctx, wait) {
+		err = roundTrip(ctx, b.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
+		if err == nil {
+			if !tx {
+				cmds = slices.DeleteFunc(cmds, func(c redis.Cmder) bool { return !refused(c) })
+			} else if !slices.ContainsFunc(cmds, refused) {
+				cmds = nil // a transaction goes again whole
+			}
+			if len(cmds) == 0 {
+				break
+			}
+		}
+		if !sleep(ctx, wait) {
 			break
 		}
 	}

@@ -313,9 +313,14 @@ func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 }
 
 // refused reports whether a Cluster refused c for now, without running
-// it.
+// it: TRYAGAIN, CLUSTERDOWN, or a redirection go-redis stopped following
+// (a slot moving back and forth between the two nodes of a reshard
+// outlasts its few redirects).
 func refused(c redis.Cmder) bool {
-	return redis.IsTryAgainError(c.Err()) || redis.IsClusterDownError(c.Err())
+	err := c.Err()
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return redis.IsTryAgainError(err) || redis.IsClusterDownError(err) || moved || ask
 }
 
 // firstErr is the first error among cmds other than redis.Nil (an

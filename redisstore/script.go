@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -288,9 +287,9 @@ func (r *Store) entityCalls(ctx context.Context, obs *features.Observation, cmds
 	oldest := now - r.window + 1
 	for _, call := range calls {
 		// Every key the script touches is declared: while its slot is
-		// moving between nodes Redis then refuses the call (TRYAGAIN, or
-		// ASK to the node the keys went to) rather than run it where
-		// half the entity's logs are missing.
+		// moving between nodes Redis then refuses the call (TRYAGAIN, sent
+		// again by the batcher; or ASK to the node the keys went to)
+		// rather than run it where half the entity's logs are missing.
 		var keys []any
 		for _, ei := range call.eis {
 			if k := cmds[ei].base; !slices.Contains(keys, any(k)) {
@@ -327,32 +326,16 @@ func (r *Store) entityCalls(ctx context.Context, obs *features.Observation, cmds
 // An entry whose event was found recorded already takes that record as
 // its own: it is left out of what the entry reads, as its own would be.
 func (r *Store) entityReplies(ctx context.Context, calls []*entityCall, cmds []entryCmds) error {
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		var again []redis.Cmder
-		refused := false
-		for _, call := range calls {
-			err := call.sc.Err()
-			switch {
-			case isNoScript(err):
-				args := slices.Clone(call.sc.Args())
-				args[0], args[1] = "eval", entityScript
-				call.sc = redis.NewSliceCmd(ctx, args...)
-			case redis.IsTryAgainError(err):
-				// Its slot is being moved and its keys are split between
-				// two nodes until the move catches up: it ran nothing.
-				call.sc = redis.NewSliceCmd(ctx, call.sc.Args()...)
-				refused = true
-			default:
-				continue
-			}
+	var again []redis.Cmder
+	for _, call := range calls {
+		if isNoScript(call.sc.Err()) {
+			args := slices.Clone(call.sc.Args())
+			args[0], args[1] = "eval", entityScript
+			call.sc = redis.NewSliceCmd(ctx, args...)
 			again = append(again, call.sc)
 		}
-		if len(again) == 0 {
-			break
-		}
-		if refused && !sleep(ctx, wait) {
-			return ctx.Err()
-		}
+	}
+	if len(again) > 0 {
 		if err := r.send(ctx, false, again...); err != nil {
 			return err
 		}
