@@ -10,11 +10,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher shares round trips to a standalone server between concurrent
-// events: each event's commands are built by its own goroutine, handed
-// over whole, and sent with whatever other events' commands are waiting,
-// as one pipeline (claims, answers) or one MULTI/EXEC (reads and
-// records: a single server runs a transaction of several events as it
+// batcher shares round trips between concurrent events: each event's
+// commands are built by its own goroutine, handed over whole, and sent
+// with whatever other events' commands are waiting, as one pipeline
+// (claims, scripts, answers; on a Cluster go-redis splits it into one
+// pipeline per node, sent at once) or, on a standalone server, one
+// MULTI/EXEC (a single server runs a transaction of several events as it
 // would run them one after the other). Redis then reads and writes its
 // socket once per batch instead of once per event, which is most of what
 // a small command costs it.
@@ -155,19 +156,30 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	// command sent is safe to run twice (claims and the record script
 	// know their own claim, records are ZADD NX or found already, the
 	// rest are reads, trims and writes of the same values). So are the
-	// commands a Cluster refused for the moment (see refused), alone.
-	// What still fails the batch as a whole fails every job in it.
+	// commands that did not run (see again) — alone, and only their jobs
+	// wait for them: the others are done. What still fails at the
+	// deadline fails its job.
 	var err error
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		err = roundTrip(ctx, b.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
 		if err == nil {
-			if !tx {
-				cmds = slices.DeleteFunc(cmds, func(c redis.Cmder) bool { return !refused(c) })
-			} else if !slices.ContainsFunc(cmds, refused) {
-				cmds = nil // a transaction goes again whole
+			jobs = slices.DeleteFunc(jobs, func(j *batchJob) bool {
+				if slices.ContainsFunc(j.cmds, again) {
+					return false
+				}
+				close(j.done)
+				return true
+			})
+			if len(jobs) == 0 {
+				return
 			}
-			if len(cmds) == 0 {
-				break
+			cmds = cmds[:0]
+			for _, j := range jobs {
+				for _, c := range j.cmds {
+					if tx || again(c) { // a transaction goes again whole
+						cmds = append(cmds, c)
+					}
+				}
 			}
 		}
 		if !sleep(ctx, wait) {
@@ -176,8 +188,24 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	}
 	for _, j := range jobs {
 		j.err = err
+		if j.err == nil {
+			j.err = j.cmds[slices.IndexFunc(j.cmds, again)].Err()
+		}
 		close(j.done)
 	}
+}
+
+// again reports whether c did not run and may be sent again: a Cluster
+// refused it for the moment (refused), or its node's connection failed
+// while others answered (go-redis's cluster pipeline then reports the
+// first command's error, often a claim's redis.Nil, as the round trip's).
+func again(c redis.Cmder) bool {
+	err := c.Err()
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var rerr redis.Error
+	return refusedErr(err) || !errors.As(err, &rerr) && unreachable(err)
 }
 
 // roundTrip sends what fill queues as one pipeline, or one MULTI/EXEC

@@ -313,11 +313,12 @@ func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 }
 
 // refused reports whether a Cluster refused c for now, without running
-// it: TRYAGAIN, CLUSTERDOWN, or a redirection go-redis stopped following
+// it (refusedErr: its error says so): TRYAGAIN, CLUSTERDOWN, or a redirection go-redis stopped following
 // (a slot moving back and forth between the two nodes of a reshard
 // outlasts its few redirects).
-func refused(c redis.Cmder) bool {
-	err := c.Err()
+func refused(c redis.Cmder) bool { return refusedErr(c.Err()) }
+
+func refusedErr(err error) bool {
 	_, moved := redis.IsMovedError(err)
 	_, ask := redis.IsAskError(err)
 	return redis.IsTryAgainError(err) || redis.IsClusterDownError(err) || moved || ask
@@ -364,10 +365,10 @@ type entryCmds struct {
 // Observe implements Store: claim the event's id (or find its answer),
 // read and record every entry, and compute the items; the answer is kept
 // for retries after Observe returns (keepLater). On a standalone server a
-// new id's claim, reads and records are one round trip (claimAndRecord);
-// on a Cluster the claim goes first, then one transaction per entity. A
-// retry within the idempotency window reads its answer and writes
-// nothing.
+// new id's claim, reads and records are one round trip (recordAtOnce),
+// on a Cluster too (one pipeline per node). A retry within the
+// idempotency window reads its answer and writes nothing (on a Cluster,
+// takes back what it wrote: see acrossNodes).
 func (r *Store) Observe(ctx context.Context, obs *features.Observation) error {
 	err := r.observe(ctx, obs)
 	if err != nil && !errors.Is(err, errRecordedLater) && !errors.Is(err, errScoredElsewhere) && unreachable(err) {
@@ -385,7 +386,7 @@ var errRecordedLater = errors.New("it is recorded all the same")
 // refused the event): the event is worth keeping until it does.
 func unreachable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || refusedErr(err) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
@@ -408,8 +409,10 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 			r.flights.land(id, f)
 		}
 	}(obs.EventID)
-	// What the id key held, the first round trip having found it taken.
-	done, prev, err := r.recordAtOnce(ctx, obs, cmds, now, f)
+	// What the id key held, the first round trip having found it taken;
+	// what a retry recorded there that it must take back (a Cluster's).
+	var undo []redis.Cmder
+	done, prev, err := r.recordAtOnce(ctx, obs, cmds, now, f, &undo)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -428,10 +431,17 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 			return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 		}
 		if !slices.Contains(missing, true) {
+			r.takeBack(obs.EventID, undo)
 			return nil
 		}
 		// Features the first answer did not read (a newer policy's) are
-		// read as of now, without recording anything.
+		// read as of now, without recording anything: what the first
+		// round trip recorded is taken back first.
+		if len(undo) > 0 {
+			if err := r.send(ctx, false, undo...); err != nil {
+				return fmt.Errorf("redis: event %q: taking back what a retry recorded: %w", obs.EventID, err)
+			}
+		}
 		defer unlockHot(cmds)
 		if err := r.exec(ctx, obs, cmds, -1, now); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -457,7 +467,7 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 // returns what its key held, having recorded nothing. If ctx ends first
 // the event is recorded all the same, its items computed and its answer
 // kept for its retries, on the store's own deadline (finishLater).
-func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64, f *flight) (done bool, prev string, err error) {
+func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmds []entryCmds, now int64, f *flight, undo *[]redis.Cmder) (done bool, prev string, err error) {
 	for i := range cmds {
 		cmds[i].now = now
 	}
@@ -466,7 +476,7 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 	var sent []redis.Cmder
 	var settle settleFunc
 	if r.cluster {
-		sent, settle = r.acrossNodes(ctx, obs, cmds, mine, now, f)
+		sent, settle = r.acrossNodes(ctx, obs, cmds, mine, now, f, undo)
 	} else {
 		sent, settle = r.inOneScript(ctx, obs, cmds, mine, now)
 	}
@@ -481,7 +491,7 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 		if f != nil {
 			f.handed.Store(true)
 		}
-		r.finishLater(obs.Clone(), cmds, j, settle, now, f)
+		r.finishLater(obs.Clone(), cmds, j, settle, now, f, undo)
 		return false, "", fmt.Errorf("event %q: %w (%w)", obs.EventID, ctx.Err(), errRecordedLater)
 	}
 	defer unlockHot(cmds)
@@ -514,8 +524,9 @@ func (r *Store) inOneScript(ctx context.Context, obs *features.Observation, cmds
 // a retry records nothing. An id claimed by a call still scoring it
 // keeps what this one recorded: that call may have found it and counted
 // it as its own.
-func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds []entryCmds, mine string, now int64, f *flight) ([]redis.Cmder, settleFunc) {
-	claim := redis.NewStringCmd(context.Background(), "set", r.idKey(obs.EventID), mine, "px", r.window, "nx", "get")
+func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds []entryCmds, mine string, now int64, f *flight, undo *[]redis.Cmder) ([]redis.Cmder, settleFunc) {
+	id := obs.EventID // obs is the caller's, reused once Observe returns
+	claim := redis.NewStringCmd(context.Background(), "set", r.idKey(id), mine, "px", r.window, "nx", "get")
 	calls := r.entityCalls(ctx, obs, cmds, now, now)
 	sent := make([]redis.Cmder, 0, 1+len(calls))
 	sent = append(sent, claim)
@@ -537,38 +548,41 @@ func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds
 			return true, "", nil
 		}
 		// What was recorded is the event's whoever's the id turns out to
-		// be: only a retry takes it back. Where the id is this call's to
-		// take, it is taken here: recording again in a second round trip
-		// would read the logs after this one's trims.
+		// be: only a retry takes it back (undo), and only when its first
+		// scoring began so long before that its scripts had run before
+		// this call's: otherwise it may have found this call's record
+		// and counted it as its own. Where the id is this call's to take,
+		// it is taken here: recording again in a second round trip would
+		// read the logs after this one's trims.
 		kind, a, b, _, perr := parseIDValue(prev)
 		switch {
 		case perr == nil && kind == answerMark && now-a < r.window:
-			if a < now {
-				r.takeBack(obs.EventID, cmds)
+			if now-a >= max(claimLease, r.recordTimeout).Milliseconds() {
+				*undo = undoCmds(cmds)
 			}
 			return false, prev, nil
 		case perr != nil, kind == answerMark:
 			// Unreadable, or answered longer ago than the window: new
 			// again.
-			ok, err := r.replace(ctx, r.idKey(obs.EventID), prev, mine)
+			ok, err := r.replace(ctx, r.idKey(id), prev, mine)
 			return ok, prev, err
-		case now >= b && r.flights.other(obs.EventID, f) == nil:
+		case now >= b && r.flights.other(id, f) == nil:
 			// The claimer is presumed dead (it is not this process):
 			// what it recorded was found, not recorded twice.
-			ok, err := r.replace(ctx, r.idKey(obs.EventID), prev, string(appendClaim(nil, a, now+claimLease.Milliseconds())))
+			ok, err := r.replace(ctx, r.idKey(id), prev, string(appendClaim(nil, a, now+claimLease.Milliseconds())))
 			return ok, prev, err
 		}
 		return false, prev, nil
 	}
 }
 
-// takeBack removes what entityCalls added for the event id: its
-// records, and a run's first sighting it wrote with its own. After the
-// answer, with the answers kept: the retry's answer does not wait for it.
-// Most of what a retry adds is a record its first scoring's has been
-// trimmed for (its sighting pushed out of the latest kept, its record
-// past the log's horizon), which no event reads anyway.
-func (r *Store) takeBack(id string, cmds []entryCmds) {
+// undoCmds remove what entityCalls added for an event: its records,
+// and a run's first sighting it wrote with its own. Most of what a retry
+// adds is a record its first scoring's was trimmed for (its sighting
+// pushed out of the latest kept, its record past the log's horizon),
+// which no event reads anyway; the rest, a log a newer policy added, an
+// id reused for another body.
+func undoCmds(cmds []entryCmds) []redis.Cmder {
 	var undo []redis.Cmder
 	for ei := range cmds {
 		c := &cmds[ei]
@@ -581,6 +595,11 @@ func (r *Store) takeBack(id string, cmds []entryCmds) {
 		}
 		undo = append(undo, redis.NewIntCmd(context.Background(), append([]any{"zrem", c.base}, members...)...))
 	}
+	return undo
+}
+
+// takeBack sends undo after the answer, with the answers kept.
+func (r *Store) takeBack(id string, undo []redis.Cmder) {
 	if len(undo) > 0 {
 		r.writer.later(undo, "taking back what a retry of "+strconv.Quote(id)+" recorded", nil)
 	}
@@ -610,7 +629,7 @@ func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []en
 // caller gave up while its round trip was under way: obs is the
 // caller's observation copied, cmds's mirrors stay locked until then. An
 // id found taken is left to its owner.
-func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, j *batchJob, settle settleFunc, now int64, f *flight) {
+func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, j *batchJob, settle settleFunc, now int64, f *flight, undo *[]redis.Cmder) {
 	r.background.Add(1)
 	go func() {
 		defer r.background.Done()
@@ -628,6 +647,7 @@ func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, j *batc
 		if !ours || err != nil {
 			r.flights.land(obs.EventID, f)
 		}
+		r.takeBack(obs.EventID, *undo)
 		if err != nil {
 			r.later(obs, err)
 		}
