@@ -664,14 +664,22 @@ func (r *Store) fail(err error) {
 // keepLater keeps the event's answer for its retries after the answer:
 // batched with other events' writes, on the store's own deadline. Until
 // it is kept a retry finds the claim and waits for it (claim). A run's
-// start that moves is written first, before the answer: the key's next
-// event must see it.
+// start that moves, and the removal of what an expired log held, are
+// written first, before the answer: the key's next event must see them.
 func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups []fixup, now int64, f *flight) error {
 	if len(fixups) > 0 {
 		col := r.client.Pipeline()
 		for _, f := range fixups {
 			en := &obs.Entries[f.entry]
 			key := r.entityKey(en.EventLog.Entity, en.Key) + en.EventLog.Name
+			if len(f.stale) > 0 {
+				members := make([]any, len(f.stale))
+				for i, m := range f.stale {
+					members[i] = m
+				}
+				col.ZRem(ctx, key, members...)
+				continue
+			}
 			if f.revive {
 				// The log was past keeping: what it held before this
 				// event is gone, as the memory store starts such a log
@@ -689,7 +697,7 @@ func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups
 			err = firstErr(sent)
 		}
 		if err != nil {
-			return fmt.Errorf("moving the start of a run: %w", err)
+			return fmt.Errorf("moving the start of a run or clearing an expired log: %w", err)
 		}
 	}
 	buf, _ := r.bufs.Get().(*[]byte)
@@ -1135,11 +1143,14 @@ func (r *Store) queue(ctx context.Context, pipe redis.Pipeliner, obs *features.O
 }
 
 // fixup moves a windowless log's run start to the event: it starts a new
-// run, or (lower) extends the run back.
+// run, or (lower) extends the run back. For a windowed log, it removes
+// the records (stale) of a log the event found past keeping and recorded
+// into.
 type fixup struct {
 	entry  int
 	lower  bool
-	revive bool // the log was past keeping: clear its older sightings
+	revive bool     // the log was past keeping: clear its older sightings
+	stale  []string // windowed: the log's records from before it expired
 }
 
 // values computes the items (those marked in only, if not nil) from the
@@ -1158,8 +1169,12 @@ func (r *Store) values(obs *features.Observation, cmds []entryCmds, only []bool)
 			}
 			continue
 		}
-		if err := r.windowValues(obs, ei, &cmds[ei], only, &sc); err != nil {
+		stale, err := r.windowValues(obs, ei, &cmds[ei], only, &sc)
+		if err != nil {
 			return nil, err
+		}
+		if len(stale) > 0 {
+			fixups = append(fixups, fixup{entry: ei, stale: stale})
 		}
 	}
 	return fixups, nil
@@ -1245,17 +1260,32 @@ func (r *Store) sightingValues(obs *features.Observation, ei int, c *entryCmds, 
 
 // windowValues computes a windowed entry's items from what was read: a
 // count per item, the mirror, or the log's records from the horizon on.
-func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) error {
+// It returns the records to remove from a log past keeping that the
+// event recorded into (see expired).
+func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, only []bool, sc *scratch) ([]string, error) {
 	l := obs.Entries[ei].EventLog
 	if c.all != nil {
 		expired, err := r.expired(l, c)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if expired {
 			// Past keeping: as if gone, whatever Redis holds.
 			setItems(obs, ei, only, func(f *features.Feature) features.Value { return features.Aggregate(f.Kind, nil) })
-			return nil
+			if c.member == "" {
+				return nil, nil
+			}
+			// Recorded into, the log starts over with the event's record,
+			// as the memory store's does: what it held before is gone.
+			// Left there, it would be read as the log's again, the new
+			// record's generation making the log look written since.
+			var stale []string
+			for _, m := range c.all.Val() {
+				if m != c.member {
+					stale = append(stale, m)
+				}
+			}
+			return stale, nil
 		}
 	}
 	switch {
@@ -1270,19 +1300,19 @@ func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, on
 			}
 			n, err := cmd.Result()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			obs.Items[i].Value = features.Value{Valid: true, Num: float64(n - own)}
 		}
-		return nil
+		return nil, nil
 	case c.hot != nil:
-		return r.hotValues(obs, ei, c, only)
+		return nil, r.hotValues(obs, ei, c, only)
 	case c.records == nil:
-		return nil
+		return nil, nil
 	}
 	members, err := c.records.Result()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sc.recs = sc.recs[:0]
 	for _, m := range members {
@@ -1316,7 +1346,7 @@ func (r *Store) windowValues(obs *features.Observation, ei int, c *entryCmds, on
 			r.hot.add(c.base, h)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // expired reports whether the log an old event reads (c.all: its every

@@ -122,6 +122,17 @@ var kindTests = []struct {
 		{ID: "r1", TS: 0, Key: "a", Want: 1.0},           // past the window: new, after r1's first scoring
 		{ID: "r5", TS: 30*3600 + 1, Key: "a", Want: 4.0}, // r1 counts twice now
 	}},
+	// A log past keeping (its horizon, the lateness allowance and
+	// TTLMargin after its last write, on the store's clock) reads as
+	// gone; an old event recorded into it starts it over, so what it held
+	// before stays gone even though the log was written since.
+	{"count log past keeping starts over when an old event records into it", features.Count, h, []Ev{
+		{ID: "1", TS: 0, Key: "a", Want: 0.0},
+		{ID: "2", TS: 60, Key: "a", Want: 1.0},
+		{ID: "3", TS: 30 * 3600, Key: "b", Want: 0.0}, // the clock moves on: a's log is past keeping
+		{ID: "4", TS: 1, Key: "a", Want: 0.0},         // as if gone; recorded into
+		{ID: "5", TS: 61, Key: "a", Want: 1.0},        // 4 only: 1 and 2 went with the old log
+	}},
 	{"count absent key is nil and not recorded", features.Count, h, []Ev{
 		{ID: "1", TS: 0, Key: "", Want: nil},
 		{ID: "2", TS: 1, Key: "a", Want: 0.0},
