@@ -430,18 +430,22 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 		if err := features.ApplyAnswer(ans, obs, missing); err != nil {
 			return fmt.Errorf("redis: event %q: %w", obs.EventID, err)
 		}
-		if !slices.Contains(missing, true) {
-			r.takeBack(obs.EventID, undo)
-			return nil
-		}
-		// Features the first answer did not read (a newer policy's) are
-		// read as of now, without recording anything: what the first
-		// round trip recorded is taken back first.
+		// What the first round trip recorded is taken back before the
+		// answer: the next event must not count it.
 		if len(undo) > 0 {
 			if err := r.send(ctx, false, undo...); err != nil {
+				r.takeBack(obs.EventID, undo)
+				return fmt.Errorf("redis: event %q: taking back what a retry recorded: %w", obs.EventID, err)
+			}
+			if err := firstErr(undo); err != nil {
 				return fmt.Errorf("redis: event %q: taking back what a retry recorded: %w", obs.EventID, err)
 			}
 		}
+		if !slices.Contains(missing, true) {
+			return nil
+		}
+		// Features the first answer did not read (a newer policy's) are
+		// read as of now, without recording anything.
 		defer unlockHot(cmds)
 		if err := r.exec(ctx, obs, cmds, -1, now); err != nil {
 			return fmt.Errorf("redis: %w", err)
@@ -577,11 +581,12 @@ func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds
 }
 
 // undoCmds remove what entityCalls added for an event: its records,
-// and a run's first sighting it wrote with its own. Most of what a retry
-// adds is a record its first scoring's was trimmed for (its sighting
+// and a run's first sighting it wrote with its own. A retry adds a
+// record where its first scoring's was trimmed since (its sighting
 // pushed out of the latest kept, its record past the log's horizon),
-// which no event reads anyway; the rest, a log a newer policy added, an
-// id reused for another body.
+// where a newer policy added a log, or for an id reused for another
+// body: rare, and taken back before the retry's answer, in a second
+// round trip.
 func undoCmds(cmds []entryCmds) []redis.Cmder {
 	var undo []redis.Cmder
 	for ei := range cmds {
@@ -598,7 +603,8 @@ func undoCmds(cmds []entryCmds) []redis.Cmder {
 	return undo
 }
 
-// takeBack sends undo after the answer, with the answers kept.
+// takeBack sends undo after the answer, with the answers kept: for a
+// caller that gave up, or a round trip that failed.
 func (r *Store) takeBack(id string, undo []redis.Cmder) {
 	if len(undo) > 0 {
 		r.writer.later(undo, "taking back what a retry of "+strconv.Quote(id)+" recorded", nil)

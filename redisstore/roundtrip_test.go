@@ -111,9 +111,10 @@ func roundTrips(t *testing.T, s *Store, clock *storetest.Clock, trips, opened fu
 	for i := range 8 {
 		score(fmt.Sprint("warm", i), storetest.T0+int64(i)*1000)
 	}
-	counted := 0
+	counted, last := 0, 0
 	for i := 0; counted < 20; i++ {
 		id := fmt.Sprint("e", i)
+		last = i
 		switch n := score(id, storetest.T0+int64(10+i)*1000); {
 		case n < 0:
 			if i > 100 {
@@ -126,8 +127,10 @@ func roundTrips(t *testing.T, s *Store, clock *storetest.Clock, trips, opened fu
 			counted++
 		}
 	}
+	// A retry as clients send them, its first scoring still in its logs
+	// (one whose records were trimmed since takes them back: two).
 	for n := int64(-1); n < 0; {
-		if n = score("e3", storetest.T0+13_000); n > 1 {
+		if n = score(fmt.Sprint("e", last-2), storetest.T0+int64(10+last-2)*1000); n > 1 {
 			t.Errorf("a retry: %d round trips before its answer, want 1", n)
 		}
 	}
