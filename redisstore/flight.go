@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -13,6 +14,7 @@ import (
 // which may jump (a replay's is the events' time), so without this a
 // retry right behind its first scoring could take the claim over.
 type flight struct {
+	id     string // its own copy: an Observation's id aliases a reused buffer
 	done   chan struct{}
 	once   sync.Once
 	handed atomic.Bool // the answer's write (or finishLater) lands it
@@ -34,19 +36,19 @@ func (fs *flights) takeOff(id string) *flight {
 	if fs.m == nil {
 		fs.m = map[string]*flight{}
 	}
-	f := &flight{done: make(chan struct{})}
-	fs.m[id] = f
+	f := &flight{id: strings.Clone(id), done: make(chan struct{})}
+	fs.m[f.id] = f
 	return f
 }
 
-// land ends f, id's flight (nil: nothing).
-func (fs *flights) land(id string, f *flight) {
+// land ends f (nil: nothing).
+func (fs *flights) land(f *flight) {
 	if f == nil {
 		return
 	}
 	fs.mu.Lock()
-	if fs.m[id] == f {
-		delete(fs.m, id)
+	if fs.m[f.id] == f {
+		delete(fs.m, f.id)
 	}
 	fs.mu.Unlock()
 	f.once.Do(func() { close(f.done) })

@@ -404,11 +404,11 @@ func (r *Store) observe(ctx context.Context, obs *features.Observation) error {
 	now := r.now().UnixMilli()
 	cmds := make([]entryCmds, len(obs.Entries))
 	f := r.flights.takeOff(obs.EventID)
-	defer func(id string) {
+	defer func() {
 		if f != nil && !f.handed.Load() {
-			r.flights.land(id, f)
+			r.flights.land(f)
 		}
-	}(obs.EventID)
+	}()
 	// What the id key held, the first round trip having found it taken;
 	// what a retry recorded there that it must take back (a Cluster's).
 	var undo []redis.Cmder
@@ -503,9 +503,10 @@ func (r *Store) recordAtOnce(ctx context.Context, obs *features.Observation, cmd
 }
 
 // settleFunc reads the replies of recordAtOnce's round trip (within
-// ctx, for what must be sent again): whether the id was this call's,
-// and if not what its key held.
-type settleFunc func(ctx context.Context) (ours bool, prev string, err error)
+// ctx, for what must be sent again) for the event id: whether the id was
+// this call's, and if not what its key held. id is passed, not kept: the
+// caller's observation's aliases a buffer reused once Observe returns.
+type settleFunc func(ctx context.Context, id string) (ours bool, prev string, err error)
 
 // inOneScript is a standalone server's recordAtOnce: one recordScript
 // call, which records only when the id is new.
@@ -516,28 +517,27 @@ func (r *Store) inOneScript(ctx context.Context, obs *features.Observation, cmds
 	}
 	queued := col.Cmds()
 	sc := r.recordCmd(obs.EventID, mine, queued)
-	return []redis.Cmder{sc}, func(ctx context.Context) (bool, string, error) { return r.recorded(ctx, sc, queued) }
+	return []redis.Cmder{sc}, func(ctx context.Context, _ string) (bool, string, error) { return r.recorded(ctx, sc, queued) }
 }
 
 // acrossNodes is a Cluster's recordAtOnce: the claim and one
 // entityScript call per entity, sent together (one pipeline per node),
 // each recording only what its log lacks of the event. When the id was
-// already answered before this call began, what it recorded all the
-// same (in a log the first scoring did not record in: a newer policy's,
-// one trimmed since, an id reused for another event) is taken back, as
-// a retry records nothing. An id claimed by a call still scoring it
-// keeps what this one recorded: that call may have found it and counted
-// it as its own.
+// already answered, by a scoring that began long enough before this call
+// that its scripts ran before this one's, what this one recorded all
+// the same (in a log the first scoring did not record in: a newer
+// policy's, one trimmed since, an id reused for another event) is to be
+// taken back (undo), as a retry records nothing. Otherwise it is kept:
+// the other call may have found it and counted it as its own.
 func (r *Store) acrossNodes(ctx context.Context, obs *features.Observation, cmds []entryCmds, mine string, now int64, f *flight, undo *[]redis.Cmder) ([]redis.Cmder, settleFunc) {
-	id := obs.EventID // obs is the caller's, reused once Observe returns
-	claim := redis.NewStringCmd(context.Background(), "set", r.idKey(id), mine, "px", r.window, "nx", "get")
+	claim := redis.NewStringCmd(context.Background(), "set", r.idKey(obs.EventID), mine, "px", r.window, "nx", "get")
 	calls := r.entityCalls(ctx, obs, cmds, now, now)
 	sent := make([]redis.Cmder, 0, 1+len(calls))
 	sent = append(sent, claim)
 	for _, call := range calls {
 		sent = append(sent, call.sc)
 	}
-	return sent, func(ctx context.Context) (bool, string, error) {
+	return sent, func(ctx context.Context, id string) (bool, string, error) {
 		prev, err := claim.Result()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -617,7 +617,7 @@ func (r *Store) finish(ctx context.Context, obs *features.Observation, cmds []en
 	if j.err != nil {
 		return false, "", j.err
 	}
-	ours, prev, err := settle(ctx)
+	ours, prev, err := settle(ctx, obs.EventID)
 	if err != nil || !ours {
 		return false, prev, err
 	}
@@ -645,13 +645,13 @@ func (r *Store) finishLater(obs *features.Observation, cmds []entryCmds, j *batc
 		select {
 		case <-j.done:
 		case <-ctx.Done():
-			r.flights.land(obs.EventID, f)
+			r.flights.land(f)
 			r.later(obs, ctx.Err())
 			return
 		}
 		ours, _, err := r.finish(ctx, obs, cmds, j, settle, now, f)
 		if !ours || err != nil {
-			r.flights.land(obs.EventID, f)
+			r.flights.land(f)
 		}
 		r.takeBack(obs.EventID, *undo)
 		if err != nil {
@@ -716,8 +716,7 @@ func (r *Store) keepLater(ctx context.Context, obs *features.Observation, fixups
 	var landed func()
 	if f != nil {
 		f.handed.Store(true)
-		id := obs.EventID
-		landed = func() { r.flights.land(id, f) }
+		landed = func() { r.flights.land(f) }
 	}
 	r.writer.later([]redis.Cmder{set}, "keeping the answer of "+strconv.Quote(obs.EventID), landed)
 	return nil
