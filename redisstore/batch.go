@@ -160,32 +160,28 @@ func (b *batcher) run(jobs []*batchJob, tx bool) {
 	// wait for them: the others are done. What still fails at the
 	// deadline fails its job.
 	var err error
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+	backoff(ctx, func() bool {
 		err = roundTrip(ctx, b.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
-		if err == nil {
-			jobs = slices.DeleteFunc(jobs, func(j *batchJob) bool {
-				if slices.ContainsFunc(j.cmds, again) {
-					return false
-				}
-				close(j.done)
-				return true
-			})
-			if len(jobs) == 0 {
-				return
+		if err != nil {
+			return false
+		}
+		jobs = slices.DeleteFunc(jobs, func(j *batchJob) bool {
+			if slices.ContainsFunc(j.cmds, again) {
+				return false
 			}
-			cmds = cmds[:0]
-			for _, j := range jobs {
-				for _, c := range j.cmds {
-					if tx || again(c) { // a transaction goes again whole
-						cmds = append(cmds, c)
-					}
+			close(j.done)
+			return true
+		})
+		cmds = cmds[:0]
+		for _, j := range jobs {
+			for _, c := range j.cmds {
+				if tx || again(c) { // a transaction goes again whole
+					cmds = append(cmds, c)
 				}
 			}
 		}
-		if !sleep(ctx, wait) {
-			break
-		}
-	}
+		return len(jobs) == 0
+	})
 	for _, j := range jobs {
 		j.err = err
 		if j.err == nil {
@@ -223,6 +219,16 @@ func roundTrip(ctx context.Context, client redis.UniversalClient, tx bool, fill 
 		err = nil
 	}
 	return err
+}
+
+// backoff calls try until it reports done or ctx ends, waiting 10 ms
+// after the first try, twice as long after each next, up to 200 ms.
+func backoff(ctx context.Context, try func() (done bool)) {
+	for wait := 10 * time.Millisecond; !try(); wait = min(2*wait, 200*time.Millisecond) {
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
 }
 
 // sleep waits d, or less if ctx ends first; it reports whether d passed.

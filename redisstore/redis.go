@@ -304,12 +304,12 @@ func (r *Store) send(ctx context.Context, tx bool, cmds ...redis.Cmder) error {
 	// transaction with one refused runs none), and every command the
 	// store sends is safe to run twice (see batcher.run): they are sent
 	// again until ctx ends.
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
-		if err != nil || !slices.ContainsFunc(cmds, refused) || !sleep(ctx, wait) {
-			return err
-		}
-	}
+	var err error
+	backoff(ctx, func() bool {
+		err = roundTrip(ctx, r.client, tx, func(pipe redis.Pipeliner) error { return pipe.BatchProcess(ctx, cmds...) })
+		return err != nil || !slices.ContainsFunc(cmds, refused)
+	})
+	return err
 }
 
 // refused reports whether a Cluster refused c for now, without running

@@ -120,7 +120,7 @@ func (w *writer) send(batch []writeJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	var err error
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+	backoff(ctx, func() bool {
 		err = roundTrip(ctx, w.client, false, func(pipe redis.Pipeliner) error {
 			for _, j := range batch {
 				if err := pipe.BatchProcess(ctx, j.cmds...); err != nil {
@@ -129,10 +129,8 @@ func (w *writer) send(batch []writeJob) {
 			}
 			return nil
 		})
-		if err == nil || !sleep(ctx, wait) {
-			break
-		}
-	}
+		return err == nil
+	})
 	for _, j := range batch {
 		jerr := err
 		if jerr == nil {
